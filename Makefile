@@ -1,0 +1,32 @@
+# The one place that says how jobq is built: the README, .ci/run, the tests
+# and the benchmarks all go through these targets.
+
+# Build tags of the Podman v5 bindings (remote client only, no C libraries).
+TAGS    := remote exclude_graphdriver_btrfs exclude_graphdriver_devicemapper containers_image_openpgp
+BINDIR  ?= bin
+GO      ?= go
+export CGO_ENABLED := 0
+GOFLAGS_BUILD := -tags "$(TAGS)" -trimpath -ldflags "-s -w"
+
+.PHONY: build test check unit e2e bench-smoke clean
+
+# jobq (hook and ssh commands, no Podman code) and jobq-worker (the worker).
+build:
+	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker
+
+# Static checks: formatting, vet, staticcheck.
+check:
+	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
+	$(GO) vet -tags "$(TAGS)" ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@2025.1.1 -tags "$(TAGS)" ./...
+
+# Every test: unit tests, fuzz corpora, and the end-to-end tests against a
+# real gitolite, sshd and Podman (as root; .ci/run installs what they need).
+test: check
+	$(GO) test -tags "$(TAGS)" -count=1 -timeout 40m ./...
+
+unit:
+	$(GO) test -tags "$(TAGS)" -count=1 -short ./queue/... ./runner/... ./images/... ./cmd/...
+
+clean:
+	rm -rf $(BINDIR)

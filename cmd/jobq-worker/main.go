@@ -1,0 +1,182 @@
+// Command jobq-worker drains jobq's queues and runs their jobs. jobq starts
+// it (detached, from the hook) or execs it (jobq worker, jobq gc); it is a
+// program of its own so that only workers load the Podman bindings.
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"os/signal"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
+	"github.com/spf13/cobra"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	log.SetFlags(log.LstdFlags)
+	log.SetPrefix(fmt.Sprintf("jobq-worker[%d]: ", os.Getpid()))
+	if err := newRoot().ExecuteContext(ctx); err != nil {
+		fmt.Fprintln(os.Stderr, "jobq-worker: "+err.Error())
+		os.Exit(1)
+	}
+}
+
+func newRoot() *cobra.Command {
+	root := &cobra.Command{
+		Use:           "jobq-worker",
+		Short:         "Drain jobq's queues",
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	var queueName string
+	var all, wait bool
+	drain := &cobra.Command{
+		Use:   "drain (--queue Q [--wait] | --all)",
+		Short: "Run a queue's jobs until it is empty, or (--all) serve every queue until stopped",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := newWorker()
+			if err != nil {
+				return err
+			}
+			switch {
+			case all:
+				return serve(cmd.Context(), w)
+			case queueName != "":
+				return w.Drain(cmd.Context(), queueName, wait)
+			default:
+				return fmt.Errorf("drain needs --queue Q or --all")
+			}
+		},
+	}
+	drain.Flags().StringVar(&queueName, "queue", "", "the queue to drain")
+	drain.Flags().BoolVar(&all, "all", false, "serve every queue until stopped (a service)")
+	drain.Flags().BoolVar(&wait, "wait", false, "wait for the worker holding the queue to finish")
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Apply JOBQ_KEEP, settle what crashed workers left, run jobs no worker is running",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			w, err := newWorker()
+			if err != nil {
+				return err
+			}
+			return gc(cmd.Context(), w)
+		},
+	}
+	root.AddCommand(drain, gc)
+	return root
+}
+
+func newWorker() (*queue.Worker, error) {
+	home, err := queue.Home(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
+	store, err := queue.Open(home)
+	if err != nil {
+		return nil, err
+	}
+	slots := runtime.NumCPU()
+	if v := os.Getenv("JOBQ_SLOTS"); v != "" {
+		if slots, err = strconv.Atoi(v); err != nil || slots < 1 {
+			return nil, fmt.Errorf("JOBQ_SLOTS=%q is not a positive number", v)
+		}
+	}
+	runners := runner.ByKind{
+		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "pgid") }),
+	}
+	return &queue.Worker{
+		Store:   store,
+		Run:     runners.Run,
+		Cleanup: runners.Cleanup,
+		Slots:   slots,
+		Logf:    log.Printf,
+	}, nil
+}
+
+// serve drains every queue as jobs arrive, until ctx ends.
+func serve(ctx context.Context, w *queue.Worker) error {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	active := map[string]bool{}
+	for first := true; ctx.Err() == nil; first = false {
+		qs, err := w.Store.Queues()
+		if err != nil {
+			return err
+		}
+		for _, q := range qs {
+			mu.Lock()
+			busy := active[q]
+			mu.Unlock()
+			if busy {
+				continue
+			}
+			if pending, _ := w.Store.HasPending(q); !pending && !first {
+				continue
+			}
+			mu.Lock()
+			active[q] = true
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := w.Drain(ctx, q, false); err != nil && ctx.Err() == nil {
+					log.Printf("%v", err)
+				}
+				mu.Lock()
+				delete(active, q)
+				mu.Unlock()
+			}()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	wg.Wait()
+	return nil
+}
+
+func gc(ctx context.Context, w *queue.Worker) error {
+	repos, err := w.Store.Repos()
+	if err != nil {
+		return err
+	}
+	for _, r := range repos {
+		jobs, err := w.Store.Jobs(r, 1)
+		if err != nil || len(jobs) == 0 || jobs[0].Job == nil {
+			continue
+		}
+		if err := w.Store.Prune(r, jobs[0].Job.Options.Keep); err != nil {
+			log.Printf("%v", err)
+		}
+	}
+	qs, err := w.Store.Queues()
+	if err != nil {
+		return err
+	}
+	for _, q := range qs {
+		pending, err := w.Recover(ctx, q)
+		if err != nil {
+			log.Printf("%v", err)
+		}
+		if pending {
+			if err := w.Drain(ctx, q, false); err != nil {
+				log.Printf("%v", err)
+			}
+		}
+	}
+	return nil
+}

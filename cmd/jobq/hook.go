@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// runHook is the post-receive hook. It always returns 0: a push is never
+// failed or blocked by jobq's own trouble; problems are one line to the
+// pusher.
+func runHook(ctx context.Context, e env) int {
+	say := func(format string, args ...any) { fmt.Fprintf(e.stderr, "jobq: "+format+"\n", args...) }
+	a := &app{ctx: ctx, e: e}
+	jobs, err := a.queueJobs()
+	if err != nil {
+		say("%v", err)
+		return exitOK
+	}
+	seen := map[string]bool{}
+	for _, qj := range jobs {
+		say("queued %s job %d in queue %s (%d ahead)", qj.job.Repo, qj.job.ID, qj.job.Queue, qj.ahead)
+		if !seen[qj.job.Queue] {
+			seen[qj.job.Queue] = true
+			if err := a.ensureWorker(qj.job.Queue); err != nil {
+				say("%v; the job waits for the next worker", err)
+			}
+		}
+	}
+	for _, qj := range jobs {
+		if qj.job.Options.Async {
+			continue
+		}
+		// The pusher watches; if they go, the job still runs to its end.
+		if _, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, e.stderr, 100*time.Millisecond); err != nil {
+			say("%v", err)
+		}
+	}
+	return exitOK
+}
+
+type queued struct {
+	job   *queue.Job
+	ahead int
+}
+
+// queueJobs reads the push and the repository's options and queues one job
+// per selected ref.
+func (a *app) queueJobs() ([]queued, error) {
+	gitDir, err := filepath.Abs(orDefault(a.e.getenv("GIT_DIR"), "."))
+	if err != nil {
+		return nil, err
+	}
+	repo := a.e.getenv("GL_REPO")
+	if repo == "" { // a plain git server: name the repository after its directory
+		repo = strings.TrimSuffix(filepath.Base(gitDir), ".git")
+	}
+	if err := queue.ValidName(repo); err != nil {
+		return nil, fmt.Errorf("repository %v; no job queued", err)
+	}
+	opts, err := queue.ParseOptions(a.e.lookup, repo)
+	if err != nil {
+		return nil, err
+	}
+	updates, err := queue.ParseUpdates(a.e.stdin)
+	if err != nil {
+		return nil, fmt.Errorf("%v; no job queued", err)
+	}
+	filter, err := queue.ParseRefFilter(opts.RefFilter)
+	if err != nil {
+		return nil, err
+	}
+	var env map[string]string
+	for _, name := range opts.PassEnv {
+		if v, ok := a.e.lookup(name); ok {
+			if env == nil {
+				env = map[string]string{}
+			}
+			env[name] = v
+		}
+	}
+	if err := a.open(); err != nil {
+		return nil, fmt.Errorf("%v; no job queued", err)
+	}
+	var jobs []queued
+	for _, u := range updates {
+		if u.Deletion() || !filter.Match(u.Ref) {
+			continue
+		}
+		j := &queue.Job{
+			Repo: repo, Queue: opts.Queue, Ref: u.Ref, OldRev: u.Old, NewRev: u.New,
+			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts,
+		}
+		ahead, err := a.store.Enqueue(j)
+		if err != nil {
+			return jobs, fmt.Errorf("%v; no job queued for %s", err, u.Ref)
+		}
+		jobs = append(jobs, queued{j, ahead})
+	}
+	return jobs, nil
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// ensureWorker starts a detached worker for queue q unless one holds it.
+func (a *app) ensureWorker(q string) error {
+	running, err := a.store.WorkerRunning(q)
+	if err != nil || running {
+		return err
+	}
+	bin, err := workerBinary()
+	if err != nil {
+		return err
+	}
+	return startDetached(bin, []string{"drain", "--queue", q, "--wait"}, a.store.Dir())
+}
+
+// workerBinary finds jobq-worker beside this program, else on PATH.
+func workerBinary() (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), "jobq-worker")
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
+		if p := filepath.Join(dir, "jobq-worker"); dir != "" {
+			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
+				return p, nil
+			}
+		}
+	}
+	return "", errors.New("jobq-worker not found beside jobq or on PATH")
+}
+
+// execWorker replaces this process with jobq-worker (jobq worker, jobq gc).
+func (a *app) execWorker(args []string) error {
+	bin, err := workerBinary()
+	if err != nil {
+		return err
+	}
+	return execProgram(bin, args)
+}

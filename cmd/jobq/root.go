@@ -1,0 +1,176 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/jobq/jobq/queue"
+	"github.com/spf13/cobra"
+)
+
+const helpTail = `
+EXIT STATUS
+  0  done (for a job's log: the job succeeded)
+  1  the job or the command failed
+  2  bad usage
+
+Data lives in $JOBQ_HOME (default $XDG_DATA_HOME/jobq, else ~/.local/share/jobq).`
+
+// app is what every command shares: the invocation and the store.
+type app struct {
+	ctx   context.Context
+	e     env
+	store *queue.Store
+	user  string // GL_USER: set when called through gitolite, then access is checked
+}
+
+func (a *app) open() error {
+	if a.store != nil {
+		return nil
+	}
+	home, err := queue.Home(a.e.getenv)
+	if err != nil {
+		return err
+	}
+	a.store, err = queue.Open(home)
+	return err
+}
+
+func newRoot(ctx context.Context, e env) *cobra.Command {
+	a := &app{ctx: ctx, e: e, user: e.getenv("GL_USER")}
+	var jsonOut bool
+	root := &cobra.Command{
+		Use:   "jobq [REPO [ID]]",
+		Short: "Queue and follow jobs run by git pushes",
+		Long: `jobq queues a job for each push to a gitolite repository and runs the jobs of
+each queue one at a time, in containers or as host commands.
+
+  jobq              repositories you can read that have jobs
+  jobq REPO         REPO's jobs (= jobq ls REPO)
+  jobq REPO ID      job ID's log; follows it while it runs (= jobq log -f REPO ID)` + "\n" + helpTail,
+		Args:          maxArgs(2),
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			switch len(args) {
+			case 0:
+				return a.summary(jsonOut)
+			case 1:
+				return a.list(args[0], 0, jsonOut)
+			default:
+				return a.log(args[0], args[1], true)
+			}
+		},
+	}
+	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr("%v", err) })
+	root.SetOut(e.stdout)
+	root.SetErr(e.stderr)
+	root.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+
+	var lsJSON bool
+	var limit int
+	ls := &cobra.Command{
+		Use:   "ls REPO",
+		Short: "List a repository's jobs, newest first",
+		Args:  exactArgs(1),
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.list(args[0], limit, lsJSON) },
+	}
+	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON")
+	ls.Flags().IntVarP(&limit, "limit", "n", 0, "show the newest N jobs only (0: all kept)")
+
+	var follow bool
+	logCmd := &cobra.Command{
+		Use:   "log REPO ID",
+		Short: "Print a job's log; with -f, follow it until the job ends",
+		Args:  exactArgs(2),
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.log(args[0], args[1], follow) },
+	}
+	logCmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the log while the job runs")
+
+	cancel := &cobra.Command{
+		Use:   "cancel REPO ID",
+		Short: "Cancel a queued or running job (needs write access)",
+		Args:  exactArgs(2),
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.cancel(args[0], args[1]) },
+	}
+	retry := &cobra.Command{
+		Use:   "retry REPO ID",
+		Short: "Queue a job's ref and revision again, as a new job (needs write access)",
+		Args:  exactArgs(2),
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.retry(args[0], args[1]) },
+	}
+	hook := &cobra.Command{
+		Use:   "hook",
+		Short: "The post-receive hook: reads OLD NEW REF lines on stdin",
+		Args:  exactArgs(0),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			runHook(ctx, e)
+			return nil // a hook never fails a push
+		},
+	}
+	worker := &cobra.Command{
+		Use:                "worker [--queue Q] [--all]",
+		Short:              "Drain queues (runs jobq-worker)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return a.execWorker(append([]string{"drain"}, args...))
+		},
+	}
+	gc := &cobra.Command{
+		Use:   "gc",
+		Short: "Apply JOBQ_KEEP and remove what a crash left (runs jobq-worker)",
+		Args:  exactArgs(0),
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.execWorker([]string{"gc"}) },
+	}
+	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc} {
+		c.SilenceUsage, c.SilenceErrors = true, true
+		root.AddCommand(c)
+	}
+	// Through gitolite, only the commands for users exist.
+	if a.user != "" {
+		hook.Hidden, worker.Hidden, gc.Hidden = true, true, true
+	}
+	return root
+}
+
+func exactArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) != n {
+			return usageErr("usage: jobq %s", cmd.Use)
+		}
+		return nil
+	}
+}
+
+func maxArgs(n int) cobra.PositionalArgs {
+	return func(cmd *cobra.Command, args []string) error {
+		if len(args) > n {
+			return usageErr("usage: jobq %s", cmd.Use)
+		}
+		return nil
+	}
+}
+
+// parseID reads a job ID argument.
+func parseID(s string) (int64, error) {
+	id, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || id < 0 {
+		return 0, usageErr("job ID %.40q is not a number", s)
+	}
+	return id, nil
+}
+
+// errNoRepo is the one answer for a repository that does not exist, has no
+// jobs, or that the user may not see.
+func errNoRepo(repo string) error {
+	return &exitError{code: exitFailed, msg: fmt.Sprintf("%.100q: no such repository with jobs, or no access", repo)}
+}
+
+func errNoJob(repo string, id int64) error {
+	return &exitError{code: exitFailed, msg: fmt.Sprintf("%s has no job %d", repo, id)}
+}
+
+func notFound(err error) bool { return errors.Is(err, queue.ErrNotFound) }

@@ -1,0 +1,50 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+)
+
+// startDetached starts a worker in a session of its own, with no tie to the
+// push: its output goes to worker.log in the data directory, so that git and
+// sshd do not wait for it, and a pusher's hang-up does not reach it.
+func startDetached(bin string, args []string, dataDir string) error {
+	logf, err := os.OpenFile(filepath.Join(dataDir, "worker.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer logf.Close()
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = "/"
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Env = workerEnv(dataDir)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	return cmd.Process.Release()
+}
+
+// workerEnv is the hook's environment without the push's own variables
+// (GIT_DIR is relative, GL_* describe one push), with the data directory
+// made explicit.
+func workerEnv(dataDir string) []string {
+	env := []string{"JOBQ_HOME=" + dataDir}
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "GL_") || strings.HasPrefix(kv, "JOBQ_HOME=") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// execProgram replaces the current process.
+func execProgram(bin string, args []string) error {
+	err := syscall.Exec(bin, append([]string{bin}, args...), os.Environ())
+	return fmt.Errorf("exec %s: %w", bin, err)
+}

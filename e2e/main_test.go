@@ -1,0 +1,212 @@
+// Package e2e tests jobq end to end: a real gitolite behind a real sshd on
+// 127.0.0.1, pushes with git over ssh, the ssh commands, real workers.
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+// env is shared by the package's tests, which run one after another.
+var env *testenv.Env
+
+// conf is the gitolite configuration of every test; %[1]s is env.Bin.
+const conf = `
+repo demo
+    RW+ = alice
+    R   = carol
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/run-deployment"
+    option ENV.JOBQ_REF_FILTER = "refs/heads/master refs/tags/*"
+
+repo secret
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "echo secret-output"
+
+repo shared-a shared-b
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "yes"
+    option ENV.JOBQ_QUEUE = "shared"
+    option ENV.JOBQ_COMMAND = "sleep 1"
+
+repo syncrepo
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_COMMAND = "%[1]s/steps sync-output sleep:1 sync-done"
+
+repo slow
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_TIMEOUT = "2s"
+    option ENV.JOBQ_COMMAND = "%[1]s/stubborn 300"
+
+repo longrun
+    RW+ = alice
+    R   = carol
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/steps started sleep:300"
+
+repo badopt
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "echo never"
+    option ENV.JOBQ_TIMEOUT = "abc"
+`
+
+// runDeployment is the run-deployment script of the GWS jobq article,
+// unchanged.
+const runDeployment = `#!/usr/bin/bash
+
+set -o errexit
+set -o nounset
+set -o pipefail
+
+tmpd=$(mktemp -d)
+
+# trap will automatically remove temporary directory as soon as this script
+# exits. Note the interesting "quoting hack".
+trap "rm -rf '${tmpd}'" EXIT
+
+# Log commands which Bash runs: this will make our life easier when
+# debugging failed jobs
+set -x
+
+git --work-tree="${tmpd}" --git-dir="${GIT_DIR}" checkout --force "${GIT_REV_NEW}"
+cd "${tmpd}"
+
+if [[ -e Makefile.ci ]]; then
+    make --file=Makefile.ci deploy
+fi
+`
+
+// stubborn ignores SIGTERM, in a child too, so that only SIGKILL to the
+// process group stops it.
+const stubborn = `#!/bin/sh
+trap '' TERM
+sh -c "trap '' TERM; sleep $1" &
+sleep "$1"
+`
+
+// steps prints its arguments one by one; "sleep:N" sleeps N seconds, and
+// "env" prints the job's environment.
+const steps = `#!/bin/sh
+for a; do
+    case "$a" in
+    sleep:*) sleep "${a#sleep:}" ;;
+    env) env | sort ;;
+    *) echo "$a" ;;
+    esac
+done
+`
+
+func TestMain(m *testing.M) {
+	if miss := testenv.Missing(); len(miss) > 0 {
+		if os.Getenv("CI") != "" {
+			fmt.Fprintf(os.Stderr, "e2e: FAIL: missing %s (CI must install them)\n", strings.Join(miss, ", "))
+			os.Exit(1)
+		}
+		fmt.Fprintf(os.Stderr, "e2e: not run: missing %s; run as root after scripts/setup\n", strings.Join(miss, ", "))
+		os.Exit(0)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	var err error
+	env, err = testenv.Start(ctx, testenv.Options{Users: []string{"alice", "bob", "carol"}})
+	if err == nil {
+		err = setup(ctx)
+	}
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "e2e:", err)
+		if env != nil {
+			env.Close()
+		}
+		os.Exit(1)
+	}
+	code := m.Run()
+	env.Close()
+	os.Exit(code)
+}
+
+func setup(ctx context.Context) error {
+	for name, body := range map[string]string{"run-deployment": runDeployment, "stubborn": stubborn, "steps": steps} {
+		if err := os.WriteFile(filepath.Join(env.Bin, name), []byte(body), 0o755); err != nil {
+			return err
+		}
+	}
+	return env.Configure(ctx, fmt.Sprintf(conf, env.Bin))
+}
+
+// push commits files to a fresh clone of repo and pushes refspec as alice;
+// it returns the push's result and the new commit.
+func push(t *testing.T, repo string, files map[string]string, refspecs ...string) (testenv.Result, string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if r := env.Git(ctx, "alice", dir, "clone", "-q", env.URL(repo), "w"); r.Code != 0 {
+		t.Fatalf("clone %s: %s", repo, r)
+	}
+	w := filepath.Join(dir, "w")
+	if len(files) == 0 {
+		files = map[string]string{"README": time.Now().String()}
+	}
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(w, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", "change"}} {
+		if r := env.Git(ctx, "alice", w, args...); r.Code != 0 {
+			t.Fatalf("git %v: %s", args, r)
+		}
+	}
+	rev := strings.TrimSpace(env.Git(ctx, "alice", w, "rev-parse", "HEAD").Stdout)
+	if len(refspecs) == 0 {
+		refspecs = []string{"HEAD:refs/heads/master"}
+	}
+	r := env.Git(ctx, "alice", w, append([]string{"push", "origin"}, refspecs...)...)
+	if r.Code != 0 {
+		t.Fatalf("push %s: %s", repo, r)
+	}
+	return r, rev
+}
+
+// follow runs "ssh jobq REPO ID" as user, which returns when the job ends.
+func follow(t *testing.T, user, repo string, id int) testenv.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	return env.SSH(ctx, user, "jobq", repo, fmt.Sprint(id))
+}
+
+func ssh(user string, args ...string) testenv.Result {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	return env.SSH(ctx, user, args...)
+}
+
+// userProcesses lists the hosting account's processes whose command line
+// contains s.
+func userProcesses(s string) string {
+	out, _ := exec.Command("pgrep", "-a", "-u", env.User, "-f", s).Output()
+	return strings.TrimSpace(string(out))
+}

@@ -1,0 +1,53 @@
+// Package queue is jobq's on-disk job store: job records and logs, the FIFO
+// queues that order them, and the protocol that lets hooks, workers and ssh
+// commands share them without a daemon.
+//
+// # Layout (under $JOBQ_HOME)
+//
+//	repos/NAME/next            the next job ID to hand out (a hint, see below)
+//	repos/NAME/lock            flock: held while a job record of NAME changes
+//	repos/NAME/ID/job.json     the job record (Job), replaced atomically
+//	repos/NAME/ID/log          header, the job's output, one result line
+//	repos/NAME/ID/cancel       present: cancellation of a running job requested
+//	queues/NAME/worker.lock    flock: held by the one worker draining the queue
+//	queues/NAME/enqueue.lock   flock: held while an entry is added
+//	queues/NAME/pending/SEQ-ID-REPO   queued jobs; SEQ orders the queue (FIFO)
+//	queues/NAME/running/SEQ-ID-REPO   the job the queue's worker has claimed
+//	slots/N.lock               flock: one per job running on the host
+//
+// NAME is a repository or queue name with '%' and '/' escaped, so every name
+// is one directory entry; names are validated before they touch a path.
+//
+// # Protocol
+//
+// Enqueue, under the repository lock: take ID from next (skipping any ID whose
+// directory exists) and store ID+1; write the record into a temporary
+// directory; add the pending entry (it dangles: the job directory does not
+// exist yet); rename the temporary directory to ID. That rename is the commit
+// point: a crash before it leaves no job, after it a whole, queued job. A
+// worker that finds a dangling entry takes the repository lock, which the
+// enqueuer holds until it has committed, and removes the entry if it still
+// dangles.
+//
+// Claim, by the queue's worker: rename pending/E to running/E, then, under the
+// repository lock, change the record from queued to running. A job cancelled
+// while queued is skipped. A job is started only after its running state is
+// durable, so a worker that restarts after a crash finds in running/ either a
+// job still marked queued (never started: it goes back to pending) or a job
+// marked running (it may have run: it becomes lost, never run again).
+//
+// Wake-up: after enqueueing, the hook try-locks worker.lock. If it gets it, no
+// worker is draining the queue: it lets go and starts a detached worker, which
+// waits for the lock (another may take it first) and drains the queue. A
+// worker that finds the queue empty releases the lock, looks again, and
+// try-locks again if an entry arrived meanwhile. Either the hook's try-lock
+// fails before the worker releases (and the worker's second look sees the
+// entry) or it succeeds (and the hook starts a worker): no job waits for a
+// push that never comes.
+//
+// # Assumptions
+//
+// One host: flock does not work across NFS. The wall clock orders a queue, but
+// an entry always sorts after the queue's existing entries, so a clock that
+// steps back does not reorder what is already queued.
+package queue

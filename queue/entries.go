@@ -1,0 +1,175 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// entry is a job's place in a queue: SEQ-ID-REPO in pending/ or running/.
+type entry struct {
+	seq  int64
+	id   int64
+	repo string
+	name string
+}
+
+func entryName(seq, id int64, repo string) string {
+	return fmt.Sprintf("%020d-%d-%s", seq, id, escape(repo))
+}
+
+func parseEntry(name string) (entry, bool) {
+	parts := strings.SplitN(name, "-", 3)
+	if len(parts) != 3 {
+		return entry{}, false
+	}
+	seq, err1 := strconv.ParseInt(parts[0], 10, 64)
+	id, err2 := strconv.ParseInt(parts[1], 10, 64)
+	repo := unescape(parts[2])
+	if err1 != nil || err2 != nil || id < 0 || ValidName(repo) != nil {
+		return entry{}, false
+	}
+	return entry{seq: seq, id: id, repo: repo, name: name}, true
+}
+
+// entries lists a queue directory (pending or running) in queue order.
+func (s *Store) entries(q, sub string) ([]entry, error) {
+	ents, err := os.ReadDir(filepath.Join(s.queueDir(q), sub))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var es []entry
+	for _, d := range ents {
+		if e, ok := parseEntry(d.Name()); ok {
+			es = append(es, e)
+		}
+	}
+	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	return es, nil
+}
+
+func (s *Store) makeQueue(q string) error {
+	for _, d := range []string{s.queueDir(q), filepath.Join(s.queueDir(q), "pending"), filepath.Join(s.queueDir(q), "running")} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return err
+		}
+	}
+	return nil
+}
+
+// addEntry appends j to its queue and returns the entry's path and how many
+// jobs are ahead of it. The entry dangles until the job directory exists.
+func (s *Store) addEntry(j *Job) (string, int, error) {
+	if err := s.makeQueue(j.Queue); err != nil {
+		return "", 0, err
+	}
+	l := flock.New(filepath.Join(s.queueDir(j.Queue), "enqueue.lock"), flock.SetPermissions(0o600))
+	if err := l.Lock(); err != nil {
+		return "", 0, err
+	}
+	defer l.Unlock()
+	pending, err := s.entries(j.Queue, "pending")
+	if err != nil {
+		return "", 0, err
+	}
+	running, err := s.entries(j.Queue, "running")
+	if err != nil {
+		return "", 0, err
+	}
+	seq := time.Now().UnixNano()
+	for _, e := range slices.Concat(pending, running) {
+		seq = max(seq, e.seq+1)
+	}
+	dir := filepath.Join(s.queueDir(j.Queue), "pending")
+	path := filepath.Join(dir, entryName(seq, j.ID, j.Repo))
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return "", 0, err
+	}
+	f.Close()
+	if err := syncDir(dir); err != nil {
+		os.Remove(path)
+		return "", 0, err
+	}
+	return path, len(pending) + len(running), nil
+}
+
+// Ahead maps each queued or running job of queue q, as "REPO ID", to the
+// number of jobs ahead of it (0 for the one running).
+func (s *Store) Ahead(q string) (map[string]int, error) {
+	running, err := s.entries(q, "running")
+	if err != nil {
+		return nil, err
+	}
+	pending, err := s.entries(q, "pending")
+	if err != nil {
+		return nil, err
+	}
+	m := make(map[string]int)
+	for i, e := range slices.Concat(running, pending) {
+		m[e.repo+" "+strconv.FormatInt(e.id, 10)] = i
+	}
+	return m, nil
+}
+
+// Queues lists the queues that exist, sorted.
+func (s *Store) Queues() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "queues"))
+	if err != nil {
+		return nil, err
+	}
+	var qs []string
+	for _, e := range ents {
+		if q := unescape(e.Name()); e.IsDir() && ValidName(q) == nil {
+			qs = append(qs, q)
+		}
+	}
+	return qs, nil
+}
+
+// HasPending reports whether queue q has jobs waiting.
+func (s *Store) HasPending(q string) (bool, error) {
+	es, err := s.entries(q, "pending")
+	return len(es) > 0, err
+}
+
+// queueLock is queue q's worker lock: held by the one process draining q.
+func (s *Store) queueLock(q string) (*flock.Flock, error) {
+	if err := ValidName(q); err != nil {
+		return nil, err
+	}
+	if err := s.makeQueue(q); err != nil {
+		return nil, fmt.Errorf("lock queue %s: %w", q, err)
+	}
+	return flock.New(filepath.Join(s.queueDir(q), "worker.lock"), flock.SetPermissions(0o600)), nil
+}
+
+// WorkerRunning reports whether a worker holds queue q. A false answer is
+// the hook's cue to start one (see the package doc on wake-up). It takes the
+// lock for an instant, so only a caller that starts a worker on false may
+// use it: anyone else could make an exiting worker miss a new job.
+func (s *Store) WorkerRunning(q string) (bool, error) {
+	l, err := s.queueLock(q)
+	if err != nil {
+		return false, err
+	}
+	ok, err := l.TryLock()
+	if err != nil {
+		return false, fmt.Errorf("lock queue %s: %w", q, err)
+	}
+	if ok {
+		l.Unlock()
+	}
+	return !ok, nil
+}

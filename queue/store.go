@@ -1,0 +1,399 @@
+package queue
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// ErrNotFound means no such repository or job.
+var ErrNotFound = errors.New("not found")
+
+// Store is a data directory. Its methods are safe for concurrent use by any
+// number of processes on one host.
+type Store struct {
+	dir string
+}
+
+// Open returns the store in dir, creating it readable by its owner only.
+func Open(dir string) (*Store, error) {
+	if !filepath.IsAbs(dir) {
+		return nil, fmt.Errorf("open store: %q is not an absolute path", dir)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("open store: %w", err)
+	}
+	for _, d := range []string{filepath.Join(dir, "repos"), filepath.Join(dir, "queues"), filepath.Join(dir, "slots")} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+			return nil, fmt.Errorf("open store: %w", err)
+		}
+	}
+	return &Store{dir: dir}, nil
+}
+
+// Dir is the data directory.
+func (s *Store) Dir() string { return s.dir }
+
+func (s *Store) repoDir(repo string) string { return filepath.Join(s.dir, "repos", escape(repo)) }
+
+func (s *Store) jobDir(repo string, id int64) string {
+	return filepath.Join(s.repoDir(repo), strconv.FormatInt(id, 10))
+}
+
+func (s *Store) queueDir(q string) string { return filepath.Join(s.dir, "queues", escape(q)) }
+
+// LogPath is the job's log file.
+func (s *Store) LogPath(repo string, id int64) string {
+	return filepath.Join(s.jobDir(repo, id), "log")
+}
+
+// lockRepo takes the repository's lock, creating the repository if need be.
+func (s *Store) lockRepo(repo string) (*flock.Flock, error) {
+	if err := ValidName(repo); err != nil {
+		return nil, err
+	}
+	if err := os.Mkdir(s.repoDir(repo), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, err
+	}
+	l := flock.New(filepath.Join(s.repoDir(repo), "lock"), flock.SetPermissions(0o600))
+	if err := l.Lock(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+// Enqueue gives j the repository's next ID, stores it as queued and appends
+// it to its queue. It returns how many jobs are ahead of it in the queue.
+func (s *Store) Enqueue(j *Job) (ahead int, err error) {
+	if err := ValidName(j.Repo); err != nil {
+		return 0, fmt.Errorf("enqueue: %w", err)
+	}
+	if err := ValidName(j.Queue); err != nil {
+		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
+	}
+	lock, err := s.lockRepo(j.Repo)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
+	}
+	defer lock.Unlock()
+	ahead, err = s.enqueueLocked(j)
+	if err != nil {
+		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
+	}
+	return ahead, nil
+}
+
+func (s *Store) enqueueLocked(j *Job) (int, error) {
+	rdir := s.repoDir(j.Repo)
+	id, err := s.nextID(j.Repo)
+	if err != nil {
+		return 0, err
+	}
+	// The ID is spent before anything refers to it: a crash from here on
+	// leaves a gap, never two jobs with one ID.
+	if err := writeFileAtomic(filepath.Join(rdir, "next"), []byte(strconv.FormatInt(id+1, 10)+"\n"), 0o600); err != nil {
+		return 0, err
+	}
+	j.ID, j.State, j.QueuedAt = id, Queued, time.Now().UTC()
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return 0, err
+	}
+	tmp, err := os.MkdirTemp(rdir, ".new-")
+	if err != nil {
+		return 0, err
+	}
+	defer os.RemoveAll(tmp) // a no-op once renamed
+	if err := writeFile(filepath.Join(tmp, "job.json"), data); err != nil {
+		return 0, err
+	}
+	entry, ahead, err := s.addEntry(j)
+	if err != nil {
+		return 0, err
+	}
+	if err := os.Rename(tmp, s.jobDir(j.Repo, id)); err != nil {
+		os.Remove(entry)
+		return 0, err
+	}
+	if err := syncDir(rdir); err != nil {
+		return 0, err
+	}
+	return ahead, nil
+}
+
+// nextID reads the next free ID; it skips directories left by an enqueue that
+// stored its job but crashed before it could store next.
+func (s *Store) nextID(repo string) (int64, error) {
+	var id int64
+	b, err := os.ReadFile(filepath.Join(s.repoDir(repo), "next"))
+	switch {
+	case err == nil:
+		id, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+		if err != nil || id < 0 {
+			return 0, fmt.Errorf("corrupt next-ID file: %q", b)
+		}
+	case errors.Is(err, fs.ErrNotExist):
+	default:
+		return 0, err
+	}
+	for {
+		_, err := os.Lstat(s.jobDir(repo, id))
+		if errors.Is(err, fs.ErrNotExist) {
+			return id, nil
+		}
+		if err != nil {
+			return 0, err
+		}
+		id++
+	}
+}
+
+// writeFile writes a new file durably (it is made visible by a later rename).
+func writeFile(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// Job reads one job record.
+func (s *Store) Job(repo string, id int64) (*Job, error) {
+	if err := ValidName(repo); err != nil {
+		return nil, err
+	}
+	if id < 0 {
+		return nil, fmt.Errorf("job %s %d: %w", repo, id, ErrNotFound)
+	}
+	data, err := os.ReadFile(filepath.Join(s.jobDir(repo, id), "job.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("job %s %d: %w", repo, id, ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("job %s %d: %w", repo, id, err)
+	}
+	j, err := decodeJob(data)
+	if err != nil {
+		return nil, fmt.Errorf("job %s %d: unreadable record: %w", repo, id, err)
+	}
+	return j, nil
+}
+
+// Update changes a job record under the repository lock. fn sees the current
+// record; if it returns an error, nothing is written.
+func (s *Store) Update(repo string, id int64, fn func(*Job) error) (*Job, error) {
+	lock, err := s.lockRepo(repo)
+	if err != nil {
+		return nil, fmt.Errorf("update job %s %d: %w", repo, id, err)
+	}
+	defer lock.Unlock()
+	return s.updateLocked(repo, id, fn)
+}
+
+func (s *Store) updateLocked(repo string, id int64, fn func(*Job) error) (*Job, error) {
+	j, err := s.Job(repo, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := fn(j); err != nil {
+		return j, err
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	if err := writeFileAtomic(filepath.Join(s.jobDir(repo, id), "job.json"), data, 0o600); err != nil {
+		return nil, fmt.Errorf("update job %s %d: %w", repo, id, err)
+	}
+	return j, nil
+}
+
+// Repos lists the repositories that have jobs, sorted.
+func (s *Store) Repos() ([]string, error) {
+	ents, err := os.ReadDir(filepath.Join(s.dir, "repos"))
+	if err != nil {
+		return nil, fmt.Errorf("list repositories: %w", err)
+	}
+	var repos []string
+	for _, e := range ents {
+		if name := unescape(e.Name()); e.IsDir() && ValidName(name) == nil {
+			repos = append(repos, name)
+		}
+	}
+	slices.Sort(repos)
+	return repos, nil
+}
+
+// Listed is a job as a listing shows it: the record, or why it is unreadable.
+type Listed struct {
+	ID  int64
+	Job *Job  // nil when Err is set
+	Err error // an unreadable record
+}
+
+// Jobs lists a repository's jobs, newest first; limit > 0 keeps the newest
+// limit. It walks IDs down from the next one, so its cost does not grow with
+// the repository's history.
+func (s *Store) Jobs(repo string, limit int) ([]Listed, error) {
+	if err := ValidName(repo); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(s.repoDir(repo)); err != nil {
+		return nil, fmt.Errorf("jobs of %s: %w", repo, ErrNotFound)
+	}
+	ids, err := s.ids(repo, limit)
+	if err != nil {
+		return nil, fmt.Errorf("jobs of %s: %w", repo, err)
+	}
+	out := make([]Listed, 0, len(ids))
+	for _, id := range ids {
+		j, err := s.Job(repo, id)
+		if errors.Is(err, ErrNotFound) {
+			continue // removed since
+		}
+		out = append(out, Listed{ID: id, Job: j, Err: err})
+	}
+	return out, nil
+}
+
+// ids returns up to limit (all if limit <= 0) job IDs of repo, newest first.
+func (s *Store) ids(repo string, limit int) ([]int64, error) {
+	if limit > 0 {
+		// Fast path: IDs are dense near the top; walk down from next.
+		next, err := s.nextID(repo)
+		if err != nil {
+			return nil, err
+		}
+		var ids []int64
+		misses := 0
+		for id := next - 1; id >= 0 && len(ids) < limit && misses < 64; id-- {
+			if _, err := os.Lstat(s.jobDir(repo, id)); err == nil {
+				ids, misses = append(ids, id), 0
+			} else {
+				misses++
+			}
+		}
+		if misses < 64 {
+			return ids, nil // found limit jobs, or reached ID 0
+		}
+		// A long gap (pruned history): read the directory instead.
+	}
+	ents, err := os.ReadDir(s.repoDir(repo))
+	if err != nil {
+		return nil, err
+	}
+	var ids []int64
+	for _, e := range ents {
+		if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && e.IsDir() && id >= 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	slices.Reverse(ids)
+	if limit > 0 && len(ids) > limit {
+		ids = ids[:limit]
+	}
+	return ids, nil
+}
+
+// Cancel cancels a queued job at once, or asks the worker of a running job to
+// stop it. It returns the job as it is after the request.
+func (s *Store) Cancel(repo string, id int64) (*Job, error) {
+	j, err := s.Update(repo, id, func(j *Job) error {
+		switch j.State {
+		case Queued:
+			j.State, j.FinishedAt = Cancelled, time.Now().UTC()
+			j.Error = "cancelled before it started"
+			return nil
+		case Running:
+			f, err := os.OpenFile(filepath.Join(s.jobDir(repo, id), "cancel"), os.O_CREATE|os.O_WRONLY, 0o600)
+			if err != nil {
+				return err
+			}
+			f.Close()
+			return errUnchanged
+		default:
+			return errUnchanged
+		}
+	})
+	if errors.Is(err, errUnchanged) {
+		err = nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("cancel %s %d: %w", repo, id, err)
+	}
+	return j, nil
+}
+
+var errUnchanged = errors.New("unchanged")
+
+// cancelRequested reports whether Cancel asked for the running job to stop.
+func (s *Store) cancelRequested(repo string, id int64) bool {
+	_, err := os.Stat(filepath.Join(s.jobDir(repo, id), "cancel"))
+	return err == nil
+}
+
+// Prune removes the oldest finished jobs of repo beyond the newest keep.
+func (s *Store) Prune(repo string, keep int) error {
+	if keep < 1 {
+		keep = 1
+	}
+	ids, err := s.ids(repo, 0)
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", repo, err)
+	}
+	if len(ids) <= keep {
+		return nil
+	}
+	for _, id := range ids[keep:] {
+		j, err := s.Job(repo, id)
+		if err == nil && !j.State.Final() {
+			continue // still queued or running: it goes when it ends
+		}
+		if err := os.RemoveAll(s.jobDir(repo, id)); err != nil {
+			return fmt.Errorf("prune %s: %w", repo, err)
+		}
+	}
+	return nil
+}
+
+// JobFile is a file of the job's own, in its directory (a runner's state).
+func (s *Store) JobFile(j *Job, name string) string {
+	return filepath.Join(s.jobDir(j.Repo, j.ID), name)
+}
+
+// Home is the data directory: $JOBQ_HOME, else $XDG_DATA_HOME/jobq, else
+// ~/.local/share/jobq.
+func Home(getenv func(string) string) (string, error) {
+	if d := getenv("JOBQ_HOME"); d != "" {
+		return filepath.Abs(d)
+	}
+	if d := getenv("XDG_DATA_HOME"); d != "" && filepath.IsAbs(d) {
+		return filepath.Join(d, "jobq"), nil
+	}
+	home := getenv("HOME")
+	if home == "" {
+		var err error
+		if home, err = os.UserHomeDir(); err != nil {
+			return "", fmt.Errorf("data directory: %w", err)
+		}
+	}
+	return filepath.Join(home, ".local", "share", "jobq"), nil
+}

@@ -1,0 +1,390 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// Why a job's context ends early; see context.Cause.
+var (
+	ErrTimeout   = errors.New("timed out")
+	ErrCancelled = errors.New("cancelled")
+)
+
+// RunFunc runs one job, writing its output to log, until it exits or ctx
+// ends; then it must stop the job (SIGTERM, a grace period, SIGKILL) and
+// return. exit is the job's exit status; err is jobq's own failure to run it,
+// one line for the log.
+type RunFunc func(ctx context.Context, j *Job, log *os.File) (exit int, err error)
+
+// Worker drains queues, one job at a time per queue, at most Slots jobs at a
+// time on the host.
+type Worker struct {
+	Store *Store
+	Run   RunFunc
+	// Cleanup removes what a job whose worker died left behind (containers,
+	// checkouts). It may be nil, and must be safe to call more than once.
+	Cleanup func(ctx context.Context, j *Job) error
+	Slots   int           // host-wide limit of running jobs; < 1: 1
+	Poll    time.Duration // how often to look for cancellation and free slots
+	Logf    func(format string, args ...any)
+}
+
+// Drain runs queue q until it is empty. With wait, it waits for the queue's
+// worker lock; without, it returns at once if another worker holds it.
+func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
+	l, err := w.Store.queueLock(q)
+	if err != nil {
+		return err
+	}
+	if wait {
+		err = l.Lock()
+	} else {
+		var ok bool
+		ok, err = l.TryLock()
+		if err == nil && !ok {
+			return nil
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("drain %s: %w", q, err)
+	}
+	for {
+		w.recover(ctx, q)
+		for ctx.Err() == nil {
+			es, err := w.Store.entries(q, "pending")
+			if err != nil {
+				l.Unlock()
+				return fmt.Errorf("drain %s: %w", q, err)
+			}
+			if len(es) == 0 {
+				break
+			}
+			w.runEntry(ctx, q, es[0])
+		}
+		l.Unlock()
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		// No lost wake-up: look again after letting go (package doc).
+		if more, err := w.Store.HasPending(q); err != nil || !more {
+			return err
+		}
+		if ok, err := l.TryLock(); err != nil || !ok {
+			return err
+		}
+	}
+}
+
+// Recover settles what a dead worker left in queue q, if no worker holds it,
+// and reports whether jobs are waiting there.
+func (w *Worker) Recover(ctx context.Context, q string) (pending bool, err error) {
+	l, err := w.Store.queueLock(q)
+	if err != nil {
+		return false, err
+	}
+	ok, err := l.TryLock()
+	if err != nil || !ok {
+		return false, err
+	}
+	w.recover(ctx, q)
+	l.Unlock()
+	return w.Store.HasPending(q)
+}
+
+func (w *Worker) logf(format string, args ...any) {
+	if w.Logf != nil {
+		w.Logf(format, args...)
+	}
+}
+
+func (w *Worker) poll() time.Duration {
+	if w.Poll > 0 {
+		return w.Poll
+	}
+	return 200 * time.Millisecond
+}
+
+// acquireSlot takes one of the host's job slots, waiting for a free one.
+func (w *Worker) acquireSlot(ctx context.Context) (*flock.Flock, error) {
+	n := max(w.Slots, 1)
+	for {
+		for i := range n {
+			l := flock.New(filepath.Join(w.Store.dir, "slots", strconv.Itoa(i)+".lock"), flock.SetPermissions(0o600))
+			ok, err := l.TryLock()
+			if err != nil {
+				return nil, fmt.Errorf("job slot: %w", err)
+			}
+			if ok {
+				return l, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(w.poll()):
+		}
+	}
+}
+
+// runEntry claims, runs and finishes the job of one pending entry.
+func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
+	slot, err := w.acquireSlot(ctx)
+	if err != nil {
+		return
+	}
+	defer slot.Unlock()
+	qdir := w.Store.queueDir(q)
+	running := filepath.Join(qdir, "running", e.name)
+	if err := os.Rename(filepath.Join(qdir, "pending", e.name), running); err != nil {
+		w.logf("claim %s %d: %v", e.repo, e.id, err)
+		return
+	}
+	syncDir(filepath.Join(qdir, "running"))
+	j, err := w.Store.Update(e.repo, e.id, func(j *Job) error {
+		switch j.State {
+		case Queued:
+			j.State, j.StartedAt, j.Worker = Running, time.Now().UTC(), os.Getpid()
+			return nil
+		case Running: // claimed before by a worker that died: never run twice
+			markLost(j)
+			return nil
+		}
+		return errUnchanged // cancelled while queued
+	})
+	if err != nil || j.State != Running {
+		if err != nil && !errors.Is(err, errUnchanged) && !errors.Is(err, ErrNotFound) {
+			w.logf("claim %s %d: %v", e.repo, e.id, err)
+		}
+		if err == nil && j.State == Lost && w.Cleanup != nil {
+			w.Cleanup(ctx, j)
+		}
+		os.Remove(running)
+		return
+	}
+	w.run(ctx, j)
+	os.Remove(running)
+	os.Remove(filepath.Join(w.Store.jobDir(j.Repo, j.ID), "cancel"))
+	if err := w.Store.Prune(j.Repo, j.Options.Keep); err != nil {
+		w.logf("%v", err)
+	}
+}
+
+func markLost(j *Job) {
+	j.State, j.FinishedAt = Lost, time.Now().UTC()
+	j.Error = fmt.Sprintf("its worker (pid %d) died while it ran", j.Worker)
+}
+
+// run runs a claimed job and records how it ended.
+func (w *Worker) run(ctx context.Context, j *Job) {
+	log, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		w.finish(j, Failed, nil, fmt.Sprintf("open log: %v", err), nil)
+		return
+	}
+	defer log.Close()
+	io.WriteString(log, header(j))
+
+	jctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(j.Options.Timeout, func() { cancel(ErrTimeout) })
+	defer timer.Stop()
+	go func() {
+		t := time.NewTicker(w.poll())
+		defer t.Stop()
+		for {
+			select {
+			case <-jctx.Done():
+				return
+			case <-t.C:
+				if w.Store.cancelRequested(j.Repo, j.ID) {
+					cancel(ErrCancelled)
+				}
+			}
+		}
+	}()
+
+	exit, runErr := w.Run(jctx, j, log)
+	code := &exit
+	var state State
+	var reason string
+	switch cause := context.Cause(jctx); {
+	case errors.Is(cause, ErrTimeout):
+		state, reason = TimedOut, fmt.Sprintf("exceeded JOBQ_TIMEOUT=%s", j.Options.Timeout)
+	case errors.Is(cause, ErrCancelled):
+		state, reason = Cancelled, "cancelled by request"
+	case ctx.Err() != nil:
+		state, reason = Cancelled, "the worker was stopped"
+	case runErr != nil:
+		state, reason, code = Failed, oneLine(runErr.Error()), nil
+	case exit == 0:
+		state = Succeeded
+	default:
+		state = Failed
+	}
+	w.finish(j, state, code, reason, log)
+}
+
+// finish writes the log's result line, then the record's final state: a
+// reader that sees the final state has the whole log.
+func (w *Worker) finish(j *Job, state State, code *int, reason string, log *os.File) {
+	now := time.Now().UTC()
+	if log != nil {
+		if fi, err := log.Stat(); err == nil && fi.Size() > 0 {
+			b := make([]byte, 1)
+			if _, err := log.ReadAt(b, fi.Size()-1); err == nil && b[0] != '\n' {
+				io.WriteString(log, "\n")
+			}
+		}
+		line := "jobq: " + string(state)
+		if code != nil {
+			line += fmt.Sprintf(", exit code %d", *code)
+		}
+		if reason != "" {
+			line += ": " + reason
+		}
+		line += fmt.Sprintf(", after %s\n", now.Sub(j.StartedAt).Round(time.Millisecond))
+		io.WriteString(log, line)
+		log.Sync()
+	}
+	_, err := w.Store.Update(j.Repo, j.ID, func(r *Job) error {
+		r.State, r.FinishedAt, r.ExitCode, r.Error = state, now, code, reason
+		return nil
+	})
+	if err != nil {
+		w.logf("finish %s %d: %v", j.Repo, j.ID, err)
+	}
+}
+
+func header(j *Job) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, orDash(j.User))
+	fmt.Fprintf(&b, "jobq: ref %s, revision %s\n", j.Ref, j.NewRev)
+	if j.Options.Runner == "exec" {
+		fmt.Fprintf(&b, "jobq: runner exec: %s\n", j.Options.Command)
+	} else {
+		fmt.Fprintf(&b, "jobq: runner podman: %s\n", j.Options.Command)
+	}
+	fmt.Fprintf(&b, "jobq: queued %s, started %s\n", j.QueuedAt.Local().Format(TimeFormat), j.StartedAt.Local().Format(TimeFormat))
+	return b.String()
+}
+
+// TimeFormat is how jobq shows times to people.
+const TimeFormat = "2006-01-02 15:04:05"
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}
+
+// recover settles what a dead worker of queue q left in running/: a job it
+// had not started goes back to pending; one it may have started is lost.
+func (w *Worker) recover(ctx context.Context, q string) {
+	es, err := w.Store.entries(q, "running")
+	if err != nil {
+		w.logf("recover %s: %v", q, err)
+		return
+	}
+	qdir := w.Store.queueDir(q)
+	for _, e := range es {
+		path := filepath.Join(qdir, "running", e.name)
+		j, err := w.Store.Update(e.repo, e.id, func(j *Job) error {
+			if j.State != Running {
+				return errUnchanged
+			}
+			markLost(j)
+			return nil
+		})
+		switch {
+		case errors.Is(err, errUnchanged) && j.State == Queued:
+			if err := os.Rename(path, filepath.Join(qdir, "pending", e.name)); err != nil {
+				w.logf("recover %s %d: %v", e.repo, e.id, err)
+			}
+			continue
+		case err == nil:
+			if f, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+				fmt.Fprintf(f, "\njobq: lost: %s\n", j.Error)
+				f.Close()
+			}
+			if w.Cleanup != nil {
+				if err := w.Cleanup(ctx, j); err != nil {
+					w.logf("clean up after %s %d: %v", j.Repo, j.ID, err)
+				}
+			}
+		case errors.Is(err, errUnchanged), errors.Is(err, ErrNotFound):
+			// finished, or never committed
+		default:
+			w.logf("recover %s %d: %v", e.repo, e.id, err)
+			continue
+		}
+		os.Remove(path)
+	}
+}
+
+// Follow copies the job's log to out as it grows, until the job ends, and
+// returns the job as it ended. It gives up on a running job whose worker
+// died (the next worker marks it lost).
+func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, poll time.Duration) (*Job, error) {
+	var log *os.File
+	defer func() {
+		if log != nil {
+			log.Close()
+		}
+	}()
+	for {
+		j, err := s.Job(repo, id)
+		if err != nil {
+			return nil, err
+		}
+		if log == nil {
+			log, _ = os.Open(s.LogPath(repo, id))
+		}
+		if log != nil {
+			if _, err := io.Copy(out, log); err != nil {
+				return j, fmt.Errorf("follow %s %d: %w", repo, id, err)
+			}
+		}
+		if j.State.Final() {
+			return j, nil
+		}
+		if j.State == Running && !alive(j.Worker) {
+			if j2, err := s.Job(repo, id); err == nil && j2.State == Running {
+				return j2, fmt.Errorf("follow %s %d: its worker (pid %d) died; the next worker marks it lost", repo, id, j.Worker)
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+			return j, ctx.Err()
+		case <-time.After(poll):
+		}
+	}
+}
+
+func alive(pid int) bool {
+	if pid <= 0 {
+		return true // not known: assume it lives
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}

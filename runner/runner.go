@@ -1,0 +1,94 @@
+// Package runner runs one job: the exec runner runs a host command in the
+// bare repository; the podman runner checks the revision out and runs the
+// command in a rootless container. The queue package decides when a job
+// runs; a runner only runs it.
+package runner
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// Runner runs jobs of one kind.
+//
+// Lifecycle, per job: Run is called once, by one goroutine, and returns when
+// the job has exited and everything it used is released. When ctx ends
+// (timeout, cancellation, the worker stopping), Run stops the job: SIGTERM,
+// then SIGKILL after the grace period. Cleanup is called for a job whose
+// worker died mid-run, by a later worker: it removes what Run would have,
+// is safe to call for a job that left nothing, and safe to call twice.
+// A Runner is safe for concurrent use by jobs of different queues.
+type Runner interface {
+	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
+	Cleanup(ctx context.Context, j *queue.Job) error
+}
+
+// DefaultGrace is how long a job has between SIGTERM and SIGKILL.
+const DefaultGrace = 5 * time.Second
+
+// Env is the environment of a job (DESIGN.md): the job's own variables and
+// the JOBQ_PASS_ENV values recorded at push time, sorted.
+func Env(j *queue.Job) []string {
+	m := map[string]string{}
+	for k, v := range j.Env {
+		m[k] = v
+	}
+	for k, v := range map[string]string{
+		"GIT_REF":     j.Ref,
+		"GIT_REV_OLD": j.OldRev,
+		"GIT_REV_NEW": j.NewRev,
+		"GL_REPO":     j.Repo,
+		"GL_USER":     j.User,
+		"JOBQ_JOB_ID": strconv.FormatInt(j.ID, 10),
+		"JOBQ_QUEUE":  j.Queue,
+		"CI":          "true",
+	} {
+		m[k] = v
+	}
+	env := make([]string, 0, len(m))
+	for k, v := range m {
+		env = append(env, k+"="+v)
+	}
+	sort.Strings(env)
+	return env
+}
+
+// HostEnv is the worker's environment without what a push or jobq itself
+// set (GIT_*, GL_*, JOBQ_*): the base of an exec job's environment.
+func HostEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "GL_") || strings.HasPrefix(kv, "JOBQ_") {
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
+}
+
+// ByKind dispatches each job to the runner its JOBQ_RUNNER names.
+type ByKind map[string]Runner
+
+// Run runs j with its runner.
+func (b ByKind) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+	r, ok := b[j.Options.Runner]
+	if !ok {
+		return 0, fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
+	}
+	return r.Run(ctx, j, log)
+}
+
+// Cleanup cleans up after j with its runner.
+func (b ByKind) Cleanup(ctx context.Context, j *queue.Job) error {
+	if r, ok := b[j.Options.Runner]; ok {
+		return r.Cleanup(ctx, j)
+	}
+	return nil
+}

@@ -19,7 +19,8 @@ type RefFilter struct {
 // excluding one; with excluding patterns alone, the default includes apply.
 func ParseRefFilter(s string) (RefFilter, error) {
 	var f RefFilter
-	for _, p := range strings.Fields(s) {
+	// ASCII blanks only: git allows other spaces (U+00A0) in ref names.
+	for _, p := range strings.FieldsFunc(s, func(r rune) bool { return r == ' ' || r == '\t' || r == '\n' || r == '\r' }) {
 		neg := strings.HasPrefix(p, "!")
 		p = strings.TrimPrefix(p, "!")
 		if p == "" {

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -22,6 +23,17 @@ var ErrNotFound = errors.New("not found")
 // number of processes on one host.
 type Store struct {
 	dir string
+	// crashAt names a point where the process kills itself: the crash tests
+	// set it in a child process to leave the disk as a real crash does.
+	crashAt string
+}
+
+// crashPoint kills the process if the crash tests asked for it here.
+func (s *Store) crashPoint(name string) {
+	if s.crashAt == name {
+		syscall.Kill(os.Getpid(), syscall.SIGKILL)
+		select {} // the signal is on its way
+	}
 }
 
 // Open returns the store in dir, creating it readable by its owner only.
@@ -103,6 +115,7 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 	if err := writeFileAtomic(filepath.Join(rdir, "next"), []byte(strconv.FormatInt(id+1, 10)+"\n"), 0o600); err != nil {
 		return 0, err
 	}
+	s.crashPoint("enqueue-id-spent")
 	j.ID, j.State, j.QueuedAt = id, Queued, time.Now().UTC()
 	data, err := json.MarshalIndent(j, "", "  ")
 	if err != nil {
@@ -120,10 +133,12 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	s.crashPoint("enqueue-entry-added")
 	if err := os.Rename(tmp, s.jobDir(j.Repo, id)); err != nil {
 		os.Remove(entry)
 		return 0, err
 	}
+	s.crashPoint("enqueue-committed")
 	if err := syncDir(rdir); err != nil {
 		return 0, err
 	}
@@ -350,19 +365,28 @@ func (s *Store) cancelRequested(repo string, id int64) bool {
 	return err == nil
 }
 
-// Prune removes the oldest finished jobs of repo beyond the newest keep.
+// Prune removes the oldest finished jobs of repo beyond the newest keep, and
+// what enqueues that crashed before their commit point left.
 func (s *Store) Prune(repo string, keep int) error {
-	if keep < 1 {
-		keep = 1
-	}
-	ids, err := s.ids(repo, 0)
+	lock, err := s.lockRepo(repo)
 	if err != nil {
 		return fmt.Errorf("prune %s: %w", repo, err)
 	}
-	if len(ids) <= keep {
-		return nil
+	defer lock.Unlock()
+	ents, err := os.ReadDir(s.repoDir(repo))
+	if err != nil {
+		return fmt.Errorf("prune %s: %w", repo, err)
 	}
-	for _, id := range ids[keep:] {
+	var ids []int64
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), ".new-") {
+			os.RemoveAll(filepath.Join(s.repoDir(repo), e.Name()))
+		} else if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id >= 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids[:max(len(ids)-max(keep, 1), 0)] {
 		j, err := s.Job(repo, id)
 		if err == nil && !j.State.Final() {
 			continue // still queued or running: it goes when it ends

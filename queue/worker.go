@@ -38,6 +38,10 @@ type Worker struct {
 	Slots   int           // host-wide limit of running jobs; < 1: 1
 	Poll    time.Duration // how often to look for cancellation and free slots
 	Logf    func(format string, args ...any)
+
+	// idle, if set, runs when the worker found the queue empty and still
+	// holds it: the wake-up tests push a job into that window.
+	idle func()
 }
 
 // Drain runs queue q until it is empty. With wait, it waits for the queue's
@@ -71,6 +75,9 @@ func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
 				break
 			}
 			w.runEntry(ctx, q, es[0])
+		}
+		if w.idle != nil {
+			w.idle()
 		}
 		l.Unlock()
 		if ctx.Err() != nil {
@@ -151,6 +158,7 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 		return
 	}
 	syncDir(filepath.Join(qdir, "running"))
+	w.Store.crashPoint("claim-moved")
 	j, err := w.Store.Update(e.repo, e.id, func(j *Job) error {
 		switch j.State {
 		case Queued:
@@ -172,6 +180,7 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 		os.Remove(running)
 		return
 	}
+	w.Store.crashPoint("claim-marked")
 	w.run(ctx, j)
 	os.Remove(running)
 	os.Remove(filepath.Join(w.Store.jobDir(j.Repo, j.ID), "cancel"))
@@ -215,6 +224,7 @@ func (w *Worker) run(ctx context.Context, j *Job) {
 	}()
 
 	exit, runErr := w.Run(jctx, j, log)
+	w.Store.crashPoint("run-returned")
 	code := &exit
 	var state State
 	var reason string

@@ -96,6 +96,15 @@ func newWorker() (*queue.Worker, error) {
 	}
 	runners := runner.ByKind{
 		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "pgid") }),
+		"podman": runner.NewPodman(runner.PodmanConfig{
+			Service: runner.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
+			Grace:   runner.DefaultGrace,
+			File:    store.JobFile,
+			Active: func(repo string, id int64) bool {
+				j, err := store.Job(repo, id)
+				return err == nil && j.State == queue.Running
+			},
+		}),
 	}
 	return &queue.Worker{
 		Store:   store,

@@ -1,0 +1,202 @@
+package runner
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+
+	"github.com/jobq/jobq/images"
+	"github.com/jobq/jobq/queue"
+)
+
+// PodmanConfig configures the podman runner.
+type PodmanConfig struct {
+	Service Service
+	Grace   time.Duration
+	// File names a file private to the job (in its directory), where the
+	// runner records its checkout so that Cleanup can find it.
+	File func(j *queue.Job, name string) string
+	// Active reports whether a job still runs (under any worker): the
+	// sweep leaves that job's container alone.
+	Active func(repo string, id int64) bool
+}
+
+type podmanRunner struct {
+	cfg PodmanConfig
+}
+
+// NewPodman returns the podman runner.
+func NewPodman(cfg PodmanConfig) Runner {
+	return &podmanRunner{cfg: cfg}
+}
+
+var _ Runner = (*podmanRunner)(nil)
+
+// Run checks the revision out, runs the container with the checkout at
+// /source, copies its attach stream into log and removes both at the end.
+func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+	args, err := j.Options.ImageArgs()
+	if err != nil {
+		return 0, err
+	}
+	conn, uri, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
+	if err != nil {
+		return 0, err
+	}
+	r.sweep(conn, j)
+	if err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "jobq-checkout-")
+	if err != nil {
+		return 0, fmt.Errorf("checkout: %w", err)
+	}
+	record := r.cfg.File(j, "checkout")
+	os.WriteFile(record, []byte(dir), 0o600)
+	defer os.Remove(record)
+	defer os.RemoveAll(dir)
+	if err := Checkout(j.GitDir, j.NewRev, dir); err != nil {
+		return 0, err
+	}
+	s, err := Spec(j, dir, r.cfg.Grace, selinuxEnabled())
+	if err != nil {
+		return 0, err
+	}
+	created, err := containers.CreateWithSpec(conn, s, nil)
+	if err != nil {
+		return 0, fmt.Errorf("create container: %s", oneLine(err))
+	}
+	id := created.ID
+	defer remove(conn, id)
+	return r.attachStartWait(ctx, conn, uri, id, log)
+}
+
+// attachStartWait attaches before it starts, so no output is lost; the
+// exit code comes from wait, not from the stream.
+func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context, uri, id string, log *os.File) (int, error) {
+	// Attach replaces the transport of the connection it is given: it gets
+	// one of its own.
+	aconn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
+	if err != nil {
+		return 0, fmt.Errorf("podman service %s: %s", uri, oneLine(err))
+	}
+	ready := make(chan bool, 1)
+	attached := make(chan error, 1)
+	go func() { attached <- containers.Attach(aconn, id, nil, log, log, ready, nil) }()
+	select {
+	case <-ready:
+	case err := <-attached:
+		return 0, fmt.Errorf("attach to container: %s", oneLine(err))
+	}
+	if err := containers.Start(conn, id, nil); err != nil {
+		return 0, fmt.Errorf("start container: %s", oneLine(err))
+	}
+	type result struct {
+		code int32
+		err  error
+	}
+	waited := make(chan result, 1)
+	go func() {
+		code, err := containers.Wait(conn, id, nil)
+		waited <- result{code, err}
+	}()
+	var res result
+	select {
+	case res = <-waited:
+	case <-ctx.Done():
+		g := uint(r.cfg.Grace.Seconds())
+		if err := containers.Stop(conn, id, new(containers.StopOptions).WithTimeout(g)); err != nil {
+			containers.Kill(conn, id, new(containers.KillOptions).WithSignal("KILL"))
+		}
+		res = <-waited
+	}
+	if res.err != nil {
+		return 0, fmt.Errorf("wait for container: %s", oneLine(res.err))
+	}
+	// The stream ends when the container's output does; wait for its last
+	// bytes, but not forever.
+	select {
+	case <-attached:
+	case <-time.After(10 * time.Second):
+	}
+	return int(res.code), nil
+}
+
+// remove removes a container, not-found counting as done.
+func remove(conn context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(conn, time.Minute)
+	defer cancel()
+	_, err := containers.Remove(ctx, id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithTimeout(0))
+	if err != nil && !strings.Contains(err.Error(), "no such container") {
+		return fmt.Errorf("remove container %s: %s", id[:min(12, len(id))], oneLine(err))
+	}
+	return nil
+}
+
+// Cleanup removes the job's container and checkout after its worker died.
+func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) error {
+	var errs []error
+	record := r.cfg.File(j, "checkout")
+	if dir, err := os.ReadFile(record); err == nil {
+		if err := os.RemoveAll(string(dir)); err != nil {
+			errs = append(errs, err)
+		}
+		os.Remove(record)
+	}
+	conn, _, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
+	if err != nil {
+		return errors.Join(append(errs, err)...)
+	}
+	filters := map[string][]string{"label": {LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
+	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("list containers: %s", oneLine(err)))...)
+	}
+	for _, c := range list {
+		if err := remove(conn, c.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sweep removes labelled containers of jobs that no longer run: what a
+// worker that died, or a service that went away, left. It never fails a job.
+func (r *podmanRunner) sweep(conn context.Context, current *queue.Job) {
+	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).
+		WithFilters(map[string][]string{"label": {LabelJob}}))
+	if err != nil {
+		return
+	}
+	for _, c := range list {
+		repo := c.Labels[LabelRepo]
+		id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64)
+		if err != nil || queue.ValidName(repo) != nil {
+			continue // not ours to judge
+		}
+		if repo == current.Repo && id == current.ID || r.cfg.Active != nil && r.cfg.Active(repo, id) {
+			continue
+		}
+		remove(conn, c.ID)
+	}
+}
+
+func selinuxEnabled() bool {
+	b, err := os.ReadFile("/sys/fs/selinux/enforce")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

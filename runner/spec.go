@@ -1,0 +1,88 @@
+package runner
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/specgen"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// Labels on every job container; the next worker finds leftovers by them.
+const (
+	LabelRepo  = "jobq.repo"
+	LabelJob   = "jobq.job"
+	LabelQueue = "jobq.queue"
+)
+
+// cpuPeriod is the CFS period JOBQ_CPUS is expressed in, as podman --cpus.
+const cpuPeriod = 100000
+
+// Spec translates a job into the container to create: pure, no I/O.
+// checkout is mounted at /source; selinux adds the private relabel option.
+func Spec(j *queue.Job, checkout string, grace time.Duration, selinux bool) (*specgen.SpecGenerator, error) {
+	args, err := j.Options.ImageArgs()
+	if err != nil {
+		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
+	}
+	s := specgen.NewSpecGenerator(args[0], false)
+	if len(args) > 1 {
+		s.Command = args[1:]
+	}
+	s.Env = map[string]string{}
+	for _, kv := range Env(j) {
+		k, v, _ := strings.Cut(kv, "=")
+		s.Env[k] = v
+	}
+	s.Labels = map[string]string{
+		LabelRepo:  j.Repo,
+		LabelJob:   strconv.FormatInt(j.ID, 10),
+		LabelQueue: j.Queue,
+	}
+	opts := []string{"rbind", "rw"}
+	if selinux {
+		opts = append(opts, "Z")
+	}
+	s.Mounts = []spec.Mount{{Type: "bind", Source: checkout, Destination: "/source", Options: opts}}
+	s.WorkDir = "/source"
+	// The output is taken from the attach stream; a second copy in the
+	// container's log would only double the writes.
+	s.LogConfiguration = &specgen.LogConfig{Driver: "none"}
+	g := uint(math.Ceil(grace.Seconds()))
+	s.StopTimeout = &g
+	// conmon's own limit: stops the container even if the worker died. Later
+	// than the worker's, so that the worker's stop normally comes first.
+	s.Timeout = uint(math.Ceil((j.Options.Timeout + grace + 30*time.Second).Seconds()))
+
+	var res spec.LinuxResources
+	set := false
+	if m := j.Options.Memory; m > 0 {
+		res.Memory = &spec.LinuxMemory{Limit: &m}
+		set = true
+	}
+	if c := j.Options.CPUs; c > 0 {
+		period, quota := uint64(cpuPeriod), int64(c*cpuPeriod)
+		res.CPU = &spec.LinuxCPU{Period: &period, Quota: &quota}
+		set = true
+	}
+	if p := j.Options.PIDs; p > 0 {
+		res.Pids = &spec.LinuxPids{Limit: p}
+		set = true
+	}
+	if set {
+		s.ResourceLimits = &res
+	}
+	if n := j.Options.Network; n != "" {
+		ns, nets, netOpts, err := specgen.ParseNetworkFlag([]string{n})
+		if err != nil {
+			return nil, fmt.Errorf("JOBQ_NETWORK=%q: %w", n, err)
+		}
+		s.NetNS, s.Networks, s.NetworkOptions = ns, nets, netOpts
+	}
+	return s, nil
+}

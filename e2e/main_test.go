@@ -66,6 +66,15 @@ repo longrun
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "%[1]s/steps started sleep:300"
 
+repo pod podsync podkill
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+    option ENV.JOBQ_PASS_ENV = "HOME"
+
+repo pod podkill
+    option ENV.JOBQ_ASYNC = "1"
+
 repo badopt
     RW+ = alice
     option hook.post-receive = jobq
@@ -130,7 +139,7 @@ func TestMain(m *testing.M) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	var err error
-	env, err = testenv.Start(ctx, testenv.Options{Users: []string{"alice", "bob", "carol"}})
+	env, err = testenv.Start(ctx, testenv.Options{Users: []string{"alice", "bob", "carol"}, Podman: true})
 	if err == nil {
 		err = setup(ctx)
 	}

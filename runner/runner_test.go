@@ -114,7 +114,7 @@ func TestSpec(t *testing.T) {
 				t.Errorf("timeout %d stop timeout %d", s.Timeout, *s.StopTimeout)
 			}
 		}},
-		{"limits", func(j *queue.Job) { j.Options.Memory, j.Options.CPUs, j.Options.PIDs = 1 << 30, 1.5, 0 }, func(t *testing.T, s *specGen) {
+		{"limits", func(j *queue.Job) { j.Options.Memory, j.Options.CPUs, j.Options.PIDs = 1<<30, 1.5, 0 }, func(t *testing.T, s *specGen) {
 			r := s.ResourceLimits
 			if *r.Memory.Limit != 1<<30 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || r.Pids != nil {
 				t.Errorf("limits %+v", r)

@@ -65,6 +65,24 @@ func ImportBusybox(ctx context.Context, dir string, runAs func(ctx context.Conte
 	return err
 }
 
+// rootlessPodman gives the hosting account the containers.conf these hosts
+// need and the Busybox image, as an operator would set them up.
+func (e *Env) rootlessPodman(ctx context.Context) error {
+	conf := filepath.Join(e.Home, ".config", "containers", "containers.conf")
+	if err := os.MkdirAll(filepath.Dir(conf), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(conf, []byte(ContainersConf), 0o644); err != nil {
+		return err
+	}
+	if _, err := run(ctx, "", nil, "chown", "-R", e.User+":", filepath.Join(e.Home, ".config")); err != nil {
+		return err
+	}
+	return ImportBusybox(ctx, e.Dir, func(ctx context.Context, name string, args ...string) (string, error) {
+		return e.AsUser(ctx, nil, name, args...)
+	})
+}
+
 // RootfulPodman is a rootful Podman service of the tests' own.
 type RootfulPodman struct {
 	URI  string

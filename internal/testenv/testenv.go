@@ -40,6 +40,9 @@ type Options struct {
 	Users []string // ssh users besides "admin"
 	Dir   string   // where to put everything; default a new directory in /tmp
 	Port  int      // sshd port; default a free one
+	// Podman sets up rootless Podman for the hosting account: the
+	// containers.conf these hosts need and the Busybox image.
+	Podman bool
 }
 
 // Missing names the programs the environment needs that are not installed.
@@ -105,6 +108,12 @@ func Start(ctx context.Context, o Options) (e *Env, err error) {
 		{"hosting account", e.account},
 		{"keys", func(ctx context.Context) error { return e.keys(ctx, append([]string{"admin"}, o.Users...)) }},
 		{"gitolite", e.gitolite},
+		{"rootless podman", func(ctx context.Context) error {
+			if !o.Podman {
+				return nil
+			}
+			return e.rootlessPodman(ctx)
+		}},
 		{"sshd", func(ctx context.Context) error { return e.startSSHD(ctx, o.Port) }},
 		{"gitolite-admin", e.cloneAdmin},
 	}
@@ -146,6 +155,9 @@ func (e *Env) account(ctx context.Context) error {
 	} else {
 		// A fresh home for this run; nothing of an earlier one may linger.
 		run(ctx, "", nil, "pkill", "-KILL", "-u", e.User)
+		if u, err := user.Lookup(e.User); err == nil {
+			os.RemoveAll(filepath.Join(os.TempDir(), "podman-run-"+u.Uid)) // rootless Podman's state of an earlier home
+		}
 		if _, err := run(ctx, "", nil, "usermod", "--home", e.Home, e.User); err != nil {
 			return err
 		}

@@ -1,0 +1,120 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+const ciScript = `echo "job $JOBQ_JOB_ID of $GL_REPO at $GIT_REF in $(pwd) as uid $(id -u)"
+cat VERSION
+echo to-stderr >&2
+test -d .git && echo "has .git"
+echo "HOME passed: $HOME"
+`
+
+// The main job: a push runs IMAGE ARGS in a rootless container with the
+// pushed revision at /source; ssh jobq REPO ID shows its output.
+func TestPodmanJobFromPush(t *testing.T) {
+	r, rev := push(t, "pod", map[string]string{"ci.sh": ciScript, "VERSION": "pod-v1\n"})
+	if !strings.Contains(r.Stderr, "jobq: queued pod job 0 in queue pod") {
+		t.Fatalf("push output:\n%s", r.Stderr)
+	}
+	log := follow(t, "alice", "pod", 0)
+	if log.Code != 0 {
+		t.Fatalf("jobq pod 0: %s", log)
+	}
+	for _, want := range []string{"revision " + rev, "runner podman: localhost/jobq-busybox:latest sh ci.sh",
+		"job 0 of pod at refs/heads/master in /source as uid 0", "pod-v1", "to-stderr", "HOME passed: " + env.Home,
+		"jobq: succeeded, exit code 0"} {
+		if !strings.Contains(log.Stdout, want) {
+			t.Errorf("log lacks %q:\n%s", want, log.Stdout)
+		}
+	}
+	if strings.Contains(log.Stdout, "has .git") {
+		t.Error("the checkout has .git")
+	}
+	checkNothingLeft(t, "pod")
+}
+
+// Synchronous: the container's output in the push's own output.
+func TestPodmanSyncPush(t *testing.T) {
+	r, _ := push(t, "podsync", map[string]string{"ci.sh": ciScript, "VERSION": "podsync-v1\n"})
+	for _, want := range []string{"remote: podsync-v1", "remote: to-stderr", "remote: jobq: succeeded, exit code 0"} {
+		if !strings.Contains(r.Stderr, want) {
+			t.Errorf("push output lacks %q:\n%s", want, r.Stderr)
+		}
+	}
+}
+
+// A worker killed while its container runs: the next worker marks the job
+// lost and removes the container and the checkout.
+func TestPodmanKilledWorkerCleanedUp(t *testing.T) {
+	push(t, "podkill", map[string]string{"ci.sh": "echo started\nsleep 300\n", "VERSION": "x"})
+	var job struct {
+		State  string `json:"state"`
+		Worker int    `json:"worker"`
+	}
+	waitUntil(t, "job 0 runs its container", func() bool {
+		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "podkill", "0", "job.json"))
+		return err == nil && json.Unmarshal(b, &job) == nil && job.State == "running" &&
+			containers(t, "podkill") != "" && strings.Contains(readLog("podkill", 0), "started")
+	})
+	if err := syscall.Kill(job.Worker, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	// The next push starts a worker, which recovers, then runs job 1.
+	push(t, "podkill", map[string]string{"ci.sh": "echo second\n", "VERSION": "y"})
+	if r := follow(t, "alice", "podkill", 1); r.Code != 0 || !strings.Contains(r.Stdout, "second") {
+		t.Fatalf("jobq podkill 1: %s", r)
+	}
+	r := follow(t, "alice", "podkill", 0)
+	if r.Code != 1 || !strings.Contains(r.Stdout, "jobq: lost: its worker (pid") {
+		t.Errorf("jobq podkill 0: %s", r)
+	}
+	checkNothingLeft(t, "podkill")
+}
+
+func readLog(repo string, id int) string {
+	b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, itoa(id), "log"))
+	return string(b)
+}
+
+func itoa(n int) string { return strconv.Itoa(n) }
+
+// containers lists the hosting account's containers labelled with repo.
+func containers(t *testing.T, repo string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := env.AsUser(ctx, nil, "podman", "ps", "-a", "-q", "--filter", "label=jobq.repo="+repo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(out)
+}
+
+func checkNothingLeft(t *testing.T, repo string) {
+	t.Helper()
+	if c := containers(t, repo); c != "" {
+		t.Errorf("containers left: %s", c)
+	}
+	if m, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-checkout-*")); len(m) != 0 {
+		t.Errorf("checkouts left: %v", m)
+	}
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(200 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}

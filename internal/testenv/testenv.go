@@ -17,6 +17,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -291,6 +292,8 @@ LogLevel ERROR
 	defer logf.Close()
 	e.sshd = exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
 	e.sshd.Stdout, e.sshd.Stderr = logf, logf
+	// A session of its own: the demo leaves it running after it exits.
+	e.sshd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := e.sshd.Start(); err != nil {
 		return err
 	}

@@ -491,3 +491,36 @@ func TestExecRunner(t *testing.T) {
 }
 
 type specGen = specgen.SpecGenerator
+
+// A crafted tree with a symlink "a" to a directory outside and a file
+// "a/x" must not write through the link.
+func TestCheckoutRefusesPathsUnderSymlinks(t *testing.T) {
+	outside := t.TempDir()
+	dir := t.TempDir()
+	gitDir := filepath.Join(dir, "evil.git")
+	git := func(stdin string, args ...string) string {
+		cmd := exec.Command("git", append([]string{"--git-dir", gitDir}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	exec.Command("git", "init", "-q", "--bare", gitDir).Run()
+	link := git(outside, "hash-object", "-w", "--stdin")
+	blob := git("pwned\n", "hash-object", "-w", "--stdin")
+	sub := git("100644 blob "+blob+"\tx\n", "mktree")
+	// mktree sorts entries itself; two entries named "a" (a link and a tree)
+	// make the tree git would never write, but a push could carry.
+	tree := git("120000 blob "+link+"\ta\n040000 tree "+sub+"\ta\n", "mktree", "--missing")
+	rev := git("", "commit-tree", tree, "-m", "evil")
+	err := Checkout(gitDir, rev, t.TempDir())
+	if _, statErr := os.Stat(filepath.Join(outside, "x")); statErr == nil {
+		t.Fatal("the checkout wrote through a symlink to outside its directory")
+	}
+	if err == nil {
+		t.Error("a tree with a path under a symlink checked out without error")
+	}
+}

@@ -1,0 +1,21 @@
+// Command checkout runs jobq's checkout once: checkout GIT_DIR REV DIR.
+// bench/checkout.sh times it against git checkout --force.
+package main
+
+import (
+	"fmt"
+	"os"
+
+	"github.com/jobq/jobq/runner"
+)
+
+func main() {
+	if len(os.Args) != 4 {
+		fmt.Fprintln(os.Stderr, "usage: checkout GIT_DIR REV DIR")
+		os.Exit(2)
+	}
+	if err := runner.Checkout(os.Args[1], os.Args[2], os.Args[3]); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}

@@ -1,7 +1,10 @@
 package e2e
 
 import (
+	"context"
 	"encoding/json"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -154,6 +157,39 @@ func TestSyncModeShowsOutputInPush(t *testing.T) {
 	}
 	if d := time.Since(start); d < time.Second {
 		t.Errorf("a synchronous push returned after %s, before its 1 s job could end", d)
+	}
+}
+
+// A synchronous pusher who hangs up does not take the job with them.
+func TestSyncPusherDisconnects(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	if r := env.Git(ctx, "alice", dir, "clone", "-q", env.URL("syncdrop"), "w"); r.Code != 0 {
+		t.Fatal(r)
+	}
+	w := filepath.Join(dir, "w")
+	os.WriteFile(filepath.Join(w, "f"), []byte("x"), 0o644)
+	env.Git(ctx, "alice", w, "add", "f")
+	env.Git(ctx, "alice", w, "commit", "-q", "-m", "x")
+	cmd := env.GitCmd(ctx, "alice", w, "push", "origin", "HEAD:refs/heads/master")
+	stderr, _ := cmd.StderrPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 4096)
+	var seen string
+	for !strings.Contains(seen, "begin") {
+		n, err := stderr.Read(buf)
+		if err != nil {
+			t.Fatalf("push ended before the job began: %v\n%s", err, seen)
+		}
+		seen += string(buf[:n])
+	}
+	cmd.Process.Kill() // the pusher goes away mid-job
+	cmd.Wait()
+	r := follow(t, "alice", "syncdrop", 0)
+	if r.Code != 0 || !strings.Contains(r.Stdout, "end") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+		t.Errorf("jobq syncdrop 0 after the pusher left: %s", r)
 	}
 }
 

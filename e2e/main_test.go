@@ -50,6 +50,12 @@ repo syncrepo
     option ENV.JOBQ_RUNNER = "exec"
     option ENV.JOBQ_COMMAND = "%[1]s/steps sync-output sleep:1 sync-done"
 
+repo syncdrop
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_COMMAND = "%[1]s/steps begin sleep:3 end"
+
 repo slow
     RW+ = alice
     option hook.post-receive = jobq

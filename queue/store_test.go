@@ -472,3 +472,44 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// The host-wide slot limit holds across queues.
+func TestSlotLimit(t *testing.T) {
+	for _, slots := range []int{1, 2} {
+		s := newStore(t)
+		for _, q := range []string{"q1", "q2", "q3"} {
+			for range 3 {
+				s.Enqueue(newJob("r-"+q, q))
+			}
+		}
+		var mu sync.Mutex
+		running, peak := 0, 0
+		w := &Worker{Store: s, Slots: slots, Poll: 5 * time.Millisecond, Run: func(ctx context.Context, j *Job, log *os.File) (int, error) {
+			mu.Lock()
+			running++
+			peak = max(peak, running)
+			mu.Unlock()
+			time.Sleep(30 * time.Millisecond)
+			mu.Lock()
+			running--
+			mu.Unlock()
+			return 0, nil
+		}}
+		var wg sync.WaitGroup
+		for _, q := range []string{"q1", "q2", "q3"} {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// A worker of its own per queue, as separate processes are.
+				w2 := *w
+				st, _ := Open(s.Dir())
+				w2.Store = st
+				w2.Drain(context.Background(), q, false)
+			}()
+		}
+		wg.Wait()
+		if peak != slots {
+			t.Errorf("%d slots: at most %d jobs ran at once", slots, peak)
+		}
+	}
+}

@@ -27,6 +27,17 @@ type Service struct {
 	StateDir string
 	// Idle is how long a service that jobq started stays up unused.
 	Idle time.Duration
+
+	// loadConfig reads containers.conf; nil: config.Default, which caches
+	// for the process. Tests read a fresh one per case.
+	loadConfig func() (*config.Config, error)
+}
+
+func (s *Service) config() (*config.Config, error) {
+	if s.loadConfig != nil {
+		return s.loadConfig()
+	}
+	return config.Default()
 }
 
 // endpoint is a resolved service address.
@@ -43,7 +54,7 @@ func (s *Service) resolve(connection string) (endpoint, error) {
 		if strings.Contains(connection, "://") {
 			return endpoint{uri: connection}, nil
 		}
-		cfg, err := config.Default()
+		cfg, err := s.config()
 		if err != nil {
 			return endpoint{}, fmt.Errorf("read containers.conf: %w", err)
 		}
@@ -56,7 +67,7 @@ func (s *Service) resolve(connection string) (endpoint, error) {
 	if h := s.Getenv("CONTAINER_HOST"); h != "" {
 		return endpoint{uri: h}, nil
 	}
-	if cfg, err := config.Default(); err == nil {
+	if cfg, err := s.config(); err == nil {
 		if c, err := cfg.GetConnection("", true); err == nil {
 			return endpoint{uri: c.URI, identity: c.Identity}, nil
 		}

@@ -211,7 +211,7 @@ func TestMain(m *testing.M) {
 }
 
 // runJob runs a job's command in busybox and returns exit, error and log.
-func runJob(t *testing.T, r *podmanRunner, ctx context.Context, j *queue.Job) (int, error, string) {
+func runJob(ctx context.Context, t *testing.T, r *podmanRunner, j *queue.Job) (int, string, error) {
 	t.Helper()
 	logf, err := os.Create(filepath.Join(t.TempDir(), "log"))
 	if err != nil {
@@ -220,7 +220,7 @@ func runJob(t *testing.T, r *podmanRunner, ctx context.Context, j *queue.Job) (i
 	defer logf.Close()
 	exit, runErr := r.Run(ctx, j, logf)
 	b, _ := os.ReadFile(logf.Name())
-	return exit, runErr, string(b)
+	return exit, string(b), runErr
 }
 
 func labelled(t *testing.T, svc *testenv.RootfulPodman, j *queue.Job) string {
@@ -239,7 +239,7 @@ func TestPodmanExitCodes(t *testing.T) {
 	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})
 	for _, code := range []int{0, 3} {
 		j := testJob(gitDir, rev, testenv.Busybox+` sh -c "exit `+itoa(int64(code))+`"`)
-		exit, err, log := runJob(t, r, context.Background(), j)
+		exit, log, err := runJob(context.Background(), t, r, j)
 		if err != nil || exit != code {
 			t.Errorf("exit %d, %v, want %d\n%s", exit, err, code, log)
 		}
@@ -253,7 +253,7 @@ func TestPodmanEnvAndSource(t *testing.T) {
 	r, _ := newTestPodman(t)
 	gitDir, rev := makeRepo(t, map[string]string{"VERSION": "v-runner\n", "ci.sh": "#!/bin/sh\necho script-ran\n"})
 	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "env; pwd; cat VERSION; ./ci.sh; ls -a /source; touch /source/made"`)
-	exit, err, log := runJob(t, r, context.Background(), j)
+	exit, log, err := runJob(context.Background(), t, r, j)
 	if err != nil || exit != 0 {
 		t.Fatalf("exit %d %v\n%s", exit, err, log)
 	}
@@ -279,7 +279,7 @@ func TestPodmanInterleaving(t *testing.T) {
 	r, _ := newTestPodman(t)
 	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})
 	script := "echo out1; sleep 0.1; echo err1 >&2; sleep 0.1; echo out2; sleep 0.1; echo err2 >&2; sleep 0.1; printf no-newline"
-	exit, err, log := runJob(t, r, context.Background(), testJob(gitDir, rev, testenv.Busybox+` sh -c "`+script+`"`))
+	exit, log, err := runJob(context.Background(), t, r, testJob(gitDir, rev, testenv.Busybox+` sh -c "`+script+`"`))
 	if err != nil || exit != 0 {
 		t.Fatalf("exit %d %v", exit, err)
 	}
@@ -349,7 +349,7 @@ func TestPodmanStopIgnoringSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	start := time.Now()
-	exit, err, log := runJob(t, r, ctx, j)
+	exit, log, err := runJob(ctx, t, r, j)
 	if d := time.Since(start); d > 15*time.Second {
 		t.Errorf("stopping took %s", d)
 	}
@@ -366,12 +366,12 @@ func TestPodmanPullNever(t *testing.T) {
 	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})
 	j := testJob(gitDir, rev, "localhost/jobq-no-such-image true")
 	j.Options.Pull = "never"
-	_, err, _ := runJob(t, r, context.Background(), j)
+	_, _, err := runJob(context.Background(), t, r, j)
 	if err == nil || !strings.Contains(err.Error(), "is not present and JOBQ_PULL=never") || strings.Contains(err.Error(), "\n") {
 		t.Errorf("error %v", err)
 	}
 	j.Options.Pull = "missing" // a pull that fails: no registry is reachable
-	_, err, _ = runJob(t, r, context.Background(), j)
+	_, _, err = runJob(context.Background(), t, r, j)
 	if err == nil || !strings.Contains(err.Error(), "pull image localhost/jobq-no-such-image") {
 		t.Errorf("error %v", err)
 	}
@@ -384,7 +384,7 @@ func TestPodmanServiceStoppedMidJob(t *testing.T) {
 	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})
 	j := testJob(gitDir, rev, testenv.Busybox+" sleep 300")
 	done := make(chan error, 1)
-	go func() { _, err, _ := runJob(t, r, context.Background(), j); done <- err }()
+	go func() { _, _, err := runJob(context.Background(), t, r, j); done <- err }()
 	waitFor(t, func() bool { return labelled(t, svc, j) != "" })
 	time.Sleep(500 * time.Millisecond)
 	svc.Stop()
@@ -401,7 +401,7 @@ func TestPodmanServiceStoppedMidJob(t *testing.T) {
 	}
 	j2 := testJob(gitDir, rev, testenv.Busybox+" echo next")
 	j2.ID = 8
-	exit, err, log := runJob(t, r, context.Background(), j2)
+	exit, log, err := runJob(context.Background(), t, r, j2)
 	if err != nil || exit != 0 || log != "next\n" {
 		t.Errorf("next job: %d %v %q", exit, err, log)
 	}
@@ -418,7 +418,7 @@ func TestPodmanCleanup(t *testing.T) {
 	j := testJob(gitDir, rev, testenv.Busybox+" sleep 300")
 	j.ID = 9
 	done := make(chan struct{})
-	go func() { runJob(t, r, context.Background(), j); close(done) }()
+	go func() { runJob(context.Background(), t, r, j); close(done) }()
 	waitFor(t, func() bool { return labelled(t, svc, j) != "" })
 	co, _ := os.ReadFile(r.cfg.File(j, "checkout"))
 	if err := r.Cleanup(context.Background(), j); err != nil {

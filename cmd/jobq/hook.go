@@ -23,6 +23,7 @@ func runHook(ctx context.Context, e env) int {
 		say("%v", err)
 		return exitOK
 	}
+	noWorker := map[string]bool{} // queues whose worker could not be started
 	seen := map[string]bool{}
 	for _, qj := range jobs {
 		say("queued %s job %d in queue %s (%d ahead)", qj.job.Repo, qj.job.ID, qj.job.Queue, qj.ahead)
@@ -30,11 +31,13 @@ func runHook(ctx context.Context, e env) int {
 			seen[qj.job.Queue] = true
 			if err := a.ensureWorker(qj.job.Queue); err != nil {
 				say("%v; the job waits for the next worker", err)
+				noWorker[qj.job.Queue] = true
 			}
 		}
 	}
 	for _, qj := range jobs {
-		if qj.job.Options.Async {
+		// Following a job no worker will run would hang the push.
+		if qj.job.Options.Async || noWorker[qj.job.Queue] {
 			continue
 		}
 		// The pusher watches; if they go, the job still runs to its end.

@@ -337,12 +337,17 @@ func (e *Env) SSH(ctx context.Context, name string, args ...string) Result {
 
 // Git runs git in dir as an ssh user (for clone, push, fetch).
 func (e *Env) Git(ctx context.Context, name, dir string, args ...string) Result {
+	return capture(e.GitCmd(ctx, name, dir, args...))
+}
+
+// GitCmd is the command Git runs, not started.
+func (e *Env) GitCmd(ctx context.Context, name, dir string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+e.SSHCommand(name),
 		"GIT_AUTHOR_NAME="+name, "GIT_AUTHOR_EMAIL="+name+"@example.com",
 		"GIT_COMMITTER_NAME="+name, "GIT_COMMITTER_EMAIL="+name+"@example.com")
-	return capture(cmd)
+	return cmd
 }
 
 func capture(cmd *exec.Cmd) Result {

@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+)
+
+func testWorker(t *testing.T) *queue.Worker {
+	t.Helper()
+	t.Setenv("JOBQ_HOME", t.TempDir())
+	w, err := newWorker()
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Poll = 10 * time.Millisecond
+	return w
+}
+
+func execJob(repo, q, command string, keep int) *queue.Job {
+	return &queue.Job{Repo: repo, Queue: q, Ref: "refs/heads/main", NewRev: strings.Repeat("a", 40), GitDir: os.TempDir(),
+		Options: queue.Options{Command: command, Runner: "exec", Timeout: time.Minute, Keep: keep}}
+}
+
+// jobq worker --all serves every queue, also those created after it
+// started, until it is stopped.
+func TestServe(t *testing.T) {
+	w := testWorker(t)
+	w.Store.Enqueue(execJob("a", "qa", "echo a", 10))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- serve(ctx, w) }()
+	w.Store.Enqueue(execJob("b", "qb", "echo b", 10))
+	for _, r := range []string{"a", "b"} {
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			j, err := w.Store.Job(r, 0)
+			if err == nil && j.State == queue.Succeeded {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("job %s 0 did not run: %+v %v", r, j, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// gc applies JOBQ_KEEP, settles what a dead worker left, and runs queued
+// jobs no worker is running.
+func TestGC(t *testing.T) {
+	w := testWorker(t)
+	for range 4 {
+		w.Store.Enqueue(execJob("r", "q", "true", 2))
+	}
+	if err := gc(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	jobs, _ := w.Store.Jobs("r", 0)
+	if len(jobs) != 2 || jobs[0].Job.State != queue.Succeeded || jobs[0].ID != 3 {
+		t.Errorf("after gc: %+v", jobs)
+	}
+}

@@ -1,0 +1,147 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// invoke runs jobq in-process with args, stdin and environment vars.
+func invoke(t *testing.T, vars map[string]string, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	lookup := func(k string) (string, bool) { v, ok := vars[k]; return v, ok }
+	e := env{args: append([]string{"jobq"}, args...), stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb,
+		getenv: func(k string) string { return vars[k] }, lookup: lookup}
+	if len(args) > 0 && args[0] == "post-receive" {
+		e.args = []string{"/srv/git/r.git/hooks/post-receive.h00-jobq"}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	code := run(ctx, e)
+	return code, out.String(), errb.String()
+}
+
+func hookLine(ref string) string {
+	return strings.Repeat("0", 40) + " " + strings.Repeat("a", 40) + " " + ref + "\n"
+}
+
+// A synchronous push whose worker cannot be started must not wait for a
+// job nobody runs.
+func TestSyncHookWithoutWorkerDoesNotHang(t *testing.T) {
+	t.Setenv("PATH", t.TempDir()) // no jobq-worker anywhere
+	home := t.TempDir()
+	vars := map[string]string{"JOBQ_HOME": home, "GL_REPO": "r", "GIT_DIR": t.TempDir(), "GL_OPTION_JOBQ_COMMAND": "img true"}
+	start := time.Now()
+	code, _, stderr := invoke(t, vars, hookLine("refs/heads/main"), "post-receive")
+	if code != 0 || time.Since(start) > 5*time.Second {
+		t.Fatalf("exit %d after %s", code, time.Since(start))
+	}
+	for _, want := range []string{"jobq: queued r job 0 in queue r (0 ahead)", "jobq-worker not found", "the job waits for the next worker"} {
+		if !strings.Contains(stderr, want) {
+			t.Errorf("hook output lacks %q:\n%s", want, stderr)
+		}
+	}
+}
+
+func TestHookInputAndOptions(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	tests := []struct {
+		name   string
+		vars   map[string]string
+		stdin  string
+		queued int
+		says   string
+	}{
+		{"no command", map[string]string{}, hookLine("refs/heads/main"), 0, "JOBQ_COMMAND is not set; no job queued"},
+		{"bad option", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_TIMEOUT": "abc"}, hookLine("refs/heads/main"), 0, `JOBQ_TIMEOUT="abc" is not a duration; no job queued`},
+		{"garbage input", map[string]string{"JOBQ_COMMAND": "x"}, "garbage\n", 0, "hook input line 1 is not OLD NEW REF"},
+		{"deletion", map[string]string{"JOBQ_COMMAND": "x"}, strings.Repeat("a", 40) + " " + strings.Repeat("0", 40) + " refs/heads/x\n", 0, ""},
+		{"filter", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_REF_FILTER": "refs/tags/*"}, hookLine("refs/heads/main") + hookLine("refs/tags/v1"), 1, "queued r job 0"},
+		{"many refs", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_ASYNC": "1"}, strings.Repeat(hookLine("refs/heads/b"), 3), 3, "queued r job 2 in queue r (2 ahead)"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			home := t.TempDir()
+			tt.vars["JOBQ_HOME"], tt.vars["GL_REPO"], tt.vars["GIT_DIR"] = home, "r", t.TempDir()
+			tt.vars["JOBQ_ASYNC"] = "1"
+			code, _, stderr := invoke(t, tt.vars, tt.stdin, "post-receive")
+			if code != 0 {
+				t.Errorf("hook exit %d", code)
+			}
+			if !strings.Contains(stderr, tt.says) || strings.Count(stderr, "\n") > tt.queued*2+1 {
+				t.Errorf("hook said:\n%s\nwant %q", stderr, tt.says)
+			}
+			s, _ := queue.Open(home)
+			jobs, _ := s.Jobs("r", 0)
+			if len(jobs) != tt.queued {
+				t.Errorf("%d jobs queued, want %d", len(jobs), tt.queued)
+			}
+		})
+	}
+}
+
+func TestListShowsPlaceInQueue(t *testing.T) {
+	home := t.TempDir()
+	s, _ := queue.Open(home)
+	for _, repo := range []string{"a", "b", "a"} {
+		s.Enqueue(&queue.Job{Repo: repo, Queue: "shared", Ref: "refs/heads/main", NewRev: strings.Repeat("c", 40),
+			Options: queue.Options{Command: "x", Timeout: time.Minute, Keep: 5}})
+	}
+	code, out, _ := invoke(t, map[string]string{"JOBQ_HOME": home}, "", "a")
+	if code != 0 {
+		t.Fatal(code)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 3 || !strings.HasPrefix(lines[0], "ID  STATE") || !strings.Contains(lines[1], "queued (2 ahead)") || !strings.Contains(lines[2], "queued (0 ahead)") || !strings.Contains(lines[1], "cccccccc") {
+		t.Errorf("listing:\n%s", out)
+	}
+	// Columns line up.
+	if strings.Index(lines[0], "REF") != strings.Index(lines[1], "refs/") {
+		t.Errorf("columns do not line up:\n%s", out)
+	}
+	code, out, _ = invoke(t, map[string]string{"JOBQ_HOME": home}, "", "ls", "a", "--json")
+	if code != 0 || !strings.Contains(out, `"ahead": 2`) || !strings.Contains(out, `"state": "queued"`) {
+		t.Errorf("--json: %d\n%s", code, out)
+	}
+	code, out, _ = invoke(t, map[string]string{"JOBQ_HOME": home}, "", "--json")
+	if code != 0 || !strings.Contains(out, `"repo": "a"`) || !strings.Contains(out, `"queued": 2`) {
+		t.Errorf("jobq --json: %d\n%s", code, out)
+	}
+}
+
+func TestUsageAndBadArguments(t *testing.T) {
+	home := t.TempDir()
+	vars := map[string]string{"JOBQ_HOME": home}
+	tests := []struct {
+		args []string
+		code int
+		says string
+	}{
+		{[]string{"a", "b", "c"}, 2, "usage: jobq"},
+		{[]string{"--bogus"}, 2, "unknown flag"},
+		{[]string{"log", "r"}, 2, "usage: jobq log REPO ID"},
+		{[]string{"log", "r", "x"}, 2, "is not a number"},
+		{[]string{"../../etc", "0"}, 1, "no such repository"},
+		{[]string{"r\x00x"}, 1, "no such repository"},
+		{[]string{strings.Repeat("a", 5000)}, 1, "no such repository"},
+		{[]string{"nosuch"}, 1, "no such repository"},
+	}
+	for _, tt := range tests {
+		code, _, stderr := invoke(t, vars, "", tt.args...)
+		if code != tt.code || !strings.Contains(stderr, tt.says) || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("jobq %q: exit %d, %q; want %d, %q", tt.args, code, stderr, tt.code, tt.says)
+		}
+	}
+	// Nothing was created outside the data directory, nor for bad names.
+	ents, _ := os.ReadDir(filepath.Join(home, "repos"))
+	if len(ents) != 0 {
+		t.Errorf("repos created: %v", ents)
+	}
+}

@@ -8,11 +8,18 @@ GO      ?= go
 export CGO_ENABLED := 0
 GOFLAGS_BUILD := -tags "$(TAGS)" -trimpath -ldflags "-s -w"
 
-.PHONY: build test check unit e2e bench-smoke clean
+# The GWS image with jobq (Containerfile); BASE is the GWS image to derive.
+BASE    ?= docker.io/mgoral/gws:0.4.1
+IMAGE   ?= localhost/jobq-gws:latest
+
+.PHONY: build image test check unit clean
 
 # jobq (hook and ssh commands, no Podman code) and jobq-worker (the worker).
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker
+
+image: build
+	podman build --build-arg BASE=$(BASE) -t $(IMAGE) -f Containerfile .
 
 # Static checks: formatting, vet, staticcheck.
 check:

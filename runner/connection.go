@@ -144,6 +144,30 @@ func (s *Service) startLocal(ctx context.Context, sock string) error {
 	if listening(sock) {
 		return nil // another worker started it
 	}
+	err = s.serve(ctx, podman, sock)
+	if errors.Is(err, errExited) {
+		// A runtime directory that outlived its processes (a container
+		// restarted: /tmp survives, unlike /run/user at a reboot) leaves
+		// Podman "invalid internal status"; its documented remedy first.
+		migrate := exec.CommandContext(ctx, podman, "system", "migrate")
+		migrate.Env = serviceEnv(sock)
+		migrate.Run()
+		err = s.serve(ctx, podman, sock)
+	}
+	return err
+}
+
+var errExited = errors.New("podman system service exited at once")
+
+func serviceEnv(sock string) []string {
+	if os.Geteuid() == 0 {
+		return os.Environ()
+	}
+	return append(os.Environ(), "XDG_RUNTIME_DIR="+filepath.Dir(filepath.Dir(sock)))
+}
+
+// serve starts the service once and waits until it answers.
+func (s *Service) serve(ctx context.Context, podman, sock string) error {
 	logf, err := os.OpenFile(filepath.Join(s.StateDir, "podman-service.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("start podman service: %w", err)
@@ -151,10 +175,7 @@ func (s *Service) startLocal(ctx context.Context, sock string) error {
 	defer logf.Close()
 	idle := max(s.Idle, time.Second)
 	cmd := exec.Command(podman, "system", "service", "--time="+strconv.Itoa(int(idle.Seconds())), "unix://"+sock)
-	cmd.Env = append(os.Environ(), "XDG_RUNTIME_DIR="+filepath.Dir(filepath.Dir(sock)))
-	if os.Geteuid() == 0 {
-		cmd.Env = os.Environ()
-	}
+	cmd.Env = serviceEnv(sock)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -169,7 +190,7 @@ func (s *Service) startLocal(ctx context.Context, sock string) error {
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("podman system service exited at once (%v); see %s", err, logf.Name())
+			return fmt.Errorf("%w (%v); see %s", errExited, err, logf.Name())
 		case <-deadline:
 			return errors.New("podman system service did not answer within 30s; see " + logf.Name())
 		case <-ctx.Done():

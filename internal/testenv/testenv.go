@@ -216,39 +216,15 @@ func (e *Env) gitolite(ctx context.Context) error {
 	if _, err := e.AsUser(ctx, nil, "gitolite", "setup", "-pk", pub); err != nil {
 		return err
 	}
-	rcPath := filepath.Join(e.Home, ".gitolite.rc")
-	rc, err := os.ReadFile(rcPath)
-	if err != nil {
+	// jobq is installed the way the README says, by the project's script.
+	script := filepath.Join(e.Bin, "gitolite-install-jobq")
+	if _, err := run(ctx, "", nil, "install", "-m", "0755", filepath.Join(e.Source, "scripts", "gitolite-install-jobq"), script); err != nil {
 		return err
-	}
-	s := string(rc)
-	for _, r := range [][2]string{
-		{`# LOCAL_CODE                =>  "$ENV{HOME}/local",`, `LOCAL_CODE                =>  "$ENV{HOME}/local",`},
-		{`# 'repo-specific-hooks',`, `'repo-specific-hooks',`},
-		{`'help',`, `'help',` + "\n            'jobq',"},
-	} {
-		if !strings.Contains(s, r[0]) {
-			return fmt.Errorf("%s: no line %q to change", rcPath, r[0])
-		}
-		s = strings.Replace(s, r[0], r[1], 1)
-	}
-	if err := os.WriteFile(rcPath, []byte(s), 0o644); err != nil {
-		return err
-	}
-	// jobq is installed the way the README says: symlinks to the binary.
-	local := filepath.Join(e.Home, "local")
-	for _, l := range []string{filepath.Join(local, "hooks", "repo-specific", "jobq"), filepath.Join(local, "commands", "jobq")} {
-		if err := os.MkdirAll(filepath.Dir(l), 0o755); err != nil {
-			return err
-		}
-		if err := os.Symlink(filepath.Join(e.Bin, "jobq"), l); err != nil {
-			return err
-		}
 	}
 	if _, err := run(ctx, "", nil, "chown", "-R", e.User+":", e.Home); err != nil {
 		return err
 	}
-	_, err = e.AsUser(ctx, nil, "gitolite", "setup")
+	_, err = e.AsUser(ctx, nil, script, filepath.Join(e.Bin, "jobq"))
 	return err
 }
 

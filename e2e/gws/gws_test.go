@@ -1,0 +1,236 @@
+// Package gws tests the project's GWS image (Containerfile): built on a
+// stand-in GWS base, run as an unprivileged outer container, with jobs run
+// by jobq in rootless containers nested inside it.
+package gws
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+const (
+	debian    = "localhost/jobq-test-debian:bookworm"
+	standin   = "localhost/jobq-gws-standin:latest"
+	image     = "localhost/jobq-gws-e2e:latest"
+	container = "jobq-gws-e2e"
+	rootfs    = "/var/cache/jobq-test/rootfs-bookworm" // kept between runs
+)
+
+type fixture struct {
+	t    *testing.T
+	dir  string
+	conf string // the host Podman's containers.conf
+	port int
+}
+
+func (f *fixture) run(ctx context.Context, name string, args ...string) string {
+	f.t.Helper()
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+f.conf)
+	cmd.Dir = testenv.SourceDir()
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		f.t.Fatalf("%s %s: %v\n%s", name, strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+func (f *fixture) podman(ctx context.Context, args ...string) string {
+	f.t.Helper()
+	return f.run(ctx, "podman", args...)
+}
+
+func (f *fixture) ssh(ctx context.Context, args ...string) testenv.Result {
+	argv := append(strings.Fields(f.sshCommand()), "git@127.0.0.1")
+	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		code = -1
+	}
+	return testenv.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+}
+
+func (f *fixture) sshCommand() string {
+	return fmt.Sprintf("ssh -i %s -p %d -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes",
+		filepath.Join(f.dir, "admin"), f.port)
+}
+
+func (f *fixture) git(ctx context.Context, dir string, args ...string) string {
+	f.t.Helper()
+	cmd := exec.CommandContext(ctx, "git", args...)
+	cmd.Dir = dir
+	cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+f.sshCommand(), "GIT_AUTHOR_NAME=admin", "GIT_AUTHOR_EMAIL=a@example.com",
+		"GIT_COMMITTER_NAME=admin", "GIT_COMMITTER_EMAIL=a@example.com")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		f.t.Fatalf("git %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// push commits ci.sh to repo and pushes it; it returns the push's output.
+func (f *fixture) push(ctx context.Context, repo, script string) string {
+	f.t.Helper()
+	w := filepath.Join(f.dir, "work-"+repo)
+	if _, err := os.Stat(w); err != nil {
+		f.git(ctx, f.dir, "clone", "-q", fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", f.port, repo), w)
+	}
+	os.WriteFile(filepath.Join(w, "ci.sh"), []byte(script), 0o644)
+	f.git(ctx, w, "add", "ci.sh")
+	f.git(ctx, w, "commit", "-q", "-m", "ci")
+	return f.git(ctx, w, "push", "origin", "HEAD:refs/heads/master")
+}
+
+func TestGWSImage(t *testing.T) {
+	for _, p := range []string{"podman", "debootstrap", "ssh", "git", "make"} {
+		if _, err := exec.LookPath(p); err != nil || os.Geteuid() != 0 {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("missing %s or root (CI must provide them)", p)
+			}
+			t.Skipf("missing %s or root; run scripts/test", p)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
+	defer cancel()
+	f := &fixture{t: t, dir: t.TempDir()}
+	f.conf = filepath.Join(f.dir, "containers.conf")
+	os.WriteFile(f.conf, []byte(testenv.ContainersConf), 0o644)
+	cleanup := func() {
+		exec.Command("podman", "rm", "-f", "-t", "0", container).Run()
+		exec.Command("podman", "volume", "rm", "-f", container).Run()
+	}
+	cleanup()
+	t.Cleanup(cleanup)
+
+	// The stand-in base: debootstrap'd Debian (cached), then GWS's layout.
+	if _, err := os.Stat(filepath.Join(rootfs, "usr/bin/gitolite")); err != nil {
+		os.RemoveAll(rootfs)
+		f.run(ctx, "debootstrap", "--variant=minbase", "--include=gitolite3,openssh-server,git,ca-certificates",
+			"bookworm", rootfs, "http://deb.debian.org/debian")
+	}
+	if exec.Command("podman", "image", "exists", debian).Run() != nil {
+		f.run(ctx, "sh", "-c", fmt.Sprintf("tar -C %s -c . | podman import --change 'CMD [\"/bin/bash\"]' - %s", rootfs, debian))
+	}
+	f.run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin", "-f", filepath.Join(f.dir, "admin"))
+	standinDir := filepath.Join(f.dir, "standin")
+	os.MkdirAll(standinDir, 0o755)
+	f.run(ctx, "cp", filepath.Join(testenv.SourceDir(), "e2e/gws/testdata/standin.Containerfile"), filepath.Join(f.dir, "admin.pub"), standinDir)
+	f.podman(ctx, "build", "-q", "-t", standin, "-f", filepath.Join(standinDir, "standin.Containerfile"), standinDir)
+
+	// The project's one command that builds the image.
+	f.run(ctx, "make", "-s", "image", "BASE="+standin, "IMAGE="+image)
+
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	// The documented outer run line: no --privileged.
+	f.podman(ctx, "run", "-d", "--name", container, "--device", "/dev/fuse", "--security-opt", "label=disable",
+		"-p", fmt.Sprintf("127.0.0.1:%d:2222", f.port), "-v", container+":/config", image)
+	waitSSH(t, f)
+
+	// The job image, inside: imported into git's nested storage.
+	err = testenv.ImportBusybox(ctx, f.dir, func(ctx context.Context, name string, args ...string) (string, error) {
+		tarball := filepath.Join(f.dir, "busybox.tar")
+		f.podman(ctx, "cp", tarball, container+":/tmp/busybox.tar")
+		for i, a := range args {
+			if a == tarball {
+				args[i] = "/tmp/busybox.tar"
+			}
+		}
+		return f.podman(ctx, append([]string{"exec", container, name}, args...)...), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	admin := filepath.Join(f.dir, "gitolite-admin")
+	f.git(ctx, f.dir, "clone", "-q", fmt.Sprintf("ssh://git@127.0.0.1:%d/gitolite-admin", f.port), admin)
+	conf, _ := os.ReadFile(filepath.Join(admin, "conf/gitolite.conf"))
+	conf = append(conf, []byte(`
+repo app slow
+    RW+ = admin
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+`)...)
+	os.WriteFile(filepath.Join(admin, "conf/gitolite.conf"), conf, 0o644)
+	f.git(ctx, admin, "commit", "-q", "-am", "jobs")
+	f.git(ctx, admin, "push", "-q")
+
+	// A push runs a job in a nested rootless container.
+	out := f.push(ctx, "app", "echo \"nested job $JOBQ_JOB_ID of $GL_REPO in $(pwd)\"\ncat /proc/self/uid_map\n")
+	if !strings.Contains(out, "jobq: queued app job 0 in queue app") {
+		t.Fatalf("push output:\n%s", out)
+	}
+	r := f.ssh(ctx, "jobq", "app", "0")
+	if r.Code != 0 || !strings.Contains(r.Stdout, "nested job 0 of app in /source") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+		t.Fatalf("jobq app 0: %s", r)
+	}
+
+	// One job running, one queued; then the outer container restarts.
+	f.push(ctx, "slow", "echo started\nsleep 300\n")
+	waitUntil(t, "slow job 0 runs", func() bool { return strings.Contains(f.ssh(ctx, "jobq", "log", "slow", "0").Stdout, "started") })
+	f.push(ctx, "slow", "echo quick\n")
+	if r := f.ssh(ctx, "jobq", "slow"); !strings.Contains(r.Stdout, "queued (1 ahead)") {
+		t.Fatalf("before the restart: %s", r)
+	}
+	f.podman(ctx, "restart", "-t", "1", container)
+	waitSSH(t, f)
+
+	// Logs and the queued job survived.
+	if r := f.ssh(ctx, "jobq", "app", "0"); r.Code != 0 || !strings.Contains(r.Stdout, "nested job 0 of app in /source") {
+		t.Errorf("after the restart, jobq app 0: %s", r)
+	}
+	if r := f.ssh(ctx, "jobq", "slow"); !strings.Contains(r.Stdout, "queued") {
+		t.Errorf("after the restart, jobq slow: %s", r)
+	}
+	// The next push starts a worker: the interrupted job is lost, the
+	// queued one and the new one run.
+	f.push(ctx, "slow", "echo third\n")
+	for id, want := range map[int]string{1: "quick", 2: "third"} {
+		if r := f.ssh(ctx, "jobq", "slow", fmt.Sprint(id)); r.Code != 0 || !strings.Contains(r.Stdout, want) {
+			t.Errorf("jobq slow %d: %s", id, r)
+		}
+	}
+	if r := f.ssh(ctx, "jobq", "slow", "0"); !strings.Contains(r.Stdout, "jobq: lost") {
+		t.Errorf("jobq slow 0: %s", r)
+	}
+	if out := f.podman(ctx, "exec", container, "podman", "ps", "-a", "-q", "--filter", "label=jobq.repo"); strings.TrimSpace(out) != "" {
+		t.Errorf("nested containers left: %s", out)
+	}
+}
+
+func waitSSH(t *testing.T, f *fixture) {
+	t.Helper()
+	waitUntil(t, "sshd in the container answers", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return f.ssh(ctx, "info").Code == 0
+	})
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(300 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}

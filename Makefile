@@ -12,11 +12,15 @@ GOFLAGS_BUILD := -tags "$(TAGS)" -trimpath -ldflags "-s -w"
 BASE    ?= docker.io/mgoral/gws:0.4.1
 IMAGE   ?= localhost/jobq-gws:latest
 
-.PHONY: build image test check unit clean
+.PHONY: build build-faultinject image test check unit clean
 
 # jobq (hook and ssh commands, no Podman code) and jobq-worker (the worker).
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker
+
+# The worker with fault injection (JOBQ_CRASH_AT), for the reliability suite.
+build-faultinject:
+	$(GO) build -tags "$(TAGS) faultinject" -trimpath -o $(BINDIR)/jobq-worker-faultinject ./cmd/jobq-worker
 
 image: build
 	podman build --build-arg BASE=$(BASE) -t $(IMAGE) -f Containerfile .

@@ -68,8 +68,9 @@ func (s *Store) makeQueue(q string) error {
 	return nil
 }
 
-// addEntry appends j to its queue and returns the entry's path and how many
-// jobs are ahead of it. The entry dangles until the job directory exists.
+// addEntry appends j to its queue, sets j.Seq, and returns the entry's path
+// and how many jobs are ahead of it. The entry dangles until the job
+// directory exists.
 func (s *Store) addEntry(j *Job) (string, int, error) {
 	if err := s.makeQueue(j.Queue); err != nil {
 		return "", 0, err
@@ -91,6 +92,7 @@ func (s *Store) addEntry(j *Job) (string, int, error) {
 	for _, e := range slices.Concat(pending, running) {
 		seq = max(seq, e.seq+1)
 	}
+	j.Seq = seq
 	dir := filepath.Join(s.queueDir(j.Queue), "pending")
 	path := filepath.Join(dir, entryName(seq, j.ID, j.Repo))
 	f, err := os.OpenFile(path, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)

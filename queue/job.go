@@ -31,6 +31,7 @@ type Job struct {
 	Repo       string            `json:"repo"`
 	ID         int64             `json:"id"`
 	Queue      string            `json:"queue"`
+	Seq        int64             `json:"seq"` // its place in the queue's order
 	Ref        string            `json:"ref"`
 	OldRev     string            `json:"old_rev"`
 	NewRev     string            `json:"new_rev"`

@@ -117,7 +117,7 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (Options, err
 		}
 	}
 	if v, ok := get("JOBQ_MEMORY"); ok {
-		n, err := parseBytes(v)
+		n, err := ParseBytes(v)
 		if err != nil {
 			return o, bad("JOBQ_MEMORY", v, "is not a size (like 512m or 2g)")
 		}
@@ -194,9 +194,9 @@ func parseDuration(v string) (time.Duration, error) {
 	return d, nil
 }
 
-// parseBytes takes a size as Podman's --memory does: a number with an optional
+// ParseBytes takes a size as Podman's --memory does: a number with an optional
 // b, k, m or g suffix (powers of 1024).
-func parseBytes(v string) (int64, error) {
+func ParseBytes(v string) (int64, error) {
 	v = strings.ToLower(strings.TrimSpace(v))
 	if v == "" {
 		return 0, nil

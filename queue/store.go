@@ -117,20 +117,21 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 	}
 	s.crashPoint("enqueue-id-spent")
 	j.ID, j.State, j.QueuedAt = id, Queued, time.Now().UTC()
-	data, err := json.MarshalIndent(j, "", "  ")
-	if err != nil {
-		return 0, err
-	}
 	tmp, err := os.MkdirTemp(rdir, ".new-")
 	if err != nil {
 		return 0, err
 	}
 	defer os.RemoveAll(tmp) // a no-op once renamed
-	if err := writeFile(filepath.Join(tmp, "job.json"), data); err != nil {
-		return 0, err
-	}
 	entry, ahead, err := s.addEntry(j)
 	if err != nil {
+		return 0, err
+	}
+	data, err := json.MarshalIndent(j, "", "  ")
+	if err == nil {
+		err = writeFile(filepath.Join(tmp, "job.json"), data)
+	}
+	if err != nil {
+		os.Remove(entry)
 		return 0, err
 	}
 	s.crashPoint("enqueue-entry-added")
@@ -139,9 +140,9 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 		return 0, err
 	}
 	s.crashPoint("enqueue-committed")
-	if err := syncDir(rdir); err != nil {
-		return 0, err
-	}
+	// The job exists now: a failed sync only risks it at a power loss, and
+	// telling the pusher "no job queued" would be false.
+	syncDir(rdir)
 	return ahead, nil
 }
 

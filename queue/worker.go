@@ -19,7 +19,11 @@ import (
 var (
 	ErrTimeout   = errors.New("timed out")
 	ErrCancelled = errors.New("cancelled")
+	ErrLogLimit  = errors.New("log limit reached")
 )
+
+// DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker).
+const DefaultLogLimit = 1 << 30
 
 // RunFunc runs one job, writing its output to log, until it exits or ctx
 // ends; then it must stop the job (SIGTERM, a grace period, SIGKILL) and
@@ -37,7 +41,13 @@ type Worker struct {
 	Cleanup func(ctx context.Context, j *Job) error
 	Slots   int           // host-wide limit of running jobs; < 1: 1
 	Poll    time.Duration // how often to look for cancellation and free slots
-	Logf    func(format string, args ...any)
+	// LogLimit bounds each job's output in its log; a job that writes more
+	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
+	LogLimit int64
+	Logf     func(format string, args ...any)
+	// Crash, if set, is called at each phase of a job (claimed, run-returned)
+	// with the phase's name: the fault-injection build kills the worker there.
+	Crash func(point string)
 
 	// idle, if set, runs when the worker found the queue empty and still
 	// holds it: the wake-up tests push a job into that window.
@@ -109,6 +119,20 @@ func (w *Worker) Recover(ctx context.Context, q string) (pending bool, err error
 	return w.Store.HasPending(q)
 }
 
+func (w *Worker) crash(point string) {
+	w.Store.crashPoint(point)
+	if w.Crash != nil {
+		w.Crash(point)
+	}
+}
+
+func (w *Worker) logLimit() int64 {
+	if w.LogLimit > 0 {
+		return w.LogLimit
+	}
+	return DefaultLogLimit
+}
+
 func (w *Worker) logf(format string, args ...any) {
 	if w.Logf != nil {
 		w.Logf(format, args...)
@@ -158,7 +182,7 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 		return
 	}
 	syncDir(filepath.Join(qdir, "running"))
-	w.Store.crashPoint("claim-moved")
+	w.crash("claim-moved")
 	j, err := w.Store.Update(e.repo, e.id, func(j *Job) error {
 		switch j.State {
 		case Queued:
@@ -180,7 +204,7 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 		os.Remove(running)
 		return
 	}
-	w.Store.crashPoint("claim-marked")
+	w.crash("claim-marked")
 	w.run(ctx, j)
 	os.Remove(running)
 	os.Remove(filepath.Join(w.Store.jobDir(j.Repo, j.ID), "cancel"))
@@ -203,6 +227,8 @@ func (w *Worker) run(ctx context.Context, j *Job) {
 	}
 	defer log.Close()
 	io.WriteString(log, header(j))
+	start, _ := log.Seek(0, io.SeekEnd)
+	limit := start + w.logLimit()
 
 	jctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
@@ -219,12 +245,15 @@ func (w *Worker) run(ctx context.Context, j *Job) {
 				if w.Store.cancelRequested(j.Repo, j.ID) {
 					cancel(ErrCancelled)
 				}
+				if fi, err := log.Stat(); err == nil && fi.Size() > limit {
+					cancel(ErrLogLimit)
+				}
 			}
 		}
 	}()
 
 	exit, runErr := w.Run(jctx, j, log)
-	w.Store.crashPoint("run-returned")
+	w.crash("run-returned")
 	code := &exit
 	var state State
 	var reason string
@@ -233,6 +262,11 @@ func (w *Worker) run(ctx context.Context, j *Job) {
 		state, reason = TimedOut, fmt.Sprintf("exceeded JOBQ_TIMEOUT=%s", j.Options.Timeout)
 	case errors.Is(cause, ErrCancelled):
 		state, reason = Cancelled, "cancelled by request"
+	case errors.Is(cause, ErrLogLimit):
+		// What came after the limit is dropped; the log says where.
+		log.Truncate(limit)
+		state = Failed
+		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
 	case ctx.Err() != nil:
 		state, reason = Cancelled, "the worker was stopped"
 	case runErr != nil:

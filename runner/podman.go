@@ -26,6 +26,16 @@ type PodmanConfig struct {
 	// Active reports whether a job still runs (under any worker): the
 	// sweep leaves that job's container alone.
 	Active func(repo string, id int64) bool
+	// Crash, if set, is called at each phase (checked-out,
+	// container-created, container-started): the fault-injection build
+	// kills the worker there.
+	Crash func(point string)
+}
+
+func (r *podmanRunner) crash(point string) {
+	if r.cfg.Crash != nil {
+		r.cfg.Crash(point)
+	}
 }
 
 type podmanRunner struct {
@@ -65,6 +75,7 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err := Checkout(j.GitDir, j.NewRev, dir); err != nil {
 		return 0, err
 	}
+	r.crash("checked-out")
 	s, err := Spec(j, dir, r.cfg.Grace, selinuxEnabled())
 	if err != nil {
 		return 0, err
@@ -75,6 +86,7 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	}
 	id := created.ID
 	defer remove(conn, id)
+	r.crash("container-created")
 	return r.attachStartWait(ctx, conn, uri, id, log)
 }
 
@@ -98,6 +110,7 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 	if err := containers.Start(conn, id, nil); err != nil {
 		return 0, fmt.Errorf("start container: %s", oneLine(err))
 	}
+	r.crash("container-started")
 	type result struct {
 		code int32
 		err  error

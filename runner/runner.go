@@ -60,15 +60,21 @@ func Env(j *queue.Job) []string {
 	return env
 }
 
-// HostEnv is the worker's environment without what a push or jobq itself
-// set (GIT_*, GL_*, JOBQ_*): the base of an exec job's environment.
+// hostVars are the worker's variables an exec job gets besides its own:
+// what a host command needs to run, nothing of the push or the pusher's
+// session (SSH_CONNECTION and the like stay out).
+var hostVars = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
+	"LANG": true, "LANGUAGE": true, "TZ": true, "TMPDIR": true, "XDG_RUNTIME_DIR": true}
+
+// HostEnv is the base of an exec job's environment: hostVars and LC_*
+// from the worker's environment.
 func HostEnv() []string {
 	var env []string
 	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "GL_") || strings.HasPrefix(kv, "JOBQ_") {
-			continue
+		k, _, _ := strings.Cut(kv, "=")
+		if hostVars[k] || strings.HasPrefix(k, "LC_") {
+			env = append(env, kv)
 		}
-		env = append(env, kv)
 	}
 	return env
 }

@@ -94,6 +94,15 @@ func newWorker() (*queue.Worker, error) {
 			return nil, fmt.Errorf("JOBQ_SLOTS=%q is not a positive number", v)
 		}
 	}
+	logLimit := int64(queue.DefaultLogLimit)
+	if v := os.Getenv("JOBQ_LOG_LIMIT"); v != "" {
+		n, err := queue.ParseBytes(v)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("JOBQ_LOG_LIMIT=%q is not a size (like 512m or 2g)", v)
+		}
+		logLimit = n
+	}
+	crash := crashHook() // nil unless built with -tags faultinject
 	runners := runner.ByKind{
 		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "pgid") }),
 		"podman": runner.NewPodman(runner.PodmanConfig{
@@ -104,14 +113,17 @@ func newWorker() (*queue.Worker, error) {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running
 			},
+			Crash: crash,
 		}),
 	}
 	return &queue.Worker{
-		Store:   store,
-		Run:     runners.Run,
-		Cleanup: runners.Cleanup,
-		Slots:   slots,
-		Logf:    log.Printf,
+		Store:    store,
+		Run:      runners.Run,
+		Cleanup:  runners.Cleanup,
+		Slots:    slots,
+		LogLimit: logLimit,
+		Logf:     log.Printf,
+		Crash:    crash,
 	}, nil
 }
 

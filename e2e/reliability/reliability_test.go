@@ -1,0 +1,343 @@
+// Package reliability is jobq's fault-injection suite: it kills real
+// workers at each phase of a job, fills logs and process tables, and checks
+// that no job is lost, run twice or left running, and that nothing is left
+// behind. JOBQ_RELIABILITY_ROUNDS sets the rounds per crash phase (20 by
+// default; RELIABILITY.md reports a longer run).
+package reliability
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+// h is the harness the tests share: binaries, a rootful Podman service,
+// a bare repository.
+var h struct {
+	bin    string // jobq, jobq-worker (release build)
+	fi     string // the fault-injection worker
+	podman *testenv.RootfulPodman
+	gitDir string
+	rev    string
+	dir    string
+}
+
+func TestMain(m *testing.M) {
+	code, err := setup()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "reliability:", err)
+		os.Exit(1)
+	}
+	if code >= 0 {
+		os.Exit(code)
+	}
+	code = m.Run()
+	h.podman.Stop()
+	os.RemoveAll(h.dir)
+	os.Exit(code)
+}
+
+// setup returns -1 to run the tests, or an exit code to stop with.
+func setup() (int, error) {
+	if _, err := exec.LookPath("podman"); err != nil || os.Geteuid() != 0 {
+		if os.Getenv("CI") != "" {
+			return 0, fmt.Errorf("FAIL: needs root and podman (CI must provide them)")
+		}
+		fmt.Fprintln(os.Stderr, "reliability: not run: needs root and podman; run scripts/test")
+		return 0, nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var err error
+	if h.dir, err = os.MkdirTemp("", "jobq-reliability-"); err != nil {
+		return 0, err
+	}
+	h.bin = filepath.Join(h.dir, "bin")
+	h.fi = filepath.Join(h.dir, "fi")
+	for _, args := range [][]string{{"build", "BINDIR=" + h.bin}, {"build-faultinject", "BINDIR=" + h.fi}} {
+		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "-C", testenv.SourceDir()}, args...)...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("make %v: %v\n%s", args, err, out)
+		}
+	}
+	// The tests start every worker themselves: the hook must find none.
+	os.Remove(filepath.Join(h.bin, "jobq-worker"))
+	if h.podman, err = testenv.StartRootfulPodman(ctx, filepath.Join(h.dir)); err != nil {
+		return 0, err
+	}
+	h.gitDir = filepath.Join(h.dir, "repo.git")
+	work := filepath.Join(h.dir, "work")
+	for _, c := range [][]string{{"init", "-q", "--bare", h.gitDir}, {"init", "-q", work}} {
+		if out, err := exec.Command("git", c...).CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("git %v: %v %s", c, err, out)
+		}
+	}
+	os.WriteFile(filepath.Join(work, "file"), []byte("content\n"), 0o644)
+	for _, c := range [][]string{{"add", "file"}, {"-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "c"}, {"push", "-q", h.gitDir, "HEAD:refs/heads/main"}} {
+		cmd := exec.Command("git", c...)
+		cmd.Dir = work
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return 0, fmt.Errorf("git %v: %v %s", c, err, out)
+		}
+	}
+	out, _ := exec.Command("git", "--git-dir", h.gitDir, "rev-parse", "refs/heads/main").Output()
+	h.rev = strings.TrimSpace(string(out))
+	return -1, nil
+}
+
+// store is one test's data directory and temporary directory.
+type store struct {
+	t    *testing.T
+	home string
+	tmp  string
+}
+
+func newStore(t *testing.T) *store {
+	return &store{t: t, home: filepath.Join(t.TempDir(), "data"), tmp: t.TempDir()}
+}
+
+// env is the environment of jobq and the workers for this store: the
+// rootful service, and checkouts in a directory of the test's own.
+func (s *store) env(extra ...string) []string {
+	return append(append(os.Environ(), "JOBQ_HOME="+s.home, "CONTAINER_HOST="+h.podman.URI, "TMPDIR="+s.tmp), extra...)
+}
+
+// hook runs "jobq hook" for one push of h.rev to repo with options. The
+// worker binary is not beside it: the test starts workers itself.
+func (s *store) hook(repo string, opts ...string) string {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(h.bin, "jobq"), "hook")
+	cmd.Dir = h.gitDir
+	cmd.Env = append(s.env(opts...), "GL_REPO="+repo, "GL_USER=tester", "JOBQ_ASYNC=1", "PATH=/usr/bin:/bin")
+	cmd.Stdin = strings.NewReader(strings.Repeat("0", 40) + " " + h.rev + " refs/heads/main\n")
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "jobq: queued") {
+		s.t.Fatalf("jobq hook: %v\n%s", err, out)
+	}
+	return string(out)
+}
+
+// worker runs the fault-injection worker on queue q until it drains the
+// queue or is killed at crashAt; it reports whether it was killed.
+func (s *store) worker(q, crashAt string, extra ...string) bool {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", q)
+	cmd.Env = s.env(append(extra, "JOBQ_CRASH_AT="+crashAt)...)
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == -1 {
+		return true
+	}
+	if err != nil {
+		s.t.Fatalf("worker: %v\n%s", err, out)
+	}
+	return false
+}
+
+type job struct {
+	ID         int       `json:"id"`
+	State      string    `json:"state"`
+	ExitCode   *int      `json:"exit_code"`
+	Error      string    `json:"error"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+func (s *store) job(repo string, id int) job {
+	s.t.Helper()
+	b, err := os.ReadFile(filepath.Join(s.home, "repos", repo, strconv.Itoa(id), "job.json"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	var j job
+	if err := json.Unmarshal(b, &j); err != nil {
+		s.t.Fatal(err)
+	}
+	return j
+}
+
+func (s *store) log(repo string, id int) string {
+	b, _ := os.ReadFile(filepath.Join(s.home, "repos", repo, strconv.Itoa(id), "log"))
+	return string(b)
+}
+
+// leftovers lists what jobs of repo left behind: containers, checkouts.
+func (s *store) leftovers(repo string) []string {
+	s.t.Helper()
+	var left []string
+	out, err := h.podman.Podman(context.Background(), "ps", "-a", "-q", "--filter", "label=jobq.repo="+repo)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	for _, c := range strings.Fields(out) {
+		left = append(left, "container "+c)
+	}
+	m, _ := filepath.Glob(filepath.Join(s.tmp, "jobq-checkout-*"))
+	for _, d := range m {
+		left = append(left, "checkout "+d)
+	}
+	return left
+}
+
+func rounds() int {
+	if n, err := strconv.Atoi(os.Getenv("JOBQ_RELIABILITY_ROUNDS")); err == nil && n > 0 {
+		return n
+	}
+	return 20
+}
+
+// report adds a line to $JOBQ_RELIABILITY_REPORT (RELIABILITY.md's figures).
+func report(format string, args ...any) {
+	if p := os.Getenv("JOBQ_RELIABILITY_REPORT"); p != "" {
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err == nil {
+			fmt.Fprintf(f, format+"\n", args...)
+			f.Close()
+		}
+	}
+}
+
+// The crash matrix: SIGKILL the worker at each phase of a job, many times;
+// the next worker must settle everything.
+func TestCrashMatrix(t *testing.T) {
+	phases := []struct {
+		point, what string
+		want        string // the job's state after recovery
+	}{
+		{"claim-moved", "just after claiming (entry moved, not yet marked running)", "succeeded"},
+		{"claim-marked", "just after claiming (marked running)", "lost"},
+		{"checked-out", "during checkout (checked out, no container yet)", "lost"},
+		{"container-created", "after container create", "lost"},
+		{"container-started", "while the container runs", "lost"},
+		{"run-returned", "after exit, before the state is written", "lost"},
+	}
+	n := rounds()
+	for _, p := range phases {
+		t.Run(p.point, func(t *testing.T) {
+			s := newStore(t)
+			repo := "crash-" + p.point
+			counts := map[string]int{}
+			for i := range n {
+				s.hook(repo, "JOBQ_COMMAND="+testenv.Busybox+` sh -c "echo ran; sleep 0.3"`)
+				if !s.worker(repo, p.point) {
+					t.Fatalf("round %d: the worker was not killed at %s", i, p.point)
+				}
+				s.worker(repo, "") // the next worker recovers and drains
+				j := s.job(repo, i)
+				counts[j.State]++
+				if j.State != p.want {
+					t.Errorf("round %d: job %d is %s (%s), want %s", i, i, j.State, j.Error, p.want)
+				}
+				log := s.log(repo, i)
+				if h := strings.Count(log, "jobq: job "+strconv.Itoa(i)+" of"); h > 1 {
+					t.Errorf("round %d: the job started %d times:\n%s", i, h, log)
+				}
+				if left := s.leftovers(repo); len(left) > 0 {
+					t.Errorf("round %d: left behind: %v", i, left)
+				}
+			}
+			running, _ := filepath.Glob(filepath.Join(s.home, "queues", repo, "running", "*"))
+			pending, _ := filepath.Glob(filepath.Join(s.home, "queues", repo, "pending", "*"))
+			if len(running)+len(pending) > 0 {
+				t.Errorf("entries left: %v %v", running, pending)
+			}
+			report("| %s | %d | %v | %d | %d |", p.what, n, counts, len(running)+len(pending), len(s.leftovers(repo)))
+		})
+	}
+}
+
+// A job that writes without end is stopped at the log limit, and its log
+// says where it was cut; for both runners.
+func TestLogLimit(t *testing.T) {
+	for _, tt := range []struct{ runner, command string }{
+		{"exec", "yes jobq-log-line"},
+		{"podman", testenv.Busybox + " yes jobq-log-line"},
+	} {
+		t.Run(tt.runner, func(t *testing.T) {
+			s := newStore(t)
+			s.hook("loud", "JOBQ_RUNNER="+tt.runner, "JOBQ_COMMAND="+tt.command)
+			start := time.Now()
+			s.worker("loud", "", "JOBQ_LOG_LIMIT=1m")
+			j := s.job("loud", 0)
+			fi, err := os.Stat(filepath.Join(s.home, "repos", "loud", "0", "log"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			log := s.log("loud", 0)
+			tail := log[max(0, len(log)-300):]
+			if j.State != "failed" || !strings.Contains(tail, "output cut at the log limit of 1048576 bytes (JOBQ_LOG_LIMIT)") {
+				t.Errorf("state %s, log ends:\n%s", j.State, tail)
+			}
+			if fi.Size() > 1<<20+2048 {
+				t.Errorf("log is %d bytes, limit 1 MiB", fi.Size())
+			}
+			report("| log limit, %s runner | 1 MiB | %s after %s | log %d bytes |", tt.runner, j.State, time.Since(start).Round(time.Millisecond), fi.Size())
+		})
+	}
+}
+
+// A fork bomb in a job is held by JOBQ_PIDS, and the job still ends.
+func TestForkBombHeldByPidsLimit(t *testing.T) {
+	s := newStore(t)
+	// 300 background sleeps against a limit of 64: count what got through.
+	// A shell whose fork fails exits, so the forks happen in a subshell, and
+	// the count uses builtins only (no fork is left to spare).
+	script := `(i=0; while [ $i -lt 300 ]; do sleep 60 & i=$((i+1)); done) 2>/dev/null; set -- /proc/[0-9]*; echo procs=$#`
+	s.hook("bomb", "JOBQ_PIDS=64", "JOBQ_TIMEOUT=30s", "JOBQ_COMMAND="+testenv.Busybox+` sh -c '`+script+`'`)
+	s.worker("bomb", "")
+	log := s.log("bomb", 0)
+	i := strings.LastIndex(log, "procs=") // the header shows the command too
+	if i < 0 {
+		t.Fatalf("log:\n%s", log)
+	}
+	var procs int
+	fmt.Sscanf(log[i:], "procs=%d", &procs)
+	if procs > 64 || procs < 10 {
+		t.Errorf("%d processes ran in the container with JOBQ_PIDS=64:\n%s", procs, log)
+	}
+	// A real fork bomb: held, stopped at the timeout, nothing left.
+	s.hook("bomb", "JOBQ_PIDS=64", "JOBQ_TIMEOUT=5s", "JOBQ_COMMAND="+testenv.Busybox+` sh -c 'b() { b | b & }; b'`)
+	start := time.Now()
+	s.worker("bomb", "")
+	j := s.job("bomb", 1)
+	if j.State != "timed-out" && j.State != "failed" && j.State != "succeeded" {
+		t.Errorf("fork bomb job: %s %s", j.State, j.Error)
+	}
+	if left := s.leftovers("bomb"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	report("| fork bomb, JOBQ_PIDS=64 | 300 forks tried | %d processes got through | bomb job %s after %s |", procs, j.State, time.Since(start).Round(time.Second))
+}
+
+// Containers that exit at once, before any output: every exit code arrives
+// and every job ends in its state.
+func TestQuickExits(t *testing.T) {
+	s := newStore(t)
+	n := rounds()
+	for i := range n {
+		s.hook("quick", "JOBQ_COMMAND="+testenv.Busybox+` sh -c "exit `+strconv.Itoa(i%3)+`"`)
+	}
+	s.worker("quick", "")
+	for i := range n {
+		j := s.job("quick", i)
+		want := "succeeded"
+		if i%3 != 0 {
+			want = "failed"
+		}
+		if j.State != want || j.ExitCode == nil || *j.ExitCode != i%3 {
+			t.Errorf("job %d: %s exit %v, want %s exit %d", i, j.State, j.ExitCode, want, i%3)
+		}
+	}
+	if left := s.leftovers("quick"); len(left) > 0 {
+		t.Errorf("left behind: %v", left)
+	}
+	report("| containers exiting at once (exit 0, 1, 2) | %d | all exit codes right | |", n)
+}

@@ -19,6 +19,8 @@ type jobJSON struct {
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
 	Ahead      *int      `json:"ahead"`
+	Seq        int64     `json:"seq"`
+	Unreadable string    `json:"unreadable"`
 }
 
 func listJSON(t *testing.T, user, repo string) []jobJSON {

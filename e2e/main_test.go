@@ -81,6 +81,35 @@ repo pod podsync podkill
 repo pod podkill
     option ENV.JOBQ_ASYNC = "1"
 
+repo conc-a conc-b conc-c conc-d diskfull manyrefs acl
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/steps hello"
+
+repo conc-a conc-b conc-c conc-d
+    option ENV.JOBQ_QUEUE = "conc"
+
+repo acl
+    R = carol
+
+repo manyrefs
+    option ENV.JOBQ_KEEP = "1000"
+
+repo envcheck
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_COMMAND = "%[1]s/steps env"
+    option ENV.JOBQ_PASS_ENV = "SSH_CLIENT"
+
+repo envpod
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest env"
+    option ENV.JOBQ_PASS_ENV = "SSH_CLIENT"
+
 repo badopt
     RW+ = alice
     option hook.post-receive = jobq

@@ -288,7 +288,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	filler := filepath.Join(data, "filler")
 	exec.Command("dd", "if=/dev/zero", "of="+filler, "bs=64k").Run() // until the disk is full
-	r, _ := push(t, "diskfull", nil) // push fails the test if git push fails
+	r, _ := push(t, "diskfull", nil)                                 // push fails the test if git push fails
 	var lines []string
 	for _, l := range strings.Split(r.Stderr, "\n") {
 		if strings.Contains(l, "jobq:") {

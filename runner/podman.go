@@ -19,6 +19,9 @@ import (
 // PodmanConfig configures the podman runner.
 type PodmanConfig struct {
 	Service Service
+	// Home is the data directory: its containers carry it as a label, and
+	// only they are swept or cleaned up.
+	Home    string
 	Grace   time.Duration
 	// File names a file private to the job (in its directory), where the
 	// runner records its checkout so that Cleanup can find it.
@@ -76,7 +79,7 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 		return 0, err
 	}
 	r.crash("checked-out")
-	s, err := Spec(j, dir, r.cfg.Grace, selinuxEnabled())
+	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled())
 	if err != nil {
 		return 0, err
 	}
@@ -111,28 +114,60 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 		return 0, fmt.Errorf("start container: %s", oneLine(err))
 	}
 	r.crash("container-started")
+	// Podman's wait polls the container's state, every 250 ms by default:
+	// a quarter of a second lost on every job. Poll that slowly while the
+	// job runs, and every 10 ms once its output has ended (it is exiting)
+	// or it was told to stop.
 	type result struct {
 		code int32
 		err  error
 	}
-	waited := make(chan result, 1)
-	go func() {
-		code, err := containers.Wait(conn, id, nil)
-		waited <- result{code, err}
-	}()
-	var res result
-	select {
-	case res = <-waited:
-	case <-ctx.Done():
-		g := uint(r.cfg.Grace.Seconds())
-		if err := containers.Stop(conn, id, new(containers.StopOptions).WithTimeout(g)); err != nil {
-			containers.Kill(conn, id, new(containers.KillOptions).WithSignal("KILL"))
-		}
-		res = <-waited
+	wait := func(interval string) (<-chan result, context.CancelFunc) {
+		wctx, cancel := context.WithCancel(conn)
+		ch := make(chan result, 1)
+		go func() {
+			code, err := containers.Wait(wctx, id, new(containers.WaitOptions).WithInterval(interval))
+			ch <- result{code, err}
+		}()
+		return ch, cancel
 	}
+	waited, cancelWait := wait("250ms")
+	outputDone, stopping := attached, ctx.Done()
+	var res result
+	for waiting := true; waiting; {
+		select {
+		case res = <-waited:
+			waiting = false
+		case err := <-outputDone:
+			attached <- err // for the drain below
+			outputDone = nil
+			cancelWait()
+			waited, cancelWait = wait("10ms")
+		case <-stopping:
+			stopping = nil
+			g := uint(r.cfg.Grace.Seconds())
+			if err := containers.Stop(conn, id, new(containers.StopOptions).WithTimeout(g)); err != nil {
+				containers.Kill(conn, id, new(containers.KillOptions).WithSignal("KILL"))
+			}
+			cancelWait()
+			waited, cancelWait = wait("10ms")
+		}
+	}
+	cancelWait()
 	if res.err != nil {
 		return 0, fmt.Errorf("wait for container: %s", oneLine(res.err))
 	}
+	// A wait cut short by a dying service can look like exit code 0: the
+	// service sends its status before the code. Believe a code only from
+	// a container that Podman says has stopped.
+	data, err := containers.Inspect(conn, id, nil)
+	if err != nil {
+		return 0, fmt.Errorf("inspect container after wait: %s", oneLine(err))
+	}
+	if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
+		return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped (state %q)", data.State.Status)
+	}
+	res.code = data.State.ExitCode
 	// The stream ends when the container's output does; wait for its last
 	// bytes, but not forever.
 	select {
@@ -167,7 +202,7 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
-	filters := map[string][]string{"label": {LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
+	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
 	if err != nil {
 		return errors.Join(append(errs, fmt.Errorf("list containers: %s", oneLine(err)))...)
@@ -184,7 +219,7 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) error {
 // worker that died, or a service that went away, left. It never fails a job.
 func (r *podmanRunner) sweep(conn context.Context, current *queue.Job) {
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).
-		WithFilters(map[string][]string{"label": {LabelJob}}))
+		WithFilters(map[string][]string{"label": {LabelHome + "=" + r.cfg.Home}}))
 	if err != nil {
 		return
 	}

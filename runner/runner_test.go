@@ -95,7 +95,7 @@ func TestSpec(t *testing.T) {
 			if s.WorkDir != "/source" || len(s.Mounts) != 1 || s.Mounts[0].Destination != "/source" || s.Mounts[0].Source != "/tmp/co" {
 				t.Errorf("workdir %q mounts %+v", s.WorkDir, s.Mounts)
 			}
-			if s.Labels[LabelRepo] != "team/app" || s.Labels[LabelJob] != "7" || s.Labels[LabelQueue] != "deploy" {
+			if s.Labels[LabelRepo] != "team/app" || s.Labels[LabelJob] != "7" || s.Labels[LabelQueue] != "deploy" || s.Labels[LabelHome] != "/data" {
 				t.Errorf("labels %v", s.Labels)
 			}
 			for k, v := range map[string]string{"GIT_REF": "refs/heads/master", "GL_REPO": "team/app", "GL_USER": "alice",
@@ -130,14 +130,14 @@ func TestSpec(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := *j
 			tt.edit(&j)
-			s, err := Spec(&j, "/tmp/co", 5*time.Second, false)
+			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tt.check(t, s)
 		})
 	}
-	if _, err := Spec(testJob("/r", "a", "img 'open"), "/tmp/co", time.Second, false); err == nil {
+	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false); err == nil {
 		t.Error("an unterminated quote made a spec")
 	}
 }
@@ -196,6 +196,7 @@ func newTestPodman(t *testing.T) (*podmanRunner, *testenv.RootfulPodman) {
 			}
 			return ""
 		}, StateDir: files},
+		Home:  files,
 		Grace: 2 * time.Second,
 		File:  func(j *queue.Job, name string) string { return filepath.Join(files, name) },
 	}).(*podmanRunner)
@@ -382,9 +383,18 @@ func TestPodmanPullNever(t *testing.T) {
 func TestPodmanServiceStoppedMidJob(t *testing.T) {
 	r, svc := newTestPodman(t)
 	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})
+	// A container of another data directory on the same service: the sweep
+	// must leave it alone.
+	other, _ := svc.Podman(context.Background(), "run", "-d", "--label", LabelHome+"=/elsewhere", "--label", LabelJob+"=1", "--label", LabelRepo+"=x", testenv.Busybox, "sleep", "300")
+	other = strings.TrimSpace(other)
+	defer svc.Podman(context.Background(), "rm", "-f", "-t", "0", other)
 	j := testJob(gitDir, rev, testenv.Busybox+" sleep 300")
 	done := make(chan error, 1)
-	go func() { _, _, err := runJob(context.Background(), t, r, j); done <- err }()
+	go func() {
+		exit, log, err := runJob(context.Background(), t, r, j)
+		t.Logf("exit %d, log %q, err %v", exit, log, err)
+		done <- err
+	}()
 	waitFor(t, func() bool { return labelled(t, svc, j) != "" })
 	time.Sleep(500 * time.Millisecond)
 	svc.Stop()
@@ -407,6 +417,9 @@ func TestPodmanServiceStoppedMidJob(t *testing.T) {
 	}
 	if c := labelled(t, svc, j); c != "" {
 		t.Errorf("the orphaned container was not swept: %s", c)
+	}
+	if out, _ := svc.Podman(context.Background(), "ps", "-q", "--filter", "id="+other); strings.TrimSpace(out) == "" {
+		t.Error("the sweep removed a container of another data directory")
 	}
 }
 

@@ -18,14 +18,19 @@ const (
 	LabelRepo  = "jobq.repo"
 	LabelJob   = "jobq.job"
 	LabelQueue = "jobq.queue"
+	// LabelHome names the data directory the job belongs to: one Podman
+	// service may serve several jobq data directories (several accounts),
+	// and each cleans up only its own containers.
+	LabelHome = "jobq.home"
 )
 
 // cpuPeriod is the CFS period JOBQ_CPUS is expressed in, as podman --cpus.
 const cpuPeriod = 100000
 
-// Spec translates a job into the container to create: pure, no I/O.
-// checkout is mounted at /source; selinux adds the private relabel option.
-func Spec(j *queue.Job, checkout string, grace time.Duration, selinux bool) (*specgen.SpecGenerator, error) {
+// Spec translates a job of the data directory home into the container to
+// create: pure, no I/O. checkout is mounted at /source; selinux adds the
+// private relabel option.
+func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool) (*specgen.SpecGenerator, error) {
 	args, err := j.Options.ImageArgs()
 	if err != nil {
 		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
@@ -43,6 +48,7 @@ func Spec(j *queue.Job, checkout string, grace time.Duration, selinux bool) (*sp
 		LabelRepo:  j.Repo,
 		LabelJob:   strconv.FormatInt(j.ID, 10),
 		LabelQueue: j.Queue,
+		LabelHome:  home,
 	}
 	opts := []string{"rbind", "rw"}
 	if selinux {

@@ -107,6 +107,7 @@ func newWorker() (*queue.Worker, error) {
 		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "pgid") }),
 		"podman": runner.NewPodman(runner.PodmanConfig{
 			Service: runner.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
+			Home:    home,
 			Grace:   runner.DefaultGrace,
 			File:    store.JobFile,
 			Active: func(repo string, id int64) bool {

@@ -21,8 +21,8 @@ type PodmanConfig struct {
 	Service Service
 	// Home is the data directory: its containers carry it as a label, and
 	// only they are swept or cleaned up.
-	Home    string
-	Grace   time.Duration
+	Home  string
+	Grace time.Duration
 	// File names a file private to the job (in its directory), where the
 	// runner records its checkout so that Cleanup can find it.
 	File func(j *queue.Job, name string) string

@@ -25,7 +25,7 @@ type jobJSON struct {
 
 func listJSON(t *testing.T, user, repo string) []jobJSON {
 	t.Helper()
-	r := ssh(user, "jobq", "ls", repo, "--json")
+	r := ssh(user, "jobq", "ls", "-n", "0", repo, "--json")
 	if r.Code != 0 {
 		t.Fatalf("jobq ls %s --json: %s", repo, r)
 	}

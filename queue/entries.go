@@ -157,6 +157,23 @@ func (s *Store) queueLock(q string) (*flock.Flock, error) {
 	return flock.New(filepath.Join(s.queueDir(q), "worker.lock"), flock.SetPermissions(0o600)), nil
 }
 
+// StartLock guards starting a worker for queue q, so that a burst of pushes
+// starts one, not one each. A hook that finds no worker takes it (without
+// waiting), starts a worker and lets it go by exiting; the started worker
+// waits for it, then for the worker lock, and only then lets it go. A hook
+// that finds it taken needs to start none: a worker is on its way, and will
+// find the hook's job. It returns ok false if another holds it.
+func (s *Store) StartLock(q string) (release func(), ok bool, err error) {
+	if err := ValidName(q); err != nil {
+		return nil, false, err
+	}
+	l := flock.New(filepath.Join(s.queueDir(q), "start.lock"), flock.SetPermissions(0o600))
+	if ok, err = l.TryLock(); err != nil || !ok {
+		return nil, false, err
+	}
+	return func() { l.Unlock() }, true, nil
+}
+
 // WorkerRunning reports whether a worker holds queue q. A false answer is
 // the hook's cue to start one (see the package doc on wake-up). It takes the
 // lock for an instant, so only a caller that starts a worker on false may

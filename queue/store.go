@@ -110,9 +110,10 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	// The ID is spent before anything refers to it: a crash from here on
-	// leaves a gap, never two jobs with one ID.
-	if err := writeFileAtomic(filepath.Join(rdir, "next"), []byte(strconv.FormatInt(id+1, 10)+"\n"), 0o600); err != nil {
+	// The ID is spent before anything refers to it. next is only a hint,
+	// made durable by the sync of rdir below: the job directories are the
+	// truth, and nextID skips any that exist (see nextID).
+	if err := replaceFile(filepath.Join(rdir, "next"), []byte(strconv.FormatInt(id+1, 10)+"\n")); err != nil {
 		return 0, err
 	}
 	s.crashPoint("enqueue-id-spent")
@@ -146,20 +147,23 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 	return ahead, nil
 }
 
-// nextID reads the next free ID; it skips directories left by an enqueue that
-// stored its job but crashed before it could store next.
+// nextID reads the next free ID. It skips directories that exist (an
+// enqueue that stored its job but crashed before it could store next), and
+// scans the repository when next is missing or unreadable (lost in a crash
+// before the sync that covers it). After such a loss an ID whose enqueue
+// never committed may be handed out again; its dangling queue entry, if
+// any, then names the new job too, which still runs once: a claim runs
+// only a queued job.
 func (s *Store) nextID(repo string) (int64, error) {
 	var id int64
 	b, err := os.ReadFile(filepath.Join(s.repoDir(repo), "next"))
-	switch {
-	case err == nil:
+	if err == nil {
 		id, err = strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err != nil || id < 0 {
-			return 0, fmt.Errorf("corrupt next-ID file: %q", b)
+	}
+	if err != nil || id < 0 {
+		if id, err = s.scanNextID(repo); err != nil {
+			return 0, err
 		}
-	case errors.Is(err, fs.ErrNotExist):
-	default:
-		return 0, err
 	}
 	for {
 		_, err := os.Lstat(s.jobDir(repo, id))
@@ -171,6 +175,31 @@ func (s *Store) nextID(repo string) (int64, error) {
 		}
 		id++
 	}
+}
+
+// scanNextID is one more than the highest job ID in the repository.
+func (s *Store) scanNextID(repo string) (int64, error) {
+	ents, err := os.ReadDir(s.repoDir(repo))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return 0, err
+	}
+	var next int64
+	for _, e := range ents {
+		if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id >= next {
+			next = id + 1
+		}
+	}
+	return next, nil
+}
+
+// replaceFile replaces path with data by a rename, without fsync: for
+// hints whose loss costs nothing but a scan.
+func replaceFile(path string, data []byte) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 // writeFile writes a new file durably (it is made visible by a later rename).

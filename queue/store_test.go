@@ -210,6 +210,22 @@ func TestPrune(t *testing.T) {
 	}
 }
 
+// next is a hint: lost or corrupt (a crash before its sync), the next ID
+// still comes after every job there is.
+func TestNextIDWithoutNextFile(t *testing.T) {
+	for _, content := range []string{"", "garbage", "-5"} {
+		s := newStore(t)
+		for range 3 {
+			s.Enqueue(newJob("r", "q"))
+		}
+		os.WriteFile(filepath.Join(s.repoDir("r"), "next"), []byte(content), 0o600)
+		j := newJob("r", "q")
+		if _, err := s.Enqueue(j); err != nil || j.ID != 3 {
+			t.Errorf("next %q: ID %d, %v; want 3", content, j.ID, err)
+		}
+	}
+}
+
 // The hook's side of the wake-up protocol, as cmd/jobq does it.
 func hookEnqueue(t *testing.T, s *Store, w *Worker, wg *sync.WaitGroup) {
 	if _, err := s.Enqueue(newJob("r", "q")); err != nil {
@@ -220,13 +236,22 @@ func hookEnqueue(t *testing.T, s *Store, w *Worker, wg *sync.WaitGroup) {
 	if err != nil {
 		t.Error(err)
 	}
-	if !running {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			w.Drain(context.Background(), "q", true)
-		}()
+	if running {
+		return
 	}
+	release, ok, err := s.StartLock("q")
+	if err != nil || !ok {
+		return
+	}
+	started := make(chan struct{})
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		close(started)
+		w.Drain(context.Background(), "q", true)
+	}()
+	<-started
+	release()
 }
 
 // Jobs enqueued while a worker decides to exit are still run: every job

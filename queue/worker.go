@@ -36,8 +36,10 @@ type RunFunc func(ctx context.Context, j *Job, log *os.File) (exit int, err erro
 type Worker struct {
 	Store *Store
 	Run   RunFunc
-	// Cleanup removes what a job whose worker died left behind (containers,
-	// checkouts). It may be nil, and must be safe to call more than once.
+	// Cleanup removes what a job used (containers, checkouts): after every
+	// job, once its result is recorded (so the result is not kept waiting),
+	// and for a job whose worker died. It may be nil, and must be safe to
+	// call more than once.
 	Cleanup func(ctx context.Context, j *Job) error
 	Slots   int           // host-wide limit of running jobs; < 1: 1
 	Poll    time.Duration // how often to look for cancellation and free slots
@@ -54,15 +56,21 @@ type Worker struct {
 	idle func()
 }
 
-// Drain runs queue q until it is empty. With wait, it waits for the queue's
-// worker lock; without, it returns at once if another worker holds it.
+// Drain runs queue q until it is empty. With wait (a worker a hook
+// started), it waits for the queue's start lock and then its worker lock;
+// without, it returns at once if another worker holds the queue.
 func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
 	l, err := w.Store.queueLock(q)
 	if err != nil {
 		return err
 	}
 	if wait {
+		start := flock.New(filepath.Join(w.Store.queueDir(q), "start.lock"), flock.SetPermissions(0o600))
+		if err := start.Lock(); err != nil {
+			return fmt.Errorf("drain %s: %w", q, err)
+		}
 		err = l.Lock()
+		start.Unlock() // hooks now see the worker lock taken
 	} else {
 		var ok bool
 		ok, err = l.TryLock()
@@ -206,6 +214,11 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 	}
 	w.crash("claim-marked")
 	w.run(ctx, j)
+	if w.Cleanup != nil {
+		if err := w.Cleanup(context.WithoutCancel(ctx), j); err != nil {
+			w.logf("clean up after %s %d: %v", j.Repo, j.ID, err)
+		}
+	}
 	os.Remove(running)
 	os.Remove(filepath.Join(w.Store.jobDir(j.Repo, j.ID), "cancel"))
 	if err := w.Store.Prune(j.Repo, j.Options.Keep); err != nil {
@@ -387,8 +400,14 @@ func (w *Worker) recover(ctx context.Context, q string) {
 
 // Follow copies the job's log to out as it grows, until the job ends, and
 // returns the job as it ended. It gives up on a running job whose worker
-// died (the next worker marks it lost).
-func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, poll time.Duration) (*Job, error) {
+// died (the next worker marks it lost). It wakes when the job's directory
+// changes, and looks at least every maxPoll.
+func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, maxPoll time.Duration) (*Job, error) {
+	if err := ValidName(repo); err != nil {
+		return nil, err
+	}
+	var w *watcher // made when there is something to wait for
+	defer func() { w.close() }()
 	var log *os.File
 	defer func() {
 		if log != nil {
@@ -417,11 +436,15 @@ func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer
 			}
 			continue
 		}
-		select {
-		case <-ctx.Done():
+		if ctx.Err() != nil {
 			return j, ctx.Err()
-		case <-time.After(poll):
 		}
+		if w == nil {
+			if w = watch(s.jobDir(repo, id)); w != nil {
+				continue // a change before the watch began would be missed
+			}
+		}
+		w.wait(maxPoll)
 	}
 }
 

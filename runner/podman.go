@@ -7,6 +7,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings"
@@ -43,6 +44,25 @@ func (r *podmanRunner) crash(point string) {
 
 type podmanRunner struct {
 	cfg PodmanConfig
+
+	mu    sync.Mutex
+	swept bool // the sweep ran, and no Cleanup failed since
+}
+
+// needSweep reports whether leftovers may exist that no Cleanup will
+// remove: at a worker's first job, and after a Cleanup failed.
+func (r *podmanRunner) needSweep() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	need := !r.swept
+	r.swept = true
+	return need
+}
+
+func (r *podmanRunner) cleanupFailed() {
+	r.mu.Lock()
+	r.swept = false
+	r.mu.Unlock()
 }
 
 // NewPodman returns the podman runner.
@@ -63,7 +83,9 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err != nil {
 		return 0, err
 	}
-	r.sweep(conn, j)
+	if r.needSweep() {
+		r.sweep(conn, j)
+	}
 	if err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
 		return 0, err
 	}
@@ -71,10 +93,11 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err != nil {
 		return 0, fmt.Errorf("checkout: %w", err)
 	}
-	record := r.cfg.File(j, "checkout")
-	os.WriteFile(record, []byte(dir), 0o600)
-	defer os.Remove(record)
-	defer os.RemoveAll(dir)
+	// Cleanup removes the checkout and the container, after the result.
+	if err := os.WriteFile(r.cfg.File(j, "checkout"), []byte(dir), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return 0, fmt.Errorf("checkout: %w", err)
+	}
 	if err := Checkout(j.GitDir, j.NewRev, dir); err != nil {
 		return 0, err
 	}
@@ -88,7 +111,7 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 		return 0, fmt.Errorf("create container: %s", oneLine(err))
 	}
 	id := created.ID
-	defer remove(conn, id)
+	os.WriteFile(r.cfg.File(j, "container"), []byte(id), 0o600)
 	r.crash("container-created")
 	return r.attachStartWait(ctx, conn, uri, id, log)
 }
@@ -104,7 +127,15 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 	}
 	ready := make(chan bool, 1)
 	attached := make(chan error, 1)
-	go func() { attached <- containers.Attach(aconn, id, nil, log, log, ready, nil) }()
+	// One writer for both streams keeps them in the order they arrive.
+	out := newBatchWriter(log)
+	go func() {
+		err := containers.Attach(aconn, id, nil, out, out, ready, nil)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		attached <- err
+	}()
 	select {
 	case <-ready:
 	case err := <-attached:
@@ -188,8 +219,14 @@ func remove(conn context.Context, id string) error {
 	return nil
 }
 
-// Cleanup removes the job's container and checkout after its worker died.
-func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) error {
+// Cleanup removes the job's container and checkout: after every job, and
+// for a job whose worker died.
+func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
+	defer func() {
+		if err != nil {
+			r.cleanupFailed()
+		}
+	}()
 	var errs []error
 	record := r.cfg.File(j, "checkout")
 	if dir, err := os.ReadFile(record); err == nil {
@@ -202,6 +239,15 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) error {
 	if err != nil {
 		return errors.Join(append(errs, err)...)
 	}
+	cfile := r.cfg.File(j, "container")
+	if id, err := os.ReadFile(cfile); err == nil {
+		if err := remove(conn, string(id)); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+		os.Remove(cfile)
+		return errors.Join(errs...)
+	}
+	// No record (the worker died before it was written): by the labels.
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
 	if err != nil {

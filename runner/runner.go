@@ -19,12 +19,14 @@ import (
 // Runner runs jobs of one kind.
 //
 // Lifecycle, per job: Run is called once, by one goroutine, and returns when
-// the job has exited and everything it used is released. When ctx ends
-// (timeout, cancellation, the worker stopping), Run stops the job: SIGTERM,
-// then SIGKILL after the grace period. Cleanup is called for a job whose
-// worker died mid-run, by a later worker: it removes what Run would have,
-// is safe to call for a job that left nothing, and safe to call twice.
-// A Runner is safe for concurrent use by jobs of different queues.
+// the job has exited, with its exit status. When ctx ends (timeout,
+// cancellation, the worker stopping), Run stops the job: SIGTERM, then
+// SIGKILL after the grace period. Cleanup is then called once the result
+// is recorded, and removes what the job used (its container, checkout,
+// processes); it is also called by a later worker for a job whose worker
+// died mid-run. Cleanup is safe for a job that left nothing, and safe to
+// call twice. A Runner is safe for concurrent use by jobs of different
+// queues.
 type Runner interface {
 	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
 	Cleanup(ctx context.Context, j *queue.Job) error

@@ -36,7 +36,7 @@ func require(t *testing.T, ok bool, what string) {
 }
 
 // makeRepo makes a bare repository whose one commit holds files.
-func makeRepo(t *testing.T, files map[string]string) (gitDir, rev string) {
+func makeRepo(t testing.TB, files map[string]string) (gitDir, rev string) {
 	t.Helper()
 	dir := t.TempDir()
 	gitDir = filepath.Join(dir, "repo.git")
@@ -220,6 +220,8 @@ func runJob(ctx context.Context, t *testing.T, r *podmanRunner, j *queue.Job) (i
 	}
 	defer logf.Close()
 	exit, runErr := r.Run(ctx, j, logf)
+	// As the worker does: the result first, then the clean-up.
+	r.Cleanup(context.Background(), j)
 	b, _ := os.ReadFile(logf.Name())
 	return exit, string(b), runErr
 }
@@ -302,8 +304,10 @@ func TestPodmanLargeBinaryOutput(t *testing.T) {
 	}
 	defer logf.Close()
 	before := peakRSS()
-	exit, err := r.Run(context.Background(), testJob(gitDir, rev, testenv.Busybox+` sh -c "`+script+`"`), logf)
+	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "`+script+`"`)
+	exit, err := r.Run(context.Background(), j, logf)
 	after := peakRSS()
+	r.Cleanup(context.Background(), j)
 	if err != nil || exit != 0 {
 		t.Fatalf("exit %d %v", exit, err)
 	}

@@ -80,9 +80,18 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	if err := a.open(); err != nil {
 		return err
 	}
-	jobs, err := a.store.Jobs(repo, limit)
+	// One more than shown, to know whether older jobs were left out.
+	fetch := limit
+	if limit > 0 {
+		fetch = limit + 1
+	}
+	jobs, err := a.store.Jobs(repo, fetch)
 	if notFound(err) {
 		return errNoRepo(repo)
+	}
+	more := limit > 0 && len(jobs) > limit
+	if more {
+		jobs = jobs[:limit]
 	}
 	if err != nil {
 		return err
@@ -130,7 +139,13 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, r.Ref, short(r.NewRev),
 			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit)
 	}
-	return tw.Flush()
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	if more {
+		fmt.Fprintf(a.e.stdout, "(the newest %d; all: jobq ls -n 0 %s)\n", limit, repo)
+	}
+	return nil
 }
 
 func fmtDuration(d time.Duration) string {
@@ -181,7 +196,7 @@ func (a *app) log(repo, idArg string, follow bool) error {
 		return err
 	}
 	if follow {
-		j, err = a.store.Follow(a.ctx, repo, id, a.e.stdout, 100*time.Millisecond)
+		j, err = a.store.Follow(a.ctx, repo, id, a.e.stdout, 200*time.Millisecond)
 		if err != nil {
 			return err
 		}

@@ -41,7 +41,7 @@ func runHook(ctx context.Context, e env) int {
 			continue
 		}
 		// The pusher watches; if they go, the job still runs to its end.
-		if _, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, e.stderr, 100*time.Millisecond); err != nil {
+		if _, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, e.stderr, 200*time.Millisecond); err != nil {
 			say("%v", err)
 		}
 	}
@@ -122,6 +122,11 @@ func (a *app) ensureWorker(q string) error {
 	if err != nil || running {
 		return err
 	}
+	release, ok, err := a.store.StartLock(q)
+	if err != nil || !ok {
+		return err // another hook is starting one
+	}
+	defer release()
 	bin, err := workerBinary()
 	if err != nil {
 		return err

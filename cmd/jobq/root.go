@@ -58,7 +58,7 @@ each queue one at a time, in containers or as host commands.
 			case 0:
 				return a.summary(jsonOut)
 			case 1:
-				return a.list(args[0], 0, jsonOut)
+				return a.list(args[0], defaultLimit, jsonOut)
 			default:
 				return a.log(args[0], args[1], true)
 			}
@@ -79,7 +79,7 @@ each queue one at a time, in containers or as host commands.
 		RunE:  func(cmd *cobra.Command, args []string) error { return a.list(args[0], limit, lsJSON) },
 	}
 	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON")
-	ls.Flags().IntVarP(&limit, "limit", "n", 0, "show the newest N jobs only (0: all kept)")
+	ls.Flags().IntVarP(&limit, "limit", "n", defaultLimit, "show the newest N jobs (0: all that are kept)")
 
 	var follow bool
 	logCmd := &cobra.Command{
@@ -135,6 +135,10 @@ each queue one at a time, in containers or as host commands.
 	}
 	return root
 }
+
+// defaultLimit is how many jobs a listing shows unless told otherwise: a
+// screenful, and a listing's cost does not grow with the history.
+const defaultLimit = 50
 
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -1,0 +1,212 @@
+#!/usr/bin/env bash
+# jobq's benchmarks, each next to its baseline measured in the same run,
+# reported as medians and ratios in one table (bench/out/results.md).
+#
+#   bench/run.sh           the full runs (BENCHMARKS.md), about 15 minutes
+#   bench/run.sh --smoke   small sizes, few runs: CI checks the scripts work
+#
+# As root on Debian 12; it installs what it needs (scripts/setup). Public
+# tools only: hyperfine, /usr/bin/time, nq, go test -bench.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+smoke=0
+[ "${1:-}" = "--smoke" ] && smoke=1
+scripts/setup
+export PATH="$PATH:/usr/local/go/bin"
+export CGO_ENABLED=0
+
+if ((smoke)); then
+    RUNS=3; HISTORY=1000; LISTHISTORY=5000; LOGBYTES=$((64 << 20)); BURSTS=2; REPEAT=1
+else
+    RUNS=15; HISTORY=10000; LISTHISTORY=100000; LOGBYTES=$((1 << 30)); BURSTS=7; REPEAT=3
+fi
+
+W=$(mktemp -d /var/tmp/jobq-bench.XXXXXX)
+[ -n "$W" ] && [ -d "$W" ] || exit 1
+chmod 0755 "$W"
+B=$W/bin
+cleanup() {
+    [ -n "${svc:-}" ] && kill "$svc" 2>/dev/null
+    pkill -f "$B/jobq-worker" 2>/dev/null
+    [ -n "${BENCH_KEEP:-}" ] || rm -rf "$W"
+}
+trap cleanup EXIT
+mkdir -p bench/out
+out=bench/out/results.md
+TAGS=$(sed -n 's/^TAGS *:= *//p' Makefile)
+
+echo "bench: building" >&2
+make -s build BINDIR="$B"
+go build -trimpath -ldflags "-s -w" -o "$B/empty" ./bench/empty
+go build -trimpath -o "$B/seed" ./bench/seed
+go build -tags "$TAGS" -trimpath -o "$B/checkout" ./bench/checkout
+# A jobq with no jobq-worker beside it: where the benchmark times the
+# worker itself, the hook must not start one.
+install -D "$B/jobq" "$W/alone/jobq"
+
+# A rootful Podman service of the benchmark's own, and a local busybox image.
+printf '%s\n' '[containers]' 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]' \
+    '[engine]' 'cgroup_manager = "cgroupfs"' 'events_logger = "file"' 'runtime = "runc"' >"$W/containers.conf"
+export CONTAINERS_CONF=$W/containers.conf
+export CONTAINER_HOST=unix://$W/podman.sock
+# jobq talks to this service; the podman CLI (the baselines, as the article
+# runs it) works on the same storage directly.
+cli() { env -u CONTAINER_HOST podman "$@"; }
+cli system service --time=0 "$CONTAINER_HOST" >"$W/podman.log" 2>&1 &
+svc=$!
+mkdir -p "$W/rootfs/bin" "$W/rootfs/tmp" "$W/rootfs/source"
+cp /bin/busybox "$W/rootfs/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$W/rootfs/bin/$a"; done
+tar -C "$W/rootfs" -c . | cli import --change 'ENV PATH=/bin' - localhost/jobq-bench-busybox >/dev/null
+IMG=localhost/jobq-bench-busybox
+for _ in $(seq 100); do [ -S "$W/podman.sock" ] && break; sleep 0.1; done
+
+# A small repository and one push line for the hook.
+git init -q --bare "$W/repo.git"
+git init -q "$W/wk"
+echo x >"$W/wk/f"
+git -C "$W/wk" add f
+git -C "$W/wk" -c user.name=b -c user.email=b@b commit -qm c
+git -C "$W/wk" push -q "$W/repo.git" HEAD:refs/heads/main
+REV=$(git --git-dir "$W/repo.git" rev-parse refs/heads/main)
+echo "0000000000000000000000000000000000000000 $REV refs/heads/main" >"$W/line"
+
+# median FILE: the median of the numbers in FILE, one a line.
+median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+# hyperfine medians, in ms: ms FILE.json INDEX
+ms() { jq -r ".results[$2].median * 1000" "$1"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
+fmt() { awk -v a="$1" 'BEGIN {printf (a < 10) ? "%.2f" : "%.0f", a}'; }
+rows=()
+row() { rows+=("| $1 | $2 | $3 | $4 | $5 |"); }
+# script NAME BODY: a small shell script in $W, for hyperfine to run.
+script() { printf '#!/bin/sh\n%s\n' "$2" >"$W/$1"; chmod +x "$W/$1"; }
+
+# 1. Hook cost: one-ref async push into a repository with a long history;
+# nq enqueueing one job. Both through a shell (hyperfine subtracts it).
+echo "bench: hook cost" >&2
+"$B/seed" "$W/home" hist "$HISTORY"
+script hook.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=hist JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_KEEP=1000000 exec $B/jobq hook < $W/line > /dev/null 2>&1"
+export NQDIR=$W/nq
+mkdir -p "$NQDIR"
+hyperfine -w 5 -r $((RUNS * 4)) --export-json "$W/hook.json" "$W/hook.sh" "nq true" >/dev/null 2>&1
+h=$(ms "$W/hook.json" 0); n=$(ms "$W/hook.json" 1)
+row "hook cost (async, $HISTORY jobs of history)" "$(fmt "$h") ms" "nq: $(fmt "$n") ms" "$(ratio "$h" "$n")" "≤ 10 ms and ≤ 1.5×"
+
+# 2. Enqueue under load: 50 hooks at once into one queue, against 50 nq.
+echo "bench: enqueue under load" >&2
+: >"$W/burst-jobq"
+: >"$W/burst-nq"
+script hookb.sh "cd $W/repo.git && JOBQ_HOME=\$BURST GL_REPO=burst JOBQ_QUEUE=one JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
+for i in $(seq "$BURSTS"); do
+    export BURST=$W/burst$i # a directory each: the last burst's workers may still run
+    s=$(date +%s%N); seq 50 | xargs -P 50 -I{} "$W/hookb.sh"; e=$(date +%s%N)
+    n=$(find "$BURST/repos/burst" -maxdepth 1 -name '[0-9]*' | wc -l)
+    [ "$n" = 50 ] || { echo "bench: only $n of 50 jobs present" >&2; exit 1; }
+    awk -v d=$((e - s)) 'BEGIN {print 50 * 1e9 / d}' >>"$W/burst-jobq"
+    rm -rf "$NQDIR"; mkdir -p "$NQDIR"
+    s=$(date +%s%N); seq 50 | xargs -P 50 -I{} nq true >/dev/null; e=$(date +%s%N)
+    awk -v d=$((e - s)) 'BEGIN {print 50 * 1e9 / d}' >>"$W/burst-nq"
+    pkill -f "$B/jobq-worker" 2>/dev/null || true
+done
+j=$(median "$W/burst-jobq"); n=$(median "$W/burst-nq")
+row "enqueue under load (50 hooks at once, all 50 present)" "$(fmt "$j") jobs/s" "nq: $(fmt "$n") jobs/s" "$(ratio "$j" "$n")" "≥ 1.0× nq"
+
+# 3. Job overhead: push to result of a trivial job in synchronous mode,
+# against the article's pipeline (git checkout into a temporary directory,
+# then podman run --rm), same image, --network=none.
+echo "bench: job overhead" >&2
+script jobq-sync.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' exec $B/jobq hook < $W/line > /dev/null 2>&1"
+script article.sh "set -e
+tmpd=\$(mktemp -d)
+trap \"rm -rf '\$tmpd'\" EXIT
+git --work-tree=\"\$tmpd\" --git-dir=$W/repo.git checkout -q --force $REV
+env -u CONTAINER_HOST podman run --rm --network=none --volume \"\$tmpd:/source\" --workdir=/source $IMG true"
+hyperfine -w 3 -r "$RUNS" --export-json "$W/overhead.json" "$W/jobq-sync.sh" "$W/article.sh" >/dev/null 2>&1
+grep -q "succeeded" "$W/home/repos/trivial/0/log"
+o=$(ms "$W/overhead.json" 0); a=$(ms "$W/overhead.json" 1)
+row "job overhead (push to result, \`true\`, --network=none)" "$(fmt "$o") ms" "article pipeline: $(fmt "$a") ms" "$(ratio "$o" "$a")" "≤ 0.6×"
+
+# 4. Checkout of a real repository: the podman, common, image and storage
+# module sources (dependencies, so in the module cache).
+echo "bench: checkout" >&2
+mod=$(go env GOMODCACHE)/github.com/containers
+mkdir -p "$W/src"
+for m in podman/v5@v5.6.2 common@v0.64.2 image/v5@v5.36.2 storage@v1.59.1; do
+    [ -d "$mod/$m" ] || go mod download "github.com/containers/${m%@*}@${m#*@}"
+    cp -r "$mod/$m" "$W/src/$(echo "$m" | tr '/@' '__')"
+done
+chmod -R u+w "$W/src"
+git -C "$W/src" init -q
+git -C "$W/src" add -A
+git -C "$W/src" -c user.name=b -c user.email=b@b commit -qm src
+git clone -q --bare --no-local "$W/src" "$W/big.git"
+BIGREV=$(git --git-dir "$W/big.git" rev-parse HEAD)
+files=$(git --git-dir "$W/big.git" ls-tree -r HEAD | wc -l)
+hyperfine -w 2 -r "$RUNS" -p "rm -rf $W/co && mkdir $W/co" --export-json "$W/co.json" \
+    "$B/checkout $W/big.git $BIGREV $W/co" "git --work-tree=$W/co --git-dir=$W/big.git checkout -q --force $BIGREV" >/dev/null 2>&1
+c=$(ms "$W/co.json" 0); g=$(ms "$W/co.json" 1)
+row "checkout ($files files, packed)" "$(fmt "$c") ms" "git checkout --force: $(fmt "$g") ms" "$(ratio "$c" "$g")" "≤ 1.0×"
+
+# 5. Log capture: a container writing LOGBYTES to stdout, into the job's
+# log (worker: /usr/bin/time) and into a file through the podman CLI.
+echo "bench: log capture" >&2
+: >"$W/cap-jobq"
+: >"$W/cap-cli"
+: >"$W/cap-rss"
+for _ in $(seq "$REPEAT"); do
+    rm -rf "$W/caphome"
+    # No worker beside this jobq: the benchmark runs the worker, timed.
+    (cd "$W/repo.git" && JOBQ_HOME=$W/caphome GL_REPO=cap JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
+        JOBQ_COMMAND="$IMG head -c $LOGBYTES /dev/zero" "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
+    /usr/bin/time -f "%e %M" -o "$W/time" env JOBQ_HOME="$W/caphome" JOBQ_LOG_LIMIT=4g "$B/jobq-worker" drain --queue cap
+    read -r secs rss <"$W/time"
+    grep -q "succeeded" "$W/caphome/repos/cap/0/log"
+    awk -v b="$LOGBYTES" -v s="$secs" 'BEGIN {print b / 1048576 / s}' >>"$W/cap-jobq"
+    echo "$rss" >>"$W/cap-rss"
+    s=$(date +%s%N); cli run --rm --network=none "$IMG" head -c "$LOGBYTES" /dev/zero >"$W/cli.out"; e=$(date +%s%N)
+    awk -v b="$LOGBYTES" -v d=$((e - s)) 'BEGIN {print b / 1048576 * 1e9 / d}' >>"$W/cap-cli"
+    rm -f "$W/cli.out"
+done
+j=$(median "$W/cap-jobq"); c=$(median "$W/cap-cli")
+row "log capture ($((LOGBYTES >> 20)) MiB to stdout)" "$(fmt "$j") MiB/s, worker peak RSS $(($(median "$W/cap-rss") / 1024)) MiB" "podman run > file: $(fmt "$c") MiB/s" "$(ratio "$j" "$c")" "≥ 1.0×, RSS ≤ 40 MiB"
+
+# 6. Listing with a long history.
+echo "bench: listing" >&2
+"$B/seed" "$W/home" big "$LISTHISTORY"
+hyperfine -N -w 5 -r $((RUNS * 4)) --export-json "$W/list.json" \
+    "env JOBQ_HOME=$W/home $B/jobq big" "env JOBQ_HOME=$W/home $B/jobq big 7" >/dev/null 2>&1
+row "\`jobq REPO\` ($LISTHISTORY jobs of history)" "$(fmt "$(ms "$W/list.json" 0)") ms" "" "" "≤ 50 ms"
+row "\`jobq REPO ID\` (a finished job)" "$(fmt "$(ms "$W/list.json" 1)") ms" "" "" "≤ 20 ms"
+
+# 7. Footprint: the worker while a job runs; start-up of the program every
+# push and every ssh call runs, against an empty Go program.
+echo "bench: footprint" >&2
+: >"$W/rss"
+for _ in $(seq "$REPEAT"); do
+    rm -rf "$W/fp"
+    (cd "$W/repo.git" && JOBQ_HOME=$W/fp GL_REPO=fp JOBQ_ASYNC=1 JOBQ_COMMAND="$IMG sleep 2" PATH=/usr/bin:/bin \
+        "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
+    /usr/bin/time -f "%M" -o "$W/time" env JOBQ_HOME="$W/fp" "$B/jobq-worker" drain --queue fp
+    cat "$W/time" >>"$W/rss"
+done
+row "worker peak RSS while a job runs" "$(($(median "$W/rss") / 1024)) MiB" "" "" "≤ 30 MiB"
+ln -sf "$B/jobq" "$W/post-receive.h00-jobq"
+# All three through env, as jobq needs its environment set.
+hyperfine -N -i -w 20 -r $((RUNS * 20)) --export-json "$W/start.json" "env JOBQ_HOME=$W/home $B/empty" \
+    "env JOBQ_HOME=$W/home $B/jobq nosuch" "env JOBQ_HOME=$W/home $W/post-receive.h00-jobq" >/dev/null 2>&1
+e=$(ms "$W/start.json" 0); s=$(ms "$W/start.json" 1); h=$(ms "$W/start.json" 2)
+row "start-up: an ssh command (\`jobq REPO\`, unknown repository)" "$(fmt "$s") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$s" "$e")" "≤ 1.5×"
+row "start-up: the hook (no JOBQ_COMMAND set)" "$(fmt "$h") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$h" "$e")" "≤ 1.5×"
+
+{
+    echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
+    echo
+    echo "| what | jobq | baseline (same run) | ratio | target |"
+    echo "| --- | --- | --- | --- | --- |"
+    printf '%s\n' "${rows[@]}"
+} >"$out"
+
+echo "bench: go test -bench" >&2
+go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./runner >bench/out/go-bench.txt 2>&1
+cat "$out"

@@ -1,0 +1,24 @@
+package runner
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+// BenchmarkCheckout checks out a generated tree of 1,000 files.
+func BenchmarkCheckout(b *testing.B) {
+	files := map[string]string{}
+	for i := range 1000 {
+		files[fmt.Sprintf("d%02d/f%03d.go", i%40, i)] = fmt.Sprintf("package p\n\n// file %d\nvar X%d = %d\n", i, i, i)
+	}
+	gitDir, rev := makeRepo(b, files)
+	for i := 0; b.Loop(); i++ {
+		dir := filepath.Join(b.TempDir(), fmt.Sprint(i))
+		os.Mkdir(dir, 0o755)
+		if err := Checkout(gitDir, rev, dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -12,7 +12,7 @@ GOFLAGS_BUILD := -tags "$(TAGS)" -trimpath -ldflags "-s -w"
 BASE    ?= docker.io/mgoral/gws:0.4.1
 IMAGE   ?= localhost/jobq-gws:latest
 
-.PHONY: build build-faultinject image test check unit clean
+.PHONY: build build-faultinject image test check reliability unit clean
 
 # jobq (hook and ssh commands, no Podman code) and jobq-worker (the worker).
 build:
@@ -35,6 +35,15 @@ check:
 # real gitolite, sshd and Podman (as root; .ci/run installs what they need).
 test: check
 	$(GO) test -tags "$(TAGS)" -count=1 -timeout 40m ./...
+
+# The reliability suite alone, longer: ROUNDS kills per crash phase; the
+# figures go to bench/out/reliability.md (RELIABILITY.md reports them).
+ROUNDS ?= 100
+reliability:
+	mkdir -p bench/out && rm -f bench/out/reliability.md
+	CI=true JOBQ_RELIABILITY_ROUNDS=$(ROUNDS) JOBQ_RELIABILITY_REPORT=$(CURDIR)/bench/out/reliability.md \
+		$(GO) test -tags "$(TAGS)" -count=1 -timeout 60m ./e2e/reliability
+	cat bench/out/reliability.md
 
 unit:
 	$(GO) test -tags "$(TAGS)" -count=1 -short ./queue/... ./runner/... ./images/... ./cmd/...

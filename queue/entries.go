@@ -100,6 +100,10 @@ func (s *Store) addEntry(j *Job) (string, int, error) {
 		return "", 0, err
 	}
 	f.Close()
+	l.Unlock()
+	// The name is taken; its sync needs no lock, and concurrent enqueues
+	// then share the journal's commits instead of waiting in line. It is
+	// still done before the job's commit (the caller's rename).
 	if err := syncDir(dir); err != nil {
 		os.Remove(path)
 		return "", 0, err

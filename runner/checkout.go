@@ -95,13 +95,19 @@ func Checkout(gitDir, rev, dir string) error {
 // streaming, instead of handing a copy to a writer.
 const inlineSize = 1 << 20
 
-// readBlob reads a blob and has it written to path.
-func readBlob(repo *git.Repository, entry object.TreeEntry, path string, w *writers, buf []byte) error {
+// openBlob opens a tree entry's blob and gives its size.
+func openBlob(repo *git.Repository, entry object.TreeEntry) (io.ReadCloser, int64, error) {
 	blob, err := repo.BlobObject(entry.Hash)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
 	r, err := blob.Reader()
+	return r, blob.Size, err
+}
+
+// readBlob reads a blob and has it written to path.
+func readBlob(repo *git.Repository, entry object.TreeEntry, path string, w *writers, buf []byte) error {
+	r, size, err := openBlob(repo, entry)
 	if err != nil {
 		return err
 	}
@@ -110,10 +116,10 @@ func readBlob(repo *git.Repository, entry object.TreeEntry, path string, w *writ
 	if entry.Mode == filemode.Executable {
 		perm = 0o755
 	}
-	if blob.Size >= inlineSize {
+	if size >= inlineSize {
 		return writeFile(path, perm, r, buf)
 	}
-	data := make([]byte, blob.Size)
+	data := make([]byte, size)
 	if _, err := io.ReadFull(r, data); err != nil {
 		return err
 	}
@@ -216,11 +222,7 @@ func (w fdWriter) Write(p []byte) (int, error) {
 }
 
 func writeSymlink(repo *git.Repository, entry object.TreeEntry, path string) error {
-	blob, err := repo.BlobObject(entry.Hash)
-	if err != nil {
-		return err
-	}
-	r, err := blob.Reader()
+	r, _, err := openBlob(repo, entry)
 	if err != nil {
 		return err
 	}

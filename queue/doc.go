@@ -10,6 +10,7 @@
 //	repos/NAME/ID/log          header, the job's output, one result line
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
+//	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added
 //	queues/NAME/pending/SEQ-ID-REPO   queued jobs; SEQ orders the queue (FIFO)
 //	queues/NAME/running/SEQ-ID-REPO   the job the queue's worker has claimed
@@ -21,10 +22,12 @@
 // # Protocol
 //
 // Enqueue, under the repository lock: take ID from next (skipping any ID whose
-// directory exists) and store ID+1; write the record into a temporary
-// directory; add the pending entry (it dangles: the job directory does not
-// exist yet); rename the temporary directory to ID. That rename is the commit
-// point: a crash before it leaves no job, after it a whole, queued job. A
+// directory exists; next is a hint, rebuilt by a scan if lost) and store
+// ID+1; add the pending entry, which fixes the job's Seq (it dangles: the job
+// directory does not exist yet); write the record into a temporary directory;
+// rename the temporary directory to ID. That rename is the commit point: a
+// crash before it leaves no job, after it a whole, queued job. Three fsyncs
+// make it so: the record, the entry's directory, then the repository's. A
 // worker that finds a dangling entry takes the repository lock, which the
 // enqueuer holds until it has committed, and removes the entry if it still
 // dangles.
@@ -34,16 +37,20 @@
 // while queued is skipped. A job is started only after its running state is
 // durable, so a worker that restarts after a crash finds in running/ either a
 // job still marked queued (never started: it goes back to pending) or a job
-// marked running (it may have run: it becomes lost, never run again).
+// marked running (it may have run: it becomes lost, never run again). After
+// a job the worker records its result, then has the runner clean up (its
+// container, its checkout), so that the result does not wait for that.
 //
 // Wake-up: after enqueueing, the hook try-locks worker.lock. If it gets it, no
-// worker is draining the queue: it lets go and starts a detached worker, which
-// waits for the lock (another may take it first) and drains the queue. A
-// worker that finds the queue empty releases the lock, looks again, and
-// try-locks again if an entry arrived meanwhile. Either the hook's try-lock
-// fails before the worker releases (and the worker's second look sees the
-// entry) or it succeeds (and the hook starts a worker): no job waits for a
-// push that never comes.
+// worker is draining the queue: it lets go, and if it can take start.lock it
+// starts a detached worker, which waits for start.lock (held by the hook until
+// it exits), then for worker.lock, and only then lets start.lock go. A hook
+// that finds start.lock taken starts nothing: a worker is on its way and will
+// see its entry. A worker that finds the queue empty releases worker.lock,
+// looks again, and try-locks again if an entry arrived meanwhile. Either the
+// hook's try-lock fails before the worker releases (and the worker's second
+// look sees the entry) or it succeeds (and a worker is started, or on its
+// way): no job waits for a push that never comes.
 //
 // # Assumptions
 //

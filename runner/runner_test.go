@@ -22,19 +22,6 @@ import (
 	"github.com/jobq/jobq/queue"
 )
 
-// require fails the test in CI and skips it elsewhere when a prerequisite
-// is missing: CI installs everything, so there a gap is a defect.
-func require(t *testing.T, ok bool, what string) {
-	t.Helper()
-	if ok {
-		return
-	}
-	if os.Getenv("CI") != "" {
-		t.Fatalf("missing %s (CI must provide it)", what)
-	}
-	t.Skipf("missing %s; run scripts/test as root", what)
-}
-
 // makeRepo makes a bare repository whose one commit holds files.
 func makeRepo(t testing.TB, files map[string]string) (gitDir, rev string) {
 	t.Helper()
@@ -174,7 +161,7 @@ var podman struct {
 func newTestPodman(t *testing.T) (*podmanRunner, *testenv.RootfulPodman) {
 	t.Helper()
 	_, err := exec.LookPath("podman")
-	require(t, err == nil && os.Geteuid() == 0, "podman and root")
+	testenv.Require(t, err == nil && os.Geteuid() == 0, "podman and root")
 	podman.once.Do(func() {
 		dir, err := os.MkdirTemp("", "jobq-podman-")
 		if err != nil {

@@ -18,6 +18,7 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+	"testing"
 	"time"
 )
 
@@ -58,6 +59,20 @@ func Missing() []string {
 		miss = append(miss, "root")
 	}
 	return miss
+}
+
+// Require fails the test under CI and skips it elsewhere when a
+// prerequisite is missing: CI installs everything, so there a gap is a
+// defect, never a skip.
+func Require(t testing.TB, ok bool, what string) {
+	t.Helper()
+	if ok {
+		return
+	}
+	if os.Getenv("CI") != "" {
+		t.Fatalf("missing %s (CI must provide it)", what)
+	}
+	t.Skipf("missing %s; run scripts/test as root", what)
 }
 
 // SourceDir is the root of the jobq source tree.

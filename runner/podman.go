@@ -149,22 +149,18 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 	// a quarter of a second lost on every job. Poll that slowly while the
 	// job runs, and every 10 ms once its output has ended (it is exiting)
 	// or it was told to stop.
-	type result struct {
-		code int32
-		err  error
-	}
-	wait := func(interval string) (<-chan result, context.CancelFunc) {
+	wait := func(interval string) (<-chan waitResult, context.CancelFunc) {
 		wctx, cancel := context.WithCancel(conn)
-		ch := make(chan result, 1)
+		ch := make(chan waitResult, 1)
 		go func() {
 			code, err := containers.Wait(wctx, id, new(containers.WaitOptions).WithInterval(interval))
-			ch <- result{code, err}
+			ch <- waitResult{code, err}
 		}()
 		return ch, cancel
 	}
 	waited, cancelWait := wait("250ms")
 	outputDone, stopping := attached, ctx.Done()
-	var res result
+	var res waitResult
 	for waiting := true; waiting; {
 		select {
 		case res = <-waited:
@@ -173,7 +169,7 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 			attached <- err // for the drain below
 			outputDone = nil
 			cancelWait()
-			waited, cancelWait = wait("10ms")
+			waited, cancelWait = exited(conn, id)
 		case <-stopping:
 			stopping = nil
 			g := uint(r.cfg.Grace.Seconds())
@@ -206,6 +202,34 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 	case <-time.After(10 * time.Second):
 	}
 	return int(res.code), nil
+}
+
+// waitResult is how a container ended, or why that is not known.
+type waitResult struct {
+	code int32
+	err  error
+}
+
+// exited waits for a container whose output has ended to be seen stopped:
+// Inspect reads conmon's exit file at once, where Podman's wait also waits
+// for its own clean-up of the container. After 2 s it falls back to wait.
+func exited(conn context.Context, id string) (<-chan waitResult, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(conn)
+	ch := make(chan waitResult, 1)
+	go func() {
+		deadline := time.Now().Add(2 * time.Second)
+		for time.Now().Before(deadline) && ctx.Err() == nil {
+			data, err := containers.Inspect(ctx, id, nil)
+			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
+				ch <- waitResult{data.State.ExitCode, nil}
+				return
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		code, err := containers.Wait(ctx, id, new(containers.WaitOptions).WithInterval("10ms"))
+		ch <- waitResult{code, err}
+	}()
+	return ch, cancel
 }
 
 // remove removes a container, not-found counting as done.

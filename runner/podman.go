@@ -83,9 +83,6 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err != nil {
 		return 0, err
 	}
-	if r.needSweep() {
-		r.sweep(conn, j)
-	}
 	if err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
 		return 0, err
 	}
@@ -154,7 +151,7 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 		ch := make(chan waitResult, 1)
 		go func() {
 			code, err := containers.Wait(wctx, id, new(containers.WaitOptions).WithInterval(interval))
-			ch <- waitResult{code, err}
+			ch <- waitResult{code, err, false}
 		}()
 		return ch, cancel
 	}
@@ -187,14 +184,16 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 	// A wait cut short by a dying service can look like exit code 0: the
 	// service sends its status before the code. Believe a code only from
 	// a container that Podman says has stopped.
-	data, err := containers.Inspect(conn, id, nil)
-	if err != nil {
-		return 0, fmt.Errorf("inspect container after wait: %s", oneLine(err))
+	if !res.verified {
+		data, err := containers.Inspect(conn, id, nil)
+		if err != nil {
+			return 0, fmt.Errorf("inspect container after wait: %s", oneLine(err))
+		}
+		if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
+			return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped")
+		}
+		res.code = data.State.ExitCode
 	}
-	if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
-		return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped (state %q)", data.State.Status)
-	}
-	res.code = data.State.ExitCode
 	// The stream ends when the container's output does; wait for its last
 	// bytes, but not forever.
 	select {
@@ -206,8 +205,9 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 
 // waitResult is how a container ended, or why that is not known.
 type waitResult struct {
-	code int32
-	err  error
+	code     int32
+	err      error
+	verified bool // read from Inspect of the stopped container
 }
 
 // exited waits for a container whose output has ended to be seen stopped:
@@ -221,13 +221,13 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 		for time.Now().Before(deadline) && ctx.Err() == nil {
 			data, err := containers.Inspect(ctx, id, nil)
 			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
-				ch <- waitResult{data.State.ExitCode, nil}
+				ch <- waitResult{data.State.ExitCode, nil, true}
 				return
 			}
 			time.Sleep(5 * time.Millisecond)
 		}
 		code, err := containers.Wait(ctx, id, new(containers.WaitOptions).WithInterval("10ms"))
-		ch <- waitResult{code, err}
+		ch <- waitResult{code, err, false}
 	}()
 	return ch, cancel
 }
@@ -262,6 +262,10 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
 	conn, _, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
 	if err != nil {
 		return errors.Join(append(errs, err)...)
+	}
+	// Strays that no Cleanup will remove, after the result, not before it.
+	if r.needSweep() {
+		r.sweep(conn, j)
 	}
 	cfile := r.cfg.File(j, "container")
 	if id, err := os.ReadFile(cfile); err == nil {

@@ -5,6 +5,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -27,9 +28,16 @@ func main() {
 	log.SetPrefix(fmt.Sprintf("jobq-worker[%d]: ", os.Getpid()))
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "jobq-worker: "+err.Error())
+		var u usageError
+		if errors.As(err, &u) {
+			os.Exit(2) // as jobq: 2 is bad usage
+		}
 		os.Exit(1)
 	}
 }
+
+// usageError is a mistake in the command line.
+type usageError struct{ error }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -39,6 +47,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
 	var queueName string
 	var all, wait bool
 	drain := &cobra.Command{
@@ -56,7 +65,7 @@ func newRoot() *cobra.Command {
 			case queueName != "":
 				return w.Drain(cmd.Context(), queueName, wait)
 			default:
-				return fmt.Errorf("drain needs --queue Q or --all")
+				return usageError{errors.New("drain needs --queue Q or --all")}
 			}
 		},
 	}

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"errors"
+	"io"
 	"os"
 	"strings"
 	"testing"
@@ -51,6 +53,19 @@ func TestServe(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+func TestUsageErrors(t *testing.T) {
+	for _, args := range [][]string{{"drain"}, {"drain", "--bogus"}} {
+		root := newRoot()
+		root.SetArgs(args)
+		root.SetOut(io.Discard)
+		root.SetErr(io.Discard)
+		var u usageError
+		if err := root.Execute(); !errors.As(err, &u) {
+			t.Errorf("jobq-worker %v: %v, want a usage error", args, err)
+		}
 	}
 }
 

@@ -12,13 +12,15 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
 )
 
 // waitFinal waits until repo has n jobs, all ended, and returns them.
 func waitFinal(t *testing.T, repo string, n int) []jobJSON {
 	t.Helper()
 	var jobs []jobJSON
-	waitUntil(t, fmt.Sprintf("%d jobs of %s end", n, repo), func() bool {
+	testenv.WaitUntil(t, fmt.Sprintf("%d jobs of %s end", n, repo), 2*time.Minute, func() bool {
 		jobs = listJSON(t, "alice", repo)
 		if len(jobs) != n {
 			return false
@@ -179,7 +181,7 @@ func TestCorruptRecordListed(t *testing.T) {
 // The access matrix: no, read and write access × every command.
 func TestAccessMatrix(t *testing.T) {
 	push(t, "acl", nil)
-	waitUntil(t, "acl has jobs", func() bool { return len(listJSON(t, "alice", "acl")) > 0 })
+	testenv.WaitUntil(t, "acl has jobs", 2*time.Minute, func() bool { return len(listJSON(t, "alice", "acl")) > 0 })
 	id := fmt.Sprint(listJSON(t, "alice", "acl")[0].ID)
 	waitFinal(t, "acl", len(listJSON(t, "alice", "acl")))
 	commands := map[string][]string{
@@ -278,7 +280,7 @@ func TestFullDisk(t *testing.T) {
 		t.Fatalf("mount: %v %s", err, out)
 	}
 	defer func() {
-		waitUntil(t, "no worker holds the small filesystem", func() bool { return userProcesses("jobq-worker") == "" })
+		testenv.WaitUntil(t, "no worker holds the small filesystem", 2*time.Minute, func() bool { return userProcesses("jobq-worker") == "" })
 		exec.Command("umount", "-l", data).Run()
 	}()
 	push(t, "diskfull", nil)

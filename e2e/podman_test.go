@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
 )
 
 const ciScript = `echo "job $JOBQ_JOB_ID of $GL_REPO at $GIT_REF in $(pwd) as uid $(id -u)"
@@ -61,7 +63,7 @@ func TestPodmanKilledWorkerCleanedUp(t *testing.T) {
 		State  string `json:"state"`
 		Worker int    `json:"worker"`
 	}
-	waitUntil(t, "job 0 runs its container", func() bool {
+	testenv.WaitUntil(t, "job 0 runs its container", 2*time.Minute, func() bool {
 		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "podkill", "0", "job.json"))
 		return err == nil && json.Unmarshal(b, &job) == nil && job.State == "running" &&
 			containers(t, "podkill") != "" && strings.Contains(readLog("podkill", 0), "started")
@@ -82,11 +84,9 @@ func TestPodmanKilledWorkerCleanedUp(t *testing.T) {
 }
 
 func readLog(repo string, id int) string {
-	b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, itoa(id), "log"))
+	b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, strconv.Itoa(id), "log"))
 	return string(b)
 }
-
-func itoa(n int) string { return strconv.Itoa(n) }
 
 // containers lists the hosting account's containers labelled with repo.
 func containers(t *testing.T, repo string) string {
@@ -107,14 +107,5 @@ func checkNothingLeft(t *testing.T, repo string) {
 	}
 	if m, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-checkout-*")); len(m) != 0 {
 		t.Errorf("checkouts left: %v", m)
-	}
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(200 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
 	}
 }

@@ -386,7 +386,7 @@ func TestPodmanServiceStoppedMidJob(t *testing.T) {
 		t.Logf("exit %d, log %q, err %v", exit, log, err)
 		done <- err
 	}()
-	waitFor(t, func() bool { return labelled(t, svc, j) != "" })
+	testenv.WaitUntil(t, "the job's container exists", time.Minute, func() bool { return labelled(t, svc, j) != "" })
 	time.Sleep(500 * time.Millisecond)
 	svc.Stop()
 	select {
@@ -423,7 +423,7 @@ func TestPodmanCleanup(t *testing.T) {
 	j.ID = 9
 	done := make(chan struct{})
 	go func() { runJob(context.Background(), t, r, j); close(done) }()
-	waitFor(t, func() bool { return labelled(t, svc, j) != "" })
+	testenv.WaitUntil(t, "the job's container exists", time.Minute, func() bool { return labelled(t, svc, j) != "" })
 	co, _ := os.ReadFile(r.cfg.File(j, "checkout"))
 	if err := r.Cleanup(context.Background(), j); err != nil {
 		t.Fatal(err)
@@ -445,15 +445,6 @@ func TestPodmanCleanup(t *testing.T) {
 	}
 	if err := remove(conn, "0123456789abcdef"); err != nil {
 		t.Errorf("removing a missing container: %v", err)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); !cond(); time.Sleep(100 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out waiting")
-		}
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -142,12 +143,8 @@ func workerBinary() (string, error) {
 			return p, nil
 		}
 	}
-	for _, dir := range filepath.SplitList(os.Getenv("PATH")) {
-		if p := filepath.Join(dir, "jobq-worker"); dir != "" {
-			if fi, err := os.Stat(p); err == nil && fi.Mode()&0o111 != 0 {
-				return p, nil
-			}
-		}
+	if p, err := exec.LookPath("jobq-worker"); err == nil {
+		return p, nil
 	}
 	return "", errors.New("jobq-worker not found beside jobq or on PATH")
 }

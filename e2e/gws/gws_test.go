@@ -51,17 +51,7 @@ func (f *fixture) podman(ctx context.Context, args ...string) string {
 
 func (f *fixture) ssh(ctx context.Context, args ...string) testenv.Result {
 	argv := append(strings.Fields(f.sshCommand()), "git@127.0.0.1")
-	cmd := exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...)
-	var out, errb strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		code = -1
-	}
-	return testenv.Result{Stdout: out.String(), Stderr: errb.String(), Code: code}
+	return testenv.Capture(exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...))
 }
 
 func (f *fixture) sshCommand() string {
@@ -182,7 +172,7 @@ repo app slow
 
 	// One job running, one queued; then the outer container restarts.
 	f.push(ctx, "slow", "echo started\nsleep 300\n")
-	waitUntil(t, "slow job 0 runs", func() bool { return strings.Contains(f.ssh(ctx, "jobq", "log", "slow", "0").Stdout, "started") })
+	testenv.WaitUntil(t, "slow job 0 runs", 2*time.Minute, func() bool { return strings.Contains(f.ssh(ctx, "jobq", "log", "slow", "0").Stdout, "started") })
 	f.push(ctx, "slow", "echo quick\n")
 	if r := f.ssh(ctx, "jobq", "slow"); !strings.Contains(r.Stdout, "queued (1 ahead)") {
 		t.Fatalf("before the restart: %s", r)
@@ -215,18 +205,9 @@ repo app slow
 
 func waitSSH(t *testing.T, f *fixture) {
 	t.Helper()
-	waitUntil(t, "sshd in the container answers", func() bool {
+	testenv.WaitUntil(t, "sshd in the container answers", 2*time.Minute, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return f.ssh(ctx, "info").Code == 0
 	})
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(2 * time.Minute); !cond(); time.Sleep(300 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting until %s", what)
-		}
-	}
 }

@@ -75,6 +75,16 @@ func Require(t testing.TB, ok bool, what string) {
 	t.Skipf("missing %s; run scripts/test as root", what)
 }
 
+// WaitUntil polls cond until it holds, failing the test after timeout.
+func WaitUntil(t testing.TB, what string, timeout time.Duration, cond func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(timeout); !cond(); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+	}
+}
+
 // SourceDir is the root of the jobq source tree.
 func SourceDir() string {
 	_, file, _, _ := runtime.Caller(0)
@@ -323,12 +333,12 @@ func (r Result) String() string {
 func (e *Env) SSH(ctx context.Context, name string, args ...string) Result {
 	argv := append(strings.Fields(e.SSHCommand(name)), e.User+"@127.0.0.1")
 	argv = append(argv, args...)
-	return capture(exec.CommandContext(ctx, argv[0], argv[1:]...))
+	return Capture(exec.CommandContext(ctx, argv[0], argv[1:]...))
 }
 
 // Git runs git in dir as an ssh user (for clone, push, fetch).
 func (e *Env) Git(ctx context.Context, name, dir string, args ...string) Result {
-	return capture(e.GitCmd(ctx, name, dir, args...))
+	return Capture(e.GitCmd(ctx, name, dir, args...))
 }
 
 // GitCmd is the command Git runs, not started.
@@ -341,7 +351,8 @@ func (e *Env) GitCmd(ctx context.Context, name, dir string, args ...string) *exe
 	return cmd
 }
 
-func capture(cmd *exec.Cmd) Result {
+// Capture runs cmd and returns its output and exit status.
+func Capture(cmd *exec.Cmd) Result {
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -18,7 +18,12 @@ import (
 // env is shared by the package's tests, which run one after another.
 var env *testenv.Env
 
-// conf is the gitolite configuration of every test; %[1]s is env.Bin.
+// confParts are the gitolite configuration of the package's tests, in
+// pieces: this file's, and one per test file that needs repositories of
+// its own (added in that file's init). %[1]s in each is env.Bin.
+var confParts = []string{conf}
+
+// conf is the gitolite configuration most tests share.
 const conf = `
 repo demo
     RW+ = alice
@@ -197,7 +202,11 @@ func setup(ctx context.Context) error {
 			return err
 		}
 	}
-	return env.Configure(ctx, fmt.Sprintf(conf, env.Bin))
+	var all strings.Builder
+	for _, c := range confParts {
+		all.WriteString(strings.ReplaceAll(c, "%[1]s", env.Bin) + "\n")
+	}
+	return env.Configure(ctx, all.String())
 }
 
 // push commits files to a fresh clone of repo and pushes refspec as alice;

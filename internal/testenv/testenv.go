@@ -38,7 +38,7 @@ type Env struct {
 
 // Options choose the hosting account and the users who get keys.
 type Options struct {
-	User  string   // hosting account, created if missing; default "jobq-test"
+	User  string   // hosting account, created if missing; default $JOBQ_TEST_ACCOUNT, else "jobq-test"
 	Users []string // ssh users besides "admin"
 	Dir   string   // where to put everything; default a new directory in /tmp
 	Port  int      // sshd port; default a free one
@@ -95,6 +95,11 @@ func SourceDir() string {
 func Start(ctx context.Context, o Options) (e *Env, err error) {
 	if miss := Missing(); len(miss) > 0 {
 		return nil, fmt.Errorf("missing: %s (run .ci/run or scripts/setup as root)", strings.Join(miss, ", "))
+	}
+	if o.User == "" {
+		// Two test runs at once (two checkouts on one machine) need two
+		// accounts: each kills and removes its account's processes.
+		o.User = os.Getenv("JOBQ_TEST_ACCOUNT")
 	}
 	if o.User == "" {
 		o.User = "jobq-test"

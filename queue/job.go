@@ -47,6 +47,10 @@ type Job struct {
 	ExitCode   *int              `json:"exit_code,omitempty"`
 	Error      string            `json:"error,omitempty"`  // jobq's own reason, one line
 	Worker     int               `json:"worker,omitempty"` // pid of the worker that ran it
+
+	// Incarnation is the repository's incarnation the job was queued in
+	// (see Store.Incarnation); "" for jobs from before they were recorded.
+	Incarnation string `json:"incarnation,omitempty"`
 }
 
 // Duration is how long the job ran, or has been running by now.

@@ -92,11 +92,25 @@ func (s *Store) Enqueue(j *Job) (ahead int, err error) {
 	if err := ValidName(j.Queue); err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
 	}
+	// The repository's incarnation (see incarnation.go); a job without a
+	// bare repository (the store's own tests) has none.
+	var token string
+	if j.GitDir != "" {
+		if token, err = readIncarnation(j.GitDir, true); err != nil {
+			return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
+		}
+	}
 	lock, err := s.lockRepo(j.Repo)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
 	}
 	defer lock.Unlock()
+	if token != "" {
+		if err := s.settleIncarnation(j.Repo, token, j.GitDir); err != nil {
+			return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
+		}
+	}
+	j.Incarnation = token
 	ahead, err = s.enqueueLocked(j)
 	if err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
@@ -183,7 +197,7 @@ func (s *Store) scanNextID(repo string) (int64, error) {
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, err
 	}
-	var next int64
+	next := s.retiredMax(repo) + 1
 	for _, e := range ents {
 		if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id >= next {
 			next = id + 1
@@ -416,6 +430,22 @@ func (s *Store) Prune(repo string, keep int) error {
 		}
 	}
 	slices.Sort(ids)
+	// Jobs of a deleted incarnation that were still running when it was
+	// retired go after it, once they have ended.
+	if st, err := s.storedIncarnation(repo); err == nil && st.token != "" {
+		live := ids[:0]
+		for _, id := range ids {
+			j, err := s.Job(repo, id)
+			if err == nil && j.State.Final() && !j.Of(st.token) {
+				if err := s.moveRetired(repo, j.Incarnation, id); err != nil {
+					return fmt.Errorf("prune %s: %w", repo, err)
+				}
+				continue
+			}
+			live = append(live, id)
+		}
+		ids = live
+	}
 	for _, id := range ids[:max(len(ids)-max(keep, 1), 0)] {
 		j, err := s.Job(repo, id)
 		if err == nil && !j.State.Final() {

@@ -1,0 +1,281 @@
+package queue
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// A repository's job history belongs to one incarnation of it: a
+// repository deleted and created again under the same name (by an admin,
+// by gitolite's D command, by another wild-repository creator) must show
+// none of the old one's jobs, whose logs only the old one's readers saw.
+//
+// The incarnation is a random token kept in the bare repository itself, in
+// IncarnationFile, made by the first enqueue. It goes when the repository
+// goes, and stays with it through a backup and restore or a move to another
+// disk, which an inode number would not. The store keeps the token it last
+// saw in repos/NAME/incarnation, each job records its own, and readers show
+// a repository's jobs only while the two agree.
+
+// IncarnationFile is the file in a bare repository that names its incarnation.
+const IncarnationFile = "jobq-incarnation"
+
+// readIncarnation reads the incarnation token of the bare repository
+// gitDir; with create, it makes one if there is none.
+func readIncarnation(gitDir string, create bool) (string, error) {
+	path := filepath.Join(gitDir, IncarnationFile)
+	for {
+		b, err := os.ReadFile(path)
+		if err == nil {
+			if tok := strings.TrimSpace(string(b)); validToken(tok) {
+				return tok, nil
+			}
+			return "", fmt.Errorf("%s: not a jobq incarnation token", path)
+		}
+		if !errors.Is(err, fs.ErrNotExist) || !create {
+			return "", err
+		}
+		tok, err := createIncarnation(path)
+		if !errors.Is(err, fs.ErrExist) {
+			return tok, err
+		}
+		// Two first pushes at once: the other one made it; read it.
+	}
+}
+
+// createIncarnation makes a new token file at path, whole or not at all: it
+// is written aside and linked into place, which fails if path exists.
+func createIncarnation(path string) (string, error) {
+	var raw [16]byte
+	rand.Read(raw[:])
+	tok := hex.EncodeToString(raw[:])
+	f, err := os.CreateTemp(filepath.Dir(path), "."+IncarnationFile+"-*")
+	if err != nil {
+		return "", err
+	}
+	defer os.Remove(f.Name())
+	_, err = f.WriteString(tok + "\n")
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return "", err
+	}
+	if err := os.Link(f.Name(), path); err != nil {
+		return "", err
+	}
+	return tok, syncDir(filepath.Dir(path))
+}
+
+func validToken(tok string) bool {
+	if len(tok) != 32 {
+		return false
+	}
+	_, err := hex.DecodeString(tok)
+	return err == nil
+}
+
+// stored is what repos/NAME/incarnation holds: the token and the bare
+// repository it was read from.
+type stored struct{ token, gitDir string }
+
+func (s *Store) storedIncarnation(repo string) (stored, error) {
+	b, err := os.ReadFile(filepath.Join(s.repoDir(repo), "incarnation"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return stored{}, nil // history from before incarnations were kept
+	}
+	if err != nil {
+		return stored{}, err
+	}
+	tok, dir, _ := strings.Cut(strings.TrimSpace(string(b)), "\n")
+	if !validToken(tok) || !filepath.IsAbs(dir) {
+		return stored{}, fmt.Errorf("%s: unreadable incarnation", repo)
+	}
+	return stored{tok, dir}, nil
+}
+
+// Incarnation is the token of repo's history that may be shown: the
+// history's own if the repository it came from still exists, "" for
+// history recorded before incarnations were. ErrNotFound: the repository
+// was deleted, or deleted and created again, since; none of its history
+// may be shown. Show a job only if Job.Of(token).
+func (s *Store) Incarnation(repo string) (string, error) {
+	if err := ValidName(repo); err != nil {
+		return "", err
+	}
+	st, err := s.storedIncarnation(repo)
+	if err != nil || st.token == "" {
+		return "", err
+	}
+	live, err := readIncarnation(st.gitDir, false)
+	if errors.Is(err, fs.ErrNotExist) || err == nil && live != st.token {
+		return "", fmt.Errorf("jobs of %s: %w", repo, ErrNotFound)
+	}
+	if err != nil {
+		return "", err
+	}
+	return st.token, nil
+}
+
+// Of reports whether j belongs to the incarnation token (see Incarnation).
+// A job recorded before incarnations were belongs to the first one.
+func (j *Job) Of(token string) bool { return j.Incarnation == "" || j.Incarnation == token }
+
+// settleIncarnation makes token, read from gitDir, repo's current
+// incarnation; under the repository lock. History of an earlier one is
+// retired: see retire.
+func (s *Store) settleIncarnation(repo, token, gitDir string) error {
+	st, err := s.storedIncarnation(repo)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		// An unreadable record is treated as another incarnation's: hiding
+		// history by mistake is better than showing it by mistake.
+		st = stored{token: "unreadable"}
+	}
+	if st.token == token && st.gitDir == gitDir {
+		return nil
+	}
+	if st.token != "" && st.token != token {
+		if err := s.retire(repo, st.token); err != nil {
+			return err
+		}
+	}
+	return writeFileAtomic(filepath.Join(s.repoDir(repo), "incarnation"), []byte(token+"\n"+gitDir+"\n"), 0o600)
+}
+
+// retire moves the jobs of repo's old incarnation out of the repository's
+// history into retired/NAME/OLD/, for the host's administrator: queued ones
+// cancelled first (their repository is gone). A running job stays where its
+// worker finds it, marked as old, and hidden from readers; Prune moves it
+// when it has ended. IDs are not handed out again: next keeps counting, so
+// that no stale queue entry or worker of an old job can reach a new one.
+func (s *Store) retire(repo, old string) error {
+	ents, err := os.ReadDir(s.repoDir(repo))
+	if err != nil {
+		return fmt.Errorf("retire %s: %w", repo, err)
+	}
+	for _, e := range ents {
+		id, err := strconv.ParseInt(e.Name(), 10, 64)
+		if err != nil || id < 0 || !e.IsDir() {
+			continue
+		}
+		j, err := s.updateLocked(repo, id, func(j *Job) error {
+			switch {
+			case j.State == Queued:
+				j.State, j.FinishedAt = Cancelled, time.Now().UTC()
+				j.Error = "its repository was deleted before it ran"
+			case j.State == Running && j.Incarnation == "":
+				j.Incarnation = old // hidden from now on
+			default:
+				return errUnchanged
+			}
+			return nil
+		})
+		if err != nil && !errors.Is(err, errUnchanged) {
+			j = nil // unreadable: history all the same
+		}
+		if j != nil && j.State == Running {
+			continue
+		}
+		if err := s.moveRetired(repo, old, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// retiredDir holds the jobs of repo's incarnation token that ended after
+// the repository was deleted.
+func (s *Store) retiredDir(repo, token string) string {
+	return filepath.Join(s.dir, "retired", escape(repo), token)
+}
+
+func (s *Store) moveRetired(repo, token string, id int64) error {
+	dir := s.retiredDir(repo, token)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("retire %s %d: %w", repo, id, err)
+	}
+	if err := os.Rename(s.jobDir(repo, id), filepath.Join(dir, strconv.FormatInt(id, 10))); err != nil {
+		return fmt.Errorf("retire %s %d: %w", repo, id, err)
+	}
+	return nil
+}
+
+// retiredMax is the highest job ID retired for repo, or -1: IDs are never
+// handed out again, even when next is lost.
+func (s *Store) retiredMax(repo string) int64 {
+	max := int64(-1)
+	incs, _ := os.ReadDir(filepath.Join(s.dir, "retired", escape(repo)))
+	for _, inc := range incs {
+		ents, _ := os.ReadDir(filepath.Join(s.dir, "retired", escape(repo), inc.Name()))
+		for _, e := range ents {
+			if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id > max {
+				max = id
+			}
+		}
+	}
+	return max
+}
+
+// Retired is what retired/ holds: jobs of repositories deleted since.
+type Retired struct {
+	Incarnations, Jobs, Removed int
+}
+
+// PruneRetired applies each retired incarnation's JOBQ_KEEP (that of its
+// newest job) to retired/, and counts what is kept.
+func (s *Store) PruneRetired() (Retired, error) {
+	var r Retired
+	root := filepath.Join(s.dir, "retired")
+	repos, err := os.ReadDir(root)
+	if errors.Is(err, fs.ErrNotExist) {
+		return r, nil
+	}
+	if err != nil {
+		return r, err
+	}
+	var errs []error
+	for _, repo := range repos {
+		incs, _ := os.ReadDir(filepath.Join(root, repo.Name()))
+		for _, inc := range incs {
+			dir := filepath.Join(root, repo.Name(), inc.Name())
+			ents, _ := os.ReadDir(dir)
+			var ids []int64
+			for _, e := range ents {
+				if id, err := strconv.ParseInt(e.Name(), 10, 64); err == nil && id >= 0 {
+					ids = append(ids, id)
+				}
+			}
+			slices.Sort(ids)
+			keep := DefaultKeep
+			if len(ids) > 0 {
+				if b, err := os.ReadFile(filepath.Join(dir, strconv.FormatInt(ids[len(ids)-1], 10), "job.json")); err == nil {
+					if j, err := decodeJob(b); err == nil && j.Options.Keep > 0 {
+						keep = j.Options.Keep
+					}
+				}
+			}
+			for _, id := range ids[:max(len(ids)-keep, 0)] {
+				if err := os.RemoveAll(filepath.Join(dir, strconv.FormatInt(id, 10))); err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				r.Removed++
+			}
+			r.Jobs += min(len(ids), keep)
+			r.Incarnations++
+		}
+	}
+	return r, errors.Join(errs...)
+}

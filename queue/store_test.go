@@ -458,7 +458,15 @@ func TestFollow(t *testing.T) {
 		fmt.Fprint(log, "second, no newline")
 		return 3, nil
 	}}
-	go w.Drain(context.Background(), "q", false)
+	drained := make(chan error, 1)
+	go func() { drained <- w.Drain(context.Background(), "q", false) }()
+	// The worker prunes after the result, which Follow sees first: the
+	// test's directory is removed only after the worker is done with it.
+	defer func() {
+		if err := <-drained; err != nil {
+			t.Error(err)
+		}
+	}()
 	var out syncBuffer
 	done := make(chan *Job)
 	go func() {

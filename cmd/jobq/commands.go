@@ -34,13 +34,17 @@ func (a *app) summary(jsonOut bool) error {
 	}
 	rows := []row{}
 	for _, r := range repos {
+		tok, err := a.store.Incarnation(r)
+		if err != nil {
+			continue // deleted since, or its history is unreadable
+		}
 		jobs, err := a.store.Jobs(r, 0)
 		if err != nil {
 			continue // removed meanwhile
 		}
 		c := map[queue.State]int{}
 		for _, l := range jobs {
-			if l.Job != nil {
+			if l.Job != nil && l.Job.Of(tok) {
 				c[l.Job.State]++
 			}
 		}
@@ -80,6 +84,10 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	if err := a.open(); err != nil {
 		return err
 	}
+	tok, err := a.incarnation(repo)
+	if err != nil {
+		return err
+	}
 	// One more than shown, to know whether older jobs were left out.
 	fetch := limit
 	if limit > 0 {
@@ -99,6 +107,9 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	aheads := map[string]map[string]int{} // queue → "REPO ID" → ahead
 	rows := make([]listed, 0, len(jobs))
 	for _, l := range jobs {
+		if l.Job != nil && !l.Job.Of(tok) {
+			continue // an old incarnation's job, still running
+		}
 		r := listed{Job: l.Job, ID: l.ID}
 		if l.Err != nil {
 			r.Unreadable = l.Err.Error()
@@ -185,13 +196,7 @@ func (a *app) log(repo, idArg string, follow bool) error {
 	if err := a.open(); err != nil {
 		return err
 	}
-	j, err := a.store.Job(repo, id)
-	if notFound(err) {
-		if _, err := a.store.Jobs(repo, 1); notFound(err) {
-			return errNoRepo(repo)
-		}
-		return errNoJob(repo, id)
-	}
+	j, err := a.job(repo, id)
 	if err != nil {
 		return err
 	}
@@ -236,6 +241,9 @@ func (a *app) cancel(repo, idArg string) error {
 	if err := a.open(); err != nil {
 		return err
 	}
+	if _, err := a.job(repo, id); err != nil {
+		return err
+	}
 	j, err := a.store.Cancel(repo, id)
 	if notFound(err) {
 		return errNoJob(repo, id)
@@ -273,10 +281,7 @@ func (a *app) retry(repo, idArg string) error {
 	if err := a.open(); err != nil {
 		return err
 	}
-	old, err := a.store.Job(repo, id)
-	if notFound(err) {
-		return errNoJob(repo, id)
-	}
+	old, err := a.job(repo, id)
 	if err != nil {
 		return err
 	}
@@ -296,4 +301,32 @@ func (a *app) retry(repo, idArg string) error {
 		fmt.Fprintf(a.e.stderr, "jobq: %v\n", err)
 	}
 	return nil
+}
+
+// incarnation is the token of repo's jobs the caller may see (see
+// queue.Store.Incarnation): a repository deleted, or deleted and created
+// again, shows none of its old jobs, and answers as a missing one does.
+func (a *app) incarnation(repo string) (string, error) {
+	tok, err := a.store.Incarnation(repo)
+	if notFound(err) {
+		return "", errNoRepo(repo)
+	}
+	return tok, err
+}
+
+// job reads a job the caller may see: one of the repository's live
+// incarnation.
+func (a *app) job(repo string, id int64) (*queue.Job, error) {
+	tok, err := a.incarnation(repo)
+	if err != nil {
+		return nil, err
+	}
+	j, err := a.store.Job(repo, id)
+	if notFound(err) || err == nil && !j.Of(tok) {
+		if _, err := a.store.Jobs(repo, 1); notFound(err) {
+			return nil, errNoRepo(repo)
+		}
+		return nil, errNoJob(repo, id)
+	}
+	return j, err
 }

@@ -1,0 +1,114 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+func init() { confParts = append(confParts, incarnationConf) }
+
+// Wild repositories: alice and bob may each create one, as gitolite's
+// wild-repository users do.
+const incarnationConf = `
+repo wild/..*
+    C   = alice bob
+    RW+ = CREATOR
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "echo the-secret-is-42"
+`
+
+// pushAs creates repo if need be (a wild repository is created by its
+// first access) and pushes a new commit to its master as user.
+func pushAs(t *testing.T, user, repo string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	steps := [][]string{
+		{"clone", "-q", env.URL(repo), "w"},
+		{"-C", "w", "commit", "-q", "--allow-empty", "-m", "by " + user},
+		{"-C", "w", "push", "-q", "origin", "HEAD:refs/heads/master"},
+	}
+	for _, args := range steps {
+		if r := env.Git(ctx, user, dir, args...); r.Code != 0 {
+			t.Fatalf("%s: git %v: %s", user, args, r)
+		}
+	}
+}
+
+// Issue 9, finding 4: alice's wild repository printed a secret in a job's
+// log and was deleted; bob created one of the same name. Before, bob read
+// alice's log with "jobq NAME 0" and his IDs went on from hers in one list.
+func TestHistoryBelongsToOneIncarnation(t *testing.T) {
+	const repo = "wild/reborn"
+	pushAs(t, "alice", repo)
+	if r := follow(t, "alice", repo, 0); r.Code != 0 || !strings.Contains(r.Stdout, "the-secret-is-42") {
+		t.Fatalf("alice's job: %s", r)
+	}
+
+	// Deleted, as an administrator (or gitolite's D command) deletes it.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if out, err := env.AsUser(ctx, nil, "rm", "-rf", filepath.Join(env.Home, "repositories", repo+".git")); err != nil {
+		t.Fatalf("delete %s: %v %s", repo, err, out)
+	}
+	missing := ssh("alice", "jobq", "no-such-repository-at-all")
+	for _, user := range []string{"alice", "bob"} {
+		r := ssh(user, "jobq", repo, "0")
+		if strings.Contains(r.Stdout+r.Stderr, "secret") {
+			t.Errorf("%s read the deleted repository's log: %s", user, r)
+		}
+	}
+
+	// Created again by bob, who pushes his own job.
+	pushAs(t, "bob", repo)
+	var jobs []jobJSON
+	testenv.WaitUntil(t, "bob's job ends", time.Minute, func() bool {
+		jobs = listJSON(t, "bob", repo)
+		return len(jobs) == 1 && jobs[0].State == "succeeded"
+	})
+	if jobs[0].ID == 0 {
+		t.Errorf("the new repository's job reused ID 0")
+	}
+	for _, id := range []string{"0", "-1"} {
+		r := ssh("bob", "jobq", repo, id)
+		if strings.Contains(r.Stdout+r.Stderr, "alice") || r.Code == 0 {
+			t.Errorf("jobq %s %s as bob shows the old incarnation: %s", repo, id, r)
+		}
+	}
+	var summary []struct {
+		Repo   string         `json:"repo"`
+		Counts map[string]int `json:"counts"`
+	}
+	r := ssh("bob", "jobq", "--json")
+	if err := json.Unmarshal([]byte(r.Stdout), &summary); err != nil {
+		t.Fatalf("jobq --json: %v: %s", err, r)
+	}
+	for _, row := range summary {
+		if row.Repo == repo && (row.Counts["succeeded"] != 1 || len(row.Counts) != 1) {
+			t.Errorf("bob's summary counts the old incarnation's jobs: %+v", row)
+		}
+	}
+	// alice may not read bob's repository: the answer is the missing one's.
+	r = ssh("alice", "jobq", repo)
+	if r.Code != missing.Code || strings.ReplaceAll(r.Stderr, repo, "X") != strings.ReplaceAll(missing.Stderr, "no-such-repository-at-all", "X") {
+		t.Errorf("alice on bob's repository: %s\nwant as missing: %s", r, missing)
+	}
+	// The old history is the administrator's, out of the ssh commands' reach.
+	logs, _ := filepath.Glob(filepath.Join(env.DataDir(), "retired", "wild%2Freborn", "*", "0", "log"))
+	if len(logs) != 1 {
+		t.Fatalf("the old incarnation's log is not kept in retired/: %v", logs)
+	}
+	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "the-secret-is-42") {
+		t.Errorf("retired log: %q", b)
+	}
+}

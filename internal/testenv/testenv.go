@@ -105,9 +105,10 @@ func Start(ctx context.Context, o Options) (e *Env, err error) {
 		o.User = "jobq-test"
 	}
 	e = &Env{User: o.User, Source: SourceDir()}
+	started := e // e is nil once an error is returned
 	defer func() {
 		if err != nil {
-			e.Close()
+			started.Close()
 		}
 	}()
 	if o.Dir == "" {

@@ -116,13 +116,20 @@ func (s *Service) runtimeDir(uid int) string {
 // checkLocal refuses a local socket that another user could control: each
 // directory from ep.base down to the socket must be a real directory (not a
 // symbolic link) of the account's, writable by it alone, as Podman requires
-// of its runtime directory; the socket, if there, must be the account's. A
+// of its runtime directory, in a directory where no one else can rename it
+// (not writable by others, or sticky, as /tmp); the socket, if there, must
+// be the account's. A
 // directory missing is fine, unless create, which makes it (mode 0700) and
 // then checks it: a squatter can win the race to make it, never the check.
 // Once a directory passes, no one else can change what is inside it.
 func (ep endpoint) checkLocal(uid int, create bool) error {
 	refuse := func(path, why string) error {
 		return fmt.Errorf("refusing the Podman socket %s: %s %s, so another user could control it; remove it, or set XDG_RUNTIME_DIR or JOBQ_CONNECTION", ep.socket, path, why)
+	}
+	// Whoever may rename entries beside ep.base could swap it for their own
+	// after the check; /tmp's sticky bit forbids that.
+	if fi, err := os.Stat(filepath.Dir(ep.base)); err == nil && fi.Mode().Perm()&0o022 != 0 && fi.Mode()&fs.ModeSticky == 0 {
+		return refuse(filepath.Dir(ep.base), fmt.Sprintf("has mode %04o: others may rename what is in it", fi.Mode().Perm()))
 	}
 	dirs := []string{ep.base}
 	if d := filepath.Dir(ep.socket); d != ep.base {

@@ -137,6 +137,12 @@ func TestLocalSocketRefusesSquatters(t *testing.T) {
 			}
 			return target, account
 		}, false, "is a symbolic link"},
+		{"fallback where others may rename it", func(l layout) (string, int) {
+			mkdir(l, filepath.Join(fallback(l), "podman"), account, 0o700)
+			mkdir(l, fallback(l), account, 0o700)
+			os.Chmod(l.tmp, 0o777) // TMPDIR without /tmp's sticky bit
+			return fallback(l), account
+		}, false, "has mode 0777: others may rename what is in it"},
 		{"podman directory of another user", func(l layout) (string, int) {
 			mkdir(l, filepath.Join(fallback(l), "podman"), squatter, 0o755)
 			mkdir(l, fallback(l), account, 0o700)
@@ -153,7 +159,7 @@ func TestLocalSocketRefusesSquatters(t *testing.T) {
 			return l.xdg, squatter
 		}, true, "belongs to uid 65534"},
 		{"XDG_RUNTIME_DIR writable by others", func(l layout) (string, int) {
-			mkdir(l, l.xdg, account, 0o1777)
+			mkdir(l, l.xdg, account, 0o777|os.ModeSticky)
 			return l.xdg, -1
 		}, true, "has mode 0777"},
 		{"XDG_RUNTIME_DIR is a symbolic link", func(l layout) (string, int) {
@@ -172,6 +178,7 @@ func TestLocalSocketRefusesSquatters(t *testing.T) {
 		{"ours, listening", func(l layout) (string, int) {
 			mkdir(l, filepath.Join(fallback(l), "podman"), account, 0o700)
 			mkdir(l, fallback(l), account, 0o700)
+			os.Chmod(l.tmp, 0o777|os.ModeSticky) // as /tmp
 			return fallback(l), account
 		}, false, ""},
 	}

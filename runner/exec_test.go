@@ -54,6 +54,8 @@ func TestExecKillsEveryDescendant(t *testing.T) {
 		{"nohup double fork, own session", `( nohup setsid SLEEP 77 >/dev/null 2>&1 & )`},
 		{"ignores SIGTERM, own session", `setsid -f sh -c "trap '' TERM; exec SLEEP 77"`},
 		{"fork bomb, bounded", `setsid -f sh -c 'for i in 1 2 3 4 5 6 7 8; do (SLEEP 77 &); done; SLEEP 77'`},
+		// Orphans keep coming while the supervisor kills.
+		{"keeps forking", `setsid -f sh -c 'trap "" TERM; while :; do (SLEEP 77 &); done'`},
 	}
 	endings := []struct {
 		name, tail string

@@ -7,44 +7,59 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/jobq/jobq/queue"
 )
 
-// execRunner runs JOBQ_COMMAND with sh -c in the bare repository, in a
-// process group of its own, so that a timeout stops every process it made.
+// execRunner runs JOBQ_COMMAND with sh -c in the bare repository, under a
+// supervisor (Supervise) that kills every process the job made when it
+// ends.
 type execRunner struct {
 	grace time.Duration
-	// pgidFile names where the running job's process group is kept, so that
+	// pidFile names where the running job's supervisor is recorded, so that
 	// Cleanup can stop it after the worker died.
-	pgidFile func(j *queue.Job) string
+	pidFile func(j *queue.Job) string
 }
 
-// NewExec returns the exec runner. pgidFile gives a path private to the job
-// (in its directory) where the runner records the job's process group.
-func NewExec(grace time.Duration, pgidFile func(j *queue.Job) string) Runner {
-	return &execRunner{grace: grace, pgidFile: pgidFile}
+// NewExec returns the exec runner. pidFile gives a path private to the job
+// (in its directory) where the runner records the job's supervisor.
+//
+// The supervisor is this program run again as "PROGRAM supervise ...": its
+// main must hand those arguments to Supervise (jobq-worker's does, and so
+// must the TestMain of a test that runs exec jobs).
+func NewExec(grace time.Duration, pidFile func(j *queue.Job) string) Runner {
+	return &execRunner{grace: grace, pidFile: pidFile}
 }
+
+// supervisorSlack is how long after the grace period the worker waits for a
+// supervisor that was told to stop before it kills the supervisor itself.
+const supervisorSlack = 5 * time.Second
 
 func (r *execRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	cmd := exec.Command("/bin/sh", "-c", j.Options.Command)
-	cmd.Dir = j.GitDir
-	cmd.Env = append(append(HostEnv(), Env(j)...), "GIT_DIR="+j.GitDir)
-	// The log file itself, not a pipe: the processes write straight into it,
-	// in order, and a background process keeping it open cannot hang Wait.
-	cmd.Stdout, cmd.Stderr = log, log
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd := &exec.Cmd{
+		// The running program itself, even if its file was replaced since.
+		Path: "/proc/self/exe",
+		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--", "/bin/sh", "-c", j.Options.Command},
+		Dir:  j.GitDir,
+		Env:  append(append(HostEnv(), Env(j)...), "GIT_DIR="+j.GitDir),
+		// The log file itself, not a pipe: the processes write straight
+		// into it, in order, and a background process keeping it open
+		// cannot hang Wait.
+		Stdout: log, Stderr: log,
+		// A session of its own: no terminal's or worker group's signals.
+		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
+	}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %q: %w", j.Options.Command, err)
 	}
-	pgid := cmd.Process.Pid
-	pf := r.pgidFile(j)
-	os.WriteFile(pf, []byte(strconv.Itoa(pgid)), 0o600)
-	defer os.Remove(pf)
+	pid := cmd.Process.Pid
+	if st, err := readStat(pid); err == nil {
+		pf := r.pidFile(j)
+		os.WriteFile(pf, []byte(fmt.Sprintf("%d %d\n", pid, st.startTime)), 0o600)
+		defer os.Remove(pf)
+	}
 
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
@@ -52,16 +67,15 @@ func (r *execRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, 
 	select {
 	case err = <-done:
 	case <-ctx.Done():
-		syscall.Kill(-pgid, syscall.SIGTERM)
+		// The supervisor stops the job: SIGTERM, SIGKILL after the grace.
+		cmd.Process.Signal(syscall.SIGTERM)
 		select {
 		case err = <-done:
-		case <-time.After(r.grace):
-			syscall.Kill(-pgid, syscall.SIGKILL)
+		case <-time.After(r.grace + supervisorSlack):
+			cmd.Process.Kill() // stopped or stuck: the job's processes may stay
 			err = <-done
 		}
 	}
-	// Whatever the command left running in its group goes with it.
-	syscall.Kill(-pgid, syscall.SIGKILL)
 	return exitCode(err)
 }
 
@@ -80,9 +94,10 @@ func exitCode(err error) (int, error) {
 	}
 }
 
-// Cleanup kills the process group a dead worker's job left.
-func (r *execRunner) Cleanup(_ context.Context, j *queue.Job) error {
-	pf := r.pgidFile(j)
+// Cleanup stops the supervisor, and so every process, of a job whose worker
+// died, and waits until it is gone.
+func (r *execRunner) Cleanup(ctx context.Context, j *queue.Job) error {
+	pf := r.pidFile(j)
 	b, err := os.ReadFile(pf)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
@@ -90,12 +105,33 @@ func (r *execRunner) Cleanup(_ context.Context, j *queue.Job) error {
 	if err != nil {
 		return err
 	}
-	pgid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pgid <= 1 {
-		return fmt.Errorf("bad process group in %s", filepath.Base(pf))
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscan(string(b), &pid, &start); err != nil || pid <= 1 {
+		return fmt.Errorf("bad supervisor record in %s", filepath.Base(pf))
 	}
-	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		return fmt.Errorf("kill process group %d: %w", pgid, err)
+	// The pid names the supervisor only while the process has the start
+	// time recorded with it: pids are reused.
+	alive := func() bool {
+		st, err := readStat(pid)
+		return err == nil && st.startTime == start && st.state != 'Z'
 	}
-	return os.Remove(pf)
+	if alive() {
+		syscall.Kill(pid, syscall.SIGTERM)
+		deadline := time.Now().Add(r.grace + supervisorSlack)
+		for alive() && ctx.Err() == nil {
+			if time.Now().After(deadline) {
+				syscall.Kill(pid, syscall.SIGKILL)
+				break
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+		if ctx.Err() != nil && alive() {
+			return fmt.Errorf("stop the supervisor (pid %d): %w", pid, ctx.Err())
+		}
+	}
+	if err := os.Remove(pf); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }

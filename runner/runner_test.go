@@ -191,6 +191,10 @@ func newTestPodman(t *testing.T) (*podmanRunner, *testenv.RootfulPodman) {
 }
 
 func TestMain(m *testing.M) {
+	// The exec runner runs its supervisor as this program: the test binary.
+	if len(os.Args) > 1 && os.Args[1] == "supervise" {
+		os.Exit(Supervise(os.Args[2:]))
+	}
 	code := m.Run()
 	if podman.svc != nil {
 		podman.svc.Stop()

@@ -22,6 +22,11 @@ import (
 )
 
 func main() {
+	// Hidden: the exec runner runs each job under "jobq-worker supervise"
+	// (runner.Supervise), before any of the worker's own set-up.
+	if len(os.Args) > 1 && os.Args[1] == "supervise" {
+		os.Exit(runner.Supervise(os.Args[2:]))
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	log.SetFlags(log.LstdFlags)
@@ -113,7 +118,7 @@ func newWorker() (*queue.Worker, error) {
 	}
 	crash := crashHook() // nil unless built with -tags faultinject
 	runners := runner.ByKind{
-		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "pgid") }),
+		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
 		"podman": runner.NewPodman(runner.PodmanConfig{
 			Service: runner.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
 			Home:    home,

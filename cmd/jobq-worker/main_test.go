@@ -10,7 +10,16 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
+
+func TestMain(m *testing.M) {
+	// Exec jobs run under this program as their supervisor: the test binary.
+	if len(os.Args) > 1 && os.Args[1] == "supervise" {
+		os.Exit(runner.Supervise(os.Args[2:]))
+	}
+	os.Exit(m.Run())
+}
 
 func testWorker(t *testing.T) *queue.Worker {
 	t.Helper()

@@ -18,12 +18,21 @@ import (
 )
 
 const (
-	debian    = "localhost/jobq-test-debian:bookworm"
-	standin   = "localhost/jobq-gws-standin:latest"
-	image     = "localhost/jobq-gws-e2e:latest"
-	container = "jobq-gws-e2e"
-	rootfs    = "/var/cache/jobq-test/rootfs-bookworm" // kept between runs
+	debian = "localhost/jobq-test-debian:bookworm"
+	rootfs = "/var/cache/jobq-test/rootfs-bookworm" // kept between runs
 )
+
+// names are the stand-in, image and container of this test run's own
+// (JOBQ_TEST_ACCOUNT, as for the other e2e tests): another run on the
+// host builds from another tree with another admin key, and removes its
+// container when it starts.
+func names() (standin, image, container string) {
+	run := os.Getenv("JOBQ_TEST_ACCOUNT")
+	if run == "" {
+		run = "jobq-test"
+	}
+	return "localhost/jobq-gws-standin-" + run + ":latest", "localhost/jobq-gws-e2e-" + run + ":latest", "jobq-gws-e2e-" + run
+}
 
 type fixture struct {
 	t    *testing.T
@@ -92,6 +101,7 @@ func TestGWSImage(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
+	standin, image, container := names()
 	f := &fixture{t: t, dir: t.TempDir()}
 	f.conf = filepath.Join(f.dir, "containers.conf")
 	os.WriteFile(f.conf, []byte(testenv.ContainersConf), 0o644)

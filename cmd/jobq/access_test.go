@@ -308,3 +308,15 @@ func TestHostCommandsRefusedThroughSSH(t *testing.T) {
 		t.Errorf("the hook as bob: exit %d\n%s", code, stderr)
 	}
 }
+
+// A repository that cannot be read is one line, without the host's paths.
+func TestRetryUnreadableRepository(t *testing.T) {
+	home, base := t.TempDir(), t.TempDir()
+	g := newFakeGitolite(t, "r alice R any", "r alice W any", "r alice W refs/heads/dev")
+	s, _ := queue.Open(home)
+	id := fmt.Sprint(queueJob(t, s, "r", "refs/heads/dev", strings.Repeat("b", 40), filepath.Join(base, "r.git")))
+	code, out, stderr := invoke(t, map[string]string{"JOBQ_HOME": home, "GL_USER": "alice", "GL_BINDIR": g.dir, "GL_REPO_BASE": base}, "", "retry", "r", id)
+	if code != 1 || out != "" || stderr != "jobq: retry r job 0: cannot read refs/heads/dev of the repository\n" {
+		t.Errorf("exit %d: %q %q", code, out, stderr)
+	}
+}

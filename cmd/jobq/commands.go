@@ -365,7 +365,8 @@ func (a *app) retry(repo, idArg string) error {
 	if a.user != "" {
 		cur, err := refValue(a.ctx, gitDir, old.Ref)
 		if err != nil {
-			return fmt.Errorf("retry %s job %d: %w", repo, old.ID, err)
+			// git's words name the host's paths: not for ssh users.
+			return &exitError{code: exitFailed, msg: fmt.Sprintf("retry %s job %d: cannot read %s of the repository", repo, old.ID, termsafe.Line(old.Ref))}
 		}
 		if cur != old.NewRev {
 			ok, err := a.access(repo, rewind, old.Ref)

@@ -46,7 +46,7 @@ reliability:
 	cat bench/out/reliability.md
 
 unit:
-	$(GO) test -tags "$(TAGS)" -count=1 -short ./queue/... ./runner/... ./images/... ./cmd/...
+	$(GO) test -tags "$(TAGS)" -count=1 -short ./queue/... ./runner/... ./images/... ./cmd/... ./internal/termsafe/...
 
 clean:
 	rm -rf $(BINDIR)

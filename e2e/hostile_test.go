@@ -66,6 +66,9 @@ func TestConcurrentPushes(t *testing.T) {
 	var all []jobJSON
 	for _, repo := range repos {
 		jobs := waitFinal(t, repo, pushes)
+		for i := range jobs {
+			jobs[i].Seq = recordedSeq(t, repo, jobs[i].ID) // not shown to users
+		}
 		ids := []int{}
 		for _, j := range jobs {
 			ids = append(ids, j.ID)

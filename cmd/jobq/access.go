@@ -8,16 +8,21 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 
 	"github.com/jobq/jobq/queue"
 )
 
-// Access levels a command needs; gitolite's own permission letters.
+// Permissions a command needs: gitolite's own letters.
 const (
-	read  = "R"
-	write = "W"
+	read   = "R"
+	write  = "W"
+	rewind = "+" // a force push: moving a ref to a revision that is not ahead
 )
+
+// anyRef is gitolite's ref for "some ref": the repository-level check.
+const anyRef = "any"
 
 // gitolite is the gitolite program: in GL_BINDIR, which gitolite sets for
 // its commands, where it is installed from source; on PATH otherwise (as in
@@ -36,41 +41,63 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
-// authorize is the one gate every command that names a repository passes:
-// an invalid name, a repository GL_USER may not read, and (for write) one
-// it may not write all fail here. Without GL_USER the caller is the hosting
-// account itself, which owns the data.
-func (a *app) authorize(repo, perm string) error {
+// authorize is the gate of the commands that read a repository's jobs: an
+// invalid name and a repository GL_USER may not read fail here, with the
+// answer a missing repository gets. Without GL_USER the caller is the
+// hosting account itself, which owns the data. It costs one gitolite call.
+func (a *app) authorize(repo string) error {
 	if err := queue.ValidName(repo); err != nil {
 		return errNoRepo(repo)
 	}
 	if a.user == "" {
 		return nil
 	}
-	// Write access implies read in gitolite: an allowed change costs one
-	// gitolite process, not two; read is asked only to choose the answer.
-	if perm == write {
-		ok, err := a.access(a.ctx, repo, write)
-		if err != nil || ok {
-			return err
-		}
-	}
-	ok, err := a.access(a.ctx, repo, read)
+	ok, err := a.access(repo, read, anyRef)
 	if err != nil {
 		return err
 	}
 	if !ok {
 		return errNoRepo(repo)
 	}
-	if perm == write {
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %s may not change its jobs (needs write access)", repo, a.user)}
-	}
 	return nil
 }
 
-// access asks gitolite whether GL_USER has perm on repo.
-func (a *app) access(ctx context.Context, repo, perm string) (bool, error) {
-	cmd := exec.CommandContext(ctx, a.gitolite(), "access", "-q", repo, a.user, perm, "any")
+// may is the gate of the commands that change a job: whether GL_USER has
+// perm on ref (anyRef when no job was found). A user who may not read repo
+// gets errNoRepo, as for a missing repository; a reader gets false. An
+// allowed change costs one gitolite call, any refusal two, whether the job
+// exists or not: the count tells a non-reader nothing.
+func (a *app) may(repo, perm, ref string) (bool, error) {
+	if a.user == "" {
+		return true, nil
+	}
+	// gitolite dies on a ref outside its pattern; gitolite never let
+	// one be pushed, so no rule can allow it.
+	ok := false
+	if ref == anyRef || gitoliteRef.MatchString(ref) {
+		var err error
+		if ok, err = a.access(repo, perm, ref); err != nil || ok {
+			return ok, err
+		}
+	}
+	// Write access implies read in gitolite: read is asked only to choose
+	// the answer.
+	readable, err := a.access(repo, read, anyRef)
+	if err != nil {
+		return false, err
+	}
+	if !readable {
+		return false, errNoRepo(repo)
+	}
+	return false, nil
+}
+
+// gitoliteRef is gitolite's $REF_OR_FILENAME_PATT (Gitolite/Rc.pm).
+var gitoliteRef = regexp.MustCompile(`^[0-9a-zA-Z][-0-9a-zA-Z._@/+ :,]*$`)
+
+// access asks gitolite whether GL_USER has perm on ref of repo.
+func (a *app) access(repo, perm, ref string) (bool, error) {
+	cmd := exec.CommandContext(a.ctx, a.gitolite(), "access", "-q", repo, a.user, perm, ref)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	err := cmd.Run()
@@ -81,7 +108,7 @@ func (a *app) access(ctx context.Context, repo, perm string) (bool, error) {
 	case errors.As(err, &ee) && ee.ExitCode() == 1:
 		return false, nil
 	default:
-		return false, fmt.Errorf("gitolite access %s: %v %s", repo, err, strings.TrimSpace(stderr.String()))
+		return false, fmt.Errorf("gitolite access %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
 	}
 }
 
@@ -90,7 +117,7 @@ func (a *app) readable(repos []string) ([]string, error) {
 	if a.user == "" || len(repos) == 0 {
 		return repos, nil
 	}
-	cmd := exec.CommandContext(a.ctx, a.gitolite(), "access", "%", a.user, read, "any")
+	cmd := exec.CommandContext(a.ctx, a.gitolite(), "access", "%", a.user, read, anyRef)
 	cmd.Stdin = strings.NewReader(strings.Join(repos, "\n") + "\n")
 	out, err := cmd.Output()
 	if err != nil {
@@ -104,4 +131,111 @@ func (a *app) readable(repos []string) ([]string, error) {
 		}
 	}
 	return ok, nil
+}
+
+// refValue reads ref of the bare repository gitDir: its revision, or ""
+// if the ref does not exist. for-each-ref takes the name as it is, where
+// rev-parse would try other refs ("refs/heads/refs/heads/x") too.
+func refValue(ctx context.Context, gitDir, ref string) (string, error) {
+	cmd := exec.CommandContext(ctx, "git", "--git-dir="+gitDir, "for-each-ref", "--format=%(objectname) %(refname)", "--", ref)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w %s", ref, err, strings.TrimSpace(stderr.String()))
+	}
+	// The pattern also matches refs below ref (refs/heads/x/...).
+	for _, line := range strings.Split(string(out), "\n") {
+		if rev, name, ok := strings.Cut(line, " "); ok && name == ref {
+			return rev, nil
+		}
+	}
+	return "", nil
+}
+
+// repoOptions are a repository's options as a push now would read them:
+// JOBQ_X from the environment, as the hook reads them, then gitolite's
+// "option ENV.JOBQ_X" (one gitolite call). gitolite is asked through ssh,
+// and without GL_USER where the account has a gitolite (~/.gitolite.rc);
+// on a plain git server the environment is all there is. hooked reports
+// whether the repository still runs jobq as its post-receive hook (true
+// without gitolite: nothing else says).
+func (a *app) repoOptions(repo string) (opts queue.Options, hooked bool, err error) {
+	var gl map[string]string
+	hooked = true
+	if a.user != "" || a.hasGitolite() {
+		if gl, err = a.gitoliteOptions(repo); err != nil {
+			return opts, false, err
+		}
+		hooked = hasJobqHook(gl)
+	}
+	lookup := func(name string) (string, bool) {
+		if env, ok := strings.CutPrefix(name, "GL_OPTION_"); ok {
+			v, ok := gl["gitolite-options.ENV."+env]
+			return v, ok
+		}
+		if strings.HasPrefix(name, "JOBQ_") {
+			return a.e.lookup(name)
+		}
+		return "", false
+	}
+	opts, err = queue.ParseOptions(lookup, repo)
+	return opts, hooked, err
+}
+
+// hasGitolite reports whether the account runs a gitolite.
+func (a *app) hasGitolite() bool {
+	home := a.e.getenv("HOME")
+	if home == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(home, ".gitolite.rc"))
+	return err == nil
+}
+
+// gitoliteOptions asks gitolite for repo's jobq options and hooks, keyed
+// as gitolite keeps them (gitolite-options.ENV.JOBQ_COMMAND,
+// gitolite-options.hook.post-receive).
+func (a *app) gitoliteOptions(repo string) (map[string]string, error) {
+	cmd := exec.CommandContext(a.ctx, a.gitolite(), "git-config", "-r", repo, `^gitolite-options\.(ENV\.JOBQ_|hook\.)`)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 && stderr.Len() == 0 {
+		err = nil // no key matched
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gitolite git-config %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		// REPO<tab>KEY<tab>VALUE
+		if f := strings.SplitN(line, "\t", 3); len(f) == 3 && f[0] == repo {
+			m[f[1]] = f[2]
+		}
+	}
+	return m, nil
+}
+
+// hasJobqHook reports whether gitolite's options install jobq as a
+// post-receive hook ("option hook.post-receive = jobq", or one of several
+// names, or a hook.post-receive.SUFFIX key, as repo-specific-hooks reads
+// them).
+func hasJobqHook(gl map[string]string) bool {
+	for k, v := range gl {
+		hook, ok := strings.CutPrefix(k, "gitolite-options.hook.")
+		if !ok {
+			continue
+		}
+		if name, _, _ := strings.Cut(hook, "."); name != "post-receive" {
+			continue
+		}
+		for _, code := range strings.Fields(v) {
+			if code == "jobq" {
+				return true
+			}
+		}
+	}
+	return false
 }

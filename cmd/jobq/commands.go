@@ -1,16 +1,19 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 
+	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -69,16 +72,54 @@ func (a *app) summary(jsonOut bool) error {
 	return tw.Flush()
 }
 
-// listed is one job of a listing as --json prints it.
+// listed is one job of a listing: the record, and its place in its queue.
 type listed struct {
 	*queue.Job
-	Ahead      *int   `json:"ahead,omitempty"` // jobs ahead of a queued job in its queue
-	Unreadable string `json:"unreadable,omitempty"`
-	ID         int64  `json:"id"`
+	ID    int64
+	Ahead *int // jobs ahead of a queued job in its queue
+}
+
+// jobView is a job as --json shows it: what the listing shows, in machine
+// form, and nothing of the host (no environment values, paths, options,
+// connections or pids). A type of its own, so that a field added to
+// queue.Job is not shown until it is added here.
+type jobView struct {
+	ID         int64       `json:"id"`
+	State      queue.State `json:"state,omitempty"`
+	Ahead      *int        `json:"ahead,omitempty"` // jobs ahead of a queued job in its queue
+	Queue      string      `json:"queue,omitempty"`
+	Ref        string      `json:"ref,omitempty"`
+	OldRev     string      `json:"old_rev,omitempty"`
+	NewRev     string      `json:"new_rev,omitempty"`
+	User       string      `json:"user,omitempty"` // who pushed it, or retried it
+	RetryOf    *int64      `json:"retry_of,omitempty"`
+	QueuedAt   time.Time   `json:"queued_at,omitzero"`
+	StartedAt  time.Time   `json:"started_at,omitzero"`
+	FinishedAt time.Time   `json:"finished_at,omitzero"`
+	DurationMS *int64      `json:"duration_ms,omitempty"` // so far, while it runs
+	ExitCode   *int        `json:"exit_code,omitempty"`
+	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
+}
+
+func (r listed) view(now time.Time) jobView {
+	if r.Job == nil {
+		// Not the error: it may name paths of the host.
+		return jobView{ID: r.ID, Unreadable: "unreadable record"}
+	}
+	v := jobView{
+		ID: r.ID, State: r.State, Ahead: r.Ahead, Queue: r.Queue, Ref: r.Ref, OldRev: r.OldRev,
+		NewRev: r.NewRev, User: r.User, RetryOf: r.RetryOf, QueuedAt: r.QueuedAt,
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
+	}
+	if d := r.Duration(now); d > 0 {
+		ms := d.Milliseconds()
+		v.DurationMS = &ms
+	}
+	return v
 }
 
 func (a *app) list(repo string, limit int, jsonOut bool) error {
-	if err := a.authorize(repo, read); err != nil {
+	if err := a.authorize(repo); err != nil {
 		return err
 	}
 	if err := a.open(); err != nil {
@@ -112,7 +153,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		}
 		r := listed{Job: l.Job, ID: l.ID}
 		if l.Err != nil {
-			r.Unreadable = l.Err.Error()
+			r.Job = nil
 		} else if l.Job.State == queue.Queued {
 			m, ok := aheads[l.Job.Queue]
 			if !ok {
@@ -125,10 +166,14 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		}
 		rows = append(rows, r)
 	}
-	if jsonOut {
-		return writeJSON(a.e.stdout, rows)
-	}
 	now := time.Now()
+	if jsonOut {
+		views := make([]jobView, len(rows))
+		for i, r := range rows {
+			views[i] = r.view(now)
+		}
+		return writeJSON(a.e.stdout, views)
+	}
 	tw := tabwriter.NewWriter(a.e.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ID\tSTATE\tREF\tREV\tQUEUED\tDURATION\tEXIT")
 	for _, r := range rows {
@@ -147,7 +192,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		if r.ExitCode != nil {
 			exit = strconv.Itoa(*r.ExitCode)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, r.Ref, short(r.NewRev),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, termsafe.Line(r.Ref), short(r.NewRev),
 			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit)
 	}
 	if err := tw.Flush(); err != nil {
@@ -184,9 +229,10 @@ func writeJSON(w io.Writer, v any) error {
 }
 
 // log prints a job's log; with follow, until the job ends. The exit status
-// is the job's: 0 only if it succeeded.
-func (a *app) log(repo, idArg string, follow bool) error {
-	if err := a.authorize(repo, read); err != nil {
+// is the job's: 0 only if it succeeded. The output is the job's, so it is
+// shown terminal-safe (see termsafe) unless raw asks for the stored bytes.
+func (a *app) log(repo, idArg string, follow, raw bool) error {
+	if err := a.authorize(repo); err != nil {
 		return err
 	}
 	id, err := parseID(idArg)
@@ -200,16 +246,23 @@ func (a *app) log(repo, idArg string, follow bool) error {
 	if err != nil {
 		return err
 	}
+	// With raw, stdout is the stored bytes and nothing else.
+	out, note := a.e.stdout, a.e.stderr
+	if !raw {
+		safe := termsafe.NewWriter(a.e.stdout)
+		defer safe.Close()
+		out, note = safe, safe
+	}
 	if follow {
-		j, err = a.store.Follow(a.ctx, repo, id, a.e.stdout, 200*time.Millisecond)
+		j, err = a.store.Follow(a.ctx, repo, id, out, 200*time.Millisecond)
 		if err != nil {
 			return err
 		}
-	} else if err := copyLog(a.e.stdout, a.store.LogPath(repo, id)); err != nil {
+	} else if err := copyLog(out, a.store.LogPath(repo, id)); err != nil {
 		return err
 	}
 	if j.State == queue.Cancelled && j.StartedAt.IsZero() {
-		fmt.Fprintf(a.e.stdout, "jobq: cancelled before it started\n")
+		fmt.Fprintf(note, "jobq: cancelled before it started\n")
 	}
 	if j.State.Final() && j.State != queue.Succeeded {
 		return &exitError{code: exitFailed}
@@ -230,64 +283,131 @@ func copyLog(w io.Writer, path string) error {
 	return err
 }
 
-func (a *app) cancel(repo, idArg string) error {
-	if err := a.authorize(repo, write); err != nil {
-		return err
-	}
-	id, err := parseID(idArg)
-	if err != nil {
-		return err
+// changing reads the job a cancel or retry names and checks that GL_USER
+// has W on the job's ref. Whether the job exists or not, a user who may not
+// read the repository gets the answer a missing repository gets; a reader
+// is told what is missing.
+func (a *app) changing(verb, repo, idArg string) (*queue.Job, error) {
+	if err := queue.ValidName(repo); err != nil {
+		return nil, errNoRepo(repo)
 	}
 	if err := a.open(); err != nil {
-		return err
+		return nil, err
 	}
-	if _, err := a.job(repo, id); err != nil {
-		return err
+	id, jobErr := parseID(idArg)
+	var j *queue.Job
+	if jobErr == nil {
+		j, jobErr = a.job(repo, id)
 	}
-	j, err := a.store.Cancel(repo, id)
-	if notFound(err) {
-		return errNoJob(repo, id)
+	ref := anyRef
+	if jobErr == nil {
+		ref = j.Ref
 	}
+	ok, err := a.may(repo, write, ref)
+	if err != nil {
+		return nil, err
+	}
+	if jobErr != nil {
+		return nil, jobErr
+	}
+	if !ok {
+		return nil, &exitError{code: exitFailed, msg: fmt.Sprintf("%s may not %s %s job %d: that needs write access (W) on %s", a.user, verb, repo, id, termsafe.Line(ref))}
+	}
+	return j, nil
+}
+
+// cancelWait is how long cancel waits for a running job to stop: the
+// runners' grace period between SIGTERM and SIGKILL, and some.
+const cancelWait = 30 * time.Second
+
+func (a *app) cancel(repo, idArg string) error {
+	j, err := a.changing("cancel", repo, idArg)
 	if err != nil {
 		return err
 	}
-	// A running job stops within the grace period; wait to report the end.
-	deadline := time.Now().Add(30 * time.Second)
-	for j.State == queue.Running && time.Now().Before(deadline) {
-		time.Sleep(100 * time.Millisecond)
-		if j, err = a.store.Job(repo, id); err != nil {
-			return err
+	id := j.ID
+	if j, err = a.store.Cancel(repo, id); err != nil {
+		if notFound(err) {
+			return errNoJob(repo, id)
+		}
+		return err
+	}
+	// A running job stops within the grace period; wait to report the
+	// end, as long as the caller waits.
+	ctx, stop := context.WithTimeout(a.ctx, cancelWait)
+	defer stop()
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for j.State == queue.Running && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-tick.C:
+			if j, err = a.store.Job(repo, id); err != nil {
+				return err
+			}
 		}
 	}
-	switch j.State {
-	case queue.Cancelled:
+	switch {
+	case j.State == queue.Cancelled:
 		fmt.Fprintf(a.e.stdout, "jobq: %s job %d cancelled\n", repo, id)
 		return nil
-	case queue.Running:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d: cancel requested, still running", repo, id)}
+	case j.State == queue.Running && a.ctx.Err() != nil:
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d: cancel requested; still running when jobq was interrupted", repo, id)}
+	case j.State == queue.Running:
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d: cancel requested, still running after %s", repo, id, cancelWait)}
 	default:
 		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d already ended: %s", repo, id, j.State)}
 	}
 }
 
+// retry queues the job's ref and revision again, as a push of them now
+// would: with the repository's current options, for a ref its filter still
+// selects, and, where the ref has moved on, only for a user who could
+// force-push it back (a rerun of an older revision is a rollback).
 func (a *app) retry(repo, idArg string) error {
-	if err := a.authorize(repo, write); err != nil {
-		return err
-	}
-	id, err := parseID(idArg)
+	old, err := a.changing("retry", repo, idArg)
 	if err != nil {
 		return err
 	}
-	if err := a.open(); err != nil {
-		return err
+	gitDir := old.GitDir
+	if base := a.e.getenv("GL_REPO_BASE"); base != "" {
+		gitDir = filepath.Join(base, repo+".git") // where it is now
 	}
-	old, err := a.job(repo, id)
-	if err != nil {
-		return err
+	if a.user != "" {
+		cur, err := refValue(a.ctx, gitDir, old.Ref)
+		if err != nil {
+			// git's words name the host's paths: not for ssh users.
+			return &exitError{code: exitFailed, msg: fmt.Sprintf("retry %s job %d: cannot read %s of the repository", repo, old.ID, termsafe.Line(old.Ref))}
+		}
+		if cur != old.NewRev {
+			ok, err := a.access(repo, rewind, old.Ref)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				now := "no longer exists"
+				if cur != "" {
+					now = "points at " + short(cur)
+				}
+				return &exitError{code: exitFailed, msg: fmt.Sprintf("%s may not retry %s job %d: %s %s, so running %s again is a rollback; that needs force-push access (+) on it",
+					a.user, repo, old.ID, termsafe.Line(old.Ref), now, short(old.NewRev))}
+			}
+		}
+	}
+	opts, hooked, err := a.repoOptions(repo)
+	switch {
+	case !hooked:
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
+	case err != nil:
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %v", repo, err)}
+	}
+	// A push of the ref would queue nothing now; nor does a retry.
+	if f, err := queue.ParseRefFilter(opts.RefFilter); err != nil || !f.Match(old.Ref) {
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
 	}
 	j := &queue.Job{
-		Repo: old.Repo, Queue: old.Queue, Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
-		User: old.User, GitDir: old.GitDir, Env: old.Env, Options: old.Options, RetryOf: &old.ID,
+		Repo: repo, Queue: opts.Queue, Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
+		User: old.User, GitDir: gitDir, Env: passEnv(a.e.lookup, opts.PassEnv), Options: opts, RetryOf: &old.ID,
 	}
 	if a.user != "" {
 		j.User = a.user
@@ -296,7 +416,7 @@ func (a *app) retry(repo, idArg string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(a.e.stdout, "jobq: queued %s job %d in queue %s (%d ahead), a retry of job %d\n", repo, j.ID, j.Queue, ahead, id)
+	fmt.Fprintf(a.e.stdout, "jobq: queued %s job %d in queue %s (%d ahead), a retry of job %d\n", repo, j.ID, j.Queue, ahead, old.ID)
 	if err := a.ensureWorker(j.Queue); err != nil {
 		fmt.Fprintf(a.e.stderr, "jobq: %v\n", err)
 	}
@@ -312,6 +432,21 @@ func (a *app) incarnation(repo string) (string, error) {
 		return "", errNoRepo(repo)
 	}
 	return tok, err
+}
+
+// passEnv is the JOBQ_PASS_ENV variables of this process, as the hook
+// takes them from its own.
+func passEnv(lookup func(string) (string, bool), names []string) map[string]string {
+	var env map[string]string
+	for _, name := range names {
+		if v, ok := lookup(name); ok {
+			if env == nil {
+				env = map[string]string{}
+			}
+			env[name] = v
+		}
+	}
+	return env
 }
 
 // job reads a job the caller may see: one of the repository's live

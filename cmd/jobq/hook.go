@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -42,7 +43,11 @@ func runHook(ctx context.Context, e env) int {
 			continue
 		}
 		// The pusher watches; if they go, the job still runs to its end.
-		if _, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, e.stderr, 200*time.Millisecond); err != nil {
+		// The job's output reaches their terminal: made safe.
+		out := termsafe.NewWriter(e.stderr)
+		_, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, out, 200*time.Millisecond)
+		out.Close()
+		if err != nil {
 			say("%v", err)
 		}
 	}
@@ -80,15 +85,7 @@ func (a *app) queueJobs() ([]queued, error) {
 	if err != nil {
 		return nil, err
 	}
-	var env map[string]string
-	for _, name := range opts.PassEnv {
-		if v, ok := a.e.lookup(name); ok {
-			if env == nil {
-				env = map[string]string{}
-			}
-			env[name] = v
-		}
-	}
+	env := passEnv(a.e.lookup, opts.PassEnv)
 	if err := a.open(); err != nil {
 		return nil, fmt.Errorf("%v; no job queued", err)
 	}

@@ -40,7 +40,7 @@ func (a *app) open() error {
 
 func newRoot(ctx context.Context, e env) *cobra.Command {
 	a := &app{ctx: ctx, e: e, user: e.getenv("GL_USER")}
-	var jsonOut bool
+	var jsonOut, raw bool
 	root := &cobra.Command{
 		Use:   "jobq [REPO [ID]]",
 		Short: "Queue and follow jobs run by git pushes",
@@ -49,18 +49,24 @@ each queue one at a time, in containers or as host commands.
 
   jobq              repositories you can read that have jobs
   jobq REPO         REPO's jobs (= jobq ls REPO)
-  jobq REPO ID      job ID's log; follows it while it runs (= jobq log -f REPO ID)` + "\n" + helpTail,
+  jobq REPO ID      job ID's log; follows it while it runs (= jobq log -f REPO ID)
+
+A log shows the job's control characters made visible (colours kept);
+--raw writes its bytes as they are.` + "\n" + helpTail,
 		Args:          maxArgs(2),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if raw && len(args) != 2 {
+				return usageErr("--raw is for a job's log: jobq REPO ID --raw")
+			}
 			switch len(args) {
 			case 0:
 				return a.summary(jsonOut)
 			case 1:
 				return a.list(args[0], defaultLimit, jsonOut)
 			default:
-				return a.log(args[0], args[1], true)
+				return a.log(args[0], args[1], true, raw)
 			}
 		},
 	}
@@ -69,6 +75,7 @@ each queue one at a time, in containers or as host commands.
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
+	root.Flags().BoolVar(&raw, "raw", false, "write a job's log as stored, control characters and all")
 
 	var lsJSON bool
 	var limit int
@@ -81,14 +88,15 @@ each queue one at a time, in containers or as host commands.
 	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON")
 	ls.Flags().IntVarP(&limit, "limit", "n", defaultLimit, "show the newest N jobs (0: all that are kept)")
 
-	var follow bool
+	var follow, logRaw bool
 	logCmd := &cobra.Command{
 		Use:   "log REPO ID",
 		Short: "Print a job's log; with -f, follow it until the job ends",
 		Args:  exactArgs(2),
-		RunE:  func(cmd *cobra.Command, args []string) error { return a.log(args[0], args[1], follow) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.log(args[0], args[1], follow, logRaw) },
 	}
 	logCmd.Flags().BoolVarP(&follow, "follow", "f", false, "follow the log while the job runs")
+	logCmd.Flags().BoolVar(&logRaw, "raw", false, "write the log as stored, control characters and all")
 
 	cancel := &cobra.Command{
 		Use:   "cancel REPO ID",
@@ -129,9 +137,18 @@ each queue one at a time, in containers or as host commands.
 		c.SilenceUsage, c.SilenceErrors = true, true
 		root.AddCommand(c)
 	}
-	// Through gitolite, only the commands for users exist.
+	// The host's own commands are refused through gitolite (GL_USER set),
+	// whatever their arguments, before anything is read or created.
+	// gitolite runs the hook as post-receive*, which does not come here.
 	if a.user != "" {
-		hook.Hidden, worker.Hidden, gc.Hidden = true, true, true
+		for _, c := range []*cobra.Command{hook, worker, gc} {
+			c.Hidden = true
+			c.DisableFlagParsing = true // no --help, no flag errors: refused
+			c.Args = nil
+			c.RunE = func(cmd *cobra.Command, args []string) error {
+				return usageErr("%s is the host's own command, not available through ssh", cmd.Name())
+			}
+		}
 	}
 	return root
 }

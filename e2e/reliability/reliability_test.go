@@ -111,17 +111,19 @@ func (s *store) env(extra ...string) []string {
 	return append(append(os.Environ(), "JOBQ_HOME="+s.home, "CONTAINER_HOST="+h.podman.URI, "TMPDIR="+s.tmp), extra...)
 }
 
-// hook runs "jobq hook" for one push of h.rev to repo with options. The
-// worker binary is not beside it: the test starts workers itself.
+// hook runs jobq as gitolite runs its hook (as post-receive: with GL_USER
+// set, "jobq hook" is refused) for one push of h.rev to repo with options.
+// The worker binary is not beside it: the test starts workers itself.
 func (s *store) hook(repo string, opts ...string) string {
 	s.t.Helper()
-	cmd := exec.Command(filepath.Join(h.bin, "jobq"), "hook")
+	cmd := exec.Command(filepath.Join(h.bin, "jobq"))
+	cmd.Args = []string{"post-receive"}
 	cmd.Dir = h.gitDir
 	cmd.Env = append(s.env(opts...), "GL_REPO="+repo, "GL_USER=tester", "JOBQ_ASYNC=1", "PATH=/usr/bin:/bin")
 	cmd.Stdin = strings.NewReader(strings.Repeat("0", 40) + " " + h.rev + " refs/heads/main\n")
 	out, err := cmd.CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "jobq: queued") {
-		s.t.Fatalf("jobq hook: %v\n%s", err, out)
+		s.t.Fatalf("jobq as post-receive: %v\n%s", err, out)
 	}
 	return string(out)
 }

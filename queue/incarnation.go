@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // A repository's job history belongs to one incarnation of it: a
@@ -106,39 +108,76 @@ func (s *Store) storedIncarnation(repo string) (stored, error) {
 	return stored{tok, dir}, nil
 }
 
-// Incarnation is the token of repo's history that may be shown: the
-// history's own if the repository it came from still exists, "" for
-// history recorded before incarnations were. ErrNotFound: the repository
-// was deleted, or deleted and created again, since; none of its history
-// may be shown. Show a job only if Job.Of(token).
-func (s *Store) Incarnation(repo string) (string, error) {
-	if err := ValidName(repo); err != nil {
-		return "", err
-	}
-	st, err := s.storedIncarnation(repo)
-	if err != nil || st.token == "" {
-		return "", err
-	}
-	live, err := readIncarnation(st.gitDir, false)
-	if errors.Is(err, fs.ErrNotExist) || err == nil && live != st.token {
-		return "", fmt.Errorf("jobs of %s: %w", repo, ErrNotFound)
-	}
-	if err != nil {
-		return "", err
-	}
-	return st.token, nil
+// View says which of a repository's jobs may be shown: those of the
+// repository's live incarnation. See Store.View.
+type View struct {
+	token string    // the live incarnation's; "" for history recorded before them
+	born  time.Time // a job recorded without an incarnation shows only if queued since
 }
 
-// Of reports whether j belongs to the incarnation token (see Incarnation).
-// A job recorded before incarnations were belongs to the first one.
-func (j *Job) Of(token string) bool { return j.Incarnation == "" || j.Incarnation == token }
+// Shows reports whether j may be shown.
+func (v View) Shows(j *Job) bool {
+	if j.Incarnation != "" {
+		return j.Incarnation == v.token
+	}
+	return !j.QueuedAt.Before(v.born)
+}
+
+// View is what of repo's history may be shown. ErrNotFound: the repository
+// it was recorded in has been deleted, or deleted and created again, since;
+// none of it may be shown.
+//
+// History recorded before incarnations were (no repos/NAME/incarnation
+// yet) shows only while the repository of its newest job exists, and only
+// what was queued after that repository came to be (see born).
+func (s *Store) View(repo string) (View, error) {
+	if err := ValidName(repo); err != nil {
+		return View{}, err
+	}
+	st, err := s.storedIncarnation(repo)
+	if err != nil {
+		return View{}, err
+	}
+	gone := fmt.Errorf("jobs of %s: %w", repo, ErrNotFound)
+	if st.token != "" {
+		live, err := readIncarnation(st.gitDir, false)
+		if errors.Is(err, fs.ErrNotExist) || err == nil && live != st.token {
+			return View{}, gone
+		}
+		return View{token: st.token}, err
+	}
+	ls, err := s.Jobs(repo, 1)
+	if err != nil || len(ls) == 0 || ls[0].Job == nil || ls[0].Job.GitDir == "" {
+		return View{}, err
+	}
+	b, err := born(ls[0].Job.GitDir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return View{}, gone
+	}
+	return View{born: b}, err
+}
+
+// born is when the bare repository gitDir came to be: its birth time where
+// the filesystem records one, else its last change, which is later, so
+// that a mistake hides history and never shows it.
+func born(gitDir string) (time.Time, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(unix.AT_FDCWD, gitDir, 0, unix.STATX_BTIME|unix.STATX_CTIME, &st); err != nil {
+		return time.Time{}, &fs.PathError{Op: "statx", Path: gitDir, Err: err}
+	}
+	t := st.Ctime
+	if st.Mask&unix.STATX_BTIME != 0 {
+		t = st.Btime
+	}
+	return time.Unix(t.Sec, int64(t.Nsec)), nil
+}
 
 // settleIncarnation makes token, read from gitDir, repo's current
 // incarnation; under the repository lock. History of an earlier one is
 // retired: see retire.
 func (s *Store) settleIncarnation(repo, token, gitDir string) error {
 	st, err := s.storedIncarnation(repo)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	if err != nil {
 		// An unreadable record is treated as another incarnation's: hiding
 		// history by mistake is better than showing it by mistake.
 		st = stored{token: "unreadable"}
@@ -146,21 +185,39 @@ func (s *Store) settleIncarnation(repo, token, gitDir string) error {
 	if st.token == token && st.gitDir == gitDir {
 		return nil
 	}
-	if st.token != "" && st.token != token {
-		if err := s.retire(repo, st.token); err != nil {
+	switch {
+	case st.token == "":
+		// History from before incarnations were kept: what was queued
+		// before this repository came to be is an earlier one's.
+		b, err := born(gitDir)
+		if err != nil {
+			return err
+		}
+		err = s.retire(repo, legacyToken, func(j *Job) bool { return j != nil && j.Incarnation == "" && j.QueuedAt.Before(b) })
+		if err != nil {
+			return err
+		}
+	case st.token != token:
+		if err := s.retire(repo, st.token, func(j *Job) bool { return j == nil || j.Incarnation != token }); err != nil {
 			return err
 		}
 	}
 	return writeFileAtomic(filepath.Join(s.repoDir(repo), "incarnation"), []byte(token+"\n"+gitDir+"\n"), 0o600)
 }
 
-// retire moves the jobs of repo's old incarnation out of the repository's
-// history into retired/NAME/OLD/, for the host's administrator: queued ones
-// cancelled first (their repository is gone). A running job stays where its
-// worker finds it, marked as old, and hidden from readers; Prune moves it
-// when it has ended. IDs are not handed out again: next keeps counting, so
-// that no stale queue entry or worker of an old job can reach a new one.
-func (s *Store) retire(repo, old string) error {
+// legacyToken names, in retired/, history recorded before incarnations
+// were that belonged to a deleted repository.
+const legacyToken = "00000000000000000000000000000000"
+
+// retire moves the jobs of repo that belong to an old incarnation (old
+// names it) out of the repository's history into retired/NAME/OLD/, for the
+// host's administrator: queued ones cancelled first (their repository is
+// gone). A running job stays where its worker finds it, marked as old, and
+// hidden from readers; Prune moves it when it has ended. IDs are not handed
+// out again: next keeps counting, so that no stale queue entry or worker of
+// an old job can reach a new one. belongs is given nil for an unreadable
+// record.
+func (s *Store) retire(repo, old string, belongs func(*Job) bool) error {
 	ents, err := os.ReadDir(s.repoDir(repo))
 	if err != nil {
 		return fmt.Errorf("retire %s: %w", repo, err)
@@ -170,23 +227,28 @@ func (s *Store) retire(repo, old string) error {
 		if err != nil || id < 0 || !e.IsDir() {
 			continue
 		}
-		j, err := s.updateLocked(repo, id, func(j *Job) error {
-			switch {
-			case j.State == Queued:
-				j.State, j.FinishedAt = Cancelled, time.Now().UTC()
-				j.Error = "its repository was deleted before it ran"
-			case j.State == Running && j.Incarnation == "":
-				j.Incarnation = old // hidden from now on
-			default:
-				return errUnchanged
-			}
-			return nil
-		})
-		if err != nil && !errors.Is(err, errUnchanged) {
-			j = nil // unreadable: history all the same
+		j, err := s.Job(repo, id)
+		if err != nil {
+			j = nil
 		}
-		if j != nil && j.State == Running {
+		if !belongs(j) {
 			continue
+		}
+		if j != nil && (j.State == Queued || j.State == Running) {
+			j, err = s.updateLocked(repo, id, func(j *Job) error {
+				if j.State == Queued {
+					j.State, j.FinishedAt = Cancelled, time.Now().UTC()
+					j.Error = "its repository was deleted before it ran"
+				}
+				j.Incarnation = old // hidden from now on
+				return nil
+			})
+			if err != nil {
+				return fmt.Errorf("retire %s %d: %w", repo, id, err)
+			}
+			if j.State == Running {
+				continue
+			}
 		}
 		if err := s.moveRetired(repo, old, id); err != nil {
 			return err

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+	"time"
 )
 
 // bareRepo makes a stand-in for a bare repository: jobq only keeps its
@@ -34,7 +35,7 @@ func enqueueIn(t *testing.T, s *Store, gitDir string) *Job {
 // incarnation's jobs, or nil if none may be shown.
 func visible(t *testing.T, s *Store, repo string) []int64 {
 	t.Helper()
-	tok, err := s.Incarnation(repo)
+	view, err := s.View(repo)
 	if errors.Is(err, ErrNotFound) {
 		return nil
 	}
@@ -47,7 +48,7 @@ func visible(t *testing.T, s *Store, repo string) []int64 {
 	}
 	ids := []int64{}
 	for _, l := range ls {
-		if l.Job != nil && l.Job.Of(tok) {
+		if l.Job != nil && view.Shows(l.Job) {
 			ids = append(ids, l.ID)
 		}
 	}
@@ -76,7 +77,8 @@ func TestIncarnationDeletedAndCreatedAgain(t *testing.T) {
 	if got := visible(t, s, "r"); len(got) != 4 {
 		t.Fatalf("before: visible %v, want 4 jobs", got)
 	}
-	old, _ := s.Incarnation("r")
+	oldView, _ := s.View("r")
+	old := oldView.token
 
 	// Deleted: nothing shows, before any new push.
 	if err := os.RemoveAll(git); err != nil {
@@ -112,7 +114,7 @@ func TestIncarnationDeletedAndCreatedAgain(t *testing.T) {
 		}
 	}
 	// The running one stays for its worker, hidden, and goes when it ends.
-	if rj, err := s.Job("r", 2); err != nil || rj.Of(j.Incarnation) {
+	if rj, err := s.Job("r", 2); err != nil || (View{token: j.Incarnation}).Shows(rj) {
 		t.Fatalf("old running job: %+v, %v; want kept in place and hidden", rj, err)
 	}
 	setState(t, s, 2, Succeeded)
@@ -130,23 +132,61 @@ func TestIncarnationDeletedAndCreatedAgain(t *testing.T) {
 	}
 }
 
-// History from before incarnations were recorded stays visible, and is
-// the first incarnation's.
+// History recorded before incarnations were: it shows while the repository
+// it was recorded in exists, and goes to the first incarnation only what
+// was queued since that repository came to be (the attack of the review:
+// an old history passed to whoever created the repository again).
 func TestIncarnationLegacyHistory(t *testing.T) {
 	s := newStore(t)
-	for range 2 {
-		if _, err := s.Enqueue(newJob("r", "q")); err != nil {
+	git := bareRepo(t)
+	legacy := func() {
+		t.Helper()
+		j := newJob("r", "q")
+		j.GitDir = git
+		if err := s.lockAndEnqueueLegacy(j); err != nil {
 			t.Fatal(err)
 		}
 	}
+	legacy()
+	legacy()
 	if got := visible(t, s, "r"); len(got) != 2 {
 		t.Fatalf("legacy: visible %v", got)
 	}
-	git := bareRepo(t)
 	enqueueIn(t, s, git)
 	if got := visible(t, s, "r"); len(got) != 3 {
 		t.Errorf("first push with an incarnation: visible %v, want all 3", got)
 	}
+
+	// Legacy history of a repository deleted and created again.
+	s = newStore(t)
+	legacy()
+	os.RemoveAll(git)
+	if got := visible(t, s, "r"); got != nil {
+		t.Errorf("deleted: legacy history visible %v", got)
+	}
+	time.Sleep(10 * time.Millisecond) // birth times are in nanoseconds, some filesystems' less fine
+	os.Mkdir(git, 0o755)
+	if got := visible(t, s, "r"); len(got) != 0 {
+		t.Errorf("created again: legacy history visible %v", got)
+	}
+	enqueueIn(t, s, git)
+	if got := visible(t, s, "r"); len(got) != 1 || got[0] != 1 {
+		t.Errorf("created again and pushed: visible %v, want [1]", got)
+	}
+	if _, err := os.Stat(filepath.Join(s.retiredDir("r", legacyToken), "0", "job.json")); err != nil {
+		t.Errorf("legacy job not retired: %v", err)
+	}
+}
+
+// lockAndEnqueueLegacy enqueues j as a jobq without incarnations did.
+func (s *Store) lockAndEnqueueLegacy(j *Job) error {
+	lock, err := s.lockRepo(j.Repo)
+	if err != nil {
+		return err
+	}
+	defer lock.Unlock()
+	_, err = s.enqueueLocked(j)
+	return err
 }
 
 // Two first pushes at once agree on one token.
@@ -177,8 +217,8 @@ func TestIncarnationBadToken(t *testing.T) {
 	enqueueIn(t, s, git)
 	for _, content := range []string{"", "x\n", "../../etc\n"} {
 		os.WriteFile(filepath.Join(git, IncarnationFile), []byte(content), 0o600)
-		if tok, err := s.Incarnation("r"); err == nil {
-			t.Errorf("token file %q: incarnation %q accepted", content, tok)
+		if v, err := s.View("r"); err == nil {
+			t.Errorf("token file %q: incarnation %+v accepted", content, v)
 		}
 	}
 }
@@ -202,7 +242,7 @@ func TestPruneRetired(t *testing.T) {
 	}
 }
 
-func BenchmarkIncarnation(b *testing.B) {
+func BenchmarkView(b *testing.B) {
 	s, _ := Open(filepath.Join(b.TempDir(), "data"))
 	git := filepath.Join(b.TempDir(), "repo.git")
 	os.Mkdir(git, 0o755)
@@ -210,7 +250,7 @@ func BenchmarkIncarnation(b *testing.B) {
 	j.GitDir = git
 	s.Enqueue(j)
 	for b.Loop() {
-		if _, err := s.Incarnation("r"); err != nil {
+		if _, err := s.View("r"); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -436,7 +436,7 @@ func (s *Store) Prune(repo string, keep int) error {
 		live := ids[:0]
 		for _, id := range ids {
 			j, err := s.Job(repo, id)
-			if err == nil && j.State.Final() && !j.Of(st.token) {
+			if err == nil && j.State.Final() && j.Incarnation != "" && j.Incarnation != st.token {
 				if err := s.moveRetired(repo, j.Incarnation, id); err != nil {
 					return fmt.Errorf("prune %s: %w", repo, err)
 				}

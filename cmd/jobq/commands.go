@@ -37,7 +37,7 @@ func (a *app) summary(jsonOut bool) error {
 	}
 	rows := []row{}
 	for _, r := range repos {
-		tok, err := a.store.Incarnation(r)
+		view, err := a.store.View(r)
 		if err != nil {
 			continue // deleted since, or its history is unreadable
 		}
@@ -47,7 +47,7 @@ func (a *app) summary(jsonOut bool) error {
 		}
 		c := map[queue.State]int{}
 		for _, l := range jobs {
-			if l.Job != nil && l.Job.Of(tok) {
+			if l.Job != nil && view.Shows(l.Job) {
 				c[l.Job.State]++
 			}
 		}
@@ -125,7 +125,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	if err := a.open(); err != nil {
 		return err
 	}
-	tok, err := a.incarnation(repo)
+	view, err := a.view(repo)
 	if err != nil {
 		return err
 	}
@@ -148,7 +148,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	aheads := map[string]map[string]int{} // queue → "REPO ID" → ahead
 	rows := make([]listed, 0, len(jobs))
 	for _, l := range jobs {
-		if l.Job != nil && !l.Job.Of(tok) {
+		if l.Job != nil && !view.Shows(l.Job) {
 			continue // an old incarnation's job, still running
 		}
 		r := listed{Job: l.Job, ID: l.ID}
@@ -423,15 +423,15 @@ func (a *app) retry(repo, idArg string) error {
 	return nil
 }
 
-// incarnation is the token of repo's jobs the caller may see (see
-// queue.Store.Incarnation): a repository deleted, or deleted and created
-// again, shows none of its old jobs, and answers as a missing one does.
-func (a *app) incarnation(repo string) (string, error) {
-	tok, err := a.store.Incarnation(repo)
+// view is which of repo's jobs the caller may see (queue.Store.View): a
+// repository deleted, or deleted and created again, shows none of its old
+// jobs, and answers as a missing one does.
+func (a *app) view(repo string) (queue.View, error) {
+	v, err := a.store.View(repo)
 	if notFound(err) {
-		return "", errNoRepo(repo)
+		return v, errNoRepo(repo)
 	}
-	return tok, err
+	return v, err
 }
 
 // passEnv is the JOBQ_PASS_ENV variables of this process, as the hook
@@ -452,12 +452,12 @@ func passEnv(lookup func(string) (string, bool), names []string) map[string]stri
 // job reads a job the caller may see: one of the repository's live
 // incarnation.
 func (a *app) job(repo string, id int64) (*queue.Job, error) {
-	tok, err := a.incarnation(repo)
+	view, err := a.view(repo)
 	if err != nil {
 		return nil, err
 	}
 	j, err := a.store.Job(repo, id)
-	if notFound(err) || err == nil && !j.Of(tok) {
+	if notFound(err) || err == nil && !view.Shows(j) {
 		if _, err := a.store.Jobs(repo, 1); notFound(err) {
 			return nil, errNoRepo(repo)
 		}

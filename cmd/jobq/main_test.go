@@ -145,3 +145,17 @@ func TestUsageAndBadArguments(t *testing.T) {
 		t.Errorf("repos created: %v", ents)
 	}
 }
+
+// A worker a hook starts runs other users' jobs later: nothing of the push
+// or of the pusher's ssh session (which sshd's AcceptEnv lets a client
+// fill: LANG, LC_*) may stay in its environment (hostile review).
+func TestWorkerEnvKeepsNothingOfThePusher(t *testing.T) {
+	in := []string{"PATH=/usr/bin", "HOME=/home/git", "JOBQ_SLOTS=2", "JOBQ_HOME=/elsewhere",
+		"GIT_DIR=.", "GL_USER=mallory", "SSH_CLIENT=10.0.0.1 1 22", "SSH_ORIGINAL_COMMAND=git-receive-pack x",
+		"LANG=evil", "LC_ALL=evil", "LANGUAGE=evil", "TERM=evil"}
+	got := workerEnv(in, "/data")
+	want := []string{"JOBQ_HOME=/data", "PATH=/usr/bin", "HOME=/home/git", "JOBQ_SLOTS=2"}
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("workerEnv = %q, want %q", got, want)
+	}
+}

@@ -21,7 +21,7 @@ func startDetached(bin string, args []string, dataDir string) error {
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.Env = workerEnv(dataDir)
+	cmd.Env = workerEnv(os.Environ(), dataDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start worker: %w", err)
@@ -29,13 +29,18 @@ func startDetached(bin string, args []string, dataDir string) error {
 	return cmd.Process.Release()
 }
 
-// workerEnv is the hook's environment without the push's own variables
-// (GIT_DIR is relative, GL_* describe one push), with the data directory
-// made explicit.
-func workerEnv(dataDir string) []string {
+// workerEnv is the hook's environment without what belongs to one push
+// (GIT_DIR is relative, GL_* describe one push) or to the pusher's ssh
+// session (SSH_*, and what sshd's AcceptEnv lets a client set: LANG, LC_*,
+// TERM): a worker outlives the push that started it and runs other users'
+// jobs. The data directory is made explicit.
+func workerEnv(environ []string, dataDir string) []string {
 	env := []string{"JOBQ_HOME=" + dataDir}
-	for _, kv := range os.Environ() {
-		if strings.HasPrefix(kv, "GIT_") || strings.HasPrefix(kv, "GL_") || strings.HasPrefix(kv, "JOBQ_HOME=") {
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case strings.HasPrefix(name, "GIT_"), strings.HasPrefix(name, "GL_"), strings.HasPrefix(name, "SSH_"),
+			strings.HasPrefix(name, "LC_"), name == "LANG", name == "LANGUAGE", name == "TERM", name == "JOBQ_HOME":
 			continue
 		}
 		env = append(env, kv)

@@ -57,3 +57,35 @@ func CheckProbeLog(t *testing.T, x, log string) string {
 	}
 	return uidmap
 }
+
+// CheckDisjoint checks two uid_map lines of CheckProbeLog: each maps the
+// container's IDs 0..4095, and no ID of the outside to both. (Podman may
+// split a range where its own namespace's ranges meet.)
+func CheckDisjoint(t *testing.T, a, b string) {
+	t.Helper()
+	type span struct{ start, size int }
+	parse := func(m string) []span {
+		var spans []span
+		total := 0
+		for _, e := range strings.Split(strings.TrimSuffix(m, ";"), ";") {
+			var in, out, size int
+			if _, err := fmt.Sscan(e, &in, &out, &size); err != nil || in != total {
+				t.Errorf("uid_map %q: entry %q", m, e)
+				return nil
+			}
+			spans = append(spans, span{out, size})
+			total += size
+		}
+		if total != 4096 {
+			t.Errorf("uid_map %q maps %d IDs, want a range of 4096", m, total)
+		}
+		return spans
+	}
+	for _, x := range parse(a) {
+		for _, y := range parse(b) {
+			if x.start < y.start+y.size && y.start < x.start+x.size {
+				t.Errorf("uid_maps %q and %q share IDs", a, b)
+			}
+		}
+	}
+}

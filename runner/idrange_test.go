@@ -2,12 +2,15 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"os"
 	"os/user"
 	"path/filepath"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -172,17 +175,46 @@ func TestNotApplied(t *testing.T) {
 		host hostInfo
 		want string
 	}{
-		{hostInfo{rootless: false, cgroup: "v1"}, ""},
-		{hostInfo{rootless: true, cgroup: "v2", controllers: []string{"memory", "pids"}}, ""},
-		{hostInfo{rootless: true, cgroup: "v1"}, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1\n" +
+		{hostInfo{Rootless: false, Cgroup: "v1"}, ""},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory", "pids"}}, ""},
+		{hostInfo{Rootless: true, Cgroup: "v1"}, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1\n" +
 			"jobq: JOBQ_PIDS is not applied: rootless Podman cannot limit a container on cgroup v1\n"},
-		{hostInfo{rootless: true, cgroup: "v2", controllers: []string{"memory"}}, "jobq: JOBQ_PIDS is not applied: the pids cgroup controller is not delegated to this account\n"},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}, "jobq: JOBQ_PIDS is not applied: the pids cgroup controller is not delegated to this account\n"},
 	}
 	for _, tt := range tests {
 		var b strings.Builder
 		notApplied(j, &tt.host, &b)
 		if b.String() != tt.want {
 			t.Errorf("%+v: got %q, want %q", tt.host, b.String(), tt.want)
+		}
+	}
+}
+
+// Podman's info is read once per service and boot: a worker finds it in
+// the data directory.
+func TestHostInfoKept(t *testing.T) {
+	home := t.TempDir()
+	r := &podmanRunner{cfg: PodmanConfig{Home: home}}
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	sum := sha256.Sum256([]byte("unix:///s"))
+	file := filepath.Join(home, "podman-info", hex.EncodeToString(sum[:8])+".json")
+	os.MkdirAll(filepath.Dir(file), 0o700)
+	tests := []struct {
+		boot string
+		ok   bool
+	}{
+		{string(boot), true},
+		{"an earlier boot", false}, // asks the service, which is not there
+	}
+	for _, tt := range tests {
+		os.WriteFile(file, []byte(`{"boot":`+strconv.Quote(tt.boot)+`,"rootless":true,"cgroup":"v1"}`), 0o600)
+		r.hosts = nil
+		h, err := r.host(context.Background(), "unix:///s")
+		if tt.ok && (err != nil || !h.Rootless || h.Cgroup != "v1") {
+			t.Errorf("boot %q: %+v, %v", tt.boot, h, err)
+		}
+		if !tt.ok && err == nil {
+			t.Errorf("boot %q: the kept info was used", tt.boot)
 		}
 	}
 }

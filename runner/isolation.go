@@ -2,6 +2,9 @@ package runner
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -17,19 +20,29 @@ import (
 	"github.com/jobq/jobq/queue"
 )
 
-// hostInfo is what a Podman service can do, read once per worker and
-// connection.
+// hostInfo is what a Podman service can do. Podman's info is slow (it
+// runs conmon, the runtime and slirp4netns for their versions: 0.1 to 0.7 s
+// here), so it is read once per service and boot and kept in the data
+// directory.
 type hostInfo struct {
-	rootless    bool
-	cgroup      string   // "v1" or "v2"
-	controllers []string // cgroup controllers a container can be limited by
+	Boot        string   `json:"boot"` // the boot it was read in
+	Rootless    bool     `json:"rootless"`
+	Cgroup      string   `json:"cgroup"`      // "v1" or "v2"
+	Controllers []string `json:"controllers"` // cgroup controllers a container can be limited by
 }
 
-func (r *podmanRunner) host(conn context.Context, connection string) (*hostInfo, error) {
+func (r *podmanRunner) host(conn context.Context, uri string) (*hostInfo, error) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	if h := r.hosts[connection]; h != nil {
+	h := r.hosts[uri]
+	r.mu.Unlock()
+	if h != nil {
 		return h, nil
+	}
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	sum := sha256.Sum256([]byte(uri))
+	file := filepath.Join(r.cfg.Home, "podman-info", hex.EncodeToString(sum[:8])+".json")
+	if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &h) == nil && h != nil && h.Boot == string(boot) {
+		return r.keepHost(uri, h), nil
 	}
 	info, err := system.Info(conn, nil)
 	if err != nil {
@@ -38,12 +51,26 @@ func (r *podmanRunner) host(conn context.Context, connection string) (*hostInfo,
 	if info.Host == nil {
 		return nil, fmt.Errorf("podman system info: no host section")
 	}
-	h := &hostInfo{rootless: info.Host.Security.Rootless, cgroup: info.Host.CgroupsVersion, controllers: info.Host.CgroupControllers}
+	h = &hostInfo{Boot: string(boot), Rootless: info.Host.Security.Rootless, Cgroup: info.Host.CgroupsVersion, Controllers: info.Host.CgroupControllers}
+	// Best effort: without the file, the next worker asks again.
+	if b, err := json.Marshal(h); err == nil && os.MkdirAll(filepath.Dir(file), 0o700) == nil {
+		tmp := file + ".tmp" + strconv.Itoa(os.Getpid())
+		if os.WriteFile(tmp, b, 0o600) == nil {
+			os.Rename(tmp, file)
+		}
+		os.Remove(tmp)
+	}
+	return r.keepHost(uri, h), nil
+}
+
+func (r *podmanRunner) keepHost(uri string, h *hostInfo) *hostInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.hosts == nil {
 		r.hosts = map[string]*hostInfo{}
 	}
-	r.hosts[connection] = h
-	return h, nil
+	r.hosts[uri] = h
+	return h
 }
 
 // notApplied writes to the job's log each limit it asks for that the host
@@ -59,10 +86,10 @@ func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
 	}
 	for _, l := range limits {
 		switch {
-		case !l.set || !h.rootless:
-		case h.cgroup != "v2":
-			fmt.Fprintf(log, "jobq: %s is not applied: rootless Podman cannot limit a container on cgroup %s\n", l.name, h.cgroup)
-		case !slices.Contains(h.controllers, l.controller):
+		case !l.set || !h.Rootless:
+		case h.Cgroup != "v2":
+			fmt.Fprintf(log, "jobq: %s is not applied: rootless Podman cannot limit a container on cgroup %s\n", l.name, h.Cgroup)
+		case !slices.Contains(h.Controllers, l.controller):
 			fmt.Fprintf(log, "jobq: %s is not applied: the %s cgroup controller is not delegated to this account\n", l.name, l.controller)
 		}
 	}

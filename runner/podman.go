@@ -51,7 +51,7 @@ type podmanRunner struct {
 
 	mu    sync.Mutex
 	swept bool                 // the sweep ran, and no Cleanup failed since
-	hosts map[string]*hostInfo // by connection: what the service can do
+	hosts map[string]*hostInfo // by service URI: what the service can do
 	held  map[string]*idRange  // by job: its ID range, until its Cleanup
 }
 
@@ -92,12 +92,12 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
 		return 0, err
 	}
-	host, err := r.host(conn, j.Options.Connection)
+	host, err := r.host(conn, uri)
 	if err != nil {
 		return 0, err
 	}
 	notApplied(j, host, log)
-	ids, err := r.acquire(ctx, conn, j, host.rootless)
+	ids, err := r.acquire(ctx, conn, j, host.Rootless)
 	if err != nil {
 		return 0, err
 	}

@@ -34,6 +34,10 @@ type PodmanConfig struct {
 	// container-created, container-started): the fault-injection build
 	// kills the worker there.
 	Crash func(point string)
+	// SubUID and SubGID name the files the account's subordinate IDs are
+	// read from, for the jobs' ID ranges: /etc/subuid and /etc/subgid when
+	// empty.
+	SubUID, SubGID string
 }
 
 func (r *podmanRunner) crash(point string) {
@@ -46,7 +50,9 @@ type podmanRunner struct {
 	cfg PodmanConfig
 
 	mu    sync.Mutex
-	swept bool // the sweep ran, and no Cleanup failed since
+	swept bool                 // the sweep ran, and no Cleanup failed since
+	hosts map[string]*hostInfo // by service URI: what the service can do
+	held  map[string]*idRange  // by job: its ID range, until its Cleanup
 }
 
 // needSweep reports whether leftovers may exist that no Cleanup will
@@ -86,6 +92,15 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
 		return 0, err
 	}
+	host, err := r.host(conn, uri)
+	if err != nil {
+		return 0, err
+	}
+	notApplied(j, host, log)
+	ids, err := r.acquire(ctx, conn, j, host.Rootless)
+	if err != nil {
+		return 0, err
+	}
 	dir, err := os.MkdirTemp("", "jobq-checkout-")
 	if err != nil {
 		return 0, fmt.Errorf("checkout: %w", err)
@@ -99,7 +114,7 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 		return 0, err
 	}
 	r.crash("checked-out")
-	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled())
+	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids)
 	if err != nil {
 		return 0, err
 	}
@@ -250,11 +265,12 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
 		if err != nil {
 			r.cleanupFailed()
 		}
+		r.release(j, err == nil)
 	}()
 	var errs []error
 	record := r.cfg.File(j, "checkout")
 	if dir, err := os.ReadFile(record); err == nil {
-		if err := os.RemoveAll(string(dir)); err != nil {
+		if err := removeAll(ctx, string(dir)); err != nil {
 			errs = append(errs, err)
 		}
 		os.Remove(record)

@@ -117,14 +117,14 @@ func TestSpec(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := *j
 			tt.edit(&j)
-			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false)
+			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 			tt.check(t, s)
 		})
 	}
-	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false); err == nil {
+	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false, nil); err == nil {
 		t.Error("an unterminated quote made a spec")
 	}
 }
@@ -176,7 +176,12 @@ func newTestPodman(t *testing.T) (*podmanRunner, *testenv.RootfulPodman) {
 		t.Fatal(podman.err)
 	}
 	files := t.TempDir()
+	// Root has no subordinate IDs here: job ID ranges from a file of the
+	// tests' own.
+	subid := filepath.Join(files, "subid")
+	os.WriteFile(subid, []byte("root:1200000000:65536\n"), 0o644)
 	r := NewPodman(PodmanConfig{
+		SubUID: subid, SubGID: subid,
 		Service: Service{Getenv: func(k string) string {
 			if k == "CONTAINER_HOST" {
 				return podman.svc.URI

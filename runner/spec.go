@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/containers/podman/v5/pkg/specgen"
+	storagetypes "github.com/containers/storage/types"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/jobq/jobq/queue"
@@ -22,6 +23,9 @@ const (
 	// service may serve several jobq data directories (several accounts),
 	// and each cleans up only its own containers.
 	LabelHome = "jobq.home"
+	// LabelIDRange is the index of the job's ID range: a range whose last
+	// holder died is reused only after its containers are removed.
+	LabelIDRange = "jobq.idrange"
 )
 
 // cpuPeriod is the CFS period JOBQ_CPUS is expressed in, as podman --cpus.
@@ -29,8 +33,10 @@ const cpuPeriod = 100000
 
 // Spec translates a job of the data directory home into the container to
 // create: pure, no I/O. checkout is mounted at /source; selinux adds the
-// private relabel option.
-func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool) (*specgen.SpecGenerator, error) {
+// private relabel option. ids, if set, is the job's own ID range: the
+// container's IDs map to it, in a user namespace of the job's own, and
+// Podman chowns the checkout to it.
+func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange) (*specgen.SpecGenerator, error) {
 	args, err := j.Options.ImageArgs()
 	if err != nil {
 		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
@@ -53,6 +59,16 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 	opts := []string{"rbind", "rw"}
 	if selinux {
 		opts = append(opts, "Z")
+	}
+	if ids != nil {
+		// As podman run --uidmap: IDs are those of the service's user
+		// namespace, which for a rootless service are not host IDs.
+		s.UserNS = specgen.Namespace{NSMode: specgen.Private}
+		s.IDMappings = &storagetypes.IDMappingOptions{UIDMap: ids.uids, GIDMap: ids.gids}
+		s.Labels[LabelIDRange] = strconv.Itoa(ids.index)
+		// U: Podman chowns the checkout to the container's root, so that
+		// the job may write its source and no other job may.
+		opts = append(opts, "U")
 	}
 	s.Mounts = []spec.Mount{{Type: "bind", Source: checkout, Destination: "/source", Options: opts}}
 	s.WorkDir = "/source"

@@ -59,20 +59,30 @@ func (f *fixture) podman(ctx context.Context, args ...string) string {
 }
 
 func (f *fixture) ssh(ctx context.Context, args ...string) testenv.Result {
-	argv := append(strings.Fields(f.sshCommand()), "git@127.0.0.1")
+	return f.sshAs(ctx, "admin", args...)
+}
+
+// sshAs runs an ssh command as a gitolite user (its key's name).
+func (f *fixture) sshAs(ctx context.Context, user string, args ...string) testenv.Result {
+	argv := append(strings.Fields(f.sshCommand(user)), "git@127.0.0.1")
 	return testenv.Capture(exec.CommandContext(ctx, argv[0], append(argv[1:], args...)...))
 }
 
-func (f *fixture) sshCommand() string {
+func (f *fixture) sshCommand(user string) string {
 	return fmt.Sprintf("ssh -i %s -p %d -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR -o BatchMode=yes -o IdentitiesOnly=yes",
-		filepath.Join(f.dir, "admin"), f.port)
+		filepath.Join(f.dir, user), f.port)
 }
 
 func (f *fixture) git(ctx context.Context, dir string, args ...string) string {
 	f.t.Helper()
+	return f.gitAs(ctx, "admin", dir, args...)
+}
+
+func (f *fixture) gitAs(ctx context.Context, user, dir string, args ...string) string {
+	f.t.Helper()
 	cmd := exec.CommandContext(ctx, "git", args...)
 	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+f.sshCommand(), "GIT_AUTHOR_NAME=admin", "GIT_AUTHOR_EMAIL=a@example.com",
+	cmd.Env = append(os.Environ(), "GIT_SSH_COMMAND="+f.sshCommand(user), "GIT_AUTHOR_NAME=admin", "GIT_AUTHOR_EMAIL=a@example.com",
 		"GIT_COMMITTER_NAME=admin", "GIT_COMMITTER_EMAIL=a@example.com")
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -84,14 +94,19 @@ func (f *fixture) git(ctx context.Context, dir string, args ...string) string {
 // push commits ci.sh to repo and pushes it; it returns the push's output.
 func (f *fixture) push(ctx context.Context, repo, script string) string {
 	f.t.Helper()
+	return f.pushAs(ctx, "admin", repo, script)
+}
+
+func (f *fixture) pushAs(ctx context.Context, user, repo, script string) string {
+	f.t.Helper()
 	w := filepath.Join(f.dir, "work-"+repo)
 	if _, err := os.Stat(w); err != nil {
-		f.git(ctx, f.dir, "clone", "-q", fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", f.port, repo), w)
+		f.gitAs(ctx, user, f.dir, "clone", "-q", fmt.Sprintf("ssh://git@127.0.0.1:%d/%s", f.port, repo), w)
 	}
 	os.WriteFile(filepath.Join(w, "ci.sh"), []byte(script), 0o644)
-	f.git(ctx, w, "add", "ci.sh")
-	f.git(ctx, w, "commit", "-q", "-m", "ci")
-	return f.git(ctx, w, "push", "origin", "HEAD:refs/heads/master")
+	f.gitAs(ctx, user, w, "add", "ci.sh")
+	f.gitAs(ctx, user, w, "commit", "-q", "-m", "ci")
+	return f.gitAs(ctx, user, w, "push", "origin", "HEAD:refs/heads/master")
 }
 
 func TestGWSImage(t *testing.T) {
@@ -121,7 +136,9 @@ func TestGWSImage(t *testing.T) {
 	if exec.Command("podman", "image", "exists", debian).Run() != nil {
 		f.run(ctx, "sh", "-c", fmt.Sprintf("tar -C %s -c . | podman import --change 'CMD [\"/bin/bash\"]' - %s", rootfs, debian))
 	}
-	f.run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "admin", "-f", filepath.Join(f.dir, "admin"))
+	for _, user := range []string{"admin", "mallory"} {
+		f.run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", user, "-f", filepath.Join(f.dir, user))
+	}
 	standinDir := filepath.Join(f.dir, "standin")
 	os.MkdirAll(standinDir, 0o755)
 	f.run(ctx, "cp", filepath.Join(testenv.SourceDir(), "e2e/gws/testdata/standin.Containerfile"), filepath.Join(f.dir, "admin.pub"), standinDir)
@@ -165,8 +182,23 @@ repo app slow
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+
+repo iso-a
+    RW+ = admin
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+    option ENV.JOBQ_MEMORY = "64m"
+
+repo iso-b
+    RW+ = mallory
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 `)...)
 	os.WriteFile(filepath.Join(admin, "conf/gitolite.conf"), conf, 0o644)
+	f.run(ctx, "cp", filepath.Join(f.dir, "mallory.pub"), filepath.Join(admin, "keydir"))
+	f.git(ctx, admin, "add", "keydir")
 	f.git(ctx, admin, "commit", "-q", "-am", "jobs")
 	f.git(ctx, admin, "push", "-q")
 
@@ -210,6 +242,34 @@ repo app slow
 	}
 	if out := f.podman(ctx, "exec", container, "podman", "ps", "-a", "-q", "--filter", "label=jobq.repo"); strings.TrimSpace(out) != "" {
 		t.Errorf("nested containers left: %s", out)
+	}
+	isolation(ctx, t, f)
+}
+
+// isolation: jobs of two users, running at once, attack each other as
+// hostile pushers would (issue 10), and every probe is refused.
+func isolation(ctx context.Context, t *testing.T, f *fixture) {
+	f.push(ctx, "iso-a", testenv.ProbeScript(t, "a", "b", 2222, 0))
+	f.pushAs(ctx, "mallory", "iso-b", testenv.ProbeScript(t, "b", "a", 2222, 0))
+	a, b := f.sshAs(ctx, "admin", "jobq", "iso-a", "0"), f.sshAs(ctx, "mallory", "jobq", "iso-b", "0")
+	mapA, mapB := testenv.CheckProbeLog(t, "a", a.Stdout), testenv.CheckProbeLog(t, "b", b.Stdout)
+	testenv.CheckDisjoint(t, mapA, mapB)
+	// Rootless Podman on cgroup v1 cannot limit a job: the log says so.
+	if !strings.Contains(a.Stdout, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1") {
+		t.Errorf("no word on the memory limit:\n%s", a.Stdout)
+	}
+	// /dev/shm is the job's own: what a job leaves there goes with it, and
+	// Podman's lock file in GWS's /dev/shm is out of its reach.
+	f.push(ctx, "app", "echo junk >/dev/shm/libpod_rootless_lock_1000 && echo left >/dev/shm/left && echo shm-written\n")
+	if r := f.ssh(ctx, "jobq", "app", "1"); r.Code != 0 || !strings.Contains(r.Stdout, "shm-written") {
+		t.Errorf("jobq app 1: %s", r)
+	}
+	if out := f.podman(ctx, "exec", container, "sh", "-c", "ls /dev/shm; cat /dev/shm/libpod_rootless_lock_1000 | head -c 4 | od -c"); strings.Contains(out, "iso-") || strings.Contains(out, "left") || strings.Contains(out, "j   u   n   k") {
+		t.Errorf("GWS's /dev/shm after the jobs:\n%s", out)
+	}
+	f.push(ctx, "app", "echo next job runs\n")
+	if r := f.ssh(ctx, "jobq", "app", "2"); r.Code != 0 || !strings.Contains(r.Stdout, "next job runs") {
+		t.Errorf("jobq app 2: %s", r)
 	}
 }
 

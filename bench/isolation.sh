@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# What per-job ID ranges (issue 10) cost, before and after in one run:
+#   1. job overhead, as bench/run.sh measures it (push to result of `true`,
+#      synchronous, --network=none), jobq at BEFORE and at the work tree,
+#      against the article's pipeline;
+#   2. Podman's chown of the checkout (:U) into a job's range, on the
+#      4,491-file checkout bench/run.sh uses: `podman run true` in a range
+#      (--uidmap/--gidmap) with the checkout mounted without and with :U.
+#
+#   bench/isolation.sh BEFORE     BEFORE: the commit to compare with
+#
+# As root on Debian 12, after bench/run.sh has installed what it needs.
+# A root worker takes job ranges from root's subordinate IDs: root gets a
+# range for the run (usermod; removed at the end) if it has none.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BEFORE=${1:?usage: bench/isolation.sh COMMIT-BEFORE}
+RUNS=${RUNS:-15}
+ROUNDS=${ROUNDS:-3}
+export PATH="$PATH:/usr/local/go/bin"
+export CGO_ENABLED=0
+
+W=$(mktemp -d /var/tmp/jobq-bench-iso.XXXXXX)
+[ -n "$W" ] && [ -d "$W" ] || exit 1
+chmod 0755 "$W"
+added=0
+cleanup() {
+    [ -z "${svc:-}" ] || kill "$svc" 2>/dev/null || true
+    for b in before after; do pkill -f "$W/$b/jobq-worker" 2>/dev/null || true; done
+    # usermod --del-subuids refuses root ("currently used by process 2").
+    if ((added)); then
+        for f in /etc/subuid /etc/subgid; do [ -e "$f.lock" ] || sed -i '/^root:1000000000:65536$/d' "$f"; done
+    fi
+    rm -rf "$W"
+}
+trap cleanup EXIT
+if ! grep -q '^root:' /etc/subuid || ! grep -q '^root:' /etc/subgid; then
+    usermod --add-subuids 1000000000-1000065535 --add-subgids 1000000000-1000065535 root
+    added=1
+fi
+
+echo "bench: building $BEFORE and the work tree" >&2
+mkdir -p "$W/src-before"
+git archive "$BEFORE" | tar -x -C "$W/src-before"
+make -s -C "$W/src-before" build BINDIR="$W/before"
+make -s build BINDIR="$W/after"
+TAGS=$(sed -n 's/^TAGS *:= *//p' Makefile)
+go build -tags "$TAGS" -trimpath -o "$W/checkout" ./bench/checkout
+
+# The rootful service and busybox image, as bench/run.sh sets them up.
+printf '%s\n' '[containers]' 'default_ulimits = ["nofile=1024:1024", "nproc=1024:1024"]' \
+    '[engine]' 'cgroup_manager = "cgroupfs"' 'events_logger = "file"' 'runtime = "runc"' >"$W/containers.conf"
+export CONTAINERS_CONF=$W/containers.conf
+export CONTAINER_HOST=unix://$W/podman.sock
+cli() { env -u CONTAINER_HOST podman "$@"; }
+# Not through cli: $! must be podman itself, for the clean-up to stop it.
+env -u CONTAINER_HOST podman system service --time=0 "$CONTAINER_HOST" >"$W/podman.log" 2>&1 &
+svc=$!
+mkdir -p "$W/rootfs/bin" "$W/rootfs/tmp" "$W/rootfs/source"
+cp /bin/busybox "$W/rootfs/bin/"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$W/rootfs/bin/$a"; done
+tar -C "$W/rootfs" -c . | cli import --change 'ENV PATH=/bin' - localhost/jobq-bench-busybox >/dev/null
+IMG=localhost/jobq-bench-busybox
+for _ in $(seq 100); do [ -S "$W/podman.sock" ] && break; sleep 0.1; done
+
+git init -q --bare "$W/repo.git"
+git init -q "$W/wk"
+echo x >"$W/wk/f"
+git -C "$W/wk" add f
+git -C "$W/wk" -c user.name=b -c user.email=b@b commit -qm c
+git -C "$W/wk" push -q "$W/repo.git" HEAD:refs/heads/main
+REV=$(git --git-dir "$W/repo.git" rev-parse refs/heads/main)
+echo "0000000000000000000000000000000000000000 $REV refs/heads/main" >"$W/line"
+
+ms() { jq -r ".results[$2].median * 1000" "$1"; }
+script() { printf '#!/bin/sh\n%s\n' "$2" >"$W/$1"; chmod +x "$W/$1"; }
+
+echo "bench: job overhead" >&2
+for b in before after; do
+    script "jobq-$b.sh" "cd $W/repo.git && JOBQ_HOME=$W/home-$b GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' exec $W/$b/jobq hook < $W/line > /dev/null 2>&1"
+done
+script article.sh "set -e
+tmpd=\$(mktemp -d)
+trap \"rm -rf '\$tmpd'\" EXIT
+git --work-tree=\"\$tmpd\" --git-dir=$W/repo.git checkout -q --force $REV
+env -u CONTAINER_HOST podman run --rm --network=none --volume \"\$tmpd:/source\" --workdir=/source $IMG true"
+# In ROUNDS rounds, so that a change of the machine's load (other users of
+# these shared machines) does not fall on one command only; medians of all.
+for round in $(seq "$ROUNDS"); do
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/overhead-$round.json" "$W/jobq-before.sh" "$W/jobq-after.sh" "$W/article.sh" >/dev/null 2>&1
+done
+for b in before after; do grep -q "succeeded" "$W/home-$b/repos/trivial/0/log"; done
+grep -q "succeeded" "$W/home-after/repos/trivial/$((ROUNDS * (RUNS + 3) - 1))/log"
+med() { jq -s "[.[].results[$1].times[]] | sort | .[length / 2 | floor] * 1000" "$W"/overhead-*.json; }
+jb=$(med 0); ja=$(med 1); ar=$(med 2)
+printf 'job overhead: before %.0f ms (%.2fx), after %.0f ms (%.2fx), article %.0f ms\n' \
+    "$jb" "$(echo "$jb / $ar" | bc -l)" "$ja" "$(echo "$ja / $ar" | bc -l)" "$ar"
+
+echo "bench: chown of a checkout into a range (:U)" >&2
+mod=$(go env GOMODCACHE)/github.com/containers
+mkdir -p "$W/src"
+for m in podman/v5@v5.6.2 common@v0.64.2 image/v5@v5.36.2 storage@v1.59.1; do
+    [ -d "$mod/$m" ] || go mod download "github.com/containers/${m%@*}@${m#*@}"
+    cp -r "$mod/$m" "$W/src/$(echo "$m" | tr '/@' '__')"
+done
+chmod -R u+w "$W/src"
+git -C "$W/src" init -q
+git -C "$W/src" add -A
+git -C "$W/src" -c user.name=b -c user.email=b@b commit -qm src
+git clone -q --bare --no-local "$W/src" "$W/big.git"
+BIGREV=$(git --git-dir "$W/big.git" rev-parse HEAD)
+files=$(git --git-dir "$W/big.git" ls-tree -r HEAD | wc -l)
+prep="rm -rf $W/co && mkdir $W/co && $W/checkout $W/big.git $BIGREV $W/co"
+map="--uidmap 0:1000000000:4096 --gidmap 0:1000000000:4096"
+hyperfine -w 2 -r "$RUNS" -p "$prep" --export-json "$W/chown.json" \
+    "env -u CONTAINER_HOST podman run --rm --network=none $map -v $W/co:/source $IMG true" \
+    "env -u CONTAINER_HOST podman run --rm --network=none $map -v $W/co:/source:U $IMG true" >/dev/null 2>&1
+p=$(ms "$W/chown.json" 0); u=$(ms "$W/chown.json" 1)
+printf 'checkout of %d files, podman run in a range: %.0f ms, with :U %.0f ms (+%.0f ms)\n' "$files" "$p" "$u" "$(echo "$u - $p" | bc -l)"

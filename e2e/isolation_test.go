@@ -29,8 +29,8 @@ repo iso-b
 
 func init() { confParts = append(confParts, isoConf) }
 
-// pushAs commits ci.sh to a fresh clone of repo and pushes it as user.
-func pushAs(t *testing.T, user, repo, script string) {
+// pushScript commits ci.sh to a fresh clone of repo and pushes it as user.
+func pushScript(t *testing.T, user, repo, script string) {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -54,9 +54,9 @@ func pushAs(t *testing.T, user, repo, script string) {
 func TestIsolationPlainHost(t *testing.T) {
 	// a holds until the test releases it: neither job can see the other
 	// here, so they cannot wait for each other.
-	pushAs(t, "alice", "iso-a", testenv.ProbeScript(t, "a", "b", env.Port, 120))
+	pushScript(t, "alice", "iso-a", testenv.ProbeScript(t, "a", "b", env.Port, 120))
 	testenv.WaitUntil(t, "job a probed", 2*time.Minute, func() bool { return strings.Contains(readLog("iso-a", 0), "a probes done") })
-	pushAs(t, "bob", "iso-b", testenv.ProbeScript(t, "b", "a", env.Port, 0))
+	pushScript(t, "bob", "iso-b", testenv.ProbeScript(t, "b", "a", env.Port, 0))
 	logB := follow(t, "bob", "iso-b", 0)
 	if strings.Contains(readLog("iso-a", 0), "a end") {
 		t.Fatal("job a ended before job b did: the two did not run at once")

@@ -264,6 +264,7 @@ func isolation(ctx context.Context, t *testing.T, f *fixture) {
 	if r := f.ssh(ctx, "jobq", "app", "1"); r.Code != 0 || !strings.Contains(r.Stdout, "shm-written") {
 		t.Errorf("jobq app 1: %s", r)
 	}
+	_, _, container := names()
 	if out := f.podman(ctx, "exec", container, "sh", "-c", "ls /dev/shm; cat /dev/shm/libpod_rootless_lock_1000 | head -c 4 | od -c"); strings.Contains(out, "iso-") || strings.Contains(out, "left") || strings.Contains(out, "j   u   n   k") {
 		t.Errorf("GWS's /dev/shm after the jobs:\n%s", out)
 	}

@@ -127,6 +127,24 @@ func (w *Worker) Recover(ctx context.Context, q string) (pending bool, err error
 	return w.Store.HasPending(q)
 }
 
+// Tidy retries the clean-up of repo's finished jobs whose clean-up failed,
+// then prunes the repository to its newest keep jobs (jobq gc).
+func (w *Worker) Tidy(ctx context.Context, repo string, keep int) error {
+	js, err := w.Store.Unclean(repo)
+	if err != nil {
+		return err
+	}
+	for _, j := range js {
+		if w.Cleanup == nil {
+			break
+		}
+		if err := w.Cleanup(ctx, j); err != nil {
+			w.logf("clean up after %s %d: %v", j.Repo, j.ID, err)
+		}
+	}
+	return w.Store.Prune(repo, keep)
+}
+
 func (w *Worker) crash(point string) {
 	w.Store.crashPoint(point)
 	if w.Crash != nil {

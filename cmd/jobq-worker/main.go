@@ -190,7 +190,7 @@ func gc(ctx context.Context, w *queue.Worker) error {
 		if err != nil || len(jobs) == 0 || jobs[0].Job == nil {
 			continue
 		}
-		if err := w.Store.Prune(r, jobs[0].Job.Options.Keep); err != nil {
+		if err := w.Tidy(ctx, r, jobs[0].Job.Options.Keep); err != nil {
 			log.Printf("%v", err)
 		}
 	}

@@ -22,8 +22,10 @@ var (
 	ErrLogLimit  = errors.New("log limit reached")
 )
 
-// DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker).
-const DefaultLogLimit = 1 << 30
+// DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker): more
+// than a person reads, and with JOBQ_KEEP's 200 jobs at most 1.6 GiB of
+// logs per repository.
+const DefaultLogLimit = 8 << 20
 
 // RunFunc runs one job, writing its output to log, until it exits or ctx
 // ends; then it must stop the job (SIGTERM, a grace period, SIGKILL) and

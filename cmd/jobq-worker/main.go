@@ -103,6 +103,18 @@ func newWorker() (*queue.Worker, error) {
 			return nil, fmt.Errorf("JOBQ_SLOTS=%q is not a positive number", v)
 		}
 	}
+	userSlots := 0 // the queue's default: every slot but one
+	if v := os.Getenv("JOBQ_USER_SLOTS"); v != "" {
+		if userSlots, err = strconv.Atoi(v); err != nil || userSlots < 1 {
+			return nil, fmt.Errorf("JOBQ_USER_SLOTS=%q is not a positive number", v)
+		}
+	}
+	minFree := int64(queue.DefaultMinFree)
+	if v := os.Getenv("JOBQ_MIN_FREE"); v != "" {
+		if minFree, err = queue.ParseBytes(v); err != nil {
+			return nil, fmt.Errorf("JOBQ_MIN_FREE=%q is not a size (like 512m or 2g; 0: no check)", v)
+		}
+	}
 	logLimit := int64(queue.DefaultLogLimit)
 	if v := os.Getenv("JOBQ_LOG_LIMIT"); v != "" {
 		n, err := queue.ParseBytes(v)
@@ -127,13 +139,15 @@ func newWorker() (*queue.Worker, error) {
 		}),
 	}
 	return &queue.Worker{
-		Store:    store,
-		Run:      runners.Run,
-		Cleanup:  runners.Cleanup,
-		Slots:    slots,
-		LogLimit: logLimit,
-		Logf:     log.Printf,
-		Crash:    crash,
+		Store:     store,
+		Run:       runners.Run,
+		Cleanup:   runners.Cleanup,
+		Slots:     slots,
+		UserSlots: userSlots,
+		MinFree:   minFree,
+		LogLimit:  logLimit,
+		Logf:      log.Printf,
+		Crash:     crash,
 	}, nil
 }
 

@@ -68,7 +68,8 @@ func (a *app) summary(jsonOut bool) error {
 // listed is one job of a listing as --json prints it.
 type listed struct {
 	*queue.Job
-	Ahead      *int   `json:"ahead,omitempty"` // jobs ahead of a queued job in its queue
+	Ahead      *int   `json:"ahead,omitempty"`   // jobs ahead of a queued job in its queue
+	Waiting    string `json:"waiting,omitempty"` // why a queued job has not started
 	Unreadable string `json:"unreadable,omitempty"`
 	ID         int64  `json:"id"`
 }
@@ -111,6 +112,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 			if n, ok := m[repo+" "+strconv.FormatInt(l.ID, 10)]; ok {
 				r.Ahead = &n
 			}
+			r.Waiting = a.store.Waiting(repo, l.ID)
 		}
 		rows = append(rows, r)
 	}
@@ -126,7 +128,10 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 			continue
 		}
 		state := string(r.State)
-		if r.Ahead != nil {
+		switch {
+		case r.Ahead != nil && r.Waiting != "":
+			state += fmt.Sprintf(" (%d ahead; waiting: %s)", *r.Ahead, r.Waiting)
+		case r.Ahead != nil:
 			state += fmt.Sprintf(" (%d ahead)", *r.Ahead)
 		}
 		dur, exit := "-", "-"

@@ -312,3 +312,33 @@ func TestFormatBytes(t *testing.T) {
 		}
 	}
 }
+
+// One look at the slots, as each waiting worker takes every poll interval:
+// 2 slots held, 8 jobs waiting.
+func BenchmarkSlotLook(b *testing.B) {
+	s, err := Open(filepath.Join(b.TempDir(), "data"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for i := range 2 {
+		slot, _, err := s.newSlotWait(fmt.Sprint("run", i), queuedAt("u", i)).try(2, 2)
+		if err != nil || slot == nil {
+			b.Fatal("no slot", err)
+		}
+		defer slot.Unlock()
+	}
+	for i := range 8 {
+		sw := s.newSlotWait(fmt.Sprint("w", i), queuedAt("u", 10+i))
+		if _, _, err := sw.try(2, 2); err != nil {
+			b.Fatal(err)
+		}
+		defer sw.leave()
+	}
+	last := s.newSlotWait("last", queuedAt("v", 100))
+	defer last.leave()
+	for b.Loop() {
+		if slot, _, err := last.try(2, 2); err != nil || slot != nil {
+			b.Fatal(slot, err)
+		}
+	}
+}

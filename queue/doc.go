@@ -60,8 +60,11 @@
 // handing the free slots out and skipping any whose pusher would exceed
 // the cap; if its own job is handed one, it writes the pusher into that
 // slot, keeps it locked for the job's run, and removes its waiter file.
-// Otherwise it lets the free slots go and looks again after the poll
-// interval. Whoever looks first, only the oldest eligible jobs start.
+// Otherwise it lets the free slots go and looks again after 1+P poll
+// intervals (at most 25), P its place in line, those the cap holds back
+// last: the first in line looks often, a hundred waiting queues do not
+// each look every interval. Whoever looks first, only the oldest eligible
+// jobs start.
 // Every mark is a flock held by a live process, so a worker that dies
 // leaves no slot and no place in line taken: the kernel drops its locks,
 // its slot counts as free, and its waiter file is removed at the next

@@ -45,6 +45,32 @@ func admit(waiters []waiter, running map[string]int, free, userCap int) map[stri
 	return ok
 }
 
+// place is a waiter's place in line: 0 for the first of those the cap lets
+// start, after them those it holds back, each group oldest first. A worker
+// looks again after (1+place) poll intervals, so that a hundred waiting
+// queues cost a few looks per interval, not a hundred, and the first in
+// line still looks at once.
+func place(waiters []waiter, running map[string]int, userCap int, name string) int {
+	n := map[string]int{}
+	ahead, held := 0, 0
+	for _, w := range waiters {
+		capped := running[w.user]+n[w.user] >= userCap
+		if w.name == name {
+			if capped {
+				return len(admit(waiters, running, len(waiters), userCap)) + held
+			}
+			return ahead
+		}
+		if capped {
+			held++
+		} else {
+			n[w.user]++
+			ahead++
+		}
+	}
+	return ahead
+}
+
 // slotTable is what a worker sees under slots/lock: the held slots, their
 // pushers, the free slots it could take, and the live waiters.
 type slotTable struct {
@@ -152,6 +178,8 @@ type slotWait struct {
 	name string       // the waiter's file name in slots/wait
 	user string       // the job's pusher
 	me   *flock.Flock // the waiter file, held while registered
+	// place is the job's place in line at the last look (see place).
+	place int
 }
 
 func (s *Store) newSlotWait(q string, j *Job) *slotWait {
@@ -195,6 +223,7 @@ func (sw *slotWait) try(limit, userCap int) (*flock.Flock, string, error) {
 	}
 	defer t.release()
 	if !admit(t.waiters, t.running, len(t.free), userCap)[sw.name] {
+		sw.place = place(t.waiters, t.running, userCap, sw.name)
 		return nil, t.reason(sw.user, limit, userCap), nil
 	}
 	slot := t.free[0]
@@ -225,6 +254,7 @@ func (t *slotTable) reason(user string, limit, userCap int) string {
 
 // leave gives up the job's place in slots/wait.
 func (sw *slotWait) leave() {
+	sw.place = 0
 	if sw.me != nil {
 		os.Remove(sw.me.Path())
 		sw.me.Unlock()

@@ -55,6 +55,30 @@ func TestAdmit(t *testing.T) {
 	}
 }
 
+func TestPlace(t *testing.T) {
+	ws := []waiter{{"0", "bob"}, {"1", "bob"}, {"2", "alice"}, {"3", "bob"}, {"4", "carol"}}
+	for _, tt := range []struct {
+		name    string
+		running map[string]int
+		cap     int
+		want    []int // the place of each waiter
+	}{
+		{"nobody capped: in order", nil, 9, []int{0, 1, 2, 3, 4}},
+		{"bob's first within his cap, his others after everyone", nil, 1, []int{0, 3, 1, 4, 2}},
+		{"bob at his cap: all of his after everyone", map[string]int{"bob": 1}, 1, []int{2, 3, 0, 4, 1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []int
+			for _, w := range ws {
+				got = append(got, place(ws, tt.running, tt.cap, w.name))
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("places %v, want %v", got, tt.want)
+			}
+		})
+	}
+}
+
 func queuedAt(user string, at int) *Job {
 	return &Job{User: user, QueuedAt: time.Unix(int64(at), 0)}
 }

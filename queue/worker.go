@@ -265,7 +265,9 @@ func (w *Worker) acquireSlot(ctx context.Context, q string, j *Job) (*flock.Floc
 			w.Store.setWaiting(j, reason)
 			shown = reason
 		}
-		if !w.wait(ctx, w.poll()) {
+		// Far back in line, look less often (see place); at most every
+		// 25 intervals, for a dead holder's slot.
+		if !w.wait(ctx, w.poll()*time.Duration(1+min(sw.place, 24))) {
 			return nil, ctx.Err()
 		}
 		if cur, err := w.Store.Job(j.Repo, j.ID); err == nil && cur.State != Queued {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -145,20 +146,27 @@ func TestSlotChild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var held any // what holds the lock: its file closes if it is collected
 	switch mode {
 	case "hold":
 		slot, _, err := s.newSlotWait("child", queuedAt("bob", 1)).try(1, 1)
 		if err != nil || slot == nil {
 			t.Fatalf("child: no slot: %v", err)
 		}
+		held = slot
 	case "wait":
 		// No slot to take: it stays in line, the oldest there.
-		if slot, _, err := s.newSlotWait("child", queuedAt("bob", 0)).try(0, 1); err != nil || slot != nil {
+		sw := s.newSlotWait("child", queuedAt("bob", 0))
+		if slot, _, err := sw.try(0, 1); err != nil || slot != nil {
 			t.Fatalf("child: %v %v", slot, err)
 		}
+		held = sw
 	}
 	fmt.Println("ready")
-	select {} // until killed
+	// Until killed. A sleep, not a bare channel receive: with no timer
+	// running, the runtime would call that a deadlock and exit.
+	time.Sleep(time.Hour)
+	runtime.KeepAlive(held)
 }
 
 func TestKilledHolders(t *testing.T) {
@@ -174,6 +182,7 @@ func TestKilledHolders(t *testing.T) {
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
+			defer cmd.Process.Kill() // if the test ends early
 			line, _ := bufio.NewReader(out).ReadString('\n')
 			if line != "ready\n" {
 				cmd.Process.Kill()

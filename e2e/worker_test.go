@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -90,12 +91,28 @@ func pushAs(t *testing.T, user, repo string) {
 }
 
 // accountCheckouts lists the checkouts in the temporary directory that
-// belong to the hosting account: only this test run's.
-func accountCheckouts() []string {
+// belong to the hosting account or to its subordinate IDs (a job may chown
+// its checkout): only this test run's.
+func accountCheckouts(t *testing.T) []string {
+	t.Helper()
+	owners := func(uid int) bool { return uid == env.UID }
+	b, err := os.ReadFile("/etc/subuid")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ":")
+		if len(f) == 3 && (f[0] == env.User || f[0] == strconv.Itoa(env.UID)) {
+			first, _ := strconv.Atoi(f[1])
+			n, _ := strconv.Atoi(f[2])
+			prev := owners
+			owners = func(uid int) bool { return prev(uid) || uid >= first && uid < first+n }
+		}
+	}
 	m, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-checkout-*"))
 	var mine []string
 	for _, p := range m {
-		if fi, err := os.Lstat(p); err == nil && int(fi.Sys().(*syscall.Stat_t).Uid) == env.UID {
+		if fi, err := os.Lstat(p); err == nil && owners(int(fi.Sys().(*syscall.Stat_t).Uid)) {
 			mine = append(mine, p)
 		}
 	}
@@ -111,16 +128,16 @@ func workerGone(t *testing.T, q string) {
 }
 
 // 5b: a job that shuts its checkout's directories (chmod 000) and gives
-// entries to subordinate IDs (chown in a rootless container): clean-up
-// removes all of it, and no record in the job's directory points at
-// anything.
+// entries to subordinate IDs (chown in a rootless container), the checkout
+// itself last: clean-up removes all of it, and no record in the job's
+// directory points at anything.
 func TestCleanupAfterHostileJob(t *testing.T) {
-	before := accountCheckouts()
+	before := accountCheckouts(t)
 	script := `mkdir shut && echo x >shut/f && chmod 000 shut
 echo y >given && chown 1000:1000 given
 mkdir sub && echo z >sub/f && chown -R 1000:1000 sub && chmod 000 sub
-chmod 000 .
 echo changed-the-checkout
+chown 1000:1000 . && chmod 000 .
 `
 	push(t, "wk-clean", map[string]string{"ci.sh": script})
 	if r := follow(t, "alice", "wk-clean", 0); r.Code != 0 || !strings.Contains(r.Stdout, "changed-the-checkout") {
@@ -128,7 +145,7 @@ echo changed-the-checkout
 	}
 	workerGone(t, "wk-clean")
 	var left []string
-	for _, p := range accountCheckouts() {
+	for _, p := range accountCheckouts(t) {
 		if !slices.Contains(before, p) {
 			left = append(left, p)
 		}

@@ -115,3 +115,34 @@ func TestWorkerSettings(t *testing.T) {
 		})
 	}
 }
+
+// jobq gc retries a clean-up that failed, then prunes the job it kept.
+func TestGCRetriesCleanup(t *testing.T) {
+	w := testWorker(t)
+	for range 2 {
+		w.Store.Enqueue(execJob("r", "q", "true", 1))
+	}
+	fail := 1
+	w.Run = func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+		return 0, os.WriteFile(w.Store.JobFile(j, "checkout"), []byte("x"), 0o600)
+	}
+	w.Cleanup = func(ctx context.Context, j *queue.Job) error {
+		if fail > 0 {
+			fail--
+			return errors.New("permission denied")
+		}
+		return os.Remove(w.Store.JobFile(j, "checkout"))
+	}
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := w.Store.Jobs("r", 0); len(jobs) != 2 {
+		t.Fatalf("after the jobs: %d jobs, want 2 (job 0 kept for its clean-up)", len(jobs))
+	}
+	if err := gc(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := w.Store.Jobs("r", 0); len(jobs) != 1 || jobs[0].ID != 1 {
+		t.Errorf("after gc: %+v", jobs)
+	}
+}

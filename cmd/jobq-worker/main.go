@@ -74,7 +74,7 @@ func newRoot() *cobra.Command {
 	drain.Flags().BoolVar(&wait, "wait", false, "wait for the worker holding the queue to finish")
 	gc := &cobra.Command{
 		Use:   "gc",
-		Short: "Apply JOBQ_KEEP, settle what crashed workers left, run jobs no worker is running",
+		Short: "Retry failed clean-ups, apply JOBQ_KEEP, settle what crashed workers left, run jobs no worker is running",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w, err := newWorker()

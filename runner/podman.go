@@ -275,7 +275,16 @@ func (r *podmanRunner) removeCheckoutOf(ctx context.Context, j *queue.Job) error
 	if err := removeCheckout(ctx, string(dir)); err != nil {
 		return err
 	}
-	return os.Remove(record)
+	return removeRecord(record)
+}
+
+// removeRecord removes a record; gone already (a Cleanup at the same time)
+// counts as done.
+func removeRecord(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
 
 // removeContainer removes the job's container, by its record or, without
@@ -294,7 +303,7 @@ func (r *podmanRunner) removeContainer(ctx context.Context, j *queue.Job) error 
 		if err := remove(conn, string(id)); err != nil {
 			return err
 		}
-		return os.Remove(cfile)
+		return removeRecord(cfile)
 	}
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))

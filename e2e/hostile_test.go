@@ -276,6 +276,7 @@ func TestOnlyPassEnvReachesJob(t *testing.T) {
 // so in one line, what was there stays intact, and all works once space
 // returns.
 func TestFullDisk(t *testing.T) {
+	setRC(t, map[string]string{"JOBQ_MIN_FREE": "0"}) // jobs start on this small filesystem
 	data := env.DataDir()
 	// A 2 MB tmpfs over the data directory for this test (the jobs of the
 	// other tests are under it, untouched, and back after).

@@ -9,12 +9,16 @@
 //	repos/NAME/ID/job.json     the job record (Job), replaced atomically
 //	repos/NAME/ID/log          header, the job's output, one result line
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
+//	repos/NAME/ID/waiting      "PID REASON": why a queued job has not started
+//	repos/NAME/ID/run/         a runner's records of what the job uses
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added
 //	queues/NAME/pending/SEQ-ID-REPO   queued jobs; SEQ orders the queue (FIFO)
 //	queues/NAME/running/SEQ-ID-REPO   the job the queue's worker has claimed
-//	slots/N.lock               flock: one per job running on the host
+//	slots/lock                 flock: held for the instant a worker decides
+//	slots/N.lock               flock: one per job running; names its pusher
+//	slots/wait/QUEUEDAT-QUEUE  flock: a job waiting for a slot; names its pusher
 //
 // NAME is a repository or queue name with '%' and '/' escaped, so every name
 // is one directory entry; names are validated before they touch a path.
@@ -40,6 +44,37 @@
 // marked running (it may have run: it becomes lost, never run again). After
 // a job the worker records its result, then has the runner clean up (its
 // container, its checkout), so that the result does not wait for that.
+//
+// Slots: at most JOBQ_SLOTS jobs run on the host, at most JOBQ_USER_SLOTS
+// of them pushed by one user, and a slot that frees goes to the job that
+// has waited longest, whatever queue or worker it is in. A queue's worker
+// that wants to start a job takes slots/lock (every step below happens
+// under it, so it is short and nothing there changes meanwhile) and, the
+// first time, registers the job: it creates slots/wait/QUEUEDAT-QUEUE (its
+// queued time, nanoseconds, zero-padded: names sort oldest first), locks it
+// and writes the pusher in it. Then it tries every slots/N.lock: one it
+// cannot lock is held, by a running job of the pusher the file names; one
+// it can lock, below its worker's JOBQ_SLOTS, is free, and stays locked
+// for now. It tries every other waiter file too: one it can lock has no
+// live worker and is removed. It goes through the waiters oldest first,
+// handing the free slots out and skipping any whose pusher would exceed
+// the cap; if its own job is handed one, it writes the pusher into that
+// slot, keeps it locked for the job's run, and removes its waiter file.
+// Otherwise it lets the free slots go and looks again after 1+P poll
+// intervals (at most 25), P its place in line, those the cap holds back
+// last: the first in line looks often, a hundred waiting queues do not
+// each look every interval. Whoever looks first, only the oldest eligible
+// jobs start.
+// Every mark is a flock held by a live process, so a worker that dies
+// leaves no slot and no place in line taken: the kernel drops its locks,
+// its slot counts as free, and its waiter file is removed at the next
+// look. A worker that waits for free space (JOBQ_MIN_FREE) holds no place
+// in line meanwhile: it could not start a job if given a slot.
+//
+// A runner's records (run/) name what a job uses outside the data
+// directory: a checkout, a container. A runner removes a record only once
+// what it names is gone, and Prune keeps a job whose run/ is not empty, so
+// a failed clean-up is retried (jobq gc) instead of forgotten.
 //
 // Wake-up: after enqueueing, the hook try-locks worker.lock. If it gets it, no
 // worker is draining the queue: it lets go, and if it can take start.lock it

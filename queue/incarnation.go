@@ -172,6 +172,19 @@ func born(gitDir string) (time.Time, error) {
 	return time.Unix(t.Sec, int64(t.Nsec)), nil
 }
 
+// deletedSince reports whether the repository j was queued in has been
+// deleted since: gone, or created again as another incarnation, whose
+// first push would have retired j, but may not have pushed yet. Such a job
+// must not run: it would run its pusher's command, options and variables
+// against another user's repository.
+func deletedSince(j *Job) bool {
+	if j.Incarnation == "" || j.GitDir == "" {
+		return false // from before incarnations were kept
+	}
+	live, err := readIncarnation(j.GitDir, false)
+	return err != nil || live != j.Incarnation
+}
+
 // settleIncarnation makes token, read from gitDir, repo's current
 // incarnation; under the repository lock. History of an earlier one is
 // retired: see retire.
@@ -212,8 +225,9 @@ const legacyToken = "00000000000000000000000000000000"
 // retire moves the jobs of repo that belong to an old incarnation (old
 // names it) out of the repository's history into retired/NAME/OLD/, for the
 // host's administrator: queued ones cancelled first (their repository is
-// gone). A running job stays where its worker finds it, marked as old, and
-// hidden from readers; Prune moves it when it has ended. IDs are not handed
+// gone). A running job, or one whose clean-up is still to be done, stays
+// where its worker finds it, marked as old and hidden from readers; Prune
+// moves it when it has ended and is clean. IDs are not handed
 // out again: next keeps counting, so that no stale queue entry or worker of
 // an old job can reach a new one. belongs is given nil for an unreadable
 // record.
@@ -234,8 +248,11 @@ func (s *Store) retire(repo, old string, belongs func(*Job) bool) error {
 		if !belongs(j) {
 			continue
 		}
-		if j != nil && (j.State == Queued || j.State == Running) {
-			j, err = s.updateLocked(repo, id, func(j *Job) error {
+		// A job still running, or whose clean-up is still to be done
+		// (jobq gc retries it there), stays where its worker finds it.
+		stays := j != nil && (j.State == Running || s.runnerState(repo, id))
+		if j != nil && (j.State == Queued || stays) {
+			_, err = s.updateLocked(repo, id, func(j *Job) error {
 				if j.State == Queued {
 					j.State, j.FinishedAt = Cancelled, time.Now().UTC()
 					j.Error = "its repository was deleted before it ran"
@@ -246,7 +263,7 @@ func (s *Store) retire(repo, old string, belongs func(*Job) bool) error {
 			if err != nil {
 				return fmt.Errorf("retire %s %d: %w", repo, id, err)
 			}
-			if j.State == Running {
+			if stays {
 				continue
 			}
 		}

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"context"
 	"errors"
 	"os"
 	"path/filepath"
@@ -253,5 +254,25 @@ func BenchmarkView(b *testing.B) {
 		if _, err := s.View("r"); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Found by the hostile review: a job queued in a deleted repository ran in
+// the one created again under its name, whose own push queued nothing (so
+// nothing was retired).
+func TestQueuedJobOfDeletedRepositoryIsNotRun(t *testing.T) {
+	s := newStore(t)
+	git := bareRepo(t)
+	enqueueIn(t, s, git)
+	os.RemoveAll(git)
+	os.Mkdir(git, 0o755)
+	rec := &recorder{}
+	w := &Worker{Store: s, Run: rec.run}
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	j, err := s.Job("r", 0)
+	if err != nil || j.State != Cancelled || !j.StartedAt.IsZero() || len(rec.runs()) != 0 {
+		t.Errorf("job of the deleted repository: %+v, %v; ran %v; want cancelled, never started", j, err, rec.runs())
 	}
 }

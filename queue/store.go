@@ -436,7 +436,7 @@ func (s *Store) Prune(repo string, keep int) error {
 		live := ids[:0]
 		for _, id := range ids {
 			j, err := s.Job(repo, id)
-			if err == nil && j.State.Final() && j.Incarnation != "" && j.Incarnation != st.token {
+			if err == nil && j.State.Final() && j.Incarnation != "" && j.Incarnation != st.token && !s.runnerState(repo, id) {
 				if err := s.moveRetired(repo, j.Incarnation, id); err != nil {
 					return fmt.Errorf("prune %s: %w", repo, err)
 				}
@@ -451,6 +451,9 @@ func (s *Store) Prune(repo string, keep int) error {
 		if err == nil && !j.State.Final() {
 			continue // still queued or running: it goes when it ends
 		}
+		if s.runnerState(repo, id) {
+			continue // its records point at what is not removed yet: jobq gc retries
+		}
 		if err := os.RemoveAll(s.jobDir(repo, id)); err != nil {
 			return fmt.Errorf("prune %s: %w", repo, err)
 		}
@@ -458,9 +461,42 @@ func (s *Store) Prune(repo string, keep int) error {
 	return nil
 }
 
-// JobFile is a file of the job's own, in its directory (a runner's state).
+// JobFile is a file of the job's own where a runner records what the job
+// uses (a checkout, a container), in the job directory's run/, which it
+// makes. A runner removes such a record only once what it names is gone:
+// Prune keeps a job whose run/ is not empty.
 func (s *Store) JobFile(j *Job, name string) string {
-	return filepath.Join(s.jobDir(j.Repo, j.ID), name)
+	dir := filepath.Join(s.jobDir(j.Repo, j.ID), "run")
+	os.Mkdir(dir, 0o700) // an error shows when the record is written
+	return filepath.Join(dir, name)
+}
+
+// runnerState reports whether a runner's record remains in the job's run/.
+func (s *Store) runnerState(repo string, id int64) bool {
+	ents, err := os.ReadDir(filepath.Join(s.jobDir(repo, id), "run"))
+	return err == nil && len(ents) > 0 || err != nil && !errors.Is(err, fs.ErrNotExist)
+}
+
+// Unclean lists the finished jobs of repo whose runner records remain:
+// their clean-up failed, and Prune keeps them until it succeeds.
+func (s *Store) Unclean(repo string) ([]*Job, error) {
+	if err := ValidName(repo); err != nil {
+		return nil, err
+	}
+	ids, err := s.ids(repo, 0)
+	if err != nil {
+		return nil, fmt.Errorf("jobs of %s: %w", repo, err)
+	}
+	var js []*Job
+	for _, id := range ids {
+		if !s.runnerState(repo, id) {
+			continue
+		}
+		if j, err := s.Job(repo, id); err == nil && j.State.Final() {
+			js = append(js, j)
+		}
+	}
+	return js, nil
 }
 
 // Home is the data directory: $JOBQ_HOME, else $XDG_DATA_HOME/jobq, else

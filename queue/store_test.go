@@ -512,7 +512,9 @@ func TestSlotLimit(t *testing.T) {
 		s := newStore(t)
 		for _, q := range []string{"q1", "q2", "q3"} {
 			for range 3 {
-				s.Enqueue(newJob("r-"+q, q))
+				j := newJob("r-"+q, q)
+				j.User = "pusher-" + q // the per-pusher cap does not bind here
+				s.Enqueue(j)
 			}
 		}
 		var mu sync.Mutex

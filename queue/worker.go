@@ -7,7 +7,6 @@ import (
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -22,8 +21,13 @@ var (
 	ErrLogLimit  = errors.New("log limit reached")
 )
 
-// DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker).
-const DefaultLogLimit = 1 << 30
+// DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker): more
+// than a person reads, and with JOBQ_KEEP's 200 jobs at most 1.6 GiB of
+// logs per repository.
+const DefaultLogLimit = 8 << 20
+
+// maxBackoff is the longest pause between tries when jobq's own files fail.
+const maxBackoff = 30 * time.Second
 
 // RunFunc runs one job, writing its output to log, until it exits or ctx
 // ends; then it must stop the job (SIGTERM, a grace period, SIGKILL) and
@@ -43,6 +47,15 @@ type Worker struct {
 	Cleanup func(ctx context.Context, j *Job) error
 	Slots   int           // host-wide limit of running jobs; < 1: 1
 	Poll    time.Duration // how often to look for cancellation and free slots
+	// UserSlots caps one pusher's (Job.User) running jobs on the host,
+	// across all queues and workers; < 1: every slot but one when there
+	// are two or more, else 1.
+	UserSlots int
+	// MinFree is the free space the data directory's filesystem must keep:
+	// while it has less, no job starts (jobs wait). <= 0: no check.
+	MinFree int64
+	// FreeSpace reports the free space of dir's filesystem; nil: FreeSpace.
+	FreeSpace func(dir string) (int64, error)
 	// LogLimit bounds each job's output in its log; a job that writes more
 	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
 	LogLimit int64
@@ -54,6 +67,11 @@ type Worker struct {
 	// idle, if set, runs when the worker found the queue empty and still
 	// holds it: the wake-up tests push a job into that window.
 	idle func()
+	// pause, if set, replaces the worker's waits (for a slot, for space,
+	// after a failure): the tests count them.
+	pause func(ctx context.Context, d time.Duration) bool
+	// attempt, if set, runs at each try to take a slot: the tests count them.
+	attempt func()
 }
 
 // Drain runs queue q until it is empty. With wait (a worker a hook
@@ -83,6 +101,8 @@ func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
 	}
 	for {
 		w.recover(ctx, q)
+		var failed string // the last failure logged
+		var backoff time.Duration
 		for ctx.Err() == nil {
 			es, err := w.Store.entries(q, "pending")
 			if err != nil {
@@ -92,7 +112,19 @@ func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
 			if len(es) == 0 {
 				break
 			}
-			w.runEntry(ctx, q, es[0])
+			err = w.runEntry(ctx, q, es[0])
+			if err == nil || ctx.Err() != nil {
+				failed, backoff = "", 0
+				continue
+			}
+			// jobq's own files fail (a slot directory made unusable, say):
+			// say so once, and try again less and less often.
+			if msg := err.Error(); msg != failed {
+				w.logf("queue %s: %v; trying again, at most every %s", q, err, maxBackoff)
+				failed = msg
+			}
+			backoff = min(max(2*backoff, w.poll()), maxBackoff)
+			w.wait(ctx, backoff)
 		}
 		if w.idle != nil {
 			w.idle()
@@ -127,6 +159,24 @@ func (w *Worker) Recover(ctx context.Context, q string) (pending bool, err error
 	return w.Store.HasPending(q)
 }
 
+// Tidy retries the clean-up of repo's finished jobs whose clean-up failed,
+// then prunes the repository to its newest keep jobs (jobq gc).
+func (w *Worker) Tidy(ctx context.Context, repo string, keep int) error {
+	js, err := w.Store.Unclean(repo)
+	if err != nil {
+		return err
+	}
+	for _, j := range js {
+		if w.Cleanup == nil {
+			break
+		}
+		if err := w.Cleanup(ctx, j); err != nil {
+			w.logf("clean up after %s %d: %v", j.Repo, j.ID, err)
+		}
+	}
+	return w.Store.Prune(repo, keep)
+}
+
 func (w *Worker) crash(point string) {
 	w.Store.crashPoint(point)
 	if w.Crash != nil {
@@ -154,46 +204,128 @@ func (w *Worker) poll() time.Duration {
 	return 200 * time.Millisecond
 }
 
-// acquireSlot takes one of the host's job slots, waiting for a free one.
-func (w *Worker) acquireSlot(ctx context.Context) (*flock.Flock, error) {
-	n := max(w.Slots, 1)
+func (w *Worker) slots() int { return max(w.Slots, 1) }
+
+func (w *Worker) userSlots() int {
+	switch {
+	case w.UserSlots > 0:
+		return w.UserSlots
+	case w.slots() >= 2:
+		return w.slots() - 1
+	default:
+		return 1
+	}
+}
+
+// wait waits for d or until ctx ends, and reports whether ctx still lives.
+func (w *Worker) wait(ctx context.Context, d time.Duration) bool {
+	if w.pause != nil {
+		return w.pause(ctx, d)
+	}
+	return pause(ctx, d)
+}
+
+// acquireSlot waits until queued job j of queue q may start: while the data
+// directory's filesystem is short of MinFree, and until the slot protocol
+// (package doc) gives it a slot. Why it waits goes to the listing (Waiting),
+// and a wait for space to its log too. It returns errNotQueued when the
+// job was cancelled meanwhile.
+func (w *Worker) acquireSlot(ctx context.Context, q string, j *Job) (*flock.Flock, error) {
+	sw := w.Store.newSlotWait(q, j)
+	defer sw.leave()
+	shown, logged := "", false
+	defer func() {
+		if shown != "" {
+			w.Store.setWaiting(j, "")
+		}
+	}()
 	for {
-		for i := range n {
-			l := flock.New(filepath.Join(w.Store.dir, "slots", strconv.Itoa(i)+".lock"), flock.SetPermissions(0o600))
-			ok, err := l.TryLock()
-			if err != nil {
-				return nil, fmt.Errorf("job slot: %w", err)
+		if w.attempt != nil {
+			w.attempt()
+		}
+		reason, err := w.lowSpace()
+		if err != nil {
+			return nil, err
+		}
+		if reason != "" {
+			// No job may start here: not a waiter for a slot meanwhile.
+			sw.leave()
+			if !logged {
+				w.logWait(j, reason)
+				logged = true
 			}
-			if ok {
-				return l, nil
+		} else {
+			var slot *flock.Flock
+			slot, reason, err = sw.try(w.slots(), w.userSlots())
+			if err != nil || slot != nil {
+				return slot, err
 			}
 		}
-		select {
-		case <-ctx.Done():
+		if reason != shown {
+			w.Store.setWaiting(j, reason)
+			shown = reason
+		}
+		// Far back in line, look less often (see place); at most every
+		// 25 intervals, for a dead holder's slot.
+		if !w.wait(ctx, w.poll()*time.Duration(1+min(sw.place, 24))) {
 			return nil, ctx.Err()
-		case <-time.After(w.poll()):
+		}
+		if cur, err := w.Store.Job(j.Repo, j.ID); err == nil && cur.State != Queued {
+			return nil, errNotQueued
 		}
 	}
 }
 
-// runEntry claims, runs and finishes the job of one pending entry.
-func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
-	slot, err := w.acquireSlot(ctx)
+// logWait tells a job's log why it has not started: a reader following it
+// (a synchronous push) sees it at once, and it stays if the job is
+// cancelled before it starts.
+func (w *Worker) logWait(j *Job, reason string) {
+	f, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return
 	}
-	defer slot.Unlock()
+	fmt.Fprintf(f, "jobq: job %d waits to start: %s\n", j.ID, reason)
+	f.Close()
+}
+
+// runEntry claims, runs and finishes the job of one pending entry. It
+// returns an error only when jobq's own files fail, for Drain to back off.
+func (w *Worker) runEntry(ctx context.Context, q string, e entry) error {
+	pending := filepath.Join(w.Store.queueDir(q), "pending", e.name)
+	// Under the repository lock: an enqueue in progress commits first.
+	j, err := w.Store.Update(e.repo, e.id, func(*Job) error { return errUnchanged })
+	if !errors.Is(err, errUnchanged) {
+		if !errors.Is(err, ErrNotFound) {
+			w.logf("claim %s %d: %v", e.repo, e.id, err)
+		}
+		os.Remove(pending) // dangling (never committed) or unreadable
+		return nil
+	}
+	if j.State == Queued {
+		slot, err := w.acquireSlot(ctx, q, j)
+		switch {
+		case errors.Is(err, errNotQueued): // the claim below skips it
+		case err != nil:
+			return err
+		default:
+			defer slot.Unlock()
+		}
+	}
 	qdir := w.Store.queueDir(q)
 	running := filepath.Join(qdir, "running", e.name)
-	if err := os.Rename(filepath.Join(qdir, "pending", e.name), running); err != nil {
-		w.logf("claim %s %d: %v", e.repo, e.id, err)
-		return
+	if err := os.Rename(pending, running); err != nil {
+		return fmt.Errorf("claim %s %d: %w", e.repo, e.id, err)
 	}
 	syncDir(filepath.Join(qdir, "running"))
 	w.crash("claim-moved")
-	j, err := w.Store.Update(e.repo, e.id, func(j *Job) error {
+	j, err = w.Store.Update(e.repo, e.id, func(j *Job) error {
 		switch j.State {
 		case Queued:
+			if deletedSince(j) {
+				j.State, j.FinishedAt = Cancelled, time.Now().UTC()
+				j.Error = "its repository was deleted before it ran"
+				return nil
+			}
 			j.State, j.StartedAt, j.Worker = Running, time.Now().UTC(), os.Getpid()
 			return nil
 		case Running: // claimed before by a worker that died: never run twice
@@ -210,7 +342,7 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 			w.Cleanup(ctx, j)
 		}
 		os.Remove(running)
-		return
+		return nil
 	}
 	w.crash("claim-marked")
 	w.run(ctx, j)
@@ -224,6 +356,7 @@ func (w *Worker) runEntry(ctx context.Context, q string, e entry) {
 	if err := w.Store.Prune(j.Repo, j.Options.Keep); err != nil {
 		w.logf("%v", err)
 	}
+	return nil
 }
 
 func markLost(j *Job) {

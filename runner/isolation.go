@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -134,18 +132,4 @@ func (r *podmanRunner) release(j *queue.Job, cleanedUp bool) {
 	if ids != nil {
 		ids.release(cleanedUp)
 	}
-}
-
-// removeAll removes a checkout that Podman chowned to a job's range: a
-// rootless account removes it from inside its user namespace.
-func removeAll(ctx context.Context, dir string) error {
-	err := os.RemoveAll(dir)
-	if err == nil || os.Geteuid() == 0 || !errors.Is(err, os.ErrPermission) {
-		return err
-	}
-	out, uerr := exec.CommandContext(ctx, "podman", "unshare", "rm", "-rf", "--", dir).CombinedOutput()
-	if uerr != nil {
-		return fmt.Errorf("%w; podman unshare rm: %v: %s", err, uerr, oneLine(errors.New(string(out))))
-	}
-	return nil
 }

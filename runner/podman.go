@@ -1,13 +1,17 @@
 package runner
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings"
@@ -258,8 +262,9 @@ func remove(conn context.Context, id string) error {
 	return nil
 }
 
-// Cleanup removes the job's container and checkout: after every job, and
-// for a job whose worker died.
+// Cleanup removes the job's checkout and its container: after every job,
+// and for a job whose worker died. Each record goes only once what it
+// names is gone, so that jobq gc can retry.
 func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
 	defer func() {
 		if err != nil {
@@ -267,17 +272,43 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
 		}
 		r.release(j, err == nil)
 	}()
-	var errs []error
+	// The checkout first, at once after the result, and whether or not the
+	// service can be reached. Its removal never follows a symlink, so a
+	// container that still runs (its worker died) cannot misdirect it.
+	return errors.Join(r.removeCheckoutOf(ctx, j), r.removeContainer(ctx, j))
+}
+
+// removeCheckoutOf removes the job's checkout, then its record.
+func (r *podmanRunner) removeCheckoutOf(ctx context.Context, j *queue.Job) error {
 	record := r.cfg.File(j, "checkout")
-	if dir, err := os.ReadFile(record); err == nil {
-		if err := removeAll(ctx, string(dir)); err != nil {
-			errs = append(errs, err)
-		}
-		os.Remove(record)
+	dir, err := os.ReadFile(record)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
 	}
+	if err != nil {
+		return fmt.Errorf("checkout record: %w", err)
+	}
+	if err := removeCheckout(ctx, string(dir)); err != nil {
+		return err
+	}
+	return removeRecord(record)
+}
+
+// removeRecord removes a record; gone already (a Cleanup at the same time)
+// counts as done.
+func removeRecord(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// removeContainer removes the job's container, by its record or, without
+// one (the worker died before it was written), by its labels.
+func (r *podmanRunner) removeContainer(ctx context.Context, j *queue.Job) error {
 	conn, _, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
 	if err != nil {
-		return errors.Join(append(errs, err)...)
+		return err
 	}
 	// Strays that no Cleanup will remove, after the result, not before it.
 	if r.needSweep() {
@@ -286,23 +317,90 @@ func (r *podmanRunner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
 	cfile := r.cfg.File(j, "container")
 	if id, err := os.ReadFile(cfile); err == nil {
 		if err := remove(conn, string(id)); err != nil {
-			return errors.Join(append(errs, err)...)
+			return err
 		}
-		os.Remove(cfile)
-		return errors.Join(errs...)
+		return removeRecord(cfile)
 	}
-	// No record (the worker died before it was written): by the labels.
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
 	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list containers: %s", oneLine(err)))...)
+		return fmt.Errorf("list containers: %s", oneLine(err))
 	}
+	var errs []error
 	for _, c := range list {
 		if err := remove(conn, c.ID); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// removeCheckout removes a checkout and what the job's container left in
+// it: directories whose modes shut their owner out (chmod 000), which it
+// opens up first, and, rootless, entries owned by the account's
+// subordinate IDs (chown in the container), which only root of the user
+// namespace may remove: podman unshare, a process, only when needed.
+func removeCheckout(ctx context.Context, dir string) error {
+	// Only what Run made: a corrupt record must not name anything else.
+	if !filepath.IsAbs(dir) || !strings.HasPrefix(filepath.Base(dir), "jobq-checkout-") {
+		return fmt.Errorf("checkout record names %q, not a checkout", dir)
+	}
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
+	openUp(dir)
+	err := os.RemoveAll(dir)
+	if err == nil || os.Geteuid() == 0 {
+		if err != nil {
+			return fmt.Errorf("remove checkout: %w", err)
+		}
+		return nil
+	}
+	out, uerr := exec.CommandContext(ctx, "podman", "unshare", "rm", "-rf", "--", dir).CombinedOutput()
+	if uerr != nil {
+		return fmt.Errorf("remove checkout: %w; podman unshare rm: %v: %s", err, uerr, bytes.TrimSpace(out))
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove checkout %s: still there after podman unshare rm", dir)
+	}
+	return nil
+}
+
+// openUp gives the owner rwx on every directory of the tree at dir that
+// the account owns. It works inside an os.Root: a symlink in the tree
+// cannot take it outside.
+func openUp(dir string) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		os.Chmod(dir, 0o700) // the top itself shut
+		if root, err = os.OpenRoot(dir); err != nil {
+			return
+		}
+	}
+	defer root.Close()
+	uid := os.Geteuid()
+	var walk func(name string)
+	walk = func(name string) {
+		fi, err := root.Lstat(name)
+		if err != nil || !fi.IsDir() {
+			return
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && fi.Mode().Perm()&0o700 != 0o700 {
+			root.Chmod(name, fi.Mode().Perm()|0o700)
+		}
+		d, err := root.Open(name)
+		if err != nil {
+			return
+		}
+		ents, _ := d.ReadDir(-1)
+		d.Close()
+		for _, e := range ents {
+			if e.IsDir() {
+				walk(filepath.Join(name, e.Name()))
+			}
+		}
+	}
+	walk(".")
 }
 
 // sweep removes labelled containers of jobs that no longer run: what a

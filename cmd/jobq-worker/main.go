@@ -79,7 +79,7 @@ func newRoot() *cobra.Command {
 	drain.Flags().BoolVar(&wait, "wait", false, "wait for the worker holding the queue to finish")
 	gc := &cobra.Command{
 		Use:   "gc",
-		Short: "Apply JOBQ_KEEP, settle what crashed workers left, run jobs no worker is running",
+		Short: "Retry failed clean-ups, apply JOBQ_KEEP, settle what crashed workers left, run jobs no worker is running",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			w, err := newWorker()
@@ -108,6 +108,18 @@ func newWorker() (*queue.Worker, error) {
 			return nil, fmt.Errorf("JOBQ_SLOTS=%q is not a positive number", v)
 		}
 	}
+	userSlots := 0 // the queue's default: every slot but one
+	if v := os.Getenv("JOBQ_USER_SLOTS"); v != "" {
+		if userSlots, err = strconv.Atoi(v); err != nil || userSlots < 1 {
+			return nil, fmt.Errorf("JOBQ_USER_SLOTS=%q is not a positive number", v)
+		}
+	}
+	minFree := int64(queue.DefaultMinFree)
+	if v := os.Getenv("JOBQ_MIN_FREE"); v != "" {
+		if minFree, err = queue.ParseBytes(v); err != nil {
+			return nil, fmt.Errorf("JOBQ_MIN_FREE=%q is not a size (like 512m or 2g; 0: no check)", v)
+		}
+	}
 	logLimit := int64(queue.DefaultLogLimit)
 	if v := os.Getenv("JOBQ_LOG_LIMIT"); v != "" {
 		n, err := queue.ParseBytes(v)
@@ -132,13 +144,15 @@ func newWorker() (*queue.Worker, error) {
 		}),
 	}
 	return &queue.Worker{
-		Store:    store,
-		Run:      runners.Run,
-		Cleanup:  runners.Cleanup,
-		Slots:    slots,
-		LogLimit: logLimit,
-		Logf:     log.Printf,
-		Crash:    crash,
+		Store:     store,
+		Run:       runners.Run,
+		Cleanup:   runners.Cleanup,
+		Slots:     slots,
+		UserSlots: userSlots,
+		MinFree:   minFree,
+		LogLimit:  logLimit,
+		Logf:      log.Printf,
+		Crash:     crash,
 	}, nil
 }
 
@@ -195,7 +209,7 @@ func gc(ctx context.Context, w *queue.Worker) error {
 		if err != nil || len(jobs) == 0 || jobs[0].Job == nil {
 			continue
 		}
-		if err := w.Store.Prune(r, jobs[0].Job.Options.Keep); err != nil {
+		if err := w.Tidy(ctx, r, jobs[0].Job.Options.Keep); err != nil {
 			log.Printf("%v", err)
 		}
 	}

@@ -93,3 +93,65 @@ func TestGC(t *testing.T) {
 		t.Errorf("after gc: %+v", jobs)
 	}
 }
+
+// The worker's settings: a bad value is one clear error, never a default
+// taken silently.
+func TestWorkerSettings(t *testing.T) {
+	for _, tt := range []struct {
+		name, value string
+		ok          func(w *queue.Worker) bool // nil: an error naming the variable
+	}{
+		{"JOBQ_USER_SLOTS", "", func(w *queue.Worker) bool { return w.UserSlots == 0 }},
+		{"JOBQ_USER_SLOTS", "3", func(w *queue.Worker) bool { return w.UserSlots == 3 }},
+		{"JOBQ_USER_SLOTS", "0", nil},
+		{"JOBQ_USER_SLOTS", "many", nil},
+		{"JOBQ_MIN_FREE", "", func(w *queue.Worker) bool { return w.MinFree == queue.DefaultMinFree }},
+		{"JOBQ_MIN_FREE", "0", func(w *queue.Worker) bool { return w.MinFree == 0 }},
+		{"JOBQ_MIN_FREE", "512m", func(w *queue.Worker) bool { return w.MinFree == 512<<20 }},
+		{"JOBQ_MIN_FREE", "-1", nil},
+		{"JOBQ_MIN_FREE", "1x", nil},
+	} {
+		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
+			t.Setenv("JOBQ_HOME", t.TempDir())
+			t.Setenv(tt.name, tt.value)
+			w, err := newWorker()
+			switch {
+			case tt.ok == nil && (err == nil || !strings.Contains(err.Error(), tt.name)):
+				t.Errorf("%v, want an error naming %s", err, tt.name)
+			case tt.ok != nil && (err != nil || !tt.ok(w)):
+				t.Errorf("%+v, %v", w, err)
+			}
+		})
+	}
+}
+
+// jobq gc retries a clean-up that failed, then prunes the job it kept.
+func TestGCRetriesCleanup(t *testing.T) {
+	w := testWorker(t)
+	for range 2 {
+		w.Store.Enqueue(execJob("r", "q", "true", 1))
+	}
+	fail := 1
+	w.Run = func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+		return 0, os.WriteFile(w.Store.JobFile(j, "checkout"), []byte("x"), 0o600)
+	}
+	w.Cleanup = func(ctx context.Context, j *queue.Job) error {
+		if fail > 0 {
+			fail--
+			return errors.New("permission denied")
+		}
+		return os.Remove(w.Store.JobFile(j, "checkout"))
+	}
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := w.Store.Jobs("r", 0); len(jobs) != 2 {
+		t.Fatalf("after the jobs: %d jobs, want 2 (job 0 kept for its clean-up)", len(jobs))
+	}
+	if err := gc(context.Background(), w); err != nil {
+		t.Fatal(err)
+	}
+	if jobs, _ := w.Store.Jobs("r", 0); len(jobs) != 1 || jobs[0].ID != 1 {
+		t.Errorf("after gc: %+v", jobs)
+	}
+}

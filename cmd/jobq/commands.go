@@ -75,8 +75,9 @@ func (a *app) summary(jsonOut bool) error {
 // listed is one job of a listing: the record, and its place in its queue.
 type listed struct {
 	*queue.Job
-	ID    int64
-	Ahead *int // jobs ahead of a queued job in its queue
+	ID      int64
+	Ahead   *int   // jobs ahead of a queued job in its queue
+	Waiting string // why a queued job has not started
 }
 
 // jobView is a job as --json shows it: what the listing shows, in machine
@@ -86,7 +87,8 @@ type listed struct {
 type jobView struct {
 	ID         int64       `json:"id"`
 	State      queue.State `json:"state,omitempty"`
-	Ahead      *int        `json:"ahead,omitempty"` // jobs ahead of a queued job in its queue
+	Ahead      *int        `json:"ahead,omitempty"`   // jobs ahead of a queued job in its queue
+	Waiting    string      `json:"waiting,omitempty"` // why a queued job has not started
 	Queue      string      `json:"queue,omitempty"`
 	Ref        string      `json:"ref,omitempty"`
 	OldRev     string      `json:"old_rev,omitempty"`
@@ -107,7 +109,7 @@ func (r listed) view(now time.Time) jobView {
 		return jobView{ID: r.ID, Unreadable: "unreadable record"}
 	}
 	v := jobView{
-		ID: r.ID, State: r.State, Ahead: r.Ahead, Queue: r.Queue, Ref: r.Ref, OldRev: r.OldRev,
+		ID: r.ID, State: r.State, Ahead: r.Ahead, Waiting: r.Waiting, Queue: r.Queue, Ref: r.Ref, OldRev: r.OldRev,
 		NewRev: r.NewRev, User: r.User, RetryOf: r.RetryOf, QueuedAt: r.QueuedAt,
 		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
 	}
@@ -163,6 +165,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 			if n, ok := m[repo+" "+strconv.FormatInt(l.ID, 10)]; ok {
 				r.Ahead = &n
 			}
+			r.Waiting = a.store.Waiting(repo, l.ID)
 		}
 		rows = append(rows, r)
 	}
@@ -182,7 +185,10 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 			continue
 		}
 		state := string(r.State)
-		if r.Ahead != nil {
+		switch {
+		case r.Ahead != nil && r.Waiting != "":
+			state += fmt.Sprintf(" (%d ahead; waiting: %s)", *r.Ahead, r.Waiting)
+		case r.Ahead != nil:
 			state += fmt.Sprintf(" (%d ahead)", *r.Ahead)
 		}
 		dur, exit := "-", "-"

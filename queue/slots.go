@@ -1,0 +1,275 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+)
+
+// errNotQueued ends the wait for a slot of a job that is no longer queued
+// (cancelled while it waited): the claim then skips it.
+var errNotQueued = errors.New("no longer queued")
+
+// waiter is a job waiting for a slot, as its file in slots/wait names it.
+type waiter struct {
+	name string // QUEUEDAT-QUEUE: sorts oldest first
+	user string
+}
+
+// admit chooses the waiters (oldest first) that may start now: at most free
+// of them, skipping any whose pusher would then run more than userCap jobs.
+// running counts each pusher's running jobs.
+func admit(waiters []waiter, running map[string]int, free, userCap int) map[string]bool {
+	ok := map[string]bool{}
+	n := map[string]int{}
+	for _, w := range waiters {
+		if free <= 0 {
+			break
+		}
+		if running[w.user]+n[w.user] >= userCap {
+			continue
+		}
+		ok[w.name] = true
+		n[w.user]++
+		free--
+	}
+	return ok
+}
+
+// place is a waiter's place in line: 0 for the first of those the cap lets
+// start, after them those it holds back, each group oldest first. A worker
+// looks again after (1+place) poll intervals, so that a hundred waiting
+// queues cost a few looks per interval, not a hundred, and the first in
+// line still looks at once.
+func place(waiters []waiter, running map[string]int, userCap int, name string) int {
+	n := map[string]int{}
+	ahead, held := 0, 0
+	for _, w := range waiters {
+		capped := running[w.user]+n[w.user] >= userCap
+		if w.name == name {
+			if capped {
+				return len(admit(waiters, running, len(waiters), userCap)) + held
+			}
+			return ahead
+		}
+		if capped {
+			held++
+		} else {
+			n[w.user]++
+			ahead++
+		}
+	}
+	return ahead
+}
+
+// slotTable is what a worker sees under slots/lock: the held slots, their
+// pushers, the free slots it could take, and the live waiters.
+type slotTable struct {
+	held    int
+	running map[string]int
+	free    []*flock.Flock // slots below the worker's limit, locked by this look
+	waiters []waiter
+}
+
+func (t *slotTable) release() {
+	for _, l := range t.free {
+		l.Unlock()
+	}
+}
+
+func (s *Store) slotsDir() string { return filepath.Join(s.dir, "slots") }
+
+// lookSlots reads the slot table; the caller holds slots/lock. Every slot
+// file is tried: a held one counts with its pusher, a free one below limit
+// is kept locked (the caller may take it). A waiter file nobody holds was
+// left by a dead worker and is removed.
+func (s *Store) lookSlots(limit int, self string) (*slotTable, error) {
+	t := &slotTable{running: map[string]int{}}
+	ents, err := os.ReadDir(s.slotsDir())
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		num, ok := strings.CutSuffix(e.Name(), ".lock")
+		i, err := strconv.Atoi(num)
+		if !ok || err != nil || i < 0 {
+			continue
+		}
+		path := filepath.Join(s.slotsDir(), e.Name())
+		l := flock.New(path, flock.SetPermissions(0o600))
+		got, err := l.TryLock()
+		if err != nil {
+			t.release()
+			return nil, err
+		}
+		switch {
+		case !got:
+			t.held++
+			user, _ := os.ReadFile(path)
+			t.running[string(user)]++
+		case i < limit:
+			t.free = append(t.free, l)
+		default:
+			l.Unlock()
+		}
+	}
+	// Slot files not made yet are free too.
+	for i := range limit {
+		path := filepath.Join(s.slotsDir(), strconv.Itoa(i)+".lock")
+		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
+			l := flock.New(path, flock.SetPermissions(0o600))
+			if got, err := l.TryLock(); err == nil && got {
+				t.free = append(t.free, l)
+			}
+		}
+	}
+	t.waiters, err = s.liveWaiters(self)
+	if err != nil {
+		t.release()
+		return nil, err
+	}
+	return t, nil
+}
+
+// liveWaiters lists slots/wait oldest first, removing what dead workers
+// left there. self (the caller's own waiter, held through another open
+// file) is listed without being tried.
+func (s *Store) liveWaiters(self string) ([]waiter, error) {
+	dir := filepath.Join(s.slotsDir(), "wait")
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var ws []waiter
+	for _, e := range ents {
+		path := filepath.Join(dir, e.Name())
+		if e.Name() != self {
+			l := flock.New(path, flock.SetPermissions(0o600))
+			got, err := l.TryLock()
+			if err != nil {
+				return nil, err
+			}
+			if got {
+				os.Remove(path) // its worker died; creations wait for slots/lock
+				l.Unlock()
+				continue
+			}
+		}
+		user, _ := os.ReadFile(path)
+		ws = append(ws, waiter{name: e.Name(), user: string(user)})
+	}
+	slices.SortFunc(ws, func(a, b waiter) int { return strings.Compare(a.name, b.name) })
+	return ws, nil
+}
+
+// slotWait is one job's wait for a slot: its place in slots/wait while it
+// waits, and why it waits.
+type slotWait struct {
+	s    *Store
+	name string       // the waiter's file name in slots/wait
+	user string       // the job's pusher
+	me   *flock.Flock // the waiter file, held while registered
+	// place is the job's place in line at the last look (see place).
+	place int
+}
+
+func (s *Store) newSlotWait(q string, j *Job) *slotWait {
+	return &slotWait{s: s, name: fmt.Sprintf("%020d-%s", j.QueuedAt.UnixNano(), escape(q)), user: j.User}
+}
+
+// try takes a slot if this job is among the oldest waiters its pusher's cap
+// allows and one is free; otherwise it returns nil and why the job waits.
+// Everything happens under slots/lock, held for an instant.
+func (sw *slotWait) try(limit, userCap int) (*flock.Flock, string, error) {
+	if err := os.Mkdir(filepath.Join(sw.s.slotsDir(), "wait"), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+		return nil, "", fmt.Errorf("job slot: %w", err)
+	}
+	g := flock.New(filepath.Join(sw.s.slotsDir(), "lock"), flock.SetPermissions(0o600))
+	if err := g.Lock(); err != nil {
+		return nil, "", fmt.Errorf("job slot: %w", err)
+	}
+	defer g.Unlock()
+	if sw.me == nil {
+		path := filepath.Join(sw.s.slotsDir(), "wait", sw.name)
+		me := flock.New(path, flock.SetPermissions(0o600))
+		// Only one worker drains a queue, so only a dead one's file can
+		// have this name, and nobody holds that.
+		got, err := me.TryLock()
+		if err != nil {
+			return nil, "", fmt.Errorf("job slot: %w", err)
+		}
+		if !got {
+			return nil, "", fmt.Errorf("job slot: %s is held by another worker", path)
+		}
+		if err := os.WriteFile(path, []byte(sw.user), 0o600); err != nil {
+			me.Unlock()
+			os.Remove(path)
+			return nil, "", fmt.Errorf("job slot: %w", err)
+		}
+		sw.me = me
+	}
+	t, err := sw.s.lookSlots(limit, sw.name)
+	if err != nil {
+		return nil, "", fmt.Errorf("job slot: %w", err)
+	}
+	defer t.release()
+	if !admit(t.waiters, t.running, len(t.free), userCap)[sw.name] {
+		sw.place = place(t.waiters, t.running, userCap, sw.name)
+		return nil, t.reason(sw.user, limit, userCap), nil
+	}
+	slot := t.free[0]
+	t.free = t.free[1:]
+	if err := os.WriteFile(slot.Path(), []byte(sw.user), 0o600); err != nil {
+		slot.Unlock()
+		return nil, "", fmt.Errorf("job slot: %w", err)
+	}
+	sw.leave()
+	return slot, "", nil
+}
+
+// reason says, for the listing, why a job of user waits.
+func (t *slotTable) reason(user string, limit, userCap int) string {
+	switch {
+	case t.running[user] >= userCap:
+		jobs := "jobs"
+		if t.running[user] == 1 {
+			jobs = "job"
+		}
+		return fmt.Sprintf("its pusher runs %d %s, JOBQ_USER_SLOTS=%d", t.running[user], jobs, userCap)
+	case t.held >= limit:
+		return fmt.Sprintf("all job slots taken, JOBQ_SLOTS=%d", limit)
+	default:
+		return "older jobs are first in line for a slot"
+	}
+}
+
+// leave gives up the job's place in slots/wait.
+func (sw *slotWait) leave() {
+	sw.place = 0
+	if sw.me != nil {
+		os.Remove(sw.me.Path())
+		sw.me.Unlock()
+		sw.me = nil
+	}
+}
+
+// pause waits for d or until ctx ends, and reports whether ctx still lives.
+func pause(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

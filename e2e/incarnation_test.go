@@ -121,6 +121,11 @@ func TestHistoryBelongsToOneIncarnation(t *testing.T) {
 	if b, _ := os.ReadFile(logs[0]); !strings.Contains(string(b), "the-secret-is-42") {
 		t.Errorf("retired log: %q", b)
 	}
+	// jobq gc counts them for the administrator.
+	out, err := env.AsUser(ctx, nil, filepath.Join(env.Bin, "jobq"), "gc")
+	if err != nil || !strings.Contains(out, "deleted repositories kept in "+filepath.Join(env.DataDir(), "retired")) {
+		t.Errorf("jobq gc: %v: %s", err, out)
+	}
 }
 
 // deleteRepo deletes a repository as an administrator (or gitolite's D

@@ -10,6 +10,7 @@ import (
 	"log"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"sync"
@@ -212,6 +213,16 @@ func gc(ctx context.Context, w *queue.Worker) error {
 		if err := w.Tidy(ctx, r, jobs[0].Job.Options.Keep); err != nil {
 			log.Printf("%v", err)
 		}
+	}
+	// Jobs of deleted repositories: the administrator's, never shown over
+	// ssh; counted here, and kept as their repository's JOBQ_KEEP said.
+	retired, err := w.Store.PruneRetired()
+	if err != nil {
+		log.Printf("%v", err)
+	}
+	if retired.Jobs > 0 || retired.Removed > 0 {
+		fmt.Printf("jobq gc: %d jobs of %d deleted repositories kept in %s, %d removed\n",
+			retired.Jobs, retired.Incarnations, filepath.Join(w.Store.Dir(), "retired"), retired.Removed)
 	}
 	qs, err := w.Store.Queues()
 	if err != nil {

@@ -61,7 +61,7 @@ func TestIsolationPlainHost(t *testing.T) {
 	if strings.Contains(readLog("iso-a", 0), "a end") {
 		t.Fatal("job a ended before job b did: the two did not run at once")
 	}
-	co, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "iso-a", "0", "checkout"))
+	co, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "iso-a", "0", "run", "checkout"))
 	if err != nil {
 		t.Fatal(err)
 	}

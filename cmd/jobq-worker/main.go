@@ -111,6 +111,10 @@ func newWorker() (*queue.Worker, error) {
 		}
 		logLimit = n
 	}
+	limits, err := checkoutLimits(os.Getenv)
+	if err != nil {
+		return nil, err
+	}
 	crash := crashHook() // nil unless built with -tags faultinject
 	runners := runner.ByKind{
 		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "pgid") }),
@@ -123,7 +127,8 @@ func newWorker() (*queue.Worker, error) {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running
 			},
-			Crash: crash,
+			Checkout: limits,
+			Crash:    crash,
 		}),
 	}
 	return &queue.Worker{
@@ -135,6 +140,27 @@ func newWorker() (*queue.Worker, error) {
 		Logf:     log.Printf,
 		Crash:    crash,
 	}, nil
+}
+
+// checkoutLimits reads JOBQ_CHECKOUT_FILES and JOBQ_MIN_FREE (the free
+// space that must remain on the checkout's filesystem).
+func checkoutLimits(getenv func(string) string) (runner.CheckoutLimits, error) {
+	lim := runner.DefaultCheckoutLimits()
+	if v := getenv("JOBQ_CHECKOUT_FILES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return lim, fmt.Errorf("JOBQ_CHECKOUT_FILES=%q is not a positive number", v)
+		}
+		lim.Files = n
+	}
+	if v := getenv("JOBQ_MIN_FREE"); v != "" {
+		n, err := queue.ParseBytes(v)
+		if err != nil {
+			return lim, fmt.Errorf("JOBQ_MIN_FREE=%q is not a size (like 512m or 2g)", v)
+		}
+		lim.MinFree = n
+	}
+	return lim, nil
 }
 
 // serve drains every queue as jobs arrive, until ctx ends.

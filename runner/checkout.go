@@ -411,8 +411,12 @@ func (c *checkouter) checkFree(next int64) error {
 	}
 	free := int64(min(fs.Bavail*uint64(fs.Bsize), math.MaxInt64))
 	if free-next < c.lim.MinFree {
-		return fmt.Errorf("%w: stopped with %s free on the checkout's filesystem, %s to write next, and %s must remain; "+
-			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, size(free), size(next), size(c.lim.MinFree))
+		then := ""
+		if next > 0 {
+			then = fmt.Sprintf(", a file of %s next,", size(next))
+		}
+		return fmt.Errorf("%w: stopped with %s free on the checkout's filesystem%s and %s must remain; "+
+			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, size(free), then, size(c.lim.MinFree))
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -545,7 +546,9 @@ func TestCheckoutMinFree(t *testing.T) {
 		r := newRawRepo(t)
 		rev := r.commit(r.tree(fileE("f", r.blob("x"))))
 		err := checkout(context.Background(), r.st, rev, s.co, CheckoutLimits{Files: 10, MinFree: 1 << 60}, true)
-		if err == nil || !strings.Contains(err.Error(), "must remain; JOBQ_MIN_FREE in the worker's environment sets it") {
+		want := regexp.MustCompile(`^checkout [0-9a-f]{12}: not enough free space: stopped with [0-9.]+ [KMG]iB free ` +
+			`on the checkout's filesystem and 1073741824.0 GiB must remain; JOBQ_MIN_FREE in the worker's environment sets it$`)
+		if err == nil || !want.MatchString(err.Error()) {
 			t.Fatalf("error %v", err)
 		}
 		if got := entries(t, s.co); len(got) != 0 {
@@ -558,7 +561,8 @@ func TestCheckoutMinFree(t *testing.T) {
 	rows := []struct {
 		name  string
 		tree  func(r *rawRepo) plumbing.Hash
-		slack int64 // how far under MinFree the free space may end
+		slack int64  // how far under MinFree the free space may end
+		says  string // in the error
 	}{
 		{"big files", func(r *rawRepo) plumbing.Hash {
 			var es []object.TreeEntry
@@ -566,14 +570,14 @@ func TestCheckoutMinFree(t *testing.T) {
 				es = append(es, fileE(fmt.Sprint("big", i), r.blob(big)))
 			}
 			return r.tree(es...)
-		}, 0},
+		}, 0, ", a file of 6.0 MiB next, and 32.0 MiB must remain"},
 		{"small files", func(r *rawRepo) plumbing.Hash {
 			var es []object.TreeEntry
 			for i := range 4000 {
 				es = append(es, fileE(fmt.Sprint("small", i), r.blob(small)))
 			}
 			return r.tree(es...)
-		}, freeEvery},
+		}, freeEvery, "free on the checkout's filesystem and 32.0 MiB must remain"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
@@ -588,7 +592,7 @@ func TestCheckoutMinFree(t *testing.T) {
 			r := newRawRepo(t)
 			const minFree = 32 << 20
 			err := checkout(context.Background(), r.st, r.commit(row.tree(r)), co, CheckoutLimits{Files: 1 << 20, MinFree: minFree}, true)
-			if err == nil || !strings.Contains(err.Error(), "JOBQ_MIN_FREE") {
+			if err == nil || !strings.Contains(err.Error(), row.says) || !strings.Contains(err.Error(), "JOBQ_MIN_FREE") {
 				t.Fatalf("error %v", err)
 			}
 			var st syscall.Statfs_t

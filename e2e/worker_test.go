@@ -72,7 +72,6 @@ func setRC(t *testing.T, vars map[string]string) {
 	})
 }
 
-
 // accountCheckouts lists the checkouts in the temporary directory that
 // belong to the hosting account or to its subordinate IDs (a job may chown
 // its checkout): only this test run's.

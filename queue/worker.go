@@ -401,6 +401,9 @@ func (w *Worker) run(ctx context.Context, j *Job) {
 	exit, runErr := w.Run(jctx, j, log)
 	w.crash("run-returned")
 	code := &exit
+	if runErr != nil {
+		code = nil // it ended before any exit code, say in a checkout stopped by a timeout
+	}
 	var state State
 	var reason string
 	switch cause := context.Cause(jctx); {

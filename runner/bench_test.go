@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -18,7 +19,7 @@ func BenchmarkCheckout(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		dir := filepath.Join(base, fmt.Sprint(i))
 		os.Mkdir(dir, 0o755)
-		if err := Checkout(gitDir, rev, dir); err != nil {
+		if err := Checkout(context.Background(), gitDir, rev, dir, DefaultCheckoutLimits()); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

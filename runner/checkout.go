@@ -1,164 +1,528 @@
 package runner
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
-	"path/filepath"
 	"runtime"
+	"strings"
 	"sync"
-	"syscall"
+	"sync/atomic"
 
 	"github.com/go-git/go-billy/v5/osfs"
-	"github.com/go-git/go-git/v5"
 	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/filemode"
 	"github.com/go-git/go-git/v5/plumbing/object"
+	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+	"golang.org/x/sys/unix"
+
+	"github.com/jobq/jobq/queue"
 )
+
+// CheckoutLimits bound what one checkout may write: a tree of a few
+// kilobytes can name the same subtree millions of times.
+type CheckoutLimits struct {
+	// Files is the most entries (files, directories, symlinks) it creates.
+	Files int64
+	// MinFree is the free space, in bytes, that must remain on the
+	// filesystem of the checkout.
+	MinFree int64
+}
+
+// The worker's defaults: JOBQ_CHECKOUT_FILES and JOBQ_MIN_FREE.
+const (
+	DefaultCheckoutFiles = 1_000_000
+	DefaultMinFree       = queue.DefaultMinFree
+)
+
+// DefaultCheckoutLimits are the limits of a worker not told otherwise.
+func DefaultCheckoutLimits() CheckoutLimits {
+	return CheckoutLimits{Files: DefaultCheckoutFiles, MinFree: DefaultMinFree}
+}
+
+// maxDepth is the deepest nesting of directories a checkout creates. The
+// walk holds a descriptor for each directory above the one it writes in;
+// and a path deeper than this is over 2,047 bytes, half of PATH_MAX.
+const maxDepth = 1024
 
 // Checkout writes the tree of revision rev of the bare repository gitDir
 // into dir, which must exist and be empty: files with their executable
-// bit, symlinks, no .git and no submodules. It walks the tree and writes
-// blobs itself; go-git's Worktree.Checkout also builds an index and
-// compares with the work tree, which a fresh directory does not need.
-func Checkout(gitDir, rev, dir string) error {
+// bit, symlinks, no .git and no submodules.
+//
+// Nothing in the tree can write outside dir, at two levels. First every
+// entry name of every tree is checked as git's verify_path does, the
+// entries are counted against lim, and a bad tree fails before anything is
+// written. Then every file, directory and symlink is created by its single
+// name relative to an open descriptor of its directory, never following a
+// symlink, so even a name the first check let through cannot lead out.
+//
+// The checkout stops when ctx ends, and before the filesystem has less
+// than lim.MinFree free.
+func Checkout(ctx context.Context, gitDir, rev, dir string, lim CheckoutLimits) error {
 	// KeepDescriptors: without it go-git reopens the packfile for every
 	// object it reads.
 	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
 	defer st.Close()
-	repo, err := git.Open(st, nil)
-	if err != nil {
-		return fmt.Errorf("checkout %s: open %s: %w", short(rev), gitDir, err)
-	}
-	commit, err := repo.CommitObject(plumbing.NewHash(rev))
-	if err != nil {
-		return fmt.Errorf("checkout %s: %w", short(rev), err)
-	}
-	tree, err := commit.Tree()
+	return checkout(ctx, st, rev, dir, lim, true)
+}
+
+// checkout is Checkout from any object store; without validate it skips
+// the check of names, so that tests can show the second level holds alone.
+func checkout(ctx context.Context, st storer.EncodedObjectStorer, rev, dir string, lim CheckoutLimits, validate bool) error {
+	commit, err := object.GetCommit(st, plumbing.NewHash(rev))
 	if err != nil {
 		return fmt.Errorf("checkout %s: %w", short(rev), err)
 	}
-	// dir is empty and the walk makes every directory in it, so the only
-	// symlinks in it are those it wrote: an entry under one of them (a
-	// crafted tree with a symlink "a" to /etc, then "a/x") is refused.
-	// O_EXCL and Mkdir refuse a symlink as the last element. (os.Root does
-	// the same, but opens every directory of every path: 5x the syscalls.)
-	links := map[string]bool{}
-	// This goroutine walks the tree and inflates blobs (user time); writers
-	// create the files (system time), so the two overlap on two cores.
-	// Directories are made here, in walk order, before anything inside them.
-	w := newWriters(max(runtime.NumCPU(), 2))
-	walker := object.NewTreeWalker(tree, true, nil)
-	defer walker.Close()
-	buf := make([]byte, 64<<10)
-	for {
-		name, entry, err := walker.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			w.stop()
-			return fmt.Errorf("checkout %s: %w", short(rev), err)
-		}
-		if !filepath.IsLocal(name) || underLink(links, name) {
-			w.stop()
-			return fmt.Errorf("checkout %s: unsafe path %q in tree", short(rev), name)
-		}
-		path := filepath.Join(dir, name)
-		switch entry.Mode {
-		case filemode.Dir, filemode.Submodule: // a submodule: empty, as git leaves it
-			err = os.Mkdir(path, 0o755)
-		case filemode.Regular, filemode.Deprecated, filemode.Executable:
-			err = readBlob(repo, entry, path, w, buf)
-		case filemode.Symlink:
-			links[name] = true
-			err = writeSymlink(repo, entry, path)
-		}
-		if err == nil {
-			err = w.err()
-		}
-		if err != nil {
-			w.stop()
-			return fmt.Errorf("checkout %s: %s: %w", short(rev), name, err)
-		}
+	c := &checkouter{ctx: ctx, st: st, lim: lim, validate: validate, trees: map[plumbing.Hash]*scanned{}}
+	root, err := c.scan(commit.TreeHash, "", 0)
+	if err != nil {
+		return fmt.Errorf("checkout %s: %w; nothing was checked out", short(rev), err)
 	}
-	if err := w.stop(); err != nil {
+	if root.entries > lim.Files {
+		return fmt.Errorf("checkout %s: the tree has %s entries (files, directories, symlinks), over the limit of %d; "+
+			"JOBQ_CHECKOUT_FILES in the worker's environment sets it; nothing was checked out", short(rev), count(root.entries), lim.Files)
+	}
+	if err := c.write(root, dir); err != nil {
 		return fmt.Errorf("checkout %s: %w", short(rev), err)
 	}
 	return nil
+}
+
+// checkouter is the state of one checkout.
+type checkouter struct {
+	ctx      context.Context
+	st       storer.EncodedObjectStorer
+	lim      CheckoutLimits
+	validate bool
+	// trees holds each distinct tree once: a tree named a million times
+	// is read and checked once.
+	trees map[plumbing.Hash]*scanned
+
+	w         *writers
+	buf       []byte
+	root      int   // descriptor of the checkout directory
+	unchecked int64 // bytes written since free space was last looked at
+}
+
+// scanned is a tree read, checked and counted.
+type scanned struct {
+	tree    *object.Tree
+	entries int64 // entries in it and below it, at most math.MaxInt64
+	height  int   // directories nested below it
+	done    bool  // false while its subtrees are scanned: a cycle
+}
+
+// scan reads the tree h at path, level directories deep, and those below
+// it, checks their entry names and counts their entries.
+func (c *checkouter) scan(h plumbing.Hash, path string, level int) (*scanned, error) {
+	if s, ok := c.trees[h]; ok {
+		if !s.done {
+			return nil, fmt.Errorf("tree %s at %q contains itself", h, path)
+		}
+		if level+s.height > maxDepth {
+			return nil, fmt.Errorf("directories nested over %d deep at %q", maxDepth, path)
+		}
+		return s, nil
+	}
+	if level > maxDepth {
+		return nil, fmt.Errorf("directories nested over %d deep at %q", maxDepth, path)
+	}
+	if err := c.ctx.Err(); err != nil {
+		return nil, err
+	}
+	t, err := object.GetTree(c.st, h)
+	if err != nil {
+		return nil, fmt.Errorf("tree %s at %q: %w", h, path, err)
+	}
+	s := &scanned{tree: t}
+	c.trees[h] = s
+	var seen map[string]bool
+	if c.validate {
+		seen = make(map[string]bool, len(t.Entries))
+	}
+	for _, e := range t.Entries {
+		if c.validate {
+			if why := badName(e.Name); why != "" {
+				return nil, fmt.Errorf("unsafe tree entry %q in %s: %s", e.Name, where(path), why)
+			}
+			if seen[e.Name] {
+				return nil, fmt.Errorf("unsafe tree entry %q in %s: the name appears twice", e.Name, where(path))
+			}
+			seen[e.Name] = true
+		}
+		s.entries = addCapped(s.entries, 1)
+		if kindOf(e.Mode) != kindDir {
+			continue
+		}
+		sub, err := c.scan(e.Hash, join(path, e.Name), level+1)
+		if err != nil {
+			return nil, err
+		}
+		s.entries = addCapped(s.entries, sub.entries)
+		s.height = max(s.height, sub.height+1)
+	}
+	s.done = true
+	return s, nil
+}
+
+// badName says why git would refuse name as a tree entry (verify_path),
+// or returns "".
+func badName(name string) string {
+	switch {
+	case name == "":
+		return "an empty name"
+	case name == "." || name == "..":
+		return "a name that is . or .."
+	case strings.IndexByte(name, '/') >= 0:
+		return `"/" in a name`
+	case strings.EqualFold(name, ".git"):
+		return "a .git entry"
+	}
+	return ""
+}
+
+func where(path string) string {
+	if path == "" {
+		return "the top directory"
+	}
+	return fmt.Sprintf("%q", path)
+}
+
+func join(dir, name string) string {
+	if dir == "" {
+		return name
+	}
+	return dir + "/" + name
+}
+
+func addCapped(a, b int64) int64 {
+	if a > math.MaxInt64-b {
+		return math.MaxInt64
+	}
+	return a + b
+}
+
+func count(n int64) string {
+	if n == math.MaxInt64 {
+		return "more than 9223372036854775806"
+	}
+	return fmt.Sprint(n)
+}
+
+type kind int
+
+const (
+	kindFile kind = iota
+	kindExec
+	kindLink
+	kindDir
+	kindGitlink
+)
+
+// kindOf reads a tree entry's mode as git does (canon_mode): by its type
+// bits, an unknown type being a submodule.
+func kindOf(m filemode.FileMode) kind {
+	switch b := uint32(m); b & unix.S_IFMT {
+	case unix.S_IFDIR:
+		return kindDir
+	case unix.S_IFREG:
+		if b&0o100 != 0 {
+			return kindExec
+		}
+		return kindFile
+	case unix.S_IFLNK:
+		return kindLink
+	}
+	return kindGitlink
+}
+
+// freeEvery is how many bytes may be written between two looks at the
+// free space; each entry counts a block besides its data.
+const freeEvery = 16 << 20
+
+// write creates the scanned tree in dir.
+func (c *checkouter) write(root *scanned, dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	d := newDirRef(fd)
+	c.root = fd
+	if err := c.checkFree(0); err != nil {
+		d.release()
+		return err
+	}
+	// This goroutine walks the tree and inflates blobs (user time); writers
+	// create the files (system time), so the two overlap on two cores.
+	// Directories are made here, in walk order, before anything inside them.
+	c.w = newWriters(c.ctx, max(runtime.NumCPU(), 2))
+	c.buf = make([]byte, 64<<10)
+	err = c.writeDir(root, d, "")
+	d.release() // the writers may still hold it
+	if err != nil {
+		c.w.fail(err) // the writers skip what is still queued
+	}
+	if werr := c.w.stop(); err == nil {
+		err = werr
+	}
+	return err
+}
+
+// writeDir writes the entries of s into the directory d, at path.
+func (c *checkouter) writeDir(s *scanned, d *dirRef, path string) error {
+	// Small files go to the writers in batches of one directory: fewer
+	// hand-offs, and two writers seldom create in the same directory,
+	// which the kernel serialises.
+	b := &batch{dir: d}
+	defer func() { c.flush(b) }()
+	for _, e := range s.tree.Entries {
+		if err := c.ctx.Err(); err != nil {
+			return err
+		}
+		if err := c.w.err(); err != nil {
+			return err
+		}
+		c.unchecked += 4096
+		var err error
+		switch k := kindOf(e.Mode); k {
+		case kindDir:
+			c.flush(b)                 // what waits is never held across a subtree
+			err = c.subdir(e, d, path) // says where itself
+		case kindGitlink: // empty, as git leaves a submodule
+			err = mkdirAt(d.fd, e.Name)
+		case kindFile, kindExec:
+			err = c.file(e, k, b, join(path, e.Name))
+		case kindLink:
+			err = c.symlink(e, d)
+		}
+		if err == nil && c.unchecked >= freeEvery {
+			err = c.checkFree(0)
+		}
+		if err != nil {
+			if kindOf(e.Mode) == kindDir || errors.Is(err, errNoSpace) || c.ctx.Err() != nil {
+				return err
+			}
+			return fmt.Errorf("%s: %w", join(path, e.Name), err)
+		}
+	}
+	return nil
+}
+
+// subdir makes the directory entry e in d and writes its tree into it.
+func (c *checkouter) subdir(e object.TreeEntry, d *dirRef, path string) error {
+	if err := mkdirAt(d.fd, e.Name); err != nil {
+		return fmt.Errorf("%s: %w", join(path, e.Name), err)
+	}
+	fd, err := openDirAt(d.fd, e.Name)
+	if err != nil {
+		return fmt.Errorf("%s: %w", join(path, e.Name), err)
+	}
+	sub := newDirRef(fd)
+	defer sub.release()
+	return c.writeDir(c.trees[e.Hash], sub, join(path, e.Name))
 }
 
 // inlineSize is the blob size from which the walker writes the file itself,
 // streaming, instead of handing a copy to a writer.
 const inlineSize = 1 << 20
 
-// openBlob opens a tree entry's blob and gives its size.
-func openBlob(repo *git.Repository, entry object.TreeEntry) (io.ReadCloser, int64, error) {
-	blob, err := repo.BlobObject(entry.Hash)
+// file reads a blob and has it written as e in b's directory (at path).
+func (c *checkouter) file(e object.TreeEntry, k kind, b *batch, path string) error {
+	blob, err := object.GetBlob(c.st, e.Hash)
 	if err != nil {
-		return nil, 0, err
+		return err
+	}
+	perm := uint32(0o644)
+	if k == kindExec {
+		perm = 0o755
+	}
+	c.unchecked += blob.Size
+	if blob.Size >= inlineSize {
+		if err := c.checkFree(blob.Size); err != nil {
+			return err
+		}
 	}
 	r, err := blob.Reader()
-	return r, blob.Size, err
-}
-
-// readBlob reads a blob and has it written to path.
-func readBlob(repo *git.Repository, entry object.TreeEntry, path string, w *writers, buf []byte) error {
-	r, size, err := openBlob(repo, entry)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	perm := uint32(0o644)
-	if entry.Mode == filemode.Executable {
-		perm = 0o755
+	if blob.Size >= inlineSize {
+		return createAt(b.dir.fd, e.Name, perm, ctxReader{c.ctx, r}, c.buf)
 	}
-	if size >= inlineSize {
-		return writeFile(path, perm, r, buf)
-	}
-	data := make([]byte, size)
+	data := make([]byte, blob.Size)
 	if _, err := io.ReadFull(r, data); err != nil {
 		return err
 	}
-	w.files <- file{path, perm, data}
+	b.files = append(b.files, file{e.Name, path, perm, data})
+	if b.size += len(data); len(b.files) >= batchFiles || b.size >= batchBytes {
+		c.flush(b)
+	}
 	return nil
 }
 
+// A batch of small files is sent when it has this many, or this many bytes.
+const (
+	batchFiles = 128
+	batchBytes = 1 << 20
+)
+
+// flush sends b's files to the writers and empties b.
+func (c *checkouter) flush(b *batch) {
+	if len(b.files) == 0 {
+		return
+	}
+	b.dir.hold()
+	c.w.batches <- *b
+	b.files, b.size = nil, 0
+}
+
+func (c *checkouter) symlink(e object.TreeEntry, d *dirRef) error {
+	blob, err := object.GetBlob(c.st, e.Hash)
+	if err != nil {
+		return err
+	}
+	r, err := blob.Reader()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	// One byte over PATH_MAX: the kernel refuses a target that long.
+	target, err := io.ReadAll(io.LimitReader(r, unix.PathMax+1))
+	if err != nil {
+		return err
+	}
+	return symlinkAt(string(target), d.fd, e.Name)
+}
+
+// errNoSpace marks the free-space limit.
+var errNoSpace = errors.New("not enough free space")
+
+// checkFree fails if writing next more bytes would leave less than
+// lim.MinFree free on the checkout's filesystem.
+func (c *checkouter) checkFree(next int64) error {
+	c.unchecked = 0
+	var fs unix.Statfs_t
+	if err := unix.Fstatfs(c.root, &fs); err != nil {
+		return fmt.Errorf("free space: %w", err)
+	}
+	free := int64(min(fs.Bavail*uint64(fs.Bsize), math.MaxInt64))
+	if free-next < c.lim.MinFree {
+		then := ""
+		if next > 0 {
+			then = fmt.Sprintf(", a file of %s next,", size(next))
+		}
+		return fmt.Errorf("%w: stopped with %s free on the checkout's filesystem%s and %s must remain; "+
+			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, size(free), then, size(c.lim.MinFree))
+	}
+	return nil
+}
+
+// size shows a byte count to a person.
+func size(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// ctxReader stops a long copy when its context ends.
+type ctxReader struct {
+	ctx context.Context
+	r   io.Reader
+}
+
+func (r ctxReader) Read(p []byte) (int, error) {
+	if err := r.ctx.Err(); err != nil {
+		return 0, err
+	}
+	return r.r.Read(p)
+}
+
+// dirRef is an open directory shared by the walk and the writers: the last
+// to let go of it closes it, so a wide tree holds few descriptors.
+type dirRef struct {
+	fd   int
+	refs atomic.Int32
+}
+
+func newDirRef(fd int) *dirRef {
+	d := &dirRef{fd: fd}
+	d.refs.Store(1)
+	return d
+}
+
+func (d *dirRef) hold() { d.refs.Add(1) }
+
+func (d *dirRef) release() {
+	if d.refs.Add(-1) == 0 {
+		unix.Close(d.fd)
+	}
+}
+
+// batch is small files of one directory, read and waiting to be written.
+type batch struct {
+	dir   *dirRef
+	files []file
+	size  int
+}
+
 type file struct {
-	path string
+	name string
+	path string // for an error
 	perm uint32
 	data []byte
 }
 
-// writers write small files concurrently and keep the first error.
+// writers write batches of small files concurrently and keep the first
+// error.
 type writers struct {
-	files chan file
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	first error
+	batches chan batch
+	wg      sync.WaitGroup
+	mu      sync.Mutex
+	first   error
 }
 
-func newWriters(n int) *writers {
-	w := &writers{files: make(chan file, 64)}
+func newWriters(ctx context.Context, n int) *writers {
+	w := &writers{batches: make(chan batch, 4)}
 	for range n {
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()
-			for f := range w.files {
-				if err := writeFile(f.path, f.perm, nil, f.data); err != nil {
-					w.mu.Lock()
-					if w.first == nil {
-						w.first = err
+			for b := range w.batches {
+				for _, f := range b.files {
+					// After a failure or the end of ctx, only let go of
+					// the queued batches' directories.
+					if ctx.Err() != nil || w.err() != nil {
+						break
 					}
-					w.mu.Unlock()
+					if err := createAt(b.dir.fd, f.name, f.perm, nil, f.data); err != nil {
+						w.fail(fmt.Errorf("%s: %w", f.path, err))
+					}
 				}
+				b.dir.release()
 			}
 		}()
 	}
 	return w
+}
+
+func (w *writers) fail(err error) {
+	w.mu.Lock()
+	if w.first == nil {
+		w.first = err
+	}
+	w.mu.Unlock()
 }
 
 func (w *writers) err() error {
@@ -169,38 +533,76 @@ func (w *writers) err() error {
 
 // stop waits for the queued files and returns the first error.
 func (w *writers) stop() error {
-	close(w.files)
+	close(w.batches)
 	w.wg.Wait()
 	return w.err()
 }
 
-// underLink reports whether a parent directory of name is a symlink.
-func underLink(links map[string]bool, name string) bool {
-	for i := range len(name) {
-		if name[i] == '/' && links[name[:i]] {
-			return true
-		}
+// The calls below create one entry, named by a single path component,
+// in an open directory. The kernel then resolves nothing but that name,
+// and O_EXCL, mkdirat and symlinkat never follow it if it is a symlink:
+// whatever the tree says, nothing is created outside the directory.
+
+// component refuses a name that is not a single path component.
+func component(op, name string) error {
+	if name == "" || name == "." || name == ".." || strings.IndexByte(name, '/') >= 0 {
+		return &os.PathError{Op: op, Path: name, Err: errors.New("not a single file name")}
 	}
-	return false
+	return nil
 }
 
-// writeFile creates path with data, or with what r yields if r is set. A
-// plain file descriptor, not an *os.File: os.OpenFile also tries to
-// register each file with the poller, a wasted syscall per file.
-func writeFile(path string, perm uint32, r io.Reader, data []byte) error {
-	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CREAT|syscall.O_EXCL|syscall.O_CLOEXEC, perm)
+// createAt creates the file name in dir with data, or with what r yields
+// if r is set. A plain descriptor, not an *os.File: os.OpenFile also
+// registers each file with the poller, a wasted syscall per file.
+func createAt(dir int, name string, perm uint32, r io.Reader, data []byte) error {
+	if err := component("create", name); err != nil {
+		return err
+	}
+	fd, err := unix.Openat(dir, name, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, perm)
 	if err != nil {
-		return &os.PathError{Op: "open", Path: path, Err: err}
+		return &os.PathError{Op: "create", Path: name, Err: err}
 	}
 	if r != nil {
 		_, err = io.CopyBuffer(fdWriter(fd), r, data)
 	} else {
 		_, err = fdWriter(fd).Write(data)
 	}
-	if cerr := syscall.Close(fd); err == nil && cerr != nil {
-		err = &os.PathError{Op: "close", Path: path, Err: cerr}
+	if cerr := unix.Close(fd); err == nil && cerr != nil {
+		err = &os.PathError{Op: "close", Path: name, Err: cerr}
 	}
 	return err
+}
+
+func mkdirAt(dir int, name string) error {
+	if err := component("mkdir", name); err != nil {
+		return err
+	}
+	if err := unix.Mkdirat(dir, name, 0o755); err != nil {
+		return &os.PathError{Op: "mkdir", Path: name, Err: err}
+	}
+	return nil
+}
+
+// openDirAt opens the directory name in dir; a symlink there is refused.
+func openDirAt(dir int, name string) (int, error) {
+	if err := component("open", name); err != nil {
+		return -1, err
+	}
+	fd, err := unix.Openat(dir, name, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return -1, &os.PathError{Op: "open", Path: name, Err: err}
+	}
+	return fd, nil
+}
+
+func symlinkAt(target string, dir int, name string) error {
+	if err := component("symlink", name); err != nil {
+		return err
+	}
+	if err := unix.Symlinkat(target, dir, name); err != nil {
+		return &os.PathError{Op: "symlink", Path: name, Err: err}
+	}
+	return nil
 }
 
 // fdWriter writes to a file descriptor.
@@ -209,8 +611,8 @@ type fdWriter int
 func (w fdWriter) Write(p []byte) (int, error) {
 	n := 0
 	for n < len(p) {
-		m, err := syscall.Write(int(w), p[n:])
-		if err == syscall.EINTR {
+		m, err := unix.Write(int(w), p[n:])
+		if err == unix.EINTR {
 			continue
 		}
 		if err != nil {
@@ -219,19 +621,6 @@ func (w fdWriter) Write(p []byte) (int, error) {
 		n += m
 	}
 	return n, nil
-}
-
-func writeSymlink(repo *git.Repository, entry object.TreeEntry, path string) error {
-	r, _, err := openBlob(repo, entry)
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	target, err := io.ReadAll(io.LimitReader(r, 4096))
-	if err != nil {
-		return err
-	}
-	return os.Symlink(string(target), path)
 }
 
 func short(rev string) string {

@@ -34,6 +34,9 @@ type PodmanConfig struct {
 	// Active reports whether a job still runs (under any worker): the
 	// sweep leaves that job's container alone.
 	Active func(repo string, id int64) bool
+	// Checkout bounds each job's checkout; a zero value means
+	// DefaultCheckoutLimits.
+	Checkout CheckoutLimits
 	// Crash, if set, is called at each phase (checked-out,
 	// container-created, container-started): the fault-injection build
 	// kills the worker there.
@@ -77,6 +80,9 @@ func (r *podmanRunner) cleanupFailed() {
 
 // NewPodman returns the podman runner.
 func NewPodman(cfg PodmanConfig) Runner {
+	if cfg.Checkout == (CheckoutLimits{}) {
+		cfg.Checkout = DefaultCheckoutLimits()
+	}
 	return &podmanRunner{cfg: cfg}
 }
 
@@ -114,7 +120,8 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 		os.RemoveAll(dir)
 		return 0, fmt.Errorf("checkout: %w", err)
 	}
-	if err := Checkout(j.GitDir, j.NewRev, dir); err != nil {
+	// Under the job's context: a timeout or cancel stops a tree bomb too.
+	if err := Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
 		return 0, err
 	}
 	r.crash("checked-out")

@@ -132,7 +132,7 @@ func TestSpec(t *testing.T) {
 func TestCheckout(t *testing.T) {
 	gitDir, rev := makeRepo(t, map[string]string{"a.txt": "A\n", "dir/b.sh": "#!/bin/sh\n", "dir/sub/c": "C"})
 	dir := t.TempDir()
-	if err := Checkout(gitDir, rev, dir); err != nil {
+	if err := Checkout(context.Background(), gitDir, rev, dir, DefaultCheckoutLimits()); err != nil {
 		t.Fatal(err)
 	}
 	for name, want := range map[string]string{"a.txt": "A\n", "dir/b.sh": "#!/bin/sh\n", "dir/sub/c": "C"} {
@@ -146,7 +146,7 @@ func TestCheckout(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
 		t.Error(".git in the checkout")
 	}
-	if err := Checkout(gitDir, strings.Repeat("b", 40), t.TempDir()); err == nil {
+	if err := Checkout(context.Background(), gitDir, strings.Repeat("b", 40), t.TempDir(), DefaultCheckoutLimits()); err == nil {
 		t.Error("checkout of a missing revision succeeded")
 	}
 }
@@ -520,7 +520,7 @@ func TestCheckoutRefusesPathsUnderSymlinks(t *testing.T) {
 	// make the tree git would never write, but a push could carry.
 	tree := git("120000 blob "+link+"\ta\n040000 tree "+sub+"\ta\n", "mktree", "--missing")
 	rev := git("", "commit-tree", tree, "-m", "evil")
-	err := Checkout(gitDir, rev, t.TempDir())
+	err := Checkout(context.Background(), gitDir, rev, t.TempDir(), DefaultCheckoutLimits())
 	if _, statErr := os.Stat(filepath.Join(outside, "x")); statErr == nil {
 		t.Fatal("the checkout wrote through a symlink to outside its directory")
 	}

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 
@@ -14,7 +15,8 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: checkout GIT_DIR REV DIR")
 		os.Exit(2)
 	}
-	if err := runner.Checkout(os.Args[1], os.Args[2], os.Args[3]); err != nil {
+	err := runner.Checkout(context.Background(), os.Args[1], os.Args[2], os.Args[3], runner.DefaultCheckoutLimits())
+	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}

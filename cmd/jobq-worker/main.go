@@ -129,6 +129,10 @@ func newWorker() (*queue.Worker, error) {
 		}
 		logLimit = n
 	}
+	limits, err := checkoutLimits(os.Getenv, minFree)
+	if err != nil {
+		return nil, err
+	}
 	crash := crashHook() // nil unless built with -tags faultinject
 	runners := runner.ByKind{
 		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
@@ -141,7 +145,8 @@ func newWorker() (*queue.Worker, error) {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running
 			},
-			Crash: crash,
+			Checkout: limits,
+			Crash:    crash,
 		}),
 	}
 	return &queue.Worker{
@@ -155,6 +160,20 @@ func newWorker() (*queue.Worker, error) {
 		Logf:      log.Printf,
 		Crash:     crash,
 	}, nil
+}
+
+// checkoutLimits reads JOBQ_CHECKOUT_FILES; minFree (JOBQ_MIN_FREE) is
+// also the free space that must remain on the checkout's filesystem.
+func checkoutLimits(getenv func(string) string, minFree int64) (runner.CheckoutLimits, error) {
+	lim := runner.CheckoutLimits{Files: runner.DefaultCheckoutFiles, MinFree: minFree}
+	if v := getenv("JOBQ_CHECKOUT_FILES"); v != "" {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || n < 1 {
+			return lim, fmt.Errorf("JOBQ_CHECKOUT_FILES=%q is not a positive number", v)
+		}
+		lim.Files = n
+	}
+	return lim, nil
 }
 
 // serve drains every queue as jobs arrive, until ctx ends.

@@ -85,7 +85,7 @@ script() { printf '#!/bin/sh\n%s\n' "$2" >"$W/$1"; chmod +x "$W/$1"; }
 # 1. Hook cost: one-ref async push into a repository with a long history;
 # nq enqueueing one job. Both through a shell (hyperfine subtracts it).
 echo "bench: hook cost" >&2
-"$B/seed" "$W/home" hist "$HISTORY"
+"$B/seed" "$W/home" hist "$HISTORY" "$W/repo.git"
 script hook.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=hist JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_KEEP=1000000 exec $B/jobq hook < $W/line > /dev/null 2>&1"
 export NQDIR=$W/nq
 mkdir -p "$NQDIR"

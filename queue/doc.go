@@ -6,6 +6,7 @@
 //
 //	repos/NAME/next            the next job ID to hand out (a hint, see below)
 //	repos/NAME/lock            flock: held while a job record of NAME changes
+//	repos/NAME/incarnation     the incarnation token of NAME's history, and its bare repository
 //	repos/NAME/ID/job.json     the job record (Job), replaced atomically
 //	repos/NAME/ID/log          header, the job's output, one result line
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
@@ -19,6 +20,8 @@
 //	slots/lock                 flock: held for the instant a worker decides
 //	slots/N.lock               flock: one per job running; names its pusher
 //	slots/wait/QUEUEDAT-QUEUE  flock: a job waiting for a slot; names its pusher
+//	retired/NAME/TOKEN/ID/     jobs of a deleted incarnation of NAME (the administrator's)
+//	GIT_DIR/jobq-incarnation   in the bare repository: its incarnation token
 //
 // NAME is a repository or queue name with '%' and '/' escaped, so every name
 // is one directory entry; names are validated before they touch a path.
@@ -35,6 +38,18 @@
 // worker that finds a dangling entry takes the repository lock, which the
 // enqueuer holds until it has committed, and removes the entry if it still
 // dangles.
+//
+// Incarnations (incarnation.go): a repository's history belongs to one
+// incarnation of it, named by a random token in the bare repository that
+// the first enqueue makes (written aside and linked into place, so two
+// first pushes agree). Enqueue, under the repository lock, compares it with
+// repos/NAME/incarnation: a new token retires the old history to retired/
+// (queued jobs cancelled; a running job, or one whose clean-up is to be
+// done, stays, marked old and hidden, until Prune moves it). IDs keep
+// counting across incarnations. Readers show a job only while the two
+// tokens agree and the job carries the live one (Store.View); a worker
+// cancels, instead of running, a queued job whose repository's token has
+// changed since.
 //
 // Claim, by the queue's worker: rename pending/E to running/E, then, under the
 // repository lock, change the record from queued to running. A job cancelled

@@ -1,5 +1,5 @@
 // Command seed gives a repository a history of finished jobs for the
-// benchmarks: seed DATA-DIR REPO N. It writes the layout queue/doc.go
+// benchmarks: seed DATA-DIR REPO N [GIT-DIR]. It writes the layout queue/doc.go
 // describes directly, without fsync (100,000 enqueues with fsync take
 // minutes); jobq's own listing reads it back, which checks the layout.
 package main
@@ -24,8 +24,8 @@ func main() {
 }
 
 func run() error {
-	if len(os.Args) != 4 {
-		return fmt.Errorf("usage: seed DATA-DIR REPO N")
+	if len(os.Args) != 4 && len(os.Args) != 5 {
+		return fmt.Errorf("usage: seed DATA-DIR REPO N [GIT-DIR]")
 	}
 	home, repo := os.Args[1], os.Args[2]
 	n, err := strconv.Atoi(os.Args[3])
@@ -39,12 +39,33 @@ func run() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
+	// The bare repository (GIT-DIR, else a directory beside the data
+	// directory) gets the incarnation token the history was recorded in
+	// (queue/incarnation.go), so that the hook and the listing take it
+	// for the live one.
+	gitDir := filepath.Join(home, "..", repo+".git")
+	if len(os.Args) == 5 {
+		gitDir = os.Args[4]
+	}
+	if gitDir, err = filepath.Abs(gitDir); err != nil {
+		return err
+	}
+	token := strings.Repeat("5eed", 8)
+	if err := os.MkdirAll(gitDir, 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(gitDir, queue.IncarnationFile), []byte(token+"\n"), 0o600); err != nil {
+		return err
+	}
+	if err := os.WriteFile(filepath.Join(dir, "incarnation"), []byte(token+"\n"+gitDir+"\n"), 0o600); err != nil {
+		return err
+	}
 	start := time.Now().Add(-time.Duration(n) * time.Minute).UTC()
 	code := 0
 	for id := range n {
 		t := start.Add(time.Duration(id) * time.Minute)
 		j := queue.Job{Repo: repo, ID: int64(id), Queue: repo, Seq: t.UnixNano(), Ref: "refs/heads/main",
-			OldRev: strings.Repeat("1", 40), NewRev: fmt.Sprintf("%040x", id), User: "seed", GitDir: "/nonexistent",
+			OldRev: strings.Repeat("1", 40), NewRev: fmt.Sprintf("%040x", id), User: "seed", GitDir: gitDir, Incarnation: token,
 			Options: queue.Options{Command: "true", Runner: "exec", Timeout: queue.DefaultTimeout, PIDs: queue.DefaultPIDs, Keep: n + 1000},
 			State:   queue.Succeeded, QueuedAt: t, StartedAt: t.Add(time.Second), FinishedAt: t.Add(3 * time.Second), ExitCode: &code}
 		data, err := json.MarshalIndent(j, "", "  ")

@@ -11,11 +11,12 @@ import (
 // to the log, flushing at least every flushEvery, so that followers still
 // see output live.
 type batchWriter struct {
-	mu   sync.Mutex
-	w    *bufio.Writer
-	err  error
-	stop chan struct{}
-	done chan struct{}
+	mu         sync.Mutex
+	w          *bufio.Writer
+	err        error
+	discarding bool // drop what comes: the job is over its log limit
+	stop       chan struct{}
+	done       chan struct{}
 }
 
 const flushEvery = 100 * time.Millisecond
@@ -48,6 +49,9 @@ func (b *batchWriter) Write(p []byte) (int, error) {
 	if b.err != nil {
 		return 0, b.err
 	}
+	if b.discarding {
+		return len(p), nil
+	}
 	n, err := b.w.Write(p)
 	b.err = err
 	return n, err
@@ -63,4 +67,12 @@ func (b *batchWriter) Close() error {
 		b.err = b.w.Flush()
 	}
 	return b.err
+}
+
+// discard drops what is written from now on, and what is buffered.
+func (b *batchWriter) discard() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.discarding = true
+	b.w.Reset(io.Discard)
 }

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -65,8 +66,11 @@ const maxDepth = 1024
 // than lim.MinFree free.
 func Checkout(ctx context.Context, gitDir, rev, dir string, lim CheckoutLimits) error {
 	// KeepDescriptors: without it go-git reopens the packfile for every
-	// object it reads.
-	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(), filesystem.Options{KeepDescriptors: true})
+	// object it reads. LargeObjectThreshold: without it go-git inflates
+	// every object whole into memory; a 9 MB push of a 2 GiB file took
+	// 6.9 GiB (hostile review). Larger blobs are streamed.
+	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(),
+		filesystem.Options{KeepDescriptors: true, LargeObjectThreshold: inlineSize})
 	defer st.Close()
 	return checkout(ctx, st, rev, dir, lim, true)
 }
@@ -74,12 +78,15 @@ func Checkout(ctx context.Context, gitDir, rev, dir string, lim CheckoutLimits) 
 // checkout is Checkout from any object store; without validate it skips
 // the check of names, so that tests can show the second level holds alone.
 func checkout(ctx context.Context, st storer.EncodedObjectStorer, rev, dir string, lim CheckoutLimits, validate bool) error {
-	commit, err := object.GetCommit(st, plumbing.NewHash(rev))
+	tree, err := treeOf(st, plumbing.NewHash(rev))
 	if err != nil {
 		return fmt.Errorf("checkout %s: %w", short(rev), err)
 	}
 	c := &checkouter{ctx: ctx, st: st, lim: lim, validate: validate, trees: map[plumbing.Hash]*scanned{}}
-	root, err := c.scan(commit.TreeHash, "", 0)
+	root, err := c.scan(tree, "", 0)
+	if err == nil && root.longest >= maxPath {
+		err = fmt.Errorf("a path of %d bytes, over the %d a checkout takes", root.longest, maxPath-1)
+	}
 	if err != nil {
 		return fmt.Errorf("checkout %s: %w; nothing was checked out", short(rev), err)
 	}
@@ -92,6 +99,46 @@ func checkout(ctx context.Context, st storer.EncodedObjectStorer, rev, dir strin
 	}
 	return nil
 }
+
+// treeOf is the tree of commit h as git reads it. git takes a commit's
+// first "tree" header and go-git its last: a commit with two would show
+// one tree to git, cgit and reviewers and check out another (hostile
+// review). git's fsck refuses such a commit, and so does this.
+func treeOf(st storer.EncodedObjectStorer, h plumbing.Hash) (plumbing.Hash, error) {
+	o, err := st.EncodedObject(plumbing.CommitObject, h)
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	r, err := o.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer r.Close()
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 4096), 1<<20)
+	var tree plumbing.Hash
+	for n := 0; sc.Scan() && sc.Text() != ""; n++ {
+		name, value, _ := strings.Cut(sc.Text(), " ")
+		switch {
+		case n == 0 && name == "tree" && plumbing.IsHash(value):
+			tree = plumbing.NewHash(value)
+		case n == 0 || name == "tree":
+			return plumbing.ZeroHash, fmt.Errorf("commit %s: its headers do not begin with exactly one tree, as git requires", short(h.String()))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: %w", short(h.String()), err)
+	}
+	if tree.IsZero() {
+		return plumbing.ZeroHash, fmt.Errorf("commit %s: no tree", short(h.String()))
+	}
+	return tree, nil
+}
+
+// maxPath bounds a path in the checkout, from its top: the kernel's
+// PATH_MAX, less room for the checkout directory's own path. Podman chowns
+// the checkout by full paths, and a job's tools cannot open a longer one.
+const maxPath = unix.PathMax - 256
 
 // checkouter is the state of one checkout.
 type checkouter struct {
@@ -114,6 +161,7 @@ type scanned struct {
 	tree    *object.Tree
 	entries int64 // entries in it and below it, at most math.MaxInt64
 	height  int   // directories nested below it
+	longest int   // the longest path below it, from it
 	done    bool  // false while its subtrees are scanned: a cycle
 }
 
@@ -126,6 +174,9 @@ func (c *checkouter) scan(h plumbing.Hash, path string, level int) (*scanned, er
 		}
 		if level+s.height > maxDepth {
 			return nil, fmt.Errorf("directories nested over %d deep at %q", maxDepth, path)
+		}
+		if len(path)+1+s.longest >= maxPath {
+			return nil, fmt.Errorf("a path over the %d bytes a checkout takes, under %q", maxPath-1, path)
 		}
 		return s, nil
 	}
@@ -156,6 +207,7 @@ func (c *checkouter) scan(h plumbing.Hash, path string, level int) (*scanned, er
 			seen[e.Name] = true
 		}
 		s.entries = addCapped(s.entries, 1)
+		s.longest = max(s.longest, len(e.Name))
 		if kindOf(e.Mode) != kindDir {
 			continue
 		}
@@ -165,6 +217,10 @@ func (c *checkouter) scan(h plumbing.Hash, path string, level int) (*scanned, er
 		}
 		s.entries = addCapped(s.entries, sub.entries)
 		s.height = max(s.height, sub.height+1)
+		s.longest = max(s.longest, len(e.Name)+1+sub.longest)
+		if len(path)+1+s.longest >= maxPath {
+			return nil, fmt.Errorf("a path over the %d bytes a checkout takes, in %s", maxPath-1, where(path))
+		}
 	}
 	s.done = true
 	return s, nil
@@ -331,8 +387,42 @@ func (c *checkouter) subdir(e object.TreeEntry, d *dirRef, path string) error {
 // streaming, instead of handing a copy to a writer.
 const inlineSize = 1 << 20
 
+// maxBlob bounds one file of a checkout. go-git builds a deltified object
+// whole in memory, whatever its size: a crafted delta chain could take the
+// worker's memory. A repository with files this big keeps them elsewhere
+// (Git LFS, a registry).
+const maxBlob = 1 << 30
+
+// sizeOf is an object's size, read from its header without inflating it
+// where the store can (a repository on disk can).
+func (c *checkouter) sizeOf(h plumbing.Hash) (int64, error) {
+	if s, ok := c.st.(interface {
+		EncodedObjectSize(plumbing.Hash) (int64, error)
+	}); ok {
+		return s.EncodedObjectSize(h)
+	}
+	o, err := c.st.EncodedObject(plumbing.BlobObject, h)
+	if err != nil {
+		return 0, err
+	}
+	return o.Size(), nil
+}
+
 // file reads a blob and has it written as e in b's directory (at path).
 func (c *checkouter) file(e object.TreeEntry, k kind, b *batch, path string) error {
+	// The size from the object's header, before anything is inflated.
+	n, err := c.sizeOf(e.Hash)
+	if err != nil {
+		return err
+	}
+	if n > maxBlob {
+		return fmt.Errorf("a file of %s, over the %s a checkout takes", size(n), size(maxBlob))
+	}
+	if n >= inlineSize {
+		if err := c.checkFree(n); err != nil {
+			return err
+		}
+	}
 	blob, err := object.GetBlob(c.st, e.Hash)
 	if err != nil {
 		return err
@@ -342,11 +432,6 @@ func (c *checkouter) file(e object.TreeEntry, k kind, b *batch, path string) err
 		perm = 0o755
 	}
 	c.unchecked += blob.Size
-	if blob.Size >= inlineSize {
-		if err := c.checkFree(blob.Size); err != nil {
-			return err
-		}
-	}
 	r, err := blob.Reader()
 	if err != nil {
 		return err
@@ -383,6 +468,13 @@ func (c *checkouter) flush(b *batch) {
 }
 
 func (c *checkouter) symlink(e object.TreeEntry, d *dirRef) error {
+	// A target's size is known before it is read: one of a GiB was read
+	// whole before the PATH_MAX cap below (hostile review).
+	if n, err := c.sizeOf(e.Hash); err != nil {
+		return err
+	} else if n >= unix.PathMax {
+		return fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", size(n), unix.PathMax-1)
+	}
 	blob, err := object.GetBlob(c.st, e.Hash)
 	if err != nil {
 		return err

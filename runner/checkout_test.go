@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -600,5 +601,174 @@ func TestCheckoutMinFree(t *testing.T) {
 				t.Errorf("%d bytes free after the checkout, minimum %d", free, minFree)
 			}
 		})
+	}
+}
+
+// Found by the hostile review: go-git takes a commit's last "tree" header,
+// git its first, so a commit with two checked out another tree than the one
+// git, cgit and a reviewer see.
+func TestCheckoutCommitWithTwoTrees(t *testing.T) {
+	s := newSandbox(t)
+	r := newRawRepo(t)
+	benign := r.tree(fileE("ci.sh", r.blob("echo benign\n")))
+	evil := r.tree(fileE("ci.sh", r.blob("echo evil\n")))
+	for name, headers := range map[string]string{
+		"two trees":        fmt.Sprintf("tree %s\ntree %s\n", benign, evil),
+		"tree not first":   fmt.Sprintf("author a <a@b> 1 +0000\ntree %s\n", benign),
+		"no tree":          "author a <a@b> 1 +0000\n",
+		"a tree in parent": fmt.Sprintf("tree %s\nparent %s\ntree %s\n", benign, benign, evil),
+	} {
+		rev := r.object(plumbing.CommitObject, []byte(headers+"committer a <a@b> 1 +0000\n\nmsg\n")).String()
+		err := checkout(context.Background(), r.st, rev, s.co, DefaultCheckoutLimits(), true)
+		if err == nil || !strings.HasPrefix(err.Error(), "checkout "+rev[:12]+": ") {
+			t.Errorf("%s: error %v", name, err)
+		}
+		if got := entries(t, s.co); len(got) != 0 {
+			t.Fatalf("%s: written: %v", name, got)
+		}
+	}
+}
+
+// Found by the hostile review: a path longer than PATH_MAX checked out
+// (it is written relative to open directories) and failed only at Podman's
+// chown. It is refused before anything is written, also where a shared
+// subtree is reached at a deeper place the second time.
+func TestCheckoutPathLimit(t *testing.T) {
+	long := strings.Repeat("n", 250)
+	deep := r0(t, 20, long)
+	for name, tree := range map[string]func(r *rawRepo) plumbing.Hash{
+		"deep": func(r *rawRepo) plumbing.Hash { return deep(r) },
+		"shared": func(r *rawRepo) plumbing.Hash {
+			sub := nest(r, 12, long)
+			return r.tree(dirE("a", sub), dirE("b", nest(r, 4, long, sub)))
+		},
+	} {
+		s := newSandbox(t)
+		r := newRawRepo(t)
+		rev := r.commit(tree(r))
+		err := checkout(context.Background(), r.st, rev, s.co, DefaultCheckoutLimits(), true)
+		if err == nil || !strings.Contains(err.Error(), "bytes a checkout takes") {
+			t.Errorf("%s: error %v", name, err)
+		}
+		if got := entries(t, s.co); len(got) != 0 {
+			t.Errorf("%s: written: %d entries", name, len(got))
+		}
+	}
+	// Long names short of the limit check out.
+	s := newSandbox(t)
+	r := newRawRepo(t)
+	if err := checkout(context.Background(), r.st, r.commit(nest(r, 10, long)), s.co, DefaultCheckoutLimits(), true); err != nil {
+		t.Error(err)
+	}
+}
+
+// r0 returns a builder of n nested directories named name.
+func r0(_ *testing.T, n int, name string) func(r *rawRepo) plumbing.Hash {
+	return func(r *rawRepo) plumbing.Hash { return nest(r, n, name) }
+}
+
+// nest is n directories named name, one in the other, with a file (or the
+// tree inner, if given) at the bottom.
+func nest(r *rawRepo, n int, name string, inner ...plumbing.Hash) plumbing.Hash {
+	t := r.tree(fileE("f", r.blob("bottom\n")))
+	if len(inner) > 0 {
+		t = inner[0]
+	}
+	for range n {
+		t = r.tree(dirE(name, t))
+	}
+	return t
+}
+
+// sizedStore reports a size for some objects without having them whole,
+// and counts what is read of them: a blob refused by its size must not be
+// inflated first.
+type sizedStore struct {
+	*memory.Storage
+	sizes map[plumbing.Hash]int64
+	read  int
+}
+
+func (s *sizedStore) EncodedObjectSize(h plumbing.Hash) (int64, error) {
+	if n, ok := s.sizes[h]; ok {
+		return n, nil
+	}
+	o, err := s.Storage.EncodedObject(plumbing.AnyObject, h)
+	if err != nil {
+		return 0, err
+	}
+	return o.Size(), nil
+}
+
+func (s *sizedStore) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plumbing.EncodedObject, error) {
+	if _, ok := s.sizes[h]; ok {
+		s.read++
+	}
+	return s.Storage.EncodedObject(t, h)
+}
+
+// Found by the hostile review: a blob was inflated whole before its size
+// was looked at (a 2 GiB file of a 9 MB push took 6.9 GiB of memory, a
+// 1 GiB symlink target 4 GiB). Blobs are now judged by their header.
+func TestCheckoutJudgesBlobsBySize(t *testing.T) {
+	for name, row := range map[string]struct {
+		entry   func(plumbing.Hash) object.TreeEntry
+		size    int64
+		minFree int64 // -1: all but 1 MiB of the free space must remain
+		want    string
+	}{
+		"symlink target over PATH_MAX": {func(h plumbing.Hash) object.TreeEntry { return linkE("l", h) }, 1 << 30, 0, "a symlink target of 1.0 GiB"},
+		"file over the largest":        {func(h plumbing.Hash) object.TreeEntry { return fileE("f", h) }, 2 << 30, 0, "a file of 2.0 GiB"},
+		"file over the free space":     {func(h plumbing.Hash) object.TreeEntry { return fileE("f", h) }, maxBlob, -1, "not enough free space"},
+	} {
+		s := newSandbox(t)
+		r := newRawRepo(t)
+		big := r.blob("stands for a big blob")
+		rev := r.commit(r.tree(row.entry(big)))
+		st := &sizedStore{Storage: r.st, sizes: map[plumbing.Hash]int64{big: row.size}}
+		lim := CheckoutLimits{Files: 10, MinFree: row.minFree}
+		if row.minFree < 0 {
+			var fs syscall.Statfs_t
+			if err := syscall.Statfs(s.co, &fs); err != nil {
+				t.Fatal(err)
+			}
+			lim.MinFree = int64(fs.Bavail)*fs.Bsize - 1<<20
+		}
+		err := checkout(context.Background(), st, rev, s.co, lim, true)
+		if err == nil || !strings.Contains(err.Error(), row.want) {
+			t.Errorf("%s: error %v, want %q", name, err, row.want)
+		}
+		if st.read != 0 {
+			t.Errorf("%s: the blob was read %d times before it was refused", name, st.read)
+		}
+	}
+}
+
+// A large blob of a repository on disk is streamed, not held whole in
+// memory (go-git's LargeObjectThreshold).
+func TestCheckoutStreamsLargeBlobs(t *testing.T) {
+	git := t.TempDir()
+	const n = 64 << 20
+	cmd := exec.Command("sh", "-c", `git init -q --bare . && head -c `+fmt.Sprint(n)+` /dev/zero >"$TMP/big" &&
+		b=$(git hash-object -w "$TMP/big") && t=$(printf '100644 blob %s\tbig\n' "$b" | git mktree) &&
+		git -c user.name=t -c user.email=t@t commit-tree -m c "$t"`)
+	cmd.Dir = git
+	cmd.Env = append(os.Environ(), "TMP="+t.TempDir())
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	if err := Checkout(context.Background(), git, strings.TrimSpace(string(out)), dir, CheckoutLimits{Files: 10}); err != nil {
+		t.Fatal(err)
+	}
+	runtime.ReadMemStats(&after)
+	if fi, err := os.Stat(filepath.Join(dir, "big")); err != nil || fi.Size() != n {
+		t.Fatalf("big: %v %v", fi, err)
+	}
+	if alloc := after.TotalAlloc - before.TotalAlloc; alloc > n/4 {
+		t.Errorf("checking out a %d MiB blob allocated %d MiB: it was held whole", n>>20, alloc>>20)
 	}
 }

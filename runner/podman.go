@@ -195,8 +195,15 @@ func (r *podmanRunner) attachStartWait(ctx context.Context, conn context.Context
 			waited, cancelWait = exited(conn, id)
 		case <-stopping:
 			stopping = nil
+			// Over the log limit: no grace, and nothing more is written.
+			// A job that ignores SIGTERM wrote hundreds of MiB during the
+			// grace period before (hostile review).
+			overLimit := errors.Is(context.Cause(ctx), queue.ErrLogLimit)
+			if overLimit {
+				out.discard()
+			}
 			g := uint(r.cfg.Grace.Seconds())
-			if err := containers.Stop(conn, id, new(containers.StopOptions).WithTimeout(g)); err != nil {
+			if overLimit || containers.Stop(conn, id, new(containers.StopOptions).WithTimeout(g)) != nil {
 				containers.Kill(conn, id, new(containers.KillOptions).WithSignal("KILL"))
 			}
 			cancelWait()

@@ -362,6 +362,46 @@ func TestPodmanStopIgnoringSIGTERM(t *testing.T) {
 	}
 }
 
+// Found by the hostile review: a job over its log limit that ignored
+// SIGTERM went on writing through the grace period (652 MiB past an 8 MiB
+// limit). Over the limit, the container is killed at once, and what it
+// writes after is dropped: its SIGTERM trap never runs.
+func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
+	r, svc := newTestPodman(t)
+	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})
+	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "trap 'echo got-term' TERM; echo ready; while true; do sleep 0.1; done"`)
+	logf, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer logf.Close()
+	ctx, cancel := context.WithCancelCause(context.Background())
+	defer cancel(nil)
+	type result struct {
+		exit int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		exit, err := r.Run(ctx, j, logf)
+		done <- result{exit, err}
+	}()
+	testenv.WaitUntil(t, "the job runs", time.Minute, func() bool {
+		b, _ := os.ReadFile(logf.Name())
+		return strings.Contains(string(b), "ready")
+	})
+	cancel(queue.ErrLogLimit) // as the worker does when the log is over its limit
+	res := <-done
+	r.Cleanup(context.Background(), j)
+	b, _ := os.ReadFile(logf.Name())
+	if res.err != nil || res.exit != 137 || strings.Contains(string(b), "got-term") {
+		t.Errorf("exit %d, %v, log %q; want 137, killed without SIGTERM", res.exit, res.err, b)
+	}
+	if c := labelled(t, svc, j); c != "" {
+		t.Errorf("container left: %s", c)
+	}
+}
+
 func TestPodmanPullNever(t *testing.T) {
 	r, _ := newTestPodman(t)
 	gitDir, rev := makeRepo(t, map[string]string{"f": "x"})

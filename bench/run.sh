@@ -52,7 +52,8 @@ export CONTAINER_HOST=unix://$W/podman.sock
 # jobq talks to this service; the podman CLI (the baselines, as the article
 # runs it) works on the same storage directly.
 cli() { env -u CONTAINER_HOST podman "$@"; }
-cli system service --time=0 "$CONTAINER_HOST" >"$W/podman.log" 2>&1 &
+# Not through cli: $! must be podman itself, for the clean-up to stop it.
+env -u CONTAINER_HOST podman system service --time=0 "$CONTAINER_HOST" >"$W/podman.log" 2>&1 &
 svc=$!
 mkdir -p "$W/rootfs/bin" "$W/rootfs/tmp" "$W/rootfs/source"
 cp /bin/busybox "$W/rootfs/bin/"

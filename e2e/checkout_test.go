@@ -144,22 +144,6 @@ func bombTree(blob func(string) string, tree func(...treeEntry) string, width, l
 	return t
 }
 
-// withWorkerEnv sets a worker variable for the hooks of every push (at the
-// top of the hosting account's ~/.gitolite.rc, as the README says) until
-// the test ends.
-func withWorkerEnv(t *testing.T, name, value string) {
-	t.Helper()
-	rc := filepath.Join(env.Home, ".gitolite.rc")
-	old, err := os.ReadFile(rc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(rc, []byte(fmt.Sprintf("$ENV{%s} = '%s';\n%s", name, value, old)), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.WriteFile(rc, old, 0o644) })
-}
-
 // Issue 9, finding 5: a 12-object tree of 10^10 files held a queue and a
 // slot until /tmp was full. It now fails at once on the file limit
 // (JOBQ_CHECKOUT_FILES, a million by default), and a checkout that the
@@ -179,7 +163,7 @@ func TestCheckoutTreeBomb(t *testing.T) {
 		}
 	})
 	t.Run("JOBQ_CHECKOUT_FILES", func(t *testing.T) {
-		withWorkerEnv(t, "JOBQ_CHECKOUT_FILES", "100")
+		setRC(t, map[string]string{"JOBQ_CHECKOUT_FILES": "100"})
 		rawPush(t, "co-limit", "refs/heads/master", func(blob func(string) string, tree func(...treeEntry) string) string {
 			return bombTree(blob, tree, 10, 3)
 		})
@@ -191,7 +175,7 @@ func TestCheckoutTreeBomb(t *testing.T) {
 		}
 	})
 	t.Run("timeout", func(t *testing.T) {
-		withWorkerEnv(t, "JOBQ_CHECKOUT_FILES", "1000000000000")
+		setRC(t, map[string]string{"JOBQ_CHECKOUT_FILES": "1000000000000"})
 		rawPush(t, "co-timeout", "refs/heads/master", func(blob func(string) string, tree func(...treeEntry) string) string {
 			return bombTree(blob, tree, 10, 10)
 		})

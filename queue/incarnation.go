@@ -151,10 +151,13 @@ func (s *Store) View(repo string) (View, error) {
 		return View{}, err
 	}
 	b, err := born(ls[0].Job.GitDir)
-	if errors.Is(err, fs.ErrNotExist) {
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
 		return View{}, gone
+	case err != nil:
+		b = time.Now() // not known: hide it all, never show by mistake
 	}
-	return View{born: b}, err
+	return View{born: b}, nil
 }
 
 // born is when the bare repository gitDir came to be: its birth time where
@@ -204,7 +207,7 @@ func (s *Store) settleIncarnation(repo, token, gitDir string) error {
 		// before this repository came to be is an earlier one's.
 		b, err := born(gitDir)
 		if err != nil {
-			return err
+			b = time.Now() // not known: retire it all, never show by mistake
 		}
 		err = s.retire(repo, legacyToken, func(j *Job) bool { return j != nil && j.Incarnation == "" && j.QueuedAt.Before(b) })
 		if err != nil {

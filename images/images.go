@@ -20,33 +20,43 @@ const (
 	Never   = "never"
 )
 
-// Ensure makes ref present on the service conn (a bindings connection
-// context) under policy; pull progress goes to progress.
-func Ensure(conn context.Context, ref, policy string, progress io.Writer) error {
+// Check refuses what is not an image reference or a pull policy, before
+// anything is asked of the service.
+func Check(ref, policy string) error {
 	if ref == "" || strings.HasPrefix(ref, "-") {
 		return fmt.Errorf("image %q is not an image reference", ref)
 	}
 	switch policy {
-	case Missing, Never:
+	case Missing, Never, Always:
+		return nil
+	}
+	return fmt.Errorf("unknown pull policy %q", policy)
+}
+
+// Ensure makes ref present on the service conn (a bindings connection
+// context) under policy; pull progress goes to progress. pulled says
+// whether it pulled.
+func Ensure(conn context.Context, ref, policy string, progress io.Writer) (pulled bool, err error) {
+	if err := Check(ref, policy); err != nil {
+		return false, err
+	}
+	if policy != Always {
 		ok, err := images.Exists(conn, ref, nil)
 		if err != nil {
-			return fmt.Errorf("look up image %s: %w", ref, err)
+			return false, fmt.Errorf("look up image %s: %w", ref, err)
 		}
 		if ok {
-			return nil
+			return false, nil
 		}
 		if policy == Never {
-			return fmt.Errorf("image %s is not present and JOBQ_PULL=never", ref)
+			return false, fmt.Errorf("image %s is not present and JOBQ_PULL=never", ref)
 		}
-	case Always:
-	default:
-		return fmt.Errorf("unknown pull policy %q", policy)
 	}
 	opts := new(images.PullOptions).WithPolicy(Always).WithProgressWriter(progress)
 	if _, err := images.Pull(conn, ref, opts); err != nil {
-		return fmt.Errorf("pull image %s: %s", ref, firstLine(err))
+		return false, fmt.Errorf("pull image %s: %s", ref, firstLine(err))
 	}
-	return nil
+	return true, nil
 }
 
 // firstLine keeps a pull error to one line: registries answer at length.

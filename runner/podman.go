@@ -99,8 +99,16 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	if err != nil {
 		return 0, err
 	}
-	if err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
+	// An image that is present costs no question to the service: create
+	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
+	// first.
+	if err := images.Check(args[0], j.Options.Pull); err != nil {
 		return 0, err
+	}
+	if j.Options.Pull == images.Always {
+		if _, err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
+			return 0, err
+		}
 	}
 	host, err := r.host(conn, uri)
 	if err != nil {
@@ -130,6 +138,17 @@ func (r *podmanRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 		return 0, err
 	}
 	created, err := containers.CreateWithSpec(conn, s, nil)
+	if err != nil && j.Options.Pull != images.Always {
+		// The image is missing, most likely: pull it (or say why not) and
+		// try once more.
+		pulled, perr := images.Ensure(conn, args[0], j.Options.Pull, log)
+		if perr != nil {
+			return 0, perr
+		}
+		if pulled {
+			created, err = containers.CreateWithSpec(conn, s, nil)
+		}
+	}
 	if err != nil {
 		return 0, fmt.Errorf("create container: %s", oneLine(err))
 	}
@@ -251,13 +270,15 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 	ch := make(chan waitResult, 1)
 	go func() {
 		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) && ctx.Err() == nil {
+		// Most jobs are seen stopped within a few ms of their output's end:
+		// look soon, then less often.
+		for pause := time.Millisecond; time.Now().Before(deadline) && ctx.Err() == nil; pause = min(2*pause, 10*time.Millisecond) {
 			data, err := containers.Inspect(ctx, id, nil)
 			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
 				ch <- waitResult{data.State.ExitCode, nil, true}
 				return
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(pause)
 		}
 		code, err := containers.Wait(ctx, id, new(containers.WaitOptions).WithInterval("10ms"))
 		ch <- waitResult{code, err, false}

@@ -18,7 +18,8 @@ IMAGE   ?= localhost/jobq-gws:latest
 build:
 	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker
 
-# The worker with fault injection (JOBQ_CRASH_AT), for the reliability suite.
+# The worker with fault injection (internal/faults: JOBQ_CRASH_AT), for the
+# reliability suite.
 build-faultinject:
 	$(GO) build -tags "$(TAGS) faultinject" -trimpath -o $(BINDIR)/jobq-worker-faultinject ./cmd/jobq-worker
 
@@ -33,8 +34,10 @@ check:
 
 # Every test: unit tests, fuzz corpora, and the end-to-end tests against a
 # real gitolite, sshd and Podman (as root; .ci/run installs what they need).
+# faultinject: the crash tests kill their children at the store's and the
+# worker's fault points.
 test: check
-	$(GO) test -tags "$(TAGS)" -count=1 -timeout 40m ./...
+	$(GO) test -tags "$(TAGS) faultinject" -count=1 -timeout 40m ./...
 
 # The reliability suite alone, longer: ROUNDS kills per crash phase; the
 # figures go to bench/out/reliability.md (RELIABILITY.md reports them).
@@ -46,7 +49,7 @@ reliability:
 	cat bench/out/reliability.md
 
 unit:
-	$(GO) test -tags "$(TAGS)" -count=1 -short ./queue/... ./runner/... ./images/... ./cmd/... ./internal/termsafe/...
+	$(GO) test -tags "$(TAGS) faultinject" -count=1 -short ./queue/... ./push/... ./worker/... ./runner/... ./cmd/... ./internal/termsafe/...
 
 clean:
 	rm -rf $(BINDIR)

@@ -14,34 +14,26 @@ import (
 	"github.com/gofrs/flock"
 )
 
-// entry is a job's place in a queue: SEQ-ID-REPO in pending/ or running/.
-type entry struct {
-	seq  int64
-	id   int64
-	repo string
-	name string
-}
-
 func entryName(seq, id int64, repo string) string {
 	return fmt.Sprintf("%020d-%d-%s", seq, id, escape(repo))
 }
 
-func parseEntry(name string) (entry, bool) {
+func parseEntry(name string) (Entry, int64, bool) {
 	parts := strings.SplitN(name, "-", 3)
 	if len(parts) != 3 {
-		return entry{}, false
+		return Entry{}, 0, false
 	}
 	seq, err1 := strconv.ParseInt(parts[0], 10, 64)
 	id, err2 := strconv.ParseInt(parts[1], 10, 64)
 	repo := unescape(parts[2])
 	if err1 != nil || err2 != nil || id < 0 || ValidName(repo) != nil {
-		return entry{}, false
+		return Entry{}, 0, false
 	}
-	return entry{seq: seq, id: id, repo: repo, name: name}, true
+	return Entry{Repo: repo, ID: id, name: name}, seq, true
 }
 
 // entries lists a queue directory (pending or running) in queue order.
-func (s *Store) entries(q, sub string) ([]entry, error) {
+func (s *Store) entries(q, sub string) ([]Entry, error) {
 	ents, err := os.ReadDir(filepath.Join(s.queueDir(q), sub))
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
@@ -49,13 +41,13 @@ func (s *Store) entries(q, sub string) ([]entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	var es []entry
+	var es []Entry
 	for _, d := range ents {
-		if e, ok := parseEntry(d.Name()); ok {
+		if e, _, ok := parseEntry(d.Name()); ok {
 			es = append(es, e)
 		}
 	}
-	slices.SortFunc(es, func(a, b entry) int { return strings.Compare(a.name, b.name) })
+	slices.SortFunc(es, func(a, b Entry) int { return strings.Compare(a.name, b.name) })
 	return es, nil
 }
 
@@ -75,7 +67,7 @@ func (s *Store) addEntry(j *Job) (string, int, error) {
 	if err := s.makeQueue(j.Queue); err != nil {
 		return "", 0, err
 	}
-	l := flock.New(filepath.Join(s.queueDir(j.Queue), "enqueue.lock"), flock.SetPermissions(0o600))
+	l := newLock(filepath.Join(s.queueDir(j.Queue), "enqueue.lock"))
 	if err := l.Lock(); err != nil {
 		return "", 0, err
 	}
@@ -90,7 +82,8 @@ func (s *Store) addEntry(j *Job) (string, int, error) {
 	}
 	seq := time.Now().UnixNano()
 	for _, e := range slices.Concat(pending, running) {
-		seq = max(seq, e.seq+1)
+		_, es, _ := parseEntry(e.name)
+		seq = max(seq, es+1)
 	}
 	j.Seq = seq
 	dir := filepath.Join(s.queueDir(j.Queue), "pending")
@@ -124,7 +117,7 @@ func (s *Store) Ahead(q string) (map[string]int, error) {
 	}
 	m := make(map[string]int)
 	for i, e := range slices.Concat(running, pending) {
-		m[e.repo+" "+strconv.FormatInt(e.id, 10)] = i
+		m[e.Repo+" "+strconv.FormatInt(e.ID, 10)] = i
 	}
 	return m, nil
 }
@@ -158,41 +151,5 @@ func (s *Store) queueLock(q string) (*flock.Flock, error) {
 	if err := s.makeQueue(q); err != nil {
 		return nil, fmt.Errorf("lock queue %s: %w", q, err)
 	}
-	return flock.New(filepath.Join(s.queueDir(q), "worker.lock"), flock.SetPermissions(0o600)), nil
-}
-
-// StartLock guards starting a worker for queue q, so that a burst of pushes
-// starts one, not one each. A hook that finds no worker takes it (without
-// waiting), starts a worker and lets it go by exiting; the started worker
-// waits for it, then for the worker lock, and only then lets it go. A hook
-// that finds it taken needs to start none: a worker is on its way, and will
-// find the hook's job. It returns ok false if another holds it.
-func (s *Store) StartLock(q string) (release func(), ok bool, err error) {
-	if err := ValidName(q); err != nil {
-		return nil, false, err
-	}
-	l := flock.New(filepath.Join(s.queueDir(q), "start.lock"), flock.SetPermissions(0o600))
-	if ok, err = l.TryLock(); err != nil || !ok {
-		return nil, false, err
-	}
-	return func() { l.Unlock() }, true, nil
-}
-
-// WorkerRunning reports whether a worker holds queue q. A false answer is
-// the hook's cue to start one (see the package doc on wake-up). It takes the
-// lock for an instant, so only a caller that starts a worker on false may
-// use it: anyone else could make an exiting worker miss a new job.
-func (s *Store) WorkerRunning(q string) (bool, error) {
-	l, err := s.queueLock(q)
-	if err != nil {
-		return false, err
-	}
-	ok, err := l.TryLock()
-	if err != nil {
-		return false, fmt.Errorf("lock queue %s: %w", q, err)
-	}
-	if ok {
-		l.Unlock()
-	}
-	return !ok, nil
+	return newLock(filepath.Join(s.queueDir(q), "worker.lock")), nil
 }

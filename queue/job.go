@@ -1,11 +1,9 @@
 package queue
 
 import (
-	"bufio"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
-	"strings"
 	"time"
 )
 
@@ -81,44 +79,35 @@ func decodeJob(data []byte) (*Job, error) {
 	return &j, nil
 }
 
-// Update is one line of a post-receive hook's input: OLD NEW REF.
-type Update struct {
-	Old, New, Ref string
+// Options are a repository's JOBQ_* settings, read when a push queues a job
+// and recorded in the job, so that later changes do not alter queued jobs.
+type Options struct {
+	Command    string        `json:"command"`
+	RefFilter  string        `json:"ref_filter"`
+	Queue      string        `json:"queue"`
+	Async      bool          `json:"async"`
+	Timeout    time.Duration `json:"timeout"`
+	Runner     string        `json:"runner"`           // "podman" or "exec"
+	Pull       string        `json:"pull"`             // "missing", "always" or "never"
+	Memory     int64         `json:"memory,omitempty"` // bytes; 0: unlimited
+	CPUs       float64       `json:"cpus,omitempty"`   // 0: unlimited
+	PIDs       int64         `json:"pids"`             // 0: unlimited
+	Network    string        `json:"network,omitempty"`
+	PassEnv    []string      `json:"pass_env,omitempty"`
+	Connection string        `json:"connection,omitempty"`
+	Keep       int           `json:"keep"`
 }
 
-// Deletion reports whether the push deleted the ref.
-func (u Update) Deletion() bool { return strings.Trim(u.New, "0") == "" }
+// DefaultKeep is how many finished jobs a repository keeps (JOBQ_KEEP).
+const DefaultKeep = 200
 
-// ParseUpdates reads a post-receive hook's input. A malformed line is an
-// error naming it; nothing is queued for any line then.
-func ParseUpdates(r io.Reader) ([]Update, error) {
-	var us []Update
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 4096), 1<<16)
-	for n := 1; sc.Scan(); n++ {
-		f := strings.Fields(sc.Text())
-		if len(f) == 0 {
-			continue
-		}
-		if len(f) != 3 || !isRev(f[0]) || !isRev(f[1]) || !strings.HasPrefix(f[2], "refs/") {
-			return nil, fmt.Errorf("hook input line %d is not OLD NEW REF: %.80q", n, sc.Text())
-		}
-		us = append(us, Update{Old: f[0], New: f[1], Ref: f[2]})
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("read hook input: %w", err)
-	}
-	return us, nil
-}
+// Why a job's run ends early: the cause (context.Cause) of the context
+// the worker gives a runner.
+var (
+	ErrTimeout   = errors.New("timed out")
+	ErrCancelled = errors.New("cancelled")
+	ErrLogLimit  = errors.New("log limit reached")
+)
 
-func isRev(s string) bool {
-	if len(s) != 40 && len(s) != 64 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
-			return false
-		}
-	}
-	return true
-}
+// TimeFormat is how jobq shows times to people.
+const TimeFormat = "2006-01-02 15:04:05"

@@ -1,7 +1,6 @@
 package queue
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -10,14 +9,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/gofrs/flock"
 )
-
-// errNotQueued ends the wait for a slot of a job that is no longer queued
-// (cancelled while it waited): the claim then skips it.
-var errNotQueued = errors.New("no longer queued")
 
 // waiter is a job waiting for a slot, as its file in slots/wait names it.
 type waiter struct {
@@ -105,7 +99,7 @@ func (s *Store) lookSlots(limit int, self string) (*slotTable, error) {
 			continue
 		}
 		path := filepath.Join(s.slotsDir(), e.Name())
-		l := flock.New(path, flock.SetPermissions(0o600))
+		l := newLock(path)
 		got, err := l.TryLock()
 		if err != nil {
 			t.release()
@@ -126,7 +120,7 @@ func (s *Store) lookSlots(limit int, self string) (*slotTable, error) {
 	for i := range limit {
 		path := filepath.Join(s.slotsDir(), strconv.Itoa(i)+".lock")
 		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-			l := flock.New(path, flock.SetPermissions(0o600))
+			l := newLock(path)
 			if got, err := l.TryLock(); err == nil && got {
 				t.free = append(t.free, l)
 			}
@@ -153,7 +147,7 @@ func (s *Store) liveWaiters(self string) ([]waiter, error) {
 	for _, e := range ents {
 		path := filepath.Join(dir, e.Name())
 		if e.Name() != self {
-			l := flock.New(path, flock.SetPermissions(0o600))
+			l := newLock(path)
 			got, err := l.TryLock()
 			if err != nil {
 				return nil, err
@@ -171,9 +165,9 @@ func (s *Store) liveWaiters(self string) ([]waiter, error) {
 	return ws, nil
 }
 
-// slotWait is one job's wait for a slot: its place in slots/wait while it
-// waits, and why it waits.
-type slotWait struct {
+// SlotWait is one job's wait for a slot: its place in slots/wait while it
+// waits, and why it waits (package doc, slots).
+type SlotWait struct {
 	s    *Store
 	name string       // the waiter's file name in slots/wait
 	user string       // the job's pusher
@@ -182,25 +176,37 @@ type slotWait struct {
 	place int
 }
 
-func (s *Store) newSlotWait(q string, j *Job) *slotWait {
-	return &slotWait{s: s, name: fmt.Sprintf("%020d-%s", j.QueuedAt.UnixNano(), escape(q)), user: j.User}
+// WaitForSlot begins queued job j's wait for a slot, in queue q.
+func (s *Store) WaitForSlot(q string, j *Job) *SlotWait {
+	return &SlotWait{s: s, name: fmt.Sprintf("%020d-%s", j.QueuedAt.UnixNano(), escape(q)), user: j.User}
 }
 
-// try takes a slot if this job is among the oldest waiters its pusher's cap
-// allows and one is free; otherwise it returns nil and why the job waits.
-// Everything happens under slots/lock, held for an instant.
-func (sw *slotWait) try(limit, userCap int) (*flock.Flock, string, error) {
+// Slot is a job slot, held while the job runs.
+type Slot struct{ lock *flock.Flock }
+
+// Release frees the slot.
+func (sl *Slot) Release() { sl.lock.Unlock() }
+
+// Place is the job's place in line at the last try: 0 for the first of
+// those the cap lets start (see place).
+func (sw *SlotWait) Place() int { return sw.place }
+
+// Try takes a slot if this job is among the oldest waiters its pusher's
+// cap allows (userCap) and one of limit is free; otherwise it returns nil
+// and why the job waits. Everything happens under slots/lock, held for an
+// instant.
+func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 	if err := os.Mkdir(filepath.Join(sw.s.slotsDir(), "wait"), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
-	g := flock.New(filepath.Join(sw.s.slotsDir(), "lock"), flock.SetPermissions(0o600))
+	g := newLock(filepath.Join(sw.s.slotsDir(), "lock"))
 	if err := g.Lock(); err != nil {
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
 	defer g.Unlock()
 	if sw.me == nil {
 		path := filepath.Join(sw.s.slotsDir(), "wait", sw.name)
-		me := flock.New(path, flock.SetPermissions(0o600))
+		me := newLock(path)
 		// Only one worker drains a queue, so only a dead one's file can
 		// have this name, and nobody holds that.
 		got, err := me.TryLock()
@@ -232,8 +238,8 @@ func (sw *slotWait) try(limit, userCap int) (*flock.Flock, string, error) {
 		slot.Unlock()
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
-	sw.leave()
-	return slot, "", nil
+	sw.Leave()
+	return &Slot{slot}, "", nil
 }
 
 // reason says, for the listing, why a job of user waits.
@@ -252,24 +258,12 @@ func (t *slotTable) reason(user string, limit, userCap int) string {
 	}
 }
 
-// leave gives up the job's place in slots/wait.
-func (sw *slotWait) leave() {
+// Leave gives up the job's place in slots/wait.
+func (sw *SlotWait) Leave() {
 	sw.place = 0
 	if sw.me != nil {
 		os.Remove(sw.me.Path())
 		sw.me.Unlock()
 		sw.me = nil
-	}
-}
-
-// pause waits for d or until ctx ends, and reports whether ctx still lives.
-func pause(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }

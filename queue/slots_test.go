@@ -2,8 +2,6 @@ package queue
 
 import (
 	"bufio"
-	"context"
-	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -11,7 +9,6 @@ import (
 	"runtime"
 	"slices"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -88,48 +85,48 @@ func queuedAt(user string, at int) *Job {
 // pusher at the cap waits while others pass.
 func TestSlotOrder(t *testing.T) {
 	s := newStore(t)
-	holder, reason, err := s.newSlotWait("h", queuedAt("carol", 1)).try(1, 1)
+	holder, reason, err := s.WaitForSlot("h", queuedAt("carol", 1)).Try(1, 1)
 	if err != nil || holder == nil {
 		t.Fatalf("first job: no slot (%q, %v)", reason, err)
 	}
-	newer := s.newSlotWait("qa", queuedAt("alice", 3))
-	older := s.newSlotWait("qb", queuedAt("bob", 2))
-	defer newer.leave()
-	defer older.leave()
-	for _, sw := range []*slotWait{newer, older} {
-		if slot, reason, err := sw.try(1, 1); slot != nil || err != nil || reason != "all job slots taken, JOBQ_SLOTS=1" {
+	newer := s.WaitForSlot("qa", queuedAt("alice", 3))
+	older := s.WaitForSlot("qb", queuedAt("bob", 2))
+	defer newer.Leave()
+	defer older.Leave()
+	for _, sw := range []*SlotWait{newer, older} {
+		if slot, reason, err := sw.Try(1, 1); slot != nil || err != nil || reason != "all job slots taken, JOBQ_SLOTS=1" {
 			t.Fatalf("%s: took a held slot: %v %q %v", sw.name, slot, reason, err)
 		}
 	}
-	holder.Unlock()
+	holder.Release()
 	// The newer job looks first, and leaves the slot to the older one.
-	if slot, reason, err := newer.try(1, 1); slot != nil || err != nil || reason != "older jobs are first in line for a slot" {
+	if slot, reason, err := newer.Try(1, 1); slot != nil || err != nil || reason != "older jobs are first in line for a slot" {
 		t.Fatalf("the newer job took the slot: %v %q %v", slot, reason, err)
 	}
-	slot, _, err := older.try(1, 1)
+	slot, _, err := older.Try(1, 1)
 	if err != nil || slot == nil {
 		t.Fatalf("the oldest job got no slot: %v", err)
 	}
-	slot.Unlock()
-	newer.leave()
+	slot.Release()
+	newer.Leave()
 
 	// Two slots, a cap of one: bob runs one job, his next waits, alice's
 	// newer job starts.
-	bob1, _, _ := s.newSlotWait("b1", queuedAt("bob", 10)).try(2, 1)
+	bob1, _, _ := s.WaitForSlot("b1", queuedAt("bob", 10)).Try(2, 1)
 	if bob1 == nil {
 		t.Fatal("bob's first job: no slot")
 	}
-	defer bob1.Unlock()
-	bob2 := s.newSlotWait("b2", queuedAt("bob", 11))
-	defer bob2.leave()
-	if slot, reason, _ := bob2.try(2, 1); slot != nil || reason != "its pusher runs 1 job, JOBQ_USER_SLOTS=1" {
+	defer bob1.Release()
+	bob2 := s.WaitForSlot("b2", queuedAt("bob", 11))
+	defer bob2.Leave()
+	if slot, reason, _ := bob2.Try(2, 1); slot != nil || reason != "its pusher runs 1 job, JOBQ_USER_SLOTS=1" {
 		t.Fatalf("bob's second job: %v %q", slot, reason)
 	}
-	alice, _, err := s.newSlotWait("a1", queuedAt("alice", 12)).try(2, 1)
+	alice, _, err := s.WaitForSlot("a1", queuedAt("alice", 12)).Try(2, 1)
 	if err != nil || alice == nil {
 		t.Fatalf("alice waits behind bob: %v", err)
 	}
-	alice.Unlock()
+	alice.Release()
 }
 
 // Crash safety: a child process (this test binary) takes a slot or a
@@ -149,15 +146,15 @@ func TestSlotChild(t *testing.T) {
 	var held any // what holds the lock: its file closes if it is collected
 	switch mode {
 	case "hold":
-		slot, _, err := s.newSlotWait("child", queuedAt("bob", 1)).try(1, 1)
+		slot, _, err := s.WaitForSlot("child", queuedAt("bob", 1)).Try(1, 1)
 		if err != nil || slot == nil {
 			t.Fatalf("child: no slot: %v", err)
 		}
 		held = slot
 	case "wait":
 		// No slot to take: it stays in line, the oldest there.
-		sw := s.newSlotWait("child", queuedAt("bob", 0))
-		if slot, _, err := sw.try(0, 1); err != nil || slot != nil {
+		sw := s.WaitForSlot("child", queuedAt("bob", 0))
+		if slot, _, err := sw.Try(0, 1); err != nil || slot != nil {
 			t.Fatalf("child: %v %v", slot, err)
 		}
 		held = sw
@@ -190,159 +187,22 @@ func TestKilledHolders(t *testing.T) {
 				t.Fatalf("child said %q", line)
 			}
 			// Alive, it keeps a newer job of bob's out.
-			sw := s.newSlotWait("q", queuedAt("bob", 5))
-			defer sw.leave()
-			if slot, reason, err := sw.try(1, 1); slot != nil || err != nil {
+			sw := s.WaitForSlot("q", queuedAt("bob", 5))
+			defer sw.Leave()
+			if slot, reason, err := sw.Try(1, 1); slot != nil || err != nil {
 				t.Fatalf("took the slot of a live child: %v %q %v", slot, reason, err)
 			}
 			cmd.Process.Signal(syscall.SIGKILL)
 			cmd.Wait()
-			slot, reason, err := sw.try(1, 1)
+			slot, reason, err := sw.Try(1, 1)
 			if err != nil || slot == nil {
 				t.Fatalf("after the child died: no slot (%q, %v)", reason, err)
 			}
-			slot.Unlock()
+			slot.Release()
 			if ents, _ := os.ReadDir(filepath.Join(s.slotsDir(), "wait")); len(ents) != 0 {
 				t.Errorf("places in line left: %v", ents)
 			}
 		})
-	}
-}
-
-// 7d: a slot directory that cannot be used (here a file) is logged once,
-// and Drain pauses between tries instead of spinning.
-func TestSlotFailureBacksOff(t *testing.T) {
-	s := newStore(t)
-	s.Enqueue(newJob("r", "q"))
-	slots := filepath.Join(s.Dir(), "slots")
-	os.RemoveAll(slots)
-	os.WriteFile(slots, []byte("not a directory"), 0o600)
-	var logged []string
-	var pauses []time.Duration
-	attempts := 0
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	w := &Worker{Store: s, Run: (&recorder{}).run, Poll: 10 * time.Millisecond,
-		Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
-	w.pause = func(ctx context.Context, d time.Duration) bool {
-		pauses = append(pauses, d)
-		if len(pauses) == 8 {
-			cancel()
-		}
-		return ctx.Err() == nil
-	}
-	w.attempt = func() {
-		if attempts++; attempts > 100 {
-			cancel() // it spins: stop it, and fail below
-		}
-	}
-	if err := w.Drain(ctx, "q", false); !errors.Is(err, context.Canceled) {
-		t.Fatalf("Drain: %v", err)
-	}
-	if attempts > len(pauses)+1 || len(pauses) == 0 {
-		t.Fatalf("%d tries to take a slot with %d pauses between them: it spins", attempts, len(pauses))
-	}
-	if len(logged) != 1 || !strings.Contains(logged[0], "not a directory") {
-		t.Errorf("logged %q, want the error once", logged)
-	}
-	for i := 1; i < len(pauses); i++ {
-		if pauses[i] < pauses[i-1] || pauses[i] > maxBackoff {
-			t.Errorf("pauses %v: not backing off", pauses)
-			break
-		}
-	}
-	if pauses[len(pauses)-1] <= w.Poll {
-		t.Errorf("pauses %v: not backing off", pauses)
-	}
-}
-
-// 5d: while the data directory's filesystem has less than MinFree, jobs
-// wait, say why in the listing and the log, and can be cancelled; they
-// start once space returns.
-func TestWaitForSpace(t *testing.T) {
-	s := newStore(t)
-	s.Enqueue(newJob("r", "q"))
-	s.Enqueue(newJob("r", "q"))
-	var mu sync.Mutex
-	free := int64(200 << 20)
-	waits := make(chan struct{}) // each pause waits for the test
-	rec := &recorder{}
-	w := &Worker{Store: s, Run: rec.run, MinFree: 1 << 30,
-		FreeSpace: func(string) (int64, error) {
-			mu.Lock()
-			defer mu.Unlock()
-			return free, nil
-		}}
-	w.pause = func(ctx context.Context, d time.Duration) bool {
-		waits <- struct{}{}
-		return ctx.Err() == nil
-	}
-	done := make(chan error)
-	go func() { done <- w.Drain(context.Background(), "q", false) }()
-	select {
-	case <-waits:
-	case err := <-done:
-		t.Fatalf("Drain returned (%v) without waiting for space: ran %v", err, rec.runs())
-	}
-	const why = "200 MiB free, JOBQ_MIN_FREE=1g"
-	if got := s.Waiting("r", 0); got != why {
-		t.Errorf("listing: waiting %q, want %q", got, why)
-	}
-	if log, _ := os.ReadFile(s.LogPath("r", 0)); string(log) != "jobq: job 0 waits to start: "+why+"\n" {
-		t.Errorf("log of the waiting job: %q", log)
-	}
-	if j, _ := s.Job("r", 0); j.State != Queued {
-		t.Errorf("a job waiting for space is %s", j.State)
-	}
-	if _, err := s.Cancel("r", 0); err != nil {
-		t.Fatal(err)
-	}
-	// Job 0 is skipped at its next look; then job 1 waits.
-	for i := 0; s.Waiting("r", 1) == ""; i++ {
-		if i == 10 {
-			t.Fatal("job 1 does not wait after job 0 was cancelled")
-		}
-		<-waits
-	}
-	if got := s.Waiting("r", 1); got != why {
-		t.Errorf("job 1: waiting %q", got)
-	}
-	mu.Lock()
-	free = 2 << 30
-	mu.Unlock()
-	go func() {
-		for range waits {
-		}
-	}()
-	if err := <-done; err != nil {
-		t.Fatal(err)
-	}
-	close(waits)
-	if got := rec.runs(); !slices.Equal(got, []string{"r/1"}) {
-		t.Errorf("ran %v, want r/1 only", got)
-	}
-	j0, _ := s.Job("r", 0)
-	j1, _ := s.Job("r", 1)
-	if j0.State != Cancelled || j1.State != Succeeded {
-		t.Errorf("states %s, %s", j0.State, j1.State)
-	}
-	log, _ := os.ReadFile(s.LogPath("r", 1))
-	if !strings.HasPrefix(string(log), "jobq: job 1 waits to start: "+why+"\njobq: job 1 of r") {
-		t.Errorf("log of the job that waited:\n%s", log)
-	}
-	if got := s.Waiting("r", 1); got != "" {
-		t.Errorf("a finished job still waits: %q", got)
-	}
-}
-
-func TestFormatBytes(t *testing.T) {
-	for n, want := range map[int64]string{0: "0", 1 << 30: "1g", 3 << 29: "1536m", 100 << 10: "100k", 7: "7"} {
-		if got := FormatBytes(n); got != want {
-			t.Errorf("FormatBytes(%d) = %q, want %q", n, got, want)
-		}
-		if back, err := ParseBytes(FormatBytes(n)); err != nil || back != n {
-			t.Errorf("ParseBytes(FormatBytes(%d)) = %d, %v", n, back, err)
-		}
 	}
 }
 
@@ -354,23 +214,23 @@ func BenchmarkSlotLook(b *testing.B) {
 		b.Fatal(err)
 	}
 	for i := range 2 {
-		slot, _, err := s.newSlotWait(fmt.Sprint("run", i), queuedAt("u", i)).try(2, 2)
+		slot, _, err := s.WaitForSlot(fmt.Sprint("run", i), queuedAt("u", i)).Try(2, 2)
 		if err != nil || slot == nil {
 			b.Fatal("no slot", err)
 		}
-		defer slot.Unlock()
+		defer slot.Release()
 	}
 	for i := range 8 {
-		sw := s.newSlotWait(fmt.Sprint("w", i), queuedAt("u", 10+i))
-		if _, _, err := sw.try(2, 2); err != nil {
+		sw := s.WaitForSlot(fmt.Sprint("w", i), queuedAt("u", 10+i))
+		if _, _, err := sw.Try(2, 2); err != nil {
 			b.Fatal(err)
 		}
-		defer sw.leave()
+		defer sw.Leave()
 	}
-	last := s.newSlotWait("last", queuedAt("v", 100))
-	defer last.leave()
+	last := s.WaitForSlot("last", queuedAt("v", 100))
+	defer last.Leave()
 	for b.Loop() {
-		if slot, _, err := last.try(2, 2); err != nil || slot != nil {
+		if slot, _, err := last.Try(2, 2); err != nil || slot != nil {
 			b.Fatal(slot, err)
 		}
 	}

@@ -10,10 +10,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/gofrs/flock"
+
+	"github.com/jobq/jobq/internal/faults"
 )
 
 // ErrNotFound means no such repository or job.
@@ -23,17 +24,11 @@ var ErrNotFound = errors.New("not found")
 // number of processes on one host.
 type Store struct {
 	dir string
-	// crashAt names a point where the process kills itself: the crash tests
-	// set it in a child process to leave the disk as a real crash does.
-	crashAt string
 }
 
-// crashPoint kills the process if the crash tests asked for it here.
-func (s *Store) crashPoint(name string) {
-	if s.crashAt == name {
-		syscall.Kill(os.Getpid(), syscall.SIGKILL)
-		select {} // the signal is on its way
-	}
+// newLock is a flock on path, a file only the account may open.
+func newLock(path string) *flock.Flock {
+	return flock.New(path, flock.SetPermissions(0o600))
 }
 
 // Open returns the store in dir, creating it readable by its owner only.
@@ -76,7 +71,7 @@ func (s *Store) lockRepo(repo string) (*flock.Flock, error) {
 	if err := os.Mkdir(s.repoDir(repo), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, err
 	}
-	l := flock.New(filepath.Join(s.repoDir(repo), "lock"), flock.SetPermissions(0o600))
+	l := newLock(filepath.Join(s.repoDir(repo), "lock"))
 	if err := l.Lock(); err != nil {
 		return nil, err
 	}
@@ -130,7 +125,7 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 	if err := replaceFile(filepath.Join(rdir, "next"), []byte(strconv.FormatInt(id+1, 10)+"\n")); err != nil {
 		return 0, err
 	}
-	s.crashPoint("enqueue-id-spent")
+	faults.Point("enqueue-id-spent")
 	j.ID, j.State, j.QueuedAt = id, Queued, time.Now().UTC()
 	tmp, err := os.MkdirTemp(rdir, ".new-")
 	if err != nil {
@@ -149,12 +144,12 @@ func (s *Store) enqueueLocked(j *Job) (int, error) {
 		os.Remove(entry)
 		return 0, err
 	}
-	s.crashPoint("enqueue-entry-added")
+	faults.Point("enqueue-entry-added")
 	if err := os.Rename(tmp, s.jobDir(j.Repo, id)); err != nil {
 		os.Remove(entry)
 		return 0, err
 	}
-	s.crashPoint("enqueue-committed")
+	faults.Point("enqueue-committed")
 	// The job exists now: a failed sync only risks it at a power loss, and
 	// telling the pusher "no job queued" would be false.
 	syncDir(rdir)
@@ -403,8 +398,8 @@ func (s *Store) Cancel(repo string, id int64) (*Job, error) {
 
 var errUnchanged = errors.New("unchanged")
 
-// cancelRequested reports whether Cancel asked for the running job to stop.
-func (s *Store) cancelRequested(repo string, id int64) bool {
+// CancelRequested reports whether Cancel asked for the running job to stop.
+func (s *Store) CancelRequested(repo string, id int64) bool {
 	_, err := os.Stat(filepath.Join(s.jobDir(repo, id), "cancel"))
 	return err == nil
 }

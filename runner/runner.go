@@ -1,12 +1,12 @@
-// Package runner runs one job: the exec runner runs a host command in the
-// bare repository; the podman runner checks the revision out and runs the
-// command in a rootless container. The queue package decides when a job
-// runs; a runner only runs it.
+// Package runner holds what the worker's backends share: a job's
+// environment and the grace period between SIGTERM and SIGKILL. The
+// backends are its subpackages: exec (a host command in the bare
+// repository) and podman (a container with the checkout at /source). The
+// worker package decides when a job runs and declares the interface they
+// implement; a runner only runs it.
 package runner
 
 import (
-	"context"
-	"fmt"
 	"os"
 	"sort"
 	"strconv"
@@ -16,26 +16,15 @@ import (
 	"github.com/jobq/jobq/queue"
 )
 
-// Runner runs jobs of one kind.
-//
-// Lifecycle, per job: Run is called once, by one goroutine, and returns when
-// the job has exited, with its exit status. When ctx ends (timeout,
-// cancellation, the worker stopping), Run stops the job: SIGTERM, then
-// SIGKILL after the grace period. Cleanup is then called once the result
-// is recorded, and removes what the job used (its container, checkout,
-// processes); it is also called by a later worker for a job whose worker
-// died mid-run. Cleanup is safe for a job that left nothing, and safe to
-// call twice. A Runner is safe for concurrent use by jobs of different
-// queues.
-type Runner interface {
-	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
-	Cleanup(ctx context.Context, j *queue.Job) error
-}
-
 // DefaultGrace is how long a job has between SIGTERM and SIGKILL.
 const DefaultGrace = 5 * time.Second
 
-// Env is the environment of a job (DESIGN.md): the job's own variables and
+// DefaultMinFree is the free space the data directory's filesystem, and a
+// checkout's, keep (JOBQ_MIN_FREE of the worker): below it no job starts,
+// and a checkout stops.
+const DefaultMinFree = 1 << 30
+
+// Env is the environment of a job (the README's "Jobs" section): the job's own variables and
 // the JOBQ_PASS_ENV values recorded at push time, sorted.
 func Env(j *queue.Job) []string {
 	m := map[string]string{}
@@ -79,24 +68,4 @@ func HostEnv() []string {
 		}
 	}
 	return env
-}
-
-// ByKind dispatches each job to the runner its JOBQ_RUNNER names.
-type ByKind map[string]Runner
-
-// Run runs j with its runner.
-func (b ByKind) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	r, ok := b[j.Options.Runner]
-	if !ok {
-		return 0, fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
-	}
-	return r.Run(ctx, j, log)
-}
-
-// Cleanup cleans up after j with its runner.
-func (b ByKind) Cleanup(ctx context.Context, j *queue.Job) error {
-	if r, ok := b[j.Options.Runner]; ok {
-		return r.Cleanup(ctx, j)
-	}
-	return nil
 }

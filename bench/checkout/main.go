@@ -1,5 +1,5 @@
 // Command checkout runs jobq's checkout once: checkout GIT_DIR REV DIR.
-// bench/checkout.sh times it against git checkout --force.
+// bench/run.sh and bench/isolation.sh time it against git checkout --force.
 package main
 
 import (
@@ -7,7 +7,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/jobq/jobq/runner"
+	"github.com/jobq/jobq/runner/podman"
 )
 
 func main() {
@@ -15,7 +15,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: checkout GIT_DIR REV DIR")
 		os.Exit(2)
 	}
-	err := runner.Checkout(context.Background(), os.Args[1], os.Args[2], os.Args[3], runner.DefaultCheckoutLimits())
+	err := podman.Checkout(context.Background(), os.Args[1], os.Args[2], os.Args[3], podman.DefaultCheckoutLimits())
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

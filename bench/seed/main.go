@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -66,7 +67,7 @@ func run() error {
 		t := start.Add(time.Duration(id) * time.Minute)
 		j := queue.Job{Repo: repo, ID: int64(id), Queue: repo, Seq: t.UnixNano(), Ref: "refs/heads/main",
 			OldRev: strings.Repeat("1", 40), NewRev: fmt.Sprintf("%040x", id), User: "seed", GitDir: gitDir, Incarnation: token,
-			Options: queue.Options{Command: "true", Runner: "exec", Timeout: queue.DefaultTimeout, PIDs: queue.DefaultPIDs, Keep: n + 1000},
+			Options: queue.Options{Command: "true", Runner: "exec", Timeout: push.DefaultTimeout, PIDs: push.DefaultPIDs, Keep: n + 1000},
 			State:   queue.Succeeded, QueuedAt: t, StartedAt: t.Add(time.Second), FinishedAt: t.Add(3 * time.Second), ExitCode: &code}
 		data, err := json.MarshalIndent(j, "", "  ")
 		if err != nil {

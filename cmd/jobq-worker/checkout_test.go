@@ -4,22 +4,22 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jobq/jobq/runner"
+	"github.com/jobq/jobq/runner/podman"
 )
 
 // JOBQ_CHECKOUT_FILES: default, values, and one clear line for a bad
 // value; JOBQ_MIN_FREE (read with the worker's settings) passes through.
 func TestCheckoutLimits(t *testing.T) {
 	const minFree = 512 << 20
-	def := runner.CheckoutLimits{Files: runner.DefaultCheckoutFiles, MinFree: minFree}
+	def := podman.CheckoutLimits{Files: podman.DefaultCheckoutFiles, MinFree: minFree}
 	rows := []struct {
 		files string
-		want  runner.CheckoutLimits
+		want  podman.CheckoutLimits
 		err   string
 	}{
 		{"", def, ""},
-		{"5000", runner.CheckoutLimits{Files: 5000, MinFree: minFree}, ""},
-		{"1", runner.CheckoutLimits{Files: 1, MinFree: minFree}, ""},
+		{"5000", podman.CheckoutLimits{Files: 5000, MinFree: minFree}, ""},
+		{"1", podman.CheckoutLimits{Files: 1, MinFree: minFree}, ""},
 		{"0", def, `JOBQ_CHECKOUT_FILES="0" is not a positive number`},
 		{"-3", def, `JOBQ_CHECKOUT_FILES="-3" is not a positive number`},
 		{"1e6", def, `JOBQ_CHECKOUT_FILES="1e6" is not a positive number`},

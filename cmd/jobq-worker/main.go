@@ -10,23 +10,25 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
-	"sync"
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
+	"github.com/jobq/jobq/runner/exec"
+	"github.com/jobq/jobq/runner/podman"
+	"github.com/jobq/jobq/worker"
 	"github.com/spf13/cobra"
 )
 
 func main() {
 	// Hidden: the exec runner runs each job under "jobq-worker supervise"
-	// (runner.Supervise), before any of the worker's own set-up.
+	// (runner/exec.Supervise), before any of the worker's own set-up.
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		os.Exit(runner.Supervise(os.Args[2:]))
+		os.Exit(exec.Supervise(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -41,6 +43,12 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// The backends implement the worker's interface.
+var (
+	_ worker.Runner = (*exec.Runner)(nil)
+	_ worker.Runner = (*podman.Runner)(nil)
+)
 
 // usageError is a mistake in the command line.
 type usageError struct{ error }
@@ -67,7 +75,7 @@ func newRoot() *cobra.Command {
 			}
 			switch {
 			case all:
-				return serve(cmd.Context(), w)
+				return w.Serve(cmd.Context())
 			case queueName != "":
 				return w.Drain(cmd.Context(), queueName, wait)
 			default:
@@ -87,14 +95,14 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return gc(cmd.Context(), w)
+			return w.GC(cmd.Context(), os.Stdout)
 		},
 	}
 	root.AddCommand(drain, gc)
 	return root
 }
 
-func newWorker() (*queue.Worker, error) {
+func newWorker() (*worker.Worker, error) {
 	home, err := queue.Home(os.Getenv)
 	if err != nil {
 		return nil, err
@@ -115,15 +123,15 @@ func newWorker() (*queue.Worker, error) {
 			return nil, fmt.Errorf("JOBQ_USER_SLOTS=%q is not a positive number", v)
 		}
 	}
-	minFree := int64(queue.DefaultMinFree)
+	minFree := int64(runner.DefaultMinFree)
 	if v := os.Getenv("JOBQ_MIN_FREE"); v != "" {
-		if minFree, err = queue.ParseBytes(v); err != nil {
+		if minFree, err = push.ParseBytes(v); err != nil {
 			return nil, fmt.Errorf("JOBQ_MIN_FREE=%q is not a size (like 512m or 2g; 0: no check)", v)
 		}
 	}
-	logLimit := int64(queue.DefaultLogLimit)
+	logLimit := int64(worker.DefaultLogLimit)
 	if v := os.Getenv("JOBQ_LOG_LIMIT"); v != "" {
-		n, err := queue.ParseBytes(v)
+		n, err := push.ParseBytes(v)
 		if err != nil || n < 1 {
 			return nil, fmt.Errorf("JOBQ_LOG_LIMIT=%q is not a size (like 512m or 2g)", v)
 		}
@@ -133,11 +141,10 @@ func newWorker() (*queue.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	crash := crashHook() // nil unless built with -tags faultinject
-	runners := runner.ByKind{
-		"exec": runner.NewExec(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
-		"podman": runner.NewPodman(runner.PodmanConfig{
-			Service: runner.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
+	runners := map[string]worker.Runner{
+		"exec": exec.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
+		"podman": podman.New(podman.Config{
+			Service: podman.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
 			Home:    home,
 			Grace:   runner.DefaultGrace,
 			File:    store.JobFile,
@@ -146,26 +153,23 @@ func newWorker() (*queue.Worker, error) {
 				return err == nil && j.State == queue.Running
 			},
 			Checkout: limits,
-			Crash:    crash,
 		}),
 	}
-	return &queue.Worker{
+	return &worker.Worker{
 		Store:     store,
-		Run:       runners.Run,
-		Cleanup:   runners.Cleanup,
+		Runners:   runners,
 		Slots:     slots,
 		UserSlots: userSlots,
 		MinFree:   minFree,
 		LogLimit:  logLimit,
 		Logf:      log.Printf,
-		Crash:     crash,
 	}, nil
 }
 
 // checkoutLimits reads JOBQ_CHECKOUT_FILES; minFree (JOBQ_MIN_FREE) is
 // also the free space that must remain on the checkout's filesystem.
-func checkoutLimits(getenv func(string) string, minFree int64) (runner.CheckoutLimits, error) {
-	lim := runner.CheckoutLimits{Files: runner.DefaultCheckoutFiles, MinFree: minFree}
+func checkoutLimits(getenv func(string) string, minFree int64) (podman.CheckoutLimits, error) {
+	lim := podman.CheckoutLimits{Files: podman.DefaultCheckoutFiles, MinFree: minFree}
 	if v := getenv("JOBQ_CHECKOUT_FILES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {
@@ -174,89 +178,4 @@ func checkoutLimits(getenv func(string) string, minFree int64) (runner.CheckoutL
 		lim.Files = n
 	}
 	return lim, nil
-}
-
-// serve drains every queue as jobs arrive, until ctx ends.
-func serve(ctx context.Context, w *queue.Worker) error {
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	active := map[string]bool{}
-	for first := true; ctx.Err() == nil; first = false {
-		qs, err := w.Store.Queues()
-		if err != nil {
-			return err
-		}
-		for _, q := range qs {
-			mu.Lock()
-			busy := active[q]
-			mu.Unlock()
-			if busy {
-				continue
-			}
-			if pending, _ := w.Store.HasPending(q); !pending && !first {
-				continue
-			}
-			mu.Lock()
-			active[q] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := w.Drain(ctx, q, false); err != nil && ctx.Err() == nil {
-					log.Printf("%v", err)
-				}
-				mu.Lock()
-				delete(active, q)
-				mu.Unlock()
-			}()
-		}
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-	wg.Wait()
-	return nil
-}
-
-func gc(ctx context.Context, w *queue.Worker) error {
-	repos, err := w.Store.Repos()
-	if err != nil {
-		return err
-	}
-	for _, r := range repos {
-		jobs, err := w.Store.Jobs(r, 1)
-		if err != nil || len(jobs) == 0 || jobs[0].Job == nil {
-			continue
-		}
-		if err := w.Tidy(ctx, r, jobs[0].Job.Options.Keep); err != nil {
-			log.Printf("%v", err)
-		}
-	}
-	// Jobs of deleted repositories: the administrator's, never shown over
-	// ssh; counted here, and kept as their repository's JOBQ_KEEP said.
-	retired, err := w.Store.PruneRetired()
-	if err != nil {
-		log.Printf("%v", err)
-	}
-	if retired.Jobs > 0 || retired.Removed > 0 {
-		fmt.Printf("jobq gc: %d jobs of %d deleted repositories kept in %s, %d removed\n",
-			retired.Jobs, retired.Incarnations, filepath.Join(w.Store.Dir(), "retired"), retired.Removed)
-	}
-	qs, err := w.Store.Queues()
-	if err != nil {
-		return err
-	}
-	for _, q := range qs {
-		pending, err := w.Recover(ctx, q)
-		if err != nil {
-			log.Printf("%v", err)
-		}
-		if pending {
-			if err := w.Drain(ctx, q, false); err != nil {
-				log.Printf("%v", err)
-			}
-		}
-	}
-	return nil
 }

@@ -11,17 +11,19 @@ import (
 
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
+	"github.com/jobq/jobq/runner/exec"
+	"github.com/jobq/jobq/worker"
 )
 
 func TestMain(m *testing.M) {
 	// Exec jobs run under this program as their supervisor: the test binary.
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		os.Exit(runner.Supervise(os.Args[2:]))
+		os.Exit(exec.Supervise(os.Args[2:]))
 	}
 	os.Exit(m.Run())
 }
 
-func testWorker(t *testing.T) *queue.Worker {
+func testWorker(t *testing.T) *worker.Worker {
 	t.Helper()
 	t.Setenv("JOBQ_HOME", t.TempDir())
 	w, err := newWorker()
@@ -44,7 +46,7 @@ func TestServe(t *testing.T) {
 	w.Store.Enqueue(execJob("a", "qa", "echo a", 10))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
-	go func() { done <- serve(ctx, w) }()
+	go func() { done <- w.Serve(ctx) }()
 	w.Store.Enqueue(execJob("b", "qb", "echo b", 10))
 	for _, r := range []string{"a", "b"} {
 		deadline := time.Now().Add(20 * time.Second)
@@ -85,7 +87,7 @@ func TestGC(t *testing.T) {
 	for range 4 {
 		w.Store.Enqueue(execJob("r", "q", "true", 2))
 	}
-	if err := gc(context.Background(), w); err != nil {
+	if err := w.GC(context.Background(), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	jobs, _ := w.Store.Jobs("r", 0)
@@ -99,15 +101,15 @@ func TestGC(t *testing.T) {
 func TestWorkerSettings(t *testing.T) {
 	for _, tt := range []struct {
 		name, value string
-		ok          func(w *queue.Worker) bool // nil: an error naming the variable
+		ok          func(w *worker.Worker) bool // nil: an error naming the variable
 	}{
-		{"JOBQ_USER_SLOTS", "", func(w *queue.Worker) bool { return w.UserSlots == 0 }},
-		{"JOBQ_USER_SLOTS", "3", func(w *queue.Worker) bool { return w.UserSlots == 3 }},
+		{"JOBQ_USER_SLOTS", "", func(w *worker.Worker) bool { return w.UserSlots == 0 }},
+		{"JOBQ_USER_SLOTS", "3", func(w *worker.Worker) bool { return w.UserSlots == 3 }},
 		{"JOBQ_USER_SLOTS", "0", nil},
 		{"JOBQ_USER_SLOTS", "many", nil},
-		{"JOBQ_MIN_FREE", "", func(w *queue.Worker) bool { return w.MinFree == queue.DefaultMinFree }},
-		{"JOBQ_MIN_FREE", "0", func(w *queue.Worker) bool { return w.MinFree == 0 }},
-		{"JOBQ_MIN_FREE", "512m", func(w *queue.Worker) bool { return w.MinFree == 512<<20 }},
+		{"JOBQ_MIN_FREE", "", func(w *worker.Worker) bool { return w.MinFree == runner.DefaultMinFree }},
+		{"JOBQ_MIN_FREE", "0", func(w *worker.Worker) bool { return w.MinFree == 0 }},
+		{"JOBQ_MIN_FREE", "512m", func(w *worker.Worker) bool { return w.MinFree == 512<<20 }},
 		{"JOBQ_MIN_FREE", "-1", nil},
 		{"JOBQ_MIN_FREE", "1x", nil},
 	} {
@@ -132,15 +134,17 @@ func TestGCRetriesCleanup(t *testing.T) {
 		w.Store.Enqueue(execJob("r", "q", "true", 1))
 	}
 	fail := 1
-	w.Run = func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-		return 0, os.WriteFile(w.Store.JobFile(j, "checkout"), []byte("x"), 0o600)
-	}
-	w.Cleanup = func(ctx context.Context, j *queue.Job) error {
-		if fail > 0 {
-			fail--
-			return errors.New("permission denied")
-		}
-		return os.Remove(w.Store.JobFile(j, "checkout"))
+	w.Runners["exec"] = fakeRunner{
+		run: func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+			return 0, os.WriteFile(w.Store.JobFile(j, "checkout"), []byte("x"), 0o600)
+		},
+		cleanup: func(ctx context.Context, j *queue.Job) error {
+			if fail > 0 {
+				fail--
+				return errors.New("permission denied")
+			}
+			return os.Remove(w.Store.JobFile(j, "checkout"))
+		},
 	}
 	if err := w.Drain(context.Background(), "q", false); err != nil {
 		t.Fatal(err)
@@ -148,10 +152,22 @@ func TestGCRetriesCleanup(t *testing.T) {
 	if jobs, _ := w.Store.Jobs("r", 0); len(jobs) != 2 {
 		t.Fatalf("after the jobs: %d jobs, want 2 (job 0 kept for its clean-up)", len(jobs))
 	}
-	if err := gc(context.Background(), w); err != nil {
+	if err := w.GC(context.Background(), io.Discard); err != nil {
 		t.Fatal(err)
 	}
 	if jobs, _ := w.Store.Jobs("r", 0); len(jobs) != 1 || jobs[0].ID != 1 {
 		t.Errorf("after gc: %+v", jobs)
 	}
 }
+
+// fakeRunner stands in for a backend whose clean-up fails once.
+type fakeRunner struct {
+	run     func(ctx context.Context, j *queue.Job, log *os.File) (int, error)
+	cleanup func(ctx context.Context, j *queue.Job) error
+}
+
+func (f fakeRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+	return f.run(ctx, j, log)
+}
+
+func (f fakeRunner) Cleanup(ctx context.Context, j *queue.Job) error { return f.cleanup(ctx, j) }

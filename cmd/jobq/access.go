@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -179,7 +180,7 @@ func (a *app) repoOptions(repo string) (opts queue.Options, hooked bool, err err
 		}
 		return "", false
 	}
-	opts, err = queue.ParseOptions(lookup, repo)
+	opts, err = push.ParseOptions(lookup, repo)
 	return opts, hooked, err
 }
 

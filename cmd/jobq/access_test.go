@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -259,7 +260,7 @@ func TestRetryAsTheHostingAccount(t *testing.T) {
 		command string
 		timeout time.Duration
 	}{
-		{"plain git server", map[string]string{"HOME": t.TempDir(), "JOBQ_COMMAND": "img from-env", "JOBQ_PASS_ENV": "TOKEN", "TOKEN": "t"}, "img from-env", queue.DefaultTimeout},
+		{"plain git server", map[string]string{"HOME": t.TempDir(), "JOBQ_COMMAND": "img from-env", "JOBQ_PASS_ENV": "TOKEN", "TOKEN": "t"}, "img from-env", push.DefaultTimeout},
 		{"gitolite", map[string]string{"HOME": withRC}, "img from-gitolite", 5 * time.Second},
 		{"environment first", map[string]string{"HOME": withRC, "JOBQ_COMMAND": "img from-env"}, "img from-env", 5 * time.Second},
 	}

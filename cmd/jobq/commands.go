@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/termsafe"
+	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -405,10 +406,10 @@ func (a *app) retry(repo, idArg string) error {
 	case !hooked:
 		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
 	case err != nil:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %v", repo, err)}
+		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %v; no job queued", repo, err)}
 	}
 	// A push of the ref would queue nothing now; nor does a retry.
-	if f, err := queue.ParseRefFilter(opts.RefFilter); err != nil || !f.Match(old.Ref) {
+	if f, err := push.ParseRefFilter(opts.RefFilter); err != nil || !f.Match(old.Ref) {
 		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
 	}
 	j := &queue.Job{

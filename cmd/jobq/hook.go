@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/termsafe"
+	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -73,17 +74,17 @@ func (a *app) queueJobs() ([]queued, error) {
 	if err := queue.ValidName(repo); err != nil {
 		return nil, fmt.Errorf("repository %v; no job queued", err)
 	}
-	opts, err := queue.ParseOptions(a.e.lookup, repo)
-	if err != nil {
-		return nil, err
-	}
-	updates, err := queue.ParseUpdates(a.e.stdin)
+	opts, err := push.ParseOptions(a.e.lookup, repo)
 	if err != nil {
 		return nil, fmt.Errorf("%v; no job queued", err)
 	}
-	filter, err := queue.ParseRefFilter(opts.RefFilter)
+	updates, err := push.ParseUpdates(a.e.stdin)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%v; no job queued", err)
+	}
+	filter, err := push.ParseRefFilter(opts.RefFilter)
+	if err != nil {
+		return nil, fmt.Errorf("%v; no job queued", err)
 	}
 	env := passEnv(a.e.lookup, opts.PassEnv)
 	if err := a.open(); err != nil {
@@ -114,22 +115,16 @@ func orDefault(s, def string) string {
 	return s
 }
 
-// ensureWorker starts a detached worker for queue q unless one holds it.
+// ensureWorker starts a detached worker for queue q unless one holds it
+// or is on its way (the store's wake-up protocol).
 func (a *app) ensureWorker(q string) error {
-	running, err := a.store.WorkerRunning(q)
-	if err != nil || running {
-		return err
-	}
-	release, ok, err := a.store.StartLock(q)
-	if err != nil || !ok {
-		return err // another hook is starting one
-	}
-	defer release()
-	bin, err := workerBinary()
-	if err != nil {
-		return err
-	}
-	return startDetached(bin, []string{"drain", "--queue", q, "--wait"}, a.store.Dir())
+	return a.store.EnsureWorker(q, func() error {
+		bin, err := workerBinary()
+		if err != nil {
+			return err
+		}
+		return startDetached(bin, []string{"drain", "--queue", q, "--wait"}, a.store.Dir())
+	})
 }
 
 // workerBinary finds jobq-worker beside this program, else on PATH.

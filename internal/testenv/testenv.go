@@ -428,3 +428,39 @@ func (e *Env) Close() error {
 	}
 	return nil
 }
+
+// MakeRepo makes a bare repository whose one commit holds files.
+func MakeRepo(t testing.TB, files map[string]string) (gitDir, rev string) {
+	t.Helper()
+	dir := t.TempDir()
+	gitDir = filepath.Join(dir, "repo.git")
+	work := filepath.Join(dir, "work")
+	git := func(dir string, args ...string) string {
+		cmd := exec.Command("git", args...)
+		cmd.Dir = dir
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	git(dir, "init", "-q", "--bare", gitDir)
+	git(dir, "init", "-q", work)
+	for name, body := range files {
+		p := filepath.Join(work, name)
+		os.MkdirAll(filepath.Dir(p), 0o755)
+		mode := os.FileMode(0o644)
+		if strings.HasSuffix(name, ".sh") {
+			mode = 0o755
+		}
+		if err := os.WriteFile(p, []byte(body), mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	git(work, "add", "-A")
+	git(work, "commit", "-q", "-m", "c")
+	rev = git(work, "rev-parse", "HEAD")
+	git(work, "push", "-q", gitDir, "HEAD:refs/heads/master")
+	return gitDir, rev
+}

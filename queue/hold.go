@@ -1,0 +1,259 @@
+package queue
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/jobq/jobq/internal/faults"
+)
+
+// Entry is a job's place in its queue.
+type Entry struct {
+	Repo string
+	ID   int64
+	name string // SEQ-ID-REPO in pending/ or running/
+}
+
+// EnsureWorker is the hook's half of the wake-up protocol (package doc),
+// after it has enqueued into queue q: unless a worker holds q or is on its
+// way, it calls start, which must start a detached worker that calls
+// HoldQueue(q, true).
+func (s *Store) EnsureWorker(q string, start func() error) error {
+	l, err := s.queueLock(q)
+	if err != nil {
+		return err
+	}
+	free, err := l.TryLock()
+	if err != nil {
+		return fmt.Errorf("lock queue %s: %w", q, err)
+	}
+	if !free {
+		return nil // a worker drains q, and looks again before it lets go
+	}
+	l.Unlock()
+	starting := newLock(filepath.Join(s.queueDir(q), "start.lock"))
+	if ok, err := starting.TryLock(); err != nil || !ok {
+		return err // another hook is starting one, which will find our entry
+	}
+	defer starting.Unlock()
+	return start()
+}
+
+// Hold is a queue held by its one worker: only the holder claims, runs and
+// settles the queue's jobs.
+type Hold struct {
+	s    *Store
+	q    string
+	lock *flock.Flock
+}
+
+// HoldQueue takes queue q for a worker. With wait (a worker a hook
+// started), it waits for the hook to finish starting it, then for the
+// queue; without, it returns nil at once if another worker holds q.
+func (s *Store) HoldQueue(q string, wait bool) (*Hold, error) {
+	l, err := s.queueLock(q)
+	if err != nil {
+		return nil, err
+	}
+	h := &Hold{s: s, q: q, lock: l}
+	if !wait {
+		ok, err := l.TryLock()
+		if err != nil || !ok {
+			return nil, err
+		}
+		return h, nil
+	}
+	starting := newLock(filepath.Join(s.queueDir(q), "start.lock"))
+	if err := starting.Lock(); err != nil {
+		return nil, fmt.Errorf("hold queue %s: %w", q, err)
+	}
+	err = l.Lock()
+	starting.Unlock() // hooks now see the queue held
+	if err != nil {
+		return nil, fmt.Errorf("hold queue %s: %w", q, err)
+	}
+	return h, nil
+}
+
+// Release lets the queue go when it looks empty. If an entry arrived
+// meanwhile and no other worker took the queue, it takes the queue again
+// and reports again: the caller drains on (package doc, wake-up).
+func (h *Hold) Release() (again bool, err error) {
+	h.lock.Unlock()
+	if more, err := h.s.HasPending(h.q); err != nil || !more {
+		return false, err
+	}
+	return h.lock.TryLock()
+}
+
+// Unlock lets the queue go, whatever it holds.
+func (h *Hold) Unlock() { h.lock.Unlock() }
+
+// Pending lists the queue's waiting entries, oldest first.
+func (h *Hold) Pending() ([]Entry, error) {
+	return h.s.entries(h.q, "pending")
+}
+
+// Claim is a job its queue's worker is handling, from Peek to Done. Its
+// lock (repos/NAME/ID/lock) is held all that time: readers see a job whose
+// lock is free, though marked running or waiting, as one whose worker
+// died (Handled).
+type Claim struct {
+	Job   *Job
+	entry Entry
+	lock  *os.File
+}
+
+// Peek takes pending entry e's job for a look before the claim (its state,
+// its pusher), under the repository lock, so an enqueue in progress
+// commits first. An entry whose job never committed, or cannot be read, is
+// removed: it returns nil then.
+func (h *Hold) Peek(e Entry) (*Claim, error) {
+	j, err := h.s.Update(e.Repo, e.ID, func(*Job) error { return errUnchanged })
+	if !errors.Is(err, errUnchanged) {
+		os.Remove(filepath.Join(h.s.queueDir(h.q), "pending", e.name))
+		if errors.Is(err, ErrNotFound) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
+	}
+	l, err := h.s.lockJob(e.Repo, e.ID)
+	if err != nil {
+		return nil, fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
+	}
+	return &Claim{Job: j, entry: e, lock: l}, nil
+}
+
+// Claim moves the entry to running/ and marks its job running, durably,
+// before the job may start. c.Job is left as the job now is: Running (run
+// it), Lost (claimed before by a worker that died: clean up after it,
+// never run it twice), or final (cancelled while queued, or its
+// repository deleted since). The caller ends with Done either way.
+func (h *Hold) Claim(c *Claim) error {
+	e := c.entry
+	qdir := h.s.queueDir(h.q)
+	if err := os.Rename(filepath.Join(qdir, "pending", e.name), filepath.Join(qdir, "running", e.name)); err != nil {
+		return fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
+	}
+	syncDir(filepath.Join(qdir, "running"))
+	faults.Point("claim-moved")
+	j, err := h.s.Update(e.Repo, e.ID, func(j *Job) error {
+		switch j.State {
+		case Queued:
+			if deletedSince(j) {
+				j.State, j.FinishedAt = Cancelled, time.Now().UTC()
+				j.Error = "its repository was deleted before it ran"
+				return nil
+			}
+			j.State, j.StartedAt, j.Worker = Running, time.Now().UTC(), os.Getpid()
+			return nil
+		case Running:
+			markLost(j)
+			return nil
+		}
+		return errUnchanged
+	})
+	switch {
+	case err == nil, errors.Is(err, errUnchanged):
+		c.Job = j
+	case errors.Is(err, ErrNotFound):
+		c.Job.State = Cancelled // gone: nothing to run
+	default:
+		return fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
+	}
+	faults.Point("claim-marked")
+	return nil
+}
+
+// Done ends the claim, once the job's result is recorded and its clean-up
+// done: it removes the entry and any cancel request, and lets the job's
+// lock go.
+func (h *Hold) Done(c *Claim) {
+	os.Remove(filepath.Join(h.s.queueDir(h.q), "running", c.entry.name))
+	os.Remove(filepath.Join(h.s.jobDir(c.Job.Repo, c.Job.ID), "cancel"))
+	c.lock.Close()
+}
+
+// Drop gives up a claim before Claim, leaving the entry pending: the job
+// is tried again later.
+func (h *Hold) Drop(c *Claim) { c.lock.Close() }
+
+// Recover settles what a dead worker of the queue left in running/: a job
+// it had not started goes back to pending; one it may have started becomes
+// lost (a line in its log says so), and lost is called for its clean-up.
+func (h *Hold) Recover(lost func(*Job), logf func(format string, args ...any)) {
+	es, err := h.s.entries(h.q, "running")
+	if err != nil {
+		logf("recover %s: %v", h.q, err)
+		return
+	}
+	qdir := h.s.queueDir(h.q)
+	for _, e := range es {
+		path := filepath.Join(qdir, "running", e.name)
+		j, err := h.s.Update(e.Repo, e.ID, func(j *Job) error {
+			if j.State != Running {
+				return errUnchanged
+			}
+			markLost(j)
+			return nil
+		})
+		switch {
+		case errors.Is(err, errUnchanged) && j.State == Queued:
+			if err := os.Rename(path, filepath.Join(qdir, "pending", e.name)); err != nil {
+				logf("recover %s %d: %v", e.Repo, e.ID, err)
+			}
+			continue
+		case err == nil:
+			if f, err := os.OpenFile(h.s.LogPath(j.Repo, j.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
+				fmt.Fprintf(f, "\njobq: lost: %s\n", j.Error)
+				f.Close()
+			}
+			lost(j)
+		case errors.Is(err, errUnchanged), errors.Is(err, ErrNotFound):
+			// finished, or never committed
+		default:
+			logf("recover %s %d: %v", e.Repo, e.ID, err)
+			continue
+		}
+		os.Remove(path)
+	}
+}
+
+func markLost(j *Job) {
+	j.State, j.FinishedAt = Lost, time.Now().UTC()
+	j.Error = fmt.Sprintf("its worker (pid %d) died while it ran", j.Worker)
+}
+
+// lockJob takes job ID of repo's lock (repos/NAME/ID/lock), held by the
+// worker that claimed the job until it is done with it.
+func (s *Store) lockJob(repo string, id int64) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(s.jobDir(repo, id), "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// Handled reports whether a worker holds job j (claimed and not done
+// with). Unlike a pid, a lock cannot outlive its process or be mistaken
+// for another's.
+func (s *Store) Handled(repo string, id int64) bool {
+	f, err := os.Open(filepath.Join(s.jobDir(repo, id), "lock"))
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	// A shared lock, let go at once, does not keep a worker from the
+	// exclusive one for long; it only tells whether one holds it now.
+	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	return errors.Is(err, syscall.EWOULDBLOCK)
+}

@@ -1,0 +1,51 @@
+package queue
+
+import (
+	"encoding/json"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestValidName(t *testing.T) {
+	for _, ok := range []string{"a", "repo", "foo/bar", "a.b-c_d@e+f", "x/y/z"} {
+		if err := ValidName(ok); err != nil {
+			t.Errorf("%q: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"", "..", "../etc", "a/../b", "/abs", "a/", "a//b", ".hidden", "-flag", "a b", "a;b", "a\x00b", "%2F", strings.Repeat("a", 81)} {
+		if ValidName(bad) == nil {
+			t.Errorf("%q: accepted", bad)
+		}
+	}
+}
+
+// A record that decodes names a repository and queue whose directories
+// stay inside the store, and survives a round trip unchanged.
+func FuzzDecodeJob(f *testing.F) {
+	f.Add([]byte(`{"repo":"r","id":1,"queue":"q","state":"queued"}`))
+	f.Add([]byte(`{"repo":"../x","id":-1,"state":"bogus"}`))
+	f.Add([]byte(`{"repo":"a/b%2F..","id":7,"queue":"q/..","state":"running"}`))
+	s := &Store{dir: "/data"}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		j, err := decodeJob(data)
+		if err != nil {
+			return
+		}
+		for _, dir := range []string{s.jobDir(j.Repo, j.ID), s.queueDir(j.Queue)} {
+			rel, err := filepath.Rel("/data", dir)
+			if err != nil || strings.Count(rel, "/") != 2 && strings.Count(rel, "/") != 1 || strings.HasPrefix(rel, "..") || filepath.Clean(dir) != dir {
+				t.Fatalf("%+v: directory %s is not one entry inside the store", j, dir)
+			}
+		}
+		again, err := json.Marshal(j)
+		if err != nil {
+			t.Fatal(err)
+		}
+		j2, err := decodeJob(again)
+		if err != nil || !reflect.DeepEqual(j, j2) {
+			t.Errorf("round trip of %+v: %+v, %v", j, j2, err)
+		}
+	})
+}

@@ -1,0 +1,199 @@
+package exec
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jobq/jobq/runner"
+	"golang.org/x/sys/unix"
+)
+
+// Supervise is an exec job's supervisor, "jobq-worker supervise": a process
+// of jobq's own between the worker and the job, so that nothing the job
+// starts outlives it. args are
+//
+//	[--grace=DURATION] -- PROGRAM [ARG...]
+//
+// It makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so that every
+// orphan among the job's descendants (setsid -f, a double fork, nohup ... &)
+// becomes its child, not init's, and runs PROGRAM in a process group of its
+// own with the supervisor's stdin, stdout, stderr, directory and
+// environment. It reaps orphans as they exit. On SIGTERM it passes SIGTERM
+// to the job's group and every descendant, and after the grace period kills
+// them all. When PROGRAM exits, it kills and reaps every descendant left,
+// then exits with PROGRAM's status (128+N for signal N). Its own failures
+// are one line on stderr and exit status 127 (2 for bad usage).
+//
+// The subreaper only catches processes that stay descendants: a job runs as
+// the hosting account and can start processes elsewhere (at, cron, systemd
+// --user, ssh) or kill the supervisor. The exec runner is for trusted
+// writers.
+func Supervise(args []string) int {
+	flags := flag.NewFlagSet("supervise", flag.ContinueOnError)
+	flags.SetOutput(io.Discard)
+	grace := flags.Duration("grace", runner.DefaultGrace, "time between SIGTERM and SIGKILL")
+	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
+		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] -- PROGRAM [ARG...]")
+		return 2
+	}
+	code, err := supervise(*grace, flags.Args())
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "jobq: supervise: %v\n", err)
+		return 127
+	}
+	return code
+}
+
+func supervise(grace time.Duration, argv []string) (int, error) {
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return 0, fmt.Errorf("PR_SET_CHILD_SUBREAPER: %w", err)
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return 0, err
+	}
+	// Before the job starts: no SIGCHLD or SIGTERM may be missed.
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGCHLD)
+	defer signal.Stop(sigs)
+	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
+		Env:   os.Environ(),
+		Files: []uintptr{0, 1, 2},
+		Sys:   &syscall.SysProcAttr{Setpgid: true},
+	})
+	if err != nil {
+		return 0, fmt.Errorf("start %s: %w", argv[0], err)
+	}
+	var status syscall.WaitStatus
+	var kill <-chan time.Time
+	for done := false; !done; {
+		select {
+		case sig := <-sigs:
+			if sig == syscall.SIGTERM && kill == nil {
+				syscall.Kill(-pid, syscall.SIGTERM)
+				signalDescendants(syscall.SIGTERM)
+				kill = time.After(grace)
+			}
+		case <-kill:
+			syscall.Kill(-pid, syscall.SIGKILL)
+			signalDescendants(syscall.SIGKILL)
+		}
+		// Children are reaped here only (never by os/exec), so the job's
+		// status cannot be taken by another wait.
+		done, _ = reap(pid, &status)
+	}
+	killDescendants()
+	if status.Signaled() {
+		return 128 + int(status.Signal()), nil
+	}
+	return status.ExitStatus(), nil
+}
+
+// reap reaps every child that has exited, without waiting; it reports
+// whether pid was among them, its status in status, and syscall.ECHILD when
+// no child is left.
+func reap(pid int, status *syscall.WaitStatus) (bool, error) {
+	found := false
+	for {
+		var ws syscall.WaitStatus
+		p, err := syscall.Wait4(-1, &ws, syscall.WNOHANG, nil)
+		switch {
+		case errors.Is(err, syscall.EINTR):
+			continue
+		case err != nil:
+			return found, err
+		case p <= 0:
+			return found, nil
+		case p == pid:
+			*status, found = ws, true
+		}
+	}
+}
+
+// killDescendants kills and reaps every descendant. As a subreaper, the
+// supervisor has no descendants once it has no children; a process forked
+// after a round's scan is found by the next one (its parent's death makes
+// it the supervisor's child).
+func killDescendants() {
+	var ws syscall.WaitStatus
+	for {
+		if _, err := reap(-1, &ws); errors.Is(err, syscall.ECHILD) {
+			return
+		}
+		signalDescendants(syscall.SIGKILL)
+		time.Sleep(time.Millisecond) // for them to die
+	}
+}
+
+// signalDescendants sends sig to each live descendant of this process,
+// found through /proc.
+func signalDescendants(sig syscall.Signal) {
+	for _, p := range descendants(os.Getpid()) {
+		syscall.Kill(p, sig)
+	}
+}
+
+// descendants lists the live (not zombie) descendants of pid.
+func descendants(pid int) []int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	children := map[int][]int{}
+	for _, e := range ents {
+		p, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		st, err := readStat(p)
+		if err != nil || st.state == 'Z' {
+			continue
+		}
+		children[st.ppid] = append(children[st.ppid], p)
+	}
+	var out []int
+	seen := map[int]bool{pid: true} // a scan is no snapshot: no cycle may loop
+	for queue := children[pid]; len(queue) > 0; queue = queue[1:] {
+		if p := queue[0]; !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+			queue = append(queue, children[p]...)
+		}
+	}
+	return out
+}
+
+// procStat is what jobq reads of /proc/PID/stat.
+type procStat struct {
+	state     byte
+	ppid      int
+	startTime uint64 // clock ticks after boot: with the pid, names one process
+}
+
+func readStat(pid int) (procStat, error) {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return procStat{}, err
+	}
+	// "PID (COMM) STATE PPID ...": COMM may hold spaces and parentheses.
+	i := strings.LastIndexByte(string(b), ')')
+	f := strings.Fields(string(b[i+1:]))
+	if i < 0 || len(f) < 20 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	ppid, err1 := strconv.Atoi(f[1])
+	start, err2 := strconv.ParseUint(f[19], 10, 64)
+	if err1 != nil || err2 != nil || len(f[0]) != 1 {
+		return procStat{}, fmt.Errorf("/proc/%d/stat: unexpected format", pid)
+	}
+	return procStat{state: f[0][0], ppid: ppid, startTime: start}, nil
+}

@@ -1,0 +1,200 @@
+package podman
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containers/storage/pkg/idtools"
+)
+
+// idRangeSize is how many user and group IDs each running job gets: the
+// container's IDs 0..idRangeSize-1. Images rarely use IDs above 4095
+// (nobody, 65534, is the usual exception, and shows as the overflow ID).
+const idRangeSize = 4096
+
+// idRange is the IDs a running job owns: no other running job gets them,
+// so the kernel's checks between processes of different owners (ptrace,
+// /proc/PID/*, signals, files) separate the two jobs.
+type idRange struct {
+	index      int
+	uids, gids []idtools.IDMap // container ID -> the service's ID
+	lock       *os.File        // flock held until the job's clean-up is done
+}
+
+// idRanges hands out ranges of the account's subordinate IDs, one per
+// running job, under a flock per range in dir.
+type idRanges struct {
+	dir            string
+	subuid, subgid string // /etc/subuid and /etc/subgid when empty
+}
+
+// acquire takes a free range, waiting for one (as long as ctx allows) when
+// all are in use. rootless says how the service sees IDs: a rootless
+// Podman's own user namespace has the account as 0 and its subordinate
+// IDs, in order, as 1..N; a rootful one uses host IDs. stale is called for
+// a range whose last holder died before its clean-up was done: it must
+// remove what may still run with those IDs.
+func (a idRanges) acquire(ctx context.Context, rootless bool, owner string, stale func(index int) error) (*idRange, error) {
+	u, err := user.Current()
+	if err != nil {
+		return nil, fmt.Errorf("ID range: %w", err)
+	}
+	uids, err := subIDs(or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
+	if err != nil {
+		return nil, err
+	}
+	gids, err := subIDs(or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
+	if err != nil {
+		return nil, err
+	}
+	n := min(total(uids), total(gids)) / idRangeSize
+	if n == 0 {
+		return nil, fmt.Errorf("ID range: %s has %d subordinate UIDs and %d GIDs in /etc/subuid and /etc/subgid; each running job needs %d of each (usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST %s)",
+			u.Username, total(uids), total(gids), idRangeSize, u.Username)
+	}
+	if rootless {
+		uids = []idtools.IDMap{{HostID: 1, Size: total(uids)}}
+		gids = []idtools.IDMap{{HostID: 1, Size: total(gids)}}
+	}
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ID range: %w", err)
+	}
+	var staleErr error
+	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		for i := range n {
+			f, err := a.try(i, owner, stale)
+			if err != nil {
+				staleErr = err
+				continue
+			}
+			if f != nil {
+				return &idRange{index: i, uids: slice(uids, i*idRangeSize), gids: slice(gids, i*idRangeSize), lock: f}, nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			if staleErr != nil {
+				return nil, fmt.Errorf("ID range: all %d in use; %w", n, staleErr)
+			}
+			return nil, fmt.Errorf("ID range: all %d in use: %w", n, context.Cause(ctx))
+		case <-time.After(wait):
+		}
+	}
+}
+
+// try locks range i; nil, nil when another job holds it. The lock file
+// names its holder until the holder's clean-up is done: a name left there
+// means a holder that died with its container possibly still running.
+func (a idRanges) try(i int, owner string, stale func(int) error) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(a.dir, strconv.Itoa(i)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("ID range: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("ID range %d: %w", i, err)
+	}
+	last, err := io.ReadAll(f)
+	if err == nil && len(last) > 0 {
+		err = stale(i)
+	}
+	if err == nil {
+		if err = f.Truncate(0); err == nil {
+			_, err = f.WriteAt([]byte(owner+"\n"), 0)
+		}
+	}
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("ID range %d, left by %s: %w", i, strings.TrimSpace(string(last)), err)
+	}
+	return f, nil
+}
+
+// release frees the range. Only a complete clean-up clears the holder's
+// name: otherwise the next holder first removes what is left.
+func (r *idRange) release(cleanedUp bool) {
+	if cleanedUp {
+		r.lock.Truncate(0)
+	}
+	r.lock.Close()
+}
+
+// subIDs reads the ranges of a user (by name or uid) from a subuid or
+// subgid file, in the file's order: the order newuidmap maps them in.
+func subIDs(file, name, uid string) ([]idtools.IDMap, error) {
+	f, err := os.Open(file)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("ID range: %w", err)
+	}
+	defer f.Close()
+	var ranges []idtools.IDMap
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Split(strings.TrimSpace(s.Text()), ":")
+		if len(fields) != 3 || fields[0] != name && fields[0] != uid {
+			continue
+		}
+		start, err1 := strconv.ParseUint(fields[1], 10, 32)
+		size, err2 := strconv.ParseUint(fields[2], 10, 32)
+		if err1 != nil || err2 != nil || size == 0 || start+size > 1<<32 {
+			return nil, fmt.Errorf("ID range: %s: bad line %q", file, s.Text())
+		}
+		ranges = append(ranges, idtools.IDMap{HostID: int(start), Size: int(size)})
+	}
+	if err := s.Err(); err != nil {
+		return nil, fmt.Errorf("ID range: %s: %w", file, err)
+	}
+	return ranges, nil
+}
+
+func total(ranges []idtools.IDMap) int {
+	n := 0
+	for _, r := range ranges {
+		n += r.Size
+	}
+	return n
+}
+
+// slice maps container IDs 0..idRangeSize-1 to the IDs from offset on in
+// ranges, which may take pieces of several ranges.
+func slice(ranges []idtools.IDMap, offset int) []idtools.IDMap {
+	var out []idtools.IDMap
+	next := 0 // container ID
+	for _, r := range ranges {
+		if offset >= r.Size {
+			offset -= r.Size
+			continue
+		}
+		size := min(r.Size-offset, idRangeSize-next)
+		out = append(out, idtools.IDMap{ContainerID: next, HostID: r.HostID + offset, Size: size})
+		next += size
+		offset = 0
+		if next == idRangeSize {
+			break
+		}
+	}
+	return out
+}
+
+func or(s, def string) string {
+	if s != "" {
+		return s
+	}
+	return def
+}

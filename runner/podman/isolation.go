@@ -1,0 +1,135 @@
+package podman
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/bindings/system"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// hostInfo is what a Podman service can do. Podman's info is slow (it
+// runs conmon, the runtime and slirp4netns for their versions: 0.1 to 0.7 s
+// here), so it is read once per service and boot and kept in the data
+// directory.
+type hostInfo struct {
+	Boot        string   `json:"boot"` // the boot it was read in
+	Rootless    bool     `json:"rootless"`
+	Cgroup      string   `json:"cgroup"`      // "v1" or "v2"
+	Controllers []string `json:"controllers"` // cgroup controllers a container can be limited by
+}
+
+func (r *Runner) host(conn context.Context, uri string) (*hostInfo, error) {
+	r.mu.Lock()
+	h := r.hosts[uri]
+	r.mu.Unlock()
+	if h != nil {
+		return h, nil
+	}
+	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	sum := sha256.Sum256([]byte(uri))
+	file := filepath.Join(r.cfg.Home, "podman-info", hex.EncodeToString(sum[:8])+".json")
+	if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &h) == nil && h != nil && h.Boot == string(boot) {
+		return r.keepHost(uri, h), nil
+	}
+	info, err := system.Info(conn, nil)
+	if err != nil {
+		return nil, fmt.Errorf("podman system info: %w", err)
+	}
+	if info.Host == nil {
+		return nil, fmt.Errorf("podman system info: no host section")
+	}
+	h = &hostInfo{Boot: string(boot), Rootless: info.Host.Security.Rootless, Cgroup: info.Host.CgroupsVersion, Controllers: info.Host.CgroupControllers}
+	// Best effort: without the file, the next worker asks again.
+	if b, err := json.Marshal(h); err == nil && os.MkdirAll(filepath.Dir(file), 0o700) == nil {
+		tmp := file + ".tmp" + strconv.Itoa(os.Getpid())
+		if os.WriteFile(tmp, b, 0o600) == nil {
+			os.Rename(tmp, file)
+		}
+		os.Remove(tmp)
+	}
+	return r.keepHost(uri, h), nil
+}
+
+func (r *Runner) keepHost(uri string, h *hostInfo) *hostInfo {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.hosts == nil {
+		r.hosts = map[string]*hostInfo{}
+	}
+	r.hosts[uri] = h
+	return h
+}
+
+// notApplied writes to the job's log each limit it asks for that the host
+// cannot apply: Podman drops them with no more than a warning.
+func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
+	limits := []struct {
+		name, controller string
+		set              bool
+	}{
+		{"JOBQ_MEMORY", "memory", j.Options.Memory > 0},
+		{"JOBQ_CPUS", "cpu", j.Options.CPUs > 0},
+		{"JOBQ_PIDS", "pids", j.Options.PIDs > 0},
+	}
+	for _, l := range limits {
+		switch {
+		case !l.set || !h.Rootless:
+		case h.Cgroup != "v2":
+			fmt.Fprintf(log, "jobq: %s is not applied: rootless Podman cannot limit a container on cgroup %s\n", l.name, h.Cgroup)
+		case !slices.Contains(h.Controllers, l.controller):
+			fmt.Fprintf(log, "jobq: %s is not applied: the %s cgroup controller is not delegated to this account\n", l.name, l.controller)
+		}
+	}
+}
+
+func jobKey(j *queue.Job) string { return j.Repo + "/" + strconv.FormatInt(j.ID, 10) }
+
+// acquire gives the job an ID range of its own, held until its Cleanup.
+func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job, rootless bool) (*idRange, error) {
+	a := idRanges{dir: filepath.Join(r.cfg.Home, "idranges"), subuid: r.cfg.SubUID, subgid: r.cfg.SubGID}
+	ids, err := a.acquire(ctx, rootless, jobKey(j), func(index int) error {
+		// A worker died holding this range: its container may still run.
+		filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelIDRange + "=" + strconv.Itoa(index)}}
+		list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
+		if err != nil {
+			return fmt.Errorf("list containers: %w", err)
+		}
+		for _, c := range list {
+			if err := remove(conn, c.ID); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	if r.held == nil {
+		r.held = map[string]*idRange{}
+	}
+	r.held[jobKey(j)] = ids
+	r.mu.Unlock()
+	return ids, nil
+}
+
+func (r *Runner) release(j *queue.Job, cleanedUp bool) {
+	r.mu.Lock()
+	ids := r.held[jobKey(j)]
+	delete(r.held, jobKey(j))
+	r.mu.Unlock()
+	if ids != nil {
+		ids.release(cleanedUp)
+	}
+}

@@ -1,0 +1,465 @@
+package podman
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+	"github.com/containers/podman/v5/pkg/errorhandling"
+
+	"github.com/jobq/jobq/internal/faults"
+	"github.com/jobq/jobq/push"
+	"github.com/jobq/jobq/queue"
+)
+
+// Config configures the podman runner.
+type Config struct {
+	Service Service
+	// Home is the data directory: its containers carry it as a label, and
+	// only they are swept or cleaned up.
+	Home  string
+	Grace time.Duration
+	// File names a file private to the job (in its directory), where the
+	// runner records its checkout so that Cleanup can find it.
+	File func(j *queue.Job, name string) string
+	// Active reports whether a job still runs (under any worker): the
+	// sweep leaves that job's container alone.
+	Active func(repo string, id int64) bool
+	// Checkout bounds each job's checkout; a zero value means
+	// DefaultCheckoutLimits.
+	Checkout CheckoutLimits
+	// SubUID and SubGID name the files the account's subordinate IDs are
+	// read from, for the jobs' ID ranges: /etc/subuid and /etc/subgid when
+	// empty.
+	SubUID, SubGID string
+}
+
+// Runner is the podman runner: each job in a container of its own, on the
+// Podman service its JOBQ_CONNECTION names.
+type Runner struct {
+	cfg Config
+
+	mu    sync.Mutex
+	swept bool                 // the sweep ran, and no Cleanup failed since
+	hosts map[string]*hostInfo // by service URI: what the service can do
+	held  map[string]*idRange  // by job: its ID range, until its Cleanup
+}
+
+// needSweep reports whether leftovers may exist that no Cleanup will
+// remove: at a worker's first job, and after a Cleanup failed.
+func (r *Runner) needSweep() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	need := !r.swept
+	r.swept = true
+	return need
+}
+
+func (r *Runner) cleanupFailed() {
+	r.mu.Lock()
+	r.swept = false
+	r.mu.Unlock()
+}
+
+// NewPodman returns the podman runner.
+func New(cfg Config) *Runner {
+	if cfg.Checkout == (CheckoutLimits{}) {
+		cfg.Checkout = DefaultCheckoutLimits()
+	}
+	return &Runner{cfg: cfg}
+}
+
+// Run checks the revision out, runs the container with the checkout at
+// /source, copies its attach stream into log and removes both at the end.
+func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+	args, err := push.ImageArgs(j.Options.Command)
+	if err != nil {
+		return 0, err
+	}
+	conn, uri, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
+	if err != nil {
+		return 0, err
+	}
+	// An image that is present costs no question to the service: create
+	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
+	// first.
+	if err := checkImage(args[0], j.Options.Pull); err != nil {
+		return 0, err
+	}
+	if j.Options.Pull == pullAlways {
+		if _, err := ensureImage(conn, args[0], j.Options.Pull, log); err != nil {
+			return 0, err
+		}
+	}
+	host, err := r.host(conn, uri)
+	if err != nil {
+		return 0, err
+	}
+	notApplied(j, host, log)
+	ids, err := r.acquire(ctx, conn, j, host.Rootless)
+	if err != nil {
+		return 0, err
+	}
+	dir, err := os.MkdirTemp("", "jobq-checkout-")
+	if err != nil {
+		return 0, fmt.Errorf("checkout: %w", err)
+	}
+	// Cleanup removes the checkout and the container, after the result.
+	if err := os.WriteFile(r.cfg.File(j, "checkout"), []byte(dir), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return 0, fmt.Errorf("checkout: %w", err)
+	}
+	// Under the job's context: a timeout or cancel stops a tree bomb too.
+	if err := Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
+		return 0, err
+	}
+	faults.Point("checked-out")
+	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids)
+	if err != nil {
+		return 0, err
+	}
+	created, err := containers.CreateWithSpec(conn, s, nil)
+	if err != nil && j.Options.Pull != pullAlways {
+		// The image is missing, most likely: pull it (or say why not) and
+		// try once more.
+		pulled, perr := ensureImage(conn, args[0], j.Options.Pull, log)
+		if perr != nil {
+			return 0, perr
+		}
+		if pulled {
+			created, err = containers.CreateWithSpec(conn, s, nil)
+		}
+	}
+	if err != nil {
+		return 0, fmt.Errorf("create container: %w", err)
+	}
+	id := created.ID
+	os.WriteFile(r.cfg.File(j, "container"), []byte(id), 0o600)
+	faults.Point("container-created")
+	return r.attachStartWait(ctx, conn, uri, id, log)
+}
+
+// attachStartWait attaches before it starts, so no output is lost; the
+// exit code comes from wait, not from the stream.
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri, id string, log *os.File) (int, error) {
+	// Attach replaces the transport of the connection it is given: it gets
+	// one of its own.
+	aconn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
+	if err != nil {
+		return 0, fmt.Errorf("podman service %s: %w", uri, err)
+	}
+	ready := make(chan bool, 1)
+	attached := make(chan error, 1)
+	// One writer for both streams keeps them in the order they arrive.
+	out := newBatchWriter(log)
+	go func() {
+		err := containers.Attach(aconn, id, nil, out, out, ready, nil)
+		if cerr := out.Close(); err == nil {
+			err = cerr
+		}
+		attached <- err
+	}()
+	select {
+	case <-ready:
+	case err := <-attached:
+		return 0, fmt.Errorf("attach to container: %w", err)
+	}
+	if err := containers.Start(conn, id, nil); err != nil {
+		return 0, fmt.Errorf("start container: %w", err)
+	}
+	faults.Point("container-started")
+	// Podman's wait polls the container's state, every 250 ms by default:
+	// a quarter of a second lost on every job. Poll that slowly while the
+	// job runs, and every 10 ms once its output has ended (it is exiting)
+	// or it was told to stop.
+	wait := func(interval string) (<-chan waitResult, context.CancelFunc) {
+		wctx, cancel := context.WithCancel(conn)
+		ch := make(chan waitResult, 1)
+		go func() {
+			code, err := containers.Wait(wctx, id, new(containers.WaitOptions).WithInterval(interval))
+			ch <- waitResult{code, err, false}
+		}()
+		return ch, cancel
+	}
+	waited, cancelWait := wait("250ms")
+	outputDone, stopping := attached, ctx.Done()
+	var res waitResult
+	for waiting := true; waiting; {
+		select {
+		case res = <-waited:
+			waiting = false
+		case err := <-outputDone:
+			attached <- err // for the drain below
+			outputDone = nil
+			cancelWait()
+			waited, cancelWait = exited(conn, id)
+		case <-stopping:
+			stopping = nil
+			// Over the log limit: no grace, and nothing more is written.
+			// A job that ignores SIGTERM wrote hundreds of MiB during the
+			// grace period before (hostile review).
+			overLimit := errors.Is(context.Cause(ctx), queue.ErrLogLimit)
+			if overLimit {
+				out.discard()
+			}
+			g := uint(r.cfg.Grace.Seconds())
+			if overLimit || containers.Stop(conn, id, new(containers.StopOptions).WithTimeout(g)) != nil {
+				containers.Kill(conn, id, new(containers.KillOptions).WithSignal("KILL"))
+			}
+			cancelWait()
+			waited, cancelWait = wait("10ms")
+		}
+	}
+	cancelWait()
+	if res.err != nil {
+		return 0, fmt.Errorf("wait for container: %w", res.err)
+	}
+	// A wait cut short by a dying service can look like exit code 0: the
+	// service sends its status before the code. Believe a code only from
+	// a container that Podman says has stopped.
+	if !res.verified {
+		data, err := containers.Inspect(conn, id, nil)
+		if err != nil {
+			return 0, fmt.Errorf("inspect container after wait: %w", err)
+		}
+		if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
+			return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped")
+		}
+		res.code = data.State.ExitCode
+	}
+	// The stream ends when the container's output does; wait for its last
+	// bytes, but not forever.
+	select {
+	case <-attached:
+	case <-time.After(10 * time.Second):
+	}
+	return int(res.code), nil
+}
+
+// waitResult is how a container ended, or why that is not known.
+type waitResult struct {
+	code     int32
+	err      error
+	verified bool // read from Inspect of the stopped container
+}
+
+// exited waits for a container whose output has ended to be seen stopped:
+// Inspect reads conmon's exit file at once, where Podman's wait also waits
+// for its own clean-up of the container. After 2 s it falls back to wait.
+func exited(conn context.Context, id string) (<-chan waitResult, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(conn)
+	ch := make(chan waitResult, 1)
+	go func() {
+		deadline := time.Now().Add(2 * time.Second)
+		// Most jobs are seen stopped within a few ms of their output's end:
+		// look soon, then less often.
+		for pause := time.Millisecond; time.Now().Before(deadline) && ctx.Err() == nil; pause = min(2*pause, 10*time.Millisecond) {
+			data, err := containers.Inspect(ctx, id, nil)
+			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
+				ch <- waitResult{data.State.ExitCode, nil, true}
+				return
+			}
+			time.Sleep(pause)
+		}
+		code, err := containers.Wait(ctx, id, new(containers.WaitOptions).WithInterval("10ms"))
+		ch <- waitResult{code, err, false}
+	}()
+	return ch, cancel
+}
+
+// remove removes a container, not-found counting as done.
+func remove(conn context.Context, id string) error {
+	ctx, cancel := context.WithTimeout(conn, time.Minute)
+	defer cancel()
+	_, err := containers.Remove(ctx, id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithTimeout(0))
+	if err != nil && !notFound(err) {
+		return fmt.Errorf("remove container %s: %w", id[:min(12, len(id))], err)
+	}
+	return nil
+}
+
+// Cleanup removes the job's checkout and its container: after every job,
+// and for a job whose worker died. Each record goes only once what it
+// names is gone, so that jobq gc can retry.
+func (r *Runner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
+	defer func() {
+		if err != nil {
+			r.cleanupFailed()
+		}
+		r.release(j, err == nil)
+	}()
+	// The checkout first, at once after the result, and whether or not the
+	// service can be reached. Its removal never follows a symlink, so a
+	// container that still runs (its worker died) cannot misdirect it.
+	return errors.Join(r.removeCheckoutOf(ctx, j), r.removeContainer(ctx, j))
+}
+
+// removeCheckoutOf removes the job's checkout, then its record.
+func (r *Runner) removeCheckoutOf(ctx context.Context, j *queue.Job) error {
+	record := r.cfg.File(j, "checkout")
+	dir, err := os.ReadFile(record)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("checkout record: %w", err)
+	}
+	if err := removeCheckout(ctx, string(dir)); err != nil {
+		return err
+	}
+	return removeRecord(record)
+}
+
+// removeRecord removes a record; gone already (a Cleanup at the same time)
+// counts as done.
+func removeRecord(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// removeContainer removes the job's container, by its record or, without
+// one (the worker died before it was written), by its labels.
+func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
+	conn, _, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
+	if err != nil {
+		return err
+	}
+	// Strays that no Cleanup will remove, after the result, not before it.
+	if r.needSweep() {
+		r.sweep(conn, j)
+	}
+	cfile := r.cfg.File(j, "container")
+	if id, err := os.ReadFile(cfile); err == nil {
+		if err := remove(conn, string(id)); err != nil {
+			return err
+		}
+		return removeRecord(cfile)
+	}
+	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
+	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
+	if err != nil {
+		return fmt.Errorf("list containers: %w", err)
+	}
+	var errs []error
+	for _, c := range list {
+		if err := remove(conn, c.ID); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeCheckout removes a checkout and what the job's container left in
+// it: directories whose modes shut their owner out (chmod 000), which it
+// opens up first, and, rootless, entries owned by the account's
+// subordinate IDs (chown in the container), which only root of the user
+// namespace may remove: podman unshare, a process, only when needed.
+func removeCheckout(ctx context.Context, dir string) error {
+	// Only what Run made: a corrupt record must not name anything else.
+	if !filepath.IsAbs(dir) || !strings.HasPrefix(filepath.Base(dir), "jobq-checkout-") {
+		return fmt.Errorf("checkout record names %q, not a checkout", dir)
+	}
+	if os.RemoveAll(dir) == nil {
+		return nil
+	}
+	openUp(dir)
+	err := os.RemoveAll(dir)
+	if err == nil || os.Geteuid() == 0 {
+		if err != nil {
+			return fmt.Errorf("remove checkout: %w", err)
+		}
+		return nil
+	}
+	out, uerr := exec.CommandContext(ctx, "podman", "unshare", "rm", "-rf", "--", dir).CombinedOutput()
+	if uerr != nil {
+		return fmt.Errorf("remove checkout: %w; podman unshare rm: %v: %s", err, uerr, bytes.TrimSpace(out))
+	}
+	if _, err := os.Lstat(dir); !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove checkout %s: still there after podman unshare rm", dir)
+	}
+	return nil
+}
+
+// openUp gives the owner rwx on every directory of the tree at dir that
+// the account owns. It works inside an os.Root: a symlink in the tree
+// cannot take it outside.
+func openUp(dir string) {
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		os.Chmod(dir, 0o700) // the top itself shut
+		if root, err = os.OpenRoot(dir); err != nil {
+			return
+		}
+	}
+	defer root.Close()
+	uid := os.Geteuid()
+	var walk func(name string)
+	walk = func(name string) {
+		fi, err := root.Lstat(name)
+		if err != nil || !fi.IsDir() {
+			return
+		}
+		if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) == uid && fi.Mode().Perm()&0o700 != 0o700 {
+			root.Chmod(name, fi.Mode().Perm()|0o700)
+		}
+		d, err := root.Open(name)
+		if err != nil {
+			return
+		}
+		ents, _ := d.ReadDir(-1)
+		d.Close()
+		for _, e := range ents {
+			if e.IsDir() {
+				walk(filepath.Join(name, e.Name()))
+			}
+		}
+	}
+	walk(".")
+}
+
+// sweep removes labelled containers of jobs that no longer run: what a
+// worker that died, or a service that went away, left. It never fails a job.
+func (r *Runner) sweep(conn context.Context, current *queue.Job) {
+	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).
+		WithFilters(map[string][]string{"label": {LabelHome + "=" + r.cfg.Home}}))
+	if err != nil {
+		return
+	}
+	for _, c := range list {
+		repo := c.Labels[LabelRepo]
+		id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64)
+		if err != nil || queue.ValidName(repo) != nil {
+			continue // not ours to judge
+		}
+		if repo == current.Repo && id == current.ID || r.cfg.Active != nil && r.cfg.Active(repo, id) {
+			continue
+		}
+		remove(conn, c.ID)
+	}
+}
+
+func selinuxEnabled() bool {
+	b, err := os.ReadFile("/sys/fs/selinux/enforce")
+	return err == nil && strings.TrimSpace(string(b)) == "1"
+}
+
+// notFound reports whether the service answered that what was asked for
+// does not exist.
+func notFound(err error) bool {
+	var model *errorhandling.ErrorModel
+	return errors.As(err, &model) && model.ResponseCode == http.StatusNotFound
+}

@@ -1,0 +1,112 @@
+package podman
+
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/pkg/specgen"
+	storagetypes "github.com/containers/storage/types"
+	spec "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/jobq/jobq/push"
+	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
+)
+
+// Labels on every job container; the next worker finds leftovers by them.
+const (
+	LabelRepo  = "jobq.repo"
+	LabelJob   = "jobq.job"
+	LabelQueue = "jobq.queue"
+	// LabelHome names the data directory the job belongs to: one Podman
+	// service may serve several jobq data directories (several accounts),
+	// and each cleans up only its own containers.
+	LabelHome = "jobq.home"
+	// LabelIDRange is the index of the job's ID range: a range whose last
+	// holder died is reused only after its containers are removed.
+	LabelIDRange = "jobq.idrange"
+)
+
+// cpuPeriod is the CFS period JOBQ_CPUS is expressed in, as podman --cpus.
+const cpuPeriod = 100000
+
+// Spec translates a job of the data directory home into the container to
+// create: pure, no I/O. checkout is mounted at /source; selinux adds the
+// private relabel option. ids, if set, is the job's own ID range: the
+// container's IDs map to it, in a user namespace of the job's own, and
+// Podman chowns the checkout to it.
+func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange) (*specgen.SpecGenerator, error) {
+	args, err := push.ImageArgs(j.Options.Command)
+	if err != nil {
+		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
+	}
+	s := specgen.NewSpecGenerator(args[0], false)
+	if len(args) > 1 {
+		s.Command = args[1:]
+	}
+	s.Env = map[string]string{}
+	for _, kv := range runner.Env(j) {
+		k, v, _ := strings.Cut(kv, "=")
+		s.Env[k] = v
+	}
+	s.Labels = map[string]string{
+		LabelRepo:  j.Repo,
+		LabelJob:   strconv.FormatInt(j.ID, 10),
+		LabelQueue: j.Queue,
+		LabelHome:  home,
+	}
+	opts := []string{"rbind", "rw"}
+	if selinux {
+		opts = append(opts, "Z")
+	}
+	if ids != nil {
+		// As podman run --uidmap: IDs are those of the service's user
+		// namespace, which for a rootless service are not host IDs.
+		s.UserNS = specgen.Namespace{NSMode: specgen.Private}
+		s.IDMappings = &storagetypes.IDMappingOptions{UIDMap: ids.uids, GIDMap: ids.gids}
+		s.Labels[LabelIDRange] = strconv.Itoa(ids.index)
+		// U: Podman chowns the checkout to the container's root, so that
+		// the job may write its source and no other job may.
+		opts = append(opts, "U")
+	}
+	s.Mounts = []spec.Mount{{Type: "bind", Source: checkout, Destination: "/source", Options: opts}}
+	s.WorkDir = "/source"
+	// The output is taken from the attach stream; a second copy in the
+	// container's log would only double the writes.
+	s.LogConfiguration = &specgen.LogConfig{Driver: "none"}
+	g := uint(math.Ceil(grace.Seconds()))
+	s.StopTimeout = &g
+	// conmon's own limit: stops the container even if the worker died. Later
+	// than the worker's, so that the worker's stop normally comes first.
+	s.Timeout = uint(math.Ceil((j.Options.Timeout + grace + 30*time.Second).Seconds()))
+
+	var res spec.LinuxResources
+	set := false
+	if m := j.Options.Memory; m > 0 {
+		res.Memory = &spec.LinuxMemory{Limit: &m}
+		set = true
+	}
+	if c := j.Options.CPUs; c > 0 {
+		period, quota := uint64(cpuPeriod), int64(c*cpuPeriod)
+		res.CPU = &spec.LinuxCPU{Period: &period, Quota: &quota}
+		set = true
+	}
+	if p := j.Options.PIDs; p > 0 {
+		res.Pids = &spec.LinuxPids{Limit: p}
+		set = true
+	}
+	if set {
+		s.ResourceLimits = &res
+	}
+	if n := j.Options.Network; n != "" {
+		ns, nets, netOpts, err := specgen.ParseNetworkFlag([]string{n})
+		if err != nil {
+			return nil, fmt.Errorf("JOBQ_NETWORK=%q: %w", n, err)
+		}
+		s.NetNS, s.Networks, s.NetworkOptions = ns, nets, netOpts
+	}
+	return s, nil
+}

@@ -1,0 +1,439 @@
+// Package worker schedules jobs: it drains the store's queues (package
+// queue) in FIFO order, one job at a time per queue and at most JOBQ_SLOTS
+// at a time on the host, hands each job to the runner its JOBQ_RUNNER
+// names, enforces its timeout, cancellation and log limit, writes the
+// log's header and result line, and settles what a dead worker left. It
+// declares the Runner interface the backends (runner/exec, runner/podman)
+// implement; it knows none of them.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/jobq/jobq/internal/faults"
+	"github.com/jobq/jobq/queue"
+)
+
+// Runner runs jobs of one kind (JOBQ_RUNNER). Run is called once per job,
+// by one goroutine; Cleanup once the result is recorded, and again by a
+// later worker for a job whose worker died. A Runner is safe for
+// concurrent use by jobs of different queues.
+type Runner interface {
+	// Run runs j, its output to log, until it exits or ctx ends (then it
+	// stops it: SIGTERM, the grace period, SIGKILL) and returns its exit
+	// status; err is jobq's own failure to run it.
+	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
+	// Cleanup removes what j used (container, checkout, processes); safe
+	// for a job that left nothing, and to call twice.
+	Cleanup(ctx context.Context, j *queue.Job) error
+}
+
+// DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker): more
+// than a person reads, and with JOBQ_KEEP's 200 jobs at most 1.6 GiB of
+// logs per repository.
+const DefaultLogLimit = 8 << 20
+
+// maxBackoff is the longest pause between tries when jobq's own files fail.
+const maxBackoff = 30 * time.Second
+
+// errNotQueued ends the wait for a slot of a job that is no longer queued
+// (cancelled while it waited): the claim then skips it.
+var errNotQueued = errors.New("no longer queued")
+
+// Worker drains queues, one job at a time per queue, at most Slots jobs at a
+// time on the host.
+type Worker struct {
+	Store *queue.Store
+	// Runners run the jobs, by JOBQ_RUNNER.
+	Runners map[string]Runner
+	Slots   int           // host-wide limit of running jobs; < 1: 1
+	Poll    time.Duration // how often to look for cancellation and free slots
+	// UserSlots caps one pusher's (Job.User) running jobs on the host,
+	// across all queues and workers; < 1: every slot but one when there
+	// are two or more, else 1.
+	UserSlots int
+	// MinFree is the free space the data directory's filesystem must keep:
+	// while it has less, no job starts (jobs wait). <= 0: no check.
+	MinFree int64
+	// FreeSpace reports the free space of dir's filesystem; nil: FreeSpace.
+	FreeSpace func(dir string) (int64, error)
+	// LogLimit bounds each job's output in its log; a job that writes more
+	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
+	LogLimit int64
+	Logf     func(format string, args ...any)
+
+	// pause, if set, replaces the worker's waits (for a slot, for space,
+	// after a failure): the tests count them.
+	pause func(ctx context.Context, d time.Duration) bool
+}
+
+// Drain runs queue q until it is empty. With wait (a worker a hook
+// started), it waits for the hook, then for the queue; without, it returns
+// at once if another worker holds the queue.
+func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
+	h, err := w.Store.HoldQueue(q, wait)
+	if err != nil || h == nil {
+		return err
+	}
+	for {
+		w.recover(ctx, h)
+		var failed string // the last failure logged
+		var backoff time.Duration
+		for ctx.Err() == nil {
+			es, err := h.Pending()
+			if err != nil {
+				h.Unlock()
+				return fmt.Errorf("drain %s: %w", q, err)
+			}
+			if len(es) == 0 {
+				break
+			}
+			err = w.runEntry(ctx, h, q, es[0])
+			if err == nil || ctx.Err() != nil {
+				failed, backoff = "", 0
+				continue
+			}
+			// jobq's own files fail (a slot directory made unusable, say):
+			// say so once, and try again less and less often.
+			if msg := err.Error(); msg != failed {
+				w.logf("queue %s: %v; trying again, at most every %s", q, err, maxBackoff)
+				failed = msg
+			}
+			backoff = min(max(2*backoff, w.poll()), maxBackoff)
+			w.wait(ctx, backoff)
+		}
+		if ctx.Err() != nil {
+			h.Unlock()
+			return ctx.Err()
+		}
+		// No lost wake-up: look again after letting go (package queue).
+		if again, err := h.Release(); err != nil || !again {
+			return err
+		}
+	}
+}
+
+// Recover settles what a dead worker left in queue q, if no worker holds it,
+// and reports whether jobs are waiting there.
+func (w *Worker) Recover(ctx context.Context, q string) (pending bool, err error) {
+	h, err := w.Store.HoldQueue(q, false)
+	if err != nil || h == nil {
+		return false, err
+	}
+	w.recover(ctx, h)
+	h.Unlock()
+	return w.Store.HasPending(q)
+}
+
+// recover settles, in the held queue, the jobs of a worker that died.
+func (w *Worker) recover(ctx context.Context, h *queue.Hold) {
+	h.Recover(func(j *queue.Job) { w.cleanup(ctx, j) }, w.logf)
+}
+
+// Tidy retries the clean-up of repo's finished jobs whose clean-up failed,
+// then prunes the repository to its newest keep jobs (jobq gc).
+func (w *Worker) Tidy(ctx context.Context, repo string, keep int) error {
+	js, err := w.Store.Unclean(repo)
+	if err != nil {
+		return err
+	}
+	for _, j := range js {
+		w.cleanup(ctx, j)
+	}
+	return w.Store.Prune(repo, keep)
+}
+
+// cleanup has j's runner remove what j used; a failure is logged, and the
+// runner's records keep the job for the next try (jobq gc).
+func (w *Worker) cleanup(ctx context.Context, j *queue.Job) {
+	r, ok := w.Runners[j.Options.Runner]
+	if !ok {
+		return
+	}
+	if err := r.Cleanup(ctx, j); err != nil {
+		w.logf("clean up after %s %d: %s", j.Repo, j.ID, oneLine(err))
+	}
+}
+
+func (w *Worker) logLimit() int64 {
+	if w.LogLimit > 0 {
+		return w.LogLimit
+	}
+	return DefaultLogLimit
+}
+
+func (w *Worker) logf(format string, args ...any) {
+	if w.Logf != nil {
+		w.Logf(format, args...)
+	}
+}
+
+func (w *Worker) poll() time.Duration {
+	if w.Poll > 0 {
+		return w.Poll
+	}
+	return 200 * time.Millisecond
+}
+
+func (w *Worker) slots() int { return max(w.Slots, 1) }
+
+func (w *Worker) userSlots() int {
+	switch {
+	case w.UserSlots > 0:
+		return w.UserSlots
+	case w.slots() >= 2:
+		return w.slots() - 1
+	default:
+		return 1
+	}
+}
+
+// wait waits for d or until ctx ends, and reports whether ctx still lives.
+func (w *Worker) wait(ctx context.Context, d time.Duration) bool {
+	if w.pause != nil {
+		return w.pause(ctx, d)
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// acquireSlot waits until queued job j of queue q may start: while the data
+// directory's filesystem is short of MinFree, and until the slot protocol
+// (package doc) gives it a slot. Why it waits goes to the listing (Waiting),
+// and a wait for space to its log too. It returns errNotQueued when the
+// job was cancelled meanwhile.
+func (w *Worker) acquireSlot(ctx context.Context, q string, j *queue.Job) (*queue.Slot, error) {
+	sw := w.Store.WaitForSlot(q, j)
+	defer sw.Leave()
+	shown, logged := "", false
+	defer func() {
+		if shown != "" {
+			w.Store.SetWaiting(j, "")
+		}
+	}()
+	for {
+		reason, err := w.lowSpace()
+		if err != nil {
+			return nil, err
+		}
+		if reason != "" {
+			// No job may start here: not a waiter for a slot meanwhile.
+			sw.Leave()
+			if !logged {
+				w.logWait(j, reason)
+				logged = true
+			}
+		} else {
+			var slot *queue.Slot
+			slot, reason, err = sw.Try(w.slots(), w.userSlots())
+			if err != nil || slot != nil {
+				return slot, err
+			}
+		}
+		if reason != shown {
+			w.Store.SetWaiting(j, reason)
+			shown = reason
+		}
+		// Far back in line, look less often (see place); at most every
+		// 25 intervals, for a dead holder's slot.
+		if !w.wait(ctx, w.poll()*time.Duration(1+min(sw.Place(), 24))) {
+			return nil, ctx.Err()
+		}
+		if cur, err := w.Store.Job(j.Repo, j.ID); err == nil && cur.State != queue.Queued {
+			return nil, errNotQueued
+		}
+	}
+}
+
+// logWait tells a job's log why it has not started: a reader following it
+// (a synchronous push) sees it at once, and it stays if the job is
+// cancelled before it starts.
+func (w *Worker) logWait(j *queue.Job, reason string) {
+	f, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return
+	}
+	fmt.Fprintf(f, "jobq: job %d waits to start: %s\n", j.ID, reason)
+	f.Close()
+}
+
+// runEntry claims, runs and finishes the job of one pending entry. It
+// returns an error only when jobq's own files fail, for Drain to back off.
+func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.Entry) error {
+	c, err := h.Peek(e)
+	if err != nil {
+		w.logf("%v", err)
+		return nil
+	}
+	if c == nil {
+		return nil // never committed: the entry is gone
+	}
+	if c.Job.State == queue.Queued {
+		slot, err := w.acquireSlot(ctx, q, c.Job)
+		switch {
+		case errors.Is(err, errNotQueued): // the claim below skips it
+		case err != nil:
+			h.Drop(c)
+			return err
+		default:
+			defer slot.Release()
+		}
+	}
+	if err := h.Claim(c); err != nil {
+		h.Drop(c)
+		return err
+	}
+	j := c.Job
+	switch j.State {
+	case queue.Running:
+		w.run(ctx, j)
+		w.cleanup(context.WithoutCancel(ctx), j)
+	case queue.Lost:
+		w.cleanup(ctx, j)
+	}
+	h.Done(c)
+	if j.State != queue.Queued {
+		if err := w.Store.Prune(j.Repo, j.Options.Keep); err != nil {
+			w.logf("%v", err)
+		}
+	}
+	return nil
+}
+
+// run runs a claimed job and records how it ended.
+func (w *Worker) run(ctx context.Context, j *queue.Job) {
+	log, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		w.finish(j, queue.Failed, nil, fmt.Sprintf("open log: %v", err), nil)
+		return
+	}
+	defer log.Close()
+	io.WriteString(log, header(j))
+	start, _ := log.Seek(0, io.SeekEnd)
+	limit := start + w.logLimit()
+
+	jctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	timer := time.AfterFunc(j.Options.Timeout, func() { cancel(queue.ErrTimeout) })
+	defer timer.Stop()
+	go func() {
+		t := time.NewTicker(w.poll())
+		defer t.Stop()
+		for {
+			select {
+			case <-jctx.Done():
+				return
+			case <-t.C:
+				if w.Store.CancelRequested(j.Repo, j.ID) {
+					cancel(queue.ErrCancelled)
+				}
+				if fi, err := log.Stat(); err == nil && fi.Size() > limit {
+					cancel(queue.ErrLogLimit)
+				}
+			}
+		}
+	}()
+
+	exit, runErr := 0, error(nil)
+	if r, ok := w.Runners[j.Options.Runner]; ok {
+		exit, runErr = r.Run(jctx, j, log)
+	} else {
+		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
+	}
+	faults.Point("run-returned")
+	code := &exit
+	if runErr != nil {
+		code = nil // it ended before any exit code, say in a checkout stopped by a timeout
+	}
+	var state queue.State
+	var reason string
+	switch cause := context.Cause(jctx); {
+	case errors.Is(cause, queue.ErrTimeout):
+		state, reason = queue.TimedOut, fmt.Sprintf("exceeded JOBQ_TIMEOUT=%s", j.Options.Timeout)
+	case errors.Is(cause, queue.ErrCancelled):
+		state, reason = queue.Cancelled, "cancelled by request"
+	case errors.Is(cause, queue.ErrLogLimit):
+		// What came after the limit is dropped; the log says where.
+		log.Truncate(limit)
+		state = queue.Failed
+		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
+	case ctx.Err() != nil:
+		state, reason = queue.Cancelled, "the worker was stopped"
+	case runErr != nil:
+		state, reason, code = queue.Failed, oneLine(runErr), nil
+	case exit == 0:
+		state = queue.Succeeded
+	default:
+		state = queue.Failed
+	}
+	w.finish(j, state, code, reason, log)
+}
+
+// finish writes the log's result line, then the record's final state: a
+// reader that sees the final state has the whole log.
+func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason string, log *os.File) {
+	now := time.Now().UTC()
+	if log != nil {
+		if fi, err := log.Stat(); err == nil && fi.Size() > 0 {
+			b := make([]byte, 1)
+			if _, err := log.ReadAt(b, fi.Size()-1); err == nil && b[0] != '\n' {
+				io.WriteString(log, "\n")
+			}
+		}
+		line := "jobq: " + string(state)
+		if code != nil {
+			line += fmt.Sprintf(", exit code %d", *code)
+		}
+		if reason != "" {
+			line += ": " + reason
+		}
+		line += fmt.Sprintf(", after %s\n", now.Sub(j.StartedAt).Round(time.Millisecond))
+		io.WriteString(log, line)
+		log.Sync()
+	}
+	_, err := w.Store.Update(j.Repo, j.ID, func(r *queue.Job) error {
+		r.State, r.FinishedAt, r.ExitCode, r.Error = state, now, code, reason
+		return nil
+	})
+	if err != nil {
+		w.logf("finish %s %d: %v", j.Repo, j.ID, err)
+	}
+}
+
+func header(j *queue.Job) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, orDash(j.User))
+	fmt.Fprintf(&b, "jobq: ref %s, revision %s\n", j.Ref, j.NewRev)
+	fmt.Fprintf(&b, "jobq: runner %s: %s\n", j.Options.Runner, j.Options.Command)
+	fmt.Fprintf(&b, "jobq: queued %s, started %s\n", j.QueuedAt.Local().Format(queue.TimeFormat), j.StartedAt.Local().Format(queue.TimeFormat))
+	return b.String()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// oneLine is the one place an error becomes text: one line (a registry's
+// answer spans many), bounded, for a log or the worker's own log.
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 300 {
+		s = s[:300] + "..."
+	}
+	return s
+}

@@ -170,12 +170,7 @@ done
 
 func TestMain(m *testing.M) {
 	if miss := testenv.Missing(); len(miss) > 0 {
-		if os.Getenv("CI") != "" {
-			fmt.Fprintf(os.Stderr, "e2e: FAIL: missing %s (CI must install them)\n", strings.Join(miss, ", "))
-			os.Exit(1)
-		}
-		fmt.Fprintf(os.Stderr, "e2e: not run: missing %s; run as root after scripts/setup\n", strings.Join(miss, ", "))
-		os.Exit(0)
+		os.Exit(testenv.NotRun(m, "e2e", "missing "+strings.Join(miss, ", ")))
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	var err error

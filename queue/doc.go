@@ -10,8 +10,12 @@
 //	repos/NAME/ID/job.json     the job record (Job), replaced atomically
 //	repos/NAME/ID/log          header, the job's output, one result line
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
-//	repos/NAME/ID/waiting      "PID REASON": why a queued job has not started
-//	repos/NAME/ID/run/         a runner's records of what the job uses
+//	repos/NAME/ID/lock         flock: held by the worker handling the job (Claim), Peek to Done
+//	repos/NAME/ID/waiting      why a queued job has not started (shown while its lock is held)
+//	repos/NAME/ID/run/         a runner's records of what the job uses: run/checkout
+//	                           (the podman runner's checkout directory), run/container
+//	                           (its container), run/supervisor (the exec runner's
+//	                           supervisor); each removed once what it names is gone
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added
@@ -51,14 +55,25 @@
 // cancels, instead of running, a queued job whose repository's token has
 // changed since.
 //
-// Claim, by the queue's worker: rename pending/E to running/E, then, under the
-// repository lock, change the record from queued to running. A job cancelled
+// Claim, by the queue's worker (Hold: HoldQueue, Peek, Claim, Done): it
+// takes the job's lock (Peek), then renames pending/E to running/E, then,
+// under the repository lock, changes the record from queued to running. A job cancelled
 // while queued is skipped. A job is started only after its running state is
 // durable, so a worker that restarts after a crash finds in running/ either a
 // job still marked queued (never started: it goes back to pending) or a job
 // marked running (it may have run: it becomes lost, never run again). After
 // a job the worker records its result, then has the runner clean up (its
-// container, its checkout), so that the result does not wait for that.
+// container, its checkout), so that the result does not wait for that; then
+// Done removes running/E and lets the job's lock go. Readers (Follow, the
+// listing's Waiting) take a job marked running or waiting whose lock is free
+// for one whose worker died: a lock dies with its process, where a pid can
+// be reused.
+//
+// Cancellation: Cancel, under the repository lock, makes a queued job
+// cancelled at once (its worker skips it at the claim) and asks a running
+// one to stop by creating repos/NAME/ID/cancel, which its worker looks for
+// every poll interval; the worker then stops the job (SIGTERM, the grace
+// period, SIGKILL) and records it cancelled.
 //
 // Slots: at most JOBQ_SLOTS jobs run on the host, at most JOBQ_USER_SLOTS
 // of them pushed by one user, and a slot that frees goes to the job that
@@ -91,16 +106,23 @@
 // what it names is gone, and Prune keeps a job whose run/ is not empty, so
 // a failed clean-up is retried (jobq gc) instead of forgotten.
 //
-// Wake-up: after enqueueing, the hook try-locks worker.lock. If it gets it, no
-// worker is draining the queue: it lets go, and if it can take start.lock it
-// starts a detached worker, which waits for start.lock (held by the hook until
-// it exits), then for worker.lock, and only then lets start.lock go. A hook
-// that finds start.lock taken starts nothing: a worker is on its way and will
-// see its entry. A worker that finds the queue empty releases worker.lock,
-// looks again, and try-locks again if an entry arrived meanwhile. Either the
-// hook's try-lock fails before the worker releases (and the worker's second
-// look sees the entry) or it succeeds (and a worker is started, or on its
-// way): no job waits for a push that never comes.
+// Serving and gc: jobq-worker drain --all (a service) drains every queue
+// that has entries, each in a goroutine holding its worker.lock as a hook's
+// worker would; jobq gc settles queues no worker holds (Recover), retries
+// failed clean-ups, prunes, and drains queues with entries.
+//
+// Wake-up (EnsureWorker; HoldQueue and Release): after enqueueing, the
+// hook try-locks worker.lock. If it gets it, no worker is draining the
+// queue: it lets go, and if it can take start.lock it starts a detached
+// worker, which waits for start.lock (held by the hook until it has
+// started the worker), then for worker.lock, and only then lets start.lock
+// go. A hook that finds start.lock taken starts nothing: a worker is on
+// its way and will see its entry. A worker that finds the queue empty
+// releases worker.lock, looks again, and try-locks again if an entry
+// arrived meanwhile. Either the hook's try-lock fails before the worker
+// releases (and the worker's second look sees the entry) or it succeeds
+// (and a worker is started, or on its way): no job waits for a push that
+// never comes.
 //
 // # Assumptions
 //

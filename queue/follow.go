@@ -10,8 +10,9 @@ import (
 
 // Follow copies the job's log to out as it grows, until the job ends, and
 // returns the job as it ended. It gives up on a running job whose worker
-// died (its claim's lock is free; the next worker marks it lost). It wakes when the job's directory
-// changes, and looks at least every maxPoll.
+// died (its claim's lock is free; the next worker marks it lost). It
+// wakes when the job's directory changes, and looks at least every
+// maxPoll.
 func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, maxPoll time.Duration) (*Job, error) {
 	if err := ValidName(repo); err != nil {
 		return nil, err

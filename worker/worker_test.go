@@ -155,7 +155,9 @@ func TestTimeoutState(t *testing.T) {
 		<-ctx.Done()
 		return 137, nil
 	})}
-	w.Drain(context.Background(), "q", false)
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
 	if j, _ := s.Job("r", 0); j.State != queue.TimedOut {
 		t.Errorf("state %s", j.State)
 	}
@@ -169,7 +171,9 @@ func TestPrune(t *testing.T) {
 		s.Enqueue(j)
 	}
 	w := &Worker{Store: s, Runners: runWith((&recorder{}).run)}
-	w.Drain(context.Background(), "q", false)
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
 	ls, _ := s.Jobs("r", 0)
 	if len(ls) != 2 || ls[0].ID != 5 || ls[1].ID != 4 {
 		t.Errorf("kept %+v", ls)

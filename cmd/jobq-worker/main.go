@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log"
 	"os"
@@ -15,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
@@ -34,14 +34,7 @@ func main() {
 	defer stop()
 	log.SetFlags(log.LstdFlags)
 	log.SetPrefix(fmt.Sprintf("jobq-worker[%d]: ", os.Getpid()))
-	if err := newRoot().ExecuteContext(ctx); err != nil {
-		fmt.Fprintln(os.Stderr, "jobq-worker: "+err.Error())
-		var u usageError
-		if errors.As(err, &u) {
-			os.Exit(2) // as jobq: 2 is bad usage
-		}
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit(os.Stderr, "jobq-worker", newRoot().ExecuteContext(ctx)))
 }
 
 // The backends implement the worker's interface.
@@ -49,9 +42,6 @@ var (
 	_ worker.Runner = (*exec.Runner)(nil)
 	_ worker.Runner = (*podman.Runner)(nil)
 )
-
-// usageError is a mistake in the command line.
-type usageError struct{ error }
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -61,7 +51,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usagef("%v", err) })
 	var queueName string
 	var all, wait bool
 	drain := &cobra.Command{
@@ -79,7 +69,7 @@ func newRoot() *cobra.Command {
 			case queueName != "":
 				return w.Drain(cmd.Context(), queueName, wait)
 			default:
-				return usageError{errors.New("drain needs --queue Q or --all")}
+				return cli.Usagef("drain needs --queue Q or --all")
 			}
 		},
 	}

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
 	"github.com/jobq/jobq/runner/exec"
@@ -73,9 +74,9 @@ func TestUsageErrors(t *testing.T) {
 		root.SetArgs(args)
 		root.SetOut(io.Discard)
 		root.SetErr(io.Discard)
-		var u usageError
-		if err := root.Execute(); !errors.As(err, &u) {
-			t.Errorf("jobq-worker %v: %v, want a usage error", args, err)
+		var stderr strings.Builder
+		if code := cli.Exit(&stderr, "jobq-worker", root.Execute()); code != cli.Usage || strings.Count(stderr.String(), "\n") != 1 {
+			t.Errorf("jobq-worker %v: exit %d, %q; want %d and one line", args, code, stderr.String(), cli.Usage)
 		}
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
@@ -299,7 +300,7 @@ func TestHostCommandsRefusedThroughSSH(t *testing.T) {
 		home := filepath.Join(t.TempDir(), "data")
 		vars := map[string]string{"JOBQ_HOME": home, "GL_USER": "bob", "HOME": t.TempDir()}
 		code, out, stderr := invoke(t, vars, hookLine("refs/heads/main"), args...)
-		if code != exitUsage || out != "" || !strings.Contains(stderr, "the host's own command, not available through ssh") || strings.Count(stderr, "\n") != 1 {
+		if code != cli.Usage || out != "" || !strings.Contains(stderr, "the host's own command, not available through ssh") || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("jobq %q as bob: exit %d\n%s%s", args, code, out, stderr)
 		}
 		if _, err := os.Stat(home); !os.IsNotExist(err) {

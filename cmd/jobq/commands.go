@@ -13,6 +13,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
@@ -272,7 +273,7 @@ func (a *app) log(repo, idArg string, follow, raw bool) error {
 		fmt.Fprintf(note, "jobq: cancelled before it started\n")
 	}
 	if j.State.Final() && j.State != queue.Succeeded {
-		return &exitError{code: exitFailed}
+		return &cli.ExitError{Code: cli.Failed}
 	}
 	return nil
 }
@@ -318,7 +319,7 @@ func (a *app) changing(verb, repo, idArg string) (*queue.Job, error) {
 		return nil, jobErr
 	}
 	if !ok {
-		return nil, &exitError{code: exitFailed, msg: fmt.Sprintf("%s may not %s %s job %d: that needs write access (W) on %s", a.user, verb, repo, id, termsafe.Line(ref))}
+		return nil, &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s may not %s %s job %d: that needs write access (W) on %s", a.user, verb, repo, id, termsafe.Line(ref))}
 	}
 	return j, nil
 }
@@ -359,11 +360,11 @@ func (a *app) cancel(repo, idArg string) error {
 		fmt.Fprintf(a.e.stdout, "jobq: %s job %d cancelled\n", repo, id)
 		return nil
 	case j.State == queue.Running && a.ctx.Err() != nil:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d: cancel requested; still running when jobq was interrupted", repo, id)}
+		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s job %d: cancel requested; still running when jobq was interrupted", repo, id)}
 	case j.State == queue.Running:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d: cancel requested, still running after %s", repo, id, cancelWait)}
+		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s job %d: cancel requested, still running after %s", repo, id, cancelWait)}
 	default:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s job %d already ended: %s", repo, id, j.State)}
+		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s job %d already ended: %s", repo, id, j.State)}
 	}
 }
 
@@ -384,7 +385,7 @@ func (a *app) retry(repo, idArg string) error {
 		cur, err := refValue(a.ctx, gitDir, old.Ref)
 		if err != nil {
 			// git's words name the host's paths: not for ssh users.
-			return &exitError{code: exitFailed, msg: fmt.Sprintf("retry %s job %d: cannot read %s of the repository", repo, old.ID, termsafe.Line(old.Ref))}
+			return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("retry %s job %d: cannot read %s of the repository", repo, old.ID, termsafe.Line(old.Ref))}
 		}
 		if cur != old.NewRev {
 			ok, err := a.access(repo, rewind, old.Ref)
@@ -396,7 +397,7 @@ func (a *app) retry(repo, idArg string) error {
 				if cur != "" {
 					now = "points at " + short(cur)
 				}
-				return &exitError{code: exitFailed, msg: fmt.Sprintf("%s may not retry %s job %d: %s %s, so running %s again is a rollback; that needs force-push access (+) on it",
+				return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s may not retry %s job %d: %s %s, so running %s again is a rollback; that needs force-push access (+) on it",
 					a.user, repo, old.ID, termsafe.Line(old.Ref), now, short(old.NewRev))}
 			}
 		}
@@ -404,13 +405,13 @@ func (a *app) retry(repo, idArg string) error {
 	opts, hooked, err := a.repoOptions(repo)
 	switch {
 	case !hooked:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
+		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
 	case err != nil:
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: %v; no job queued", repo, err)}
+		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: %v; no job queued", repo, err)}
 	}
 	// A push of the ref would queue nothing now; nor does a retry.
 	if f, err := push.ParseRefFilter(opts.RefFilter); err != nil || !f.Match(old.Ref) {
-		return &exitError{code: exitFailed, msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
+		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
 	}
 	j := &queue.Job{
 		Repo: repo, Queue: opts.Queue, Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,

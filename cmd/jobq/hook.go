@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
@@ -24,7 +25,7 @@ func runHook(ctx context.Context, e env) int {
 	jobs, err := a.queueJobs()
 	if err != nil {
 		say("%v", err)
-		return exitOK
+		return cli.OK
 	}
 	noWorker := map[string]bool{} // queues whose worker could not be started
 	seen := map[string]bool{}
@@ -52,7 +53,7 @@ func runHook(ctx context.Context, e env) int {
 			say("%v", err)
 		}
 	}
-	return exitOK
+	return cli.OK
 }
 
 type queued struct {

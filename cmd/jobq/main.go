@@ -6,21 +6,14 @@ package main
 
 import (
 	"context"
-	"errors"
-	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
-)
 
-// Exit statuses (the help's EXIT STATUS section).
-const (
-	exitOK     = 0
-	exitFailed = 1
-	exitUsage  = 2
+	"github.com/jobq/jobq/internal/cli"
 )
 
 // env is what a command may read of its process: its arguments, streams and
@@ -48,29 +41,5 @@ func run(ctx context.Context, e env) int {
 	}
 	cmd := newRoot(ctx, e)
 	cmd.SetArgs(e.args[1:])
-	err := cmd.ExecuteContext(ctx)
-	if err == nil {
-		return exitOK
-	}
-	var ce *exitError
-	if errors.As(err, &ce) {
-		if ce.msg != "" {
-			fmt.Fprintln(e.stderr, "jobq: "+ce.msg)
-		}
-		return ce.code
-	}
-	fmt.Fprintln(e.stderr, "jobq: "+err.Error())
-	return exitFailed
-}
-
-// exitError carries an exit status and its one-line message (may be empty).
-type exitError struct {
-	code int
-	msg  string
-}
-
-func (e *exitError) Error() string { return e.msg }
-
-func usageErr(format string, args ...any) error {
-	return &exitError{code: exitUsage, msg: fmt.Sprintf(format, args...)}
+	return cli.Exit(e.stderr, "jobq", cmd.ExecuteContext(ctx))
 }

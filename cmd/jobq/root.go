@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/queue"
 	"github.com/spf13/cobra"
 )
@@ -58,7 +59,7 @@ A log shows the job's control characters made visible (colours kept);
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if raw && len(args) != 2 {
-				return usageErr("--raw is for a job's log: jobq REPO ID --raw")
+				return cli.Usagef("--raw is for a job's log: jobq REPO ID --raw")
 			}
 			switch len(args) {
 			case 0:
@@ -71,7 +72,7 @@ A log shows the job's control characters made visible (colours kept);
 		},
 	}
 	root.CompletionOptions.DisableDefaultCmd = true
-	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageErr("%v", err) })
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return cli.Usagef("%v", err) })
 	root.SetOut(e.stdout)
 	root.SetErr(e.stderr)
 	root.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
@@ -146,7 +147,7 @@ A log shows the job's control characters made visible (colours kept);
 			c.DisableFlagParsing = true // no --help, no flag errors: refused
 			c.Args = nil
 			c.RunE = func(cmd *cobra.Command, args []string) error {
-				return usageErr("%s is the host's own command, not available through ssh", cmd.Name())
+				return cli.Usagef("%s is the host's own command, not available through ssh", cmd.Name())
 			}
 		}
 	}
@@ -160,7 +161,7 @@ const defaultLimit = 50
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return usageErr("usage: jobq %s", cmd.Use)
+			return cli.Usagef("usage: jobq %s", cmd.Use)
 		}
 		return nil
 	}
@@ -169,7 +170,7 @@ func exactArgs(n int) cobra.PositionalArgs {
 func maxArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) > n {
-			return usageErr("usage: jobq %s", cmd.Use)
+			return cli.Usagef("usage: jobq %s", cmd.Use)
 		}
 		return nil
 	}
@@ -179,7 +180,7 @@ func maxArgs(n int) cobra.PositionalArgs {
 func parseID(s string) (int64, error) {
 	id, err := strconv.ParseInt(s, 10, 64)
 	if err != nil || id < 0 {
-		return 0, usageErr("job ID %.40q is not a number", s)
+		return 0, cli.Usagef("job ID %.40q is not a number", s)
 	}
 	return id, nil
 }
@@ -187,11 +188,11 @@ func parseID(s string) (int64, error) {
 // errNoRepo is the one answer for a repository that does not exist, has no
 // jobs, or that the user may not see.
 func errNoRepo(repo string) error {
-	return &exitError{code: exitFailed, msg: fmt.Sprintf("%.100q: no such repository with jobs, or no access", repo)}
+	return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%.100q: no such repository with jobs, or no access", repo)}
 }
 
 func errNoJob(repo string, id int64) error {
-	return &exitError{code: exitFailed, msg: fmt.Sprintf("%s has no job %d", repo, id)}
+	return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s has no job %d", repo, id)}
 }
 
 func notFound(err error) bool { return errors.Is(err, queue.ErrNotFound) }

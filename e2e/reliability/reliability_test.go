@@ -32,53 +32,45 @@ var h struct {
 }
 
 func TestMain(m *testing.M) {
-	code, err := setup()
-	if err != nil {
+	if _, err := exec.LookPath("podman"); err != nil || os.Geteuid() != 0 {
+		os.Exit(testenv.NotRun(m, "reliability", "needs root and podman"))
+	}
+	if err := setup(); err != nil {
 		fmt.Fprintln(os.Stderr, "reliability:", err)
 		os.Exit(1)
 	}
-	if code >= 0 {
-		os.Exit(code)
-	}
-	code = m.Run()
+	code := m.Run()
 	h.podman.Stop()
 	os.RemoveAll(h.dir)
 	os.Exit(code)
 }
 
-// setup returns -1 to run the tests, or an exit code to stop with.
-func setup() (int, error) {
-	if _, err := exec.LookPath("podman"); err != nil || os.Geteuid() != 0 {
-		if os.Getenv("CI") != "" {
-			return 0, fmt.Errorf("FAIL: needs root and podman (CI must provide them)")
-		}
-		fmt.Fprintln(os.Stderr, "reliability: not run: needs root and podman; run scripts/test")
-		return 0, nil
-	}
+// setup builds jobq, starts a Podman service and makes the repository.
+func setup() error {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var err error
 	if h.dir, err = os.MkdirTemp("", "jobq-reliability-"); err != nil {
-		return 0, err
+		return err
 	}
 	h.bin = filepath.Join(h.dir, "bin")
 	h.fi = filepath.Join(h.dir, "fi")
 	for _, args := range [][]string{{"build", "BINDIR=" + h.bin}, {"build-faultinject", "BINDIR=" + h.fi}} {
 		cmd := exec.CommandContext(ctx, "make", append([]string{"-s", "-C", testenv.SourceDir()}, args...)...)
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("make %v: %v\n%s", args, err, out)
+			return fmt.Errorf("make %v: %v\n%s", args, err, out)
 		}
 	}
 	// The tests start every worker themselves: the hook must find none.
 	os.Remove(filepath.Join(h.bin, "jobq-worker"))
 	if h.podman, err = testenv.StartRootfulPodman(ctx, filepath.Join(h.dir)); err != nil {
-		return 0, err
+		return err
 	}
 	h.gitDir = filepath.Join(h.dir, "repo.git")
 	work := filepath.Join(h.dir, "work")
 	for _, c := range [][]string{{"init", "-q", "--bare", h.gitDir}, {"init", "-q", work}} {
 		if out, err := exec.Command("git", c...).CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("git %v: %v %s", c, err, out)
+			return fmt.Errorf("git %v: %v %s", c, err, out)
 		}
 	}
 	os.WriteFile(filepath.Join(work, "file"), []byte("content\n"), 0o644)
@@ -86,12 +78,12 @@ func setup() (int, error) {
 		cmd := exec.Command("git", c...)
 		cmd.Dir = work
 		if out, err := cmd.CombinedOutput(); err != nil {
-			return 0, fmt.Errorf("git %v: %v %s", c, err, out)
+			return fmt.Errorf("git %v: %v %s", c, err, out)
 		}
 	}
 	out, _ := exec.Command("git", "--git-dir", h.gitDir, "rev-parse", "refs/heads/main").Output()
 	h.rev = strings.TrimSpace(string(out))
-	return -1, nil
+	return nil
 }
 
 // store is one test's data directory and temporary directory.

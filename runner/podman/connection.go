@@ -61,7 +61,7 @@ type endpoint struct {
 }
 
 // resolve finds the service for connection (JOBQ_CONNECTION), in the order
-// DESIGN.md gives.
+// the README's "Podman service" section gives.
 func (s *Service) resolve(connection string) (endpoint, error) {
 	if connection != "" {
 		if strings.Contains(connection, "://") {

@@ -82,7 +82,8 @@ func New(cfg Config) *Runner {
 }
 
 // Run checks the revision out, runs the container with the checkout at
-// /source, copies its attach stream into log and removes both at the end.
+// /source and copies its attach stream into log; Cleanup removes both,
+// after the result is recorded.
 func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
 	args, err := push.ImageArgs(j.Options.Command)
 	if err != nil {

@@ -446,13 +446,21 @@ func TestPodmanCleanup(t *testing.T) {
 	if err := r.Cleanup(context.Background(), j); err != nil {
 		t.Errorf("a second Cleanup: %v", err)
 	}
-	// containers.Remove of a missing container counts as done.
-	conn, _, _ := r.cfg.Service.Connect(context.Background(), "")
-	if _, err := containers.Exists(conn, "jobq-none", nil); err != nil {
-		t.Error(err)
+	// Removing a missing container counts as done: the service's typed
+	// not-found answer, not its wording, says so.
+	conn, _, err := r.cfg.Service.Connect(context.Background(), "")
+	if err != nil {
+		t.Fatal(err)
 	}
-	if err := remove(conn, "0123456789abcdef"); err != nil {
+	const missing = "0123456789abcdef"
+	if ok, err := containers.Exists(conn, missing, nil); err != nil || ok {
+		t.Fatalf("container %s exists: %v, %v", missing, ok, err)
+	}
+	if err := remove(conn, missing); err != nil {
 		t.Errorf("removing a missing container: %v", err)
+	}
+	if _, err := containers.Inspect(conn, missing, nil); !notFound(err) {
+		t.Errorf("inspect of a missing container: %v, not a not-found answer", err)
 	}
 }
 

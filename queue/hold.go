@@ -3,6 +3,7 @@ package queue
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"syscall"
@@ -111,8 +112,10 @@ type Claim struct {
 
 // Peek takes pending entry e's job for a look before the claim (its state,
 // its pusher), under the repository lock, so an enqueue in progress
-// commits first. An entry whose job never committed, or cannot be read, is
-// removed: it returns nil then.
+// commits first. An entry whose job never committed, or was retired or
+// pruned since, is removed: it returns nil, nil then. One whose record
+// cannot be read is removed too, and the error returned; any other error
+// leaves the entry, to be tried again.
 func (h *Hold) Peek(e Entry) (*Claim, error) {
 	j, err := h.s.Update(e.Repo, e.ID, func(*Job) error { return errUnchanged })
 	if !errors.Is(err, errUnchanged) {
@@ -123,6 +126,11 @@ func (h *Hold) Peek(e Entry) (*Claim, error) {
 		return nil, fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
 	}
 	l, err := h.s.lockJob(e.Repo, e.ID)
+	if errors.Is(err, fs.ErrNotExist) {
+		// Retired or pruned since the look: nothing left to run.
+		os.Remove(filepath.Join(h.s.queueDir(h.q), "pending", e.name))
+		return nil, nil
+	}
 	if err != nil {
 		return nil, fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
 	}

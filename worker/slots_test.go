@@ -137,3 +137,45 @@ func TestWaitForSpace(t *testing.T) {
 		t.Errorf("a finished job still waits: %q", got)
 	}
 }
+
+// A job's claim lock that cannot be taken (here a directory where the
+// lock file goes) is jobq's own files failing: logged once, tried again
+// with pauses between, never run without its lock, and run once the lock
+// can be taken.
+func TestClaimLockFailureBacksOff(t *testing.T) {
+	s := newStore(t)
+	s.Enqueue(newJob("r", "q"))
+	lock := filepath.Join(s.Dir(), "repos", "r", "0", "lock")
+	if err := os.Mkdir(lock, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	pauses := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	rec := &recorder{}
+	w := &Worker{Store: s, Runners: runWith(rec.run), Poll: time.Millisecond,
+		Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
+	w.pause = func(ctx context.Context, d time.Duration) bool {
+		if pauses++; pauses == 5 {
+			cancel()
+		}
+		return ctx.Err() == nil
+	}
+	spin := time.AfterFunc(time.Minute, cancel)
+	defer spin.Stop()
+	if err := w.Drain(ctx, "q", false); !errors.Is(err, context.Canceled) || pauses < 5 {
+		t.Fatalf("Drain: %v after %d pauses", err, pauses)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "is a directory") || len(rec.runs()) != 0 {
+		t.Fatalf("logged %q, ran %v; want the error once and nothing run", logged, rec.runs())
+	}
+	os.Remove(lock)
+	w.pause = nil
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.runs(); len(got) != 1 {
+		t.Errorf("ran %v once the lock could be taken, want the job", got)
+	}
+}

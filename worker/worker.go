@@ -274,8 +274,7 @@ func (w *Worker) logWait(j *queue.Job, reason string) {
 func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.Entry) error {
 	c, err := h.Peek(e)
 	if err != nil {
-		w.logf("%v", err)
-		return nil
+		return err // Drain logs it once and backs off
 	}
 	if c == nil {
 		return nil // never committed: the entry is gone

@@ -113,7 +113,7 @@ func StartBuildHosts(t testing.TB, n int, client string) []*BuildHost {
 // BuildHostImage builds the build host image if it is not there yet and
 // returns its name. conf is the outer Podman's containers.conf.
 func BuildHostImage(ctx context.Context, conf string) (string, error) {
-	if err := debianImage(ctx, conf); err != nil {
+	if err := EnsureDebianImage(ctx, conf); err != nil {
 		return "", err
 	}
 	dir, err := os.MkdirTemp("", "jobq-buildhost-image-")
@@ -161,10 +161,12 @@ func BuildHostImage(ctx context.Context, conf string) (string, error) {
 	return image, nil
 }
 
-// debianImage imports DebianImage from a debootstrap'd Debian (cached in
-// debianRootfs, with what the GWS stand-in needs), unless it exists. A
-// lock keeps two test packages run at once from building it twice.
-func debianImage(ctx context.Context, conf string) error {
+// EnsureDebianImage imports DebianImage from a debootstrap'd Debian
+// (cached in debianRootfs, with what the GWS stand-in needs), unless it
+// exists. A lock keeps two test packages run at once (e2e/gws and
+// e2e/remote) from building it at the same time. conf is the Podman's
+// containers.conf.
+func EnsureDebianImage(ctx context.Context, conf string) error {
 	env := append(os.Environ(), "CONTAINERS_CONF="+conf)
 	if _, err := run(ctx, "", env, "podman", "image", "exists", DebianImage); err == nil {
 		return nil

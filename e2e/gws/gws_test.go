@@ -17,11 +17,6 @@ import (
 	"github.com/jobq/jobq/internal/testenv"
 )
 
-const (
-	debian = "localhost/jobq-test-debian:bookworm"
-	rootfs = "/var/cache/jobq-test/rootfs-bookworm" // kept between runs
-)
-
 // names are the stand-in, image and container of this test run's own
 // (JOBQ_TEST_ACCOUNT, as for the other e2e tests): another run on the
 // host builds from another tree with another admin key, and removes its
@@ -127,14 +122,10 @@ func TestGWSImage(t *testing.T) {
 	cleanup()
 	t.Cleanup(cleanup)
 
-	// The stand-in base: debootstrap'd Debian (cached), then GWS's layout.
-	if _, err := os.Stat(filepath.Join(rootfs, "usr/bin/gitolite")); err != nil {
-		os.RemoveAll(rootfs)
-		f.run(ctx, "debootstrap", "--variant=minbase", "--include=gitolite3,openssh-server,git,ca-certificates",
-			"bookworm", rootfs, "http://deb.debian.org/debian")
-	}
-	if exec.Command("podman", "image", "exists", debian).Run() != nil {
-		f.run(ctx, "sh", "-c", fmt.Sprintf("tar -C %s -c . | podman import --change 'CMD [\"/bin/bash\"]' - %s", rootfs, debian))
+	// The stand-in base: debootstrap'd Debian (cached, shared with the
+	// build hosts of e2e/remote), then GWS's layout.
+	if err := testenv.EnsureDebianImage(ctx, f.conf); err != nil {
+		t.Fatal(err)
 	}
 	for _, user := range []string{"admin", "mallory"} {
 		f.run(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", user, "-f", filepath.Join(f.dir, user))

@@ -1,6 +1,7 @@
 package queue
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -44,6 +45,11 @@ func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer
 			}
 		}
 		if j.State.Final() {
+			if log != nil {
+				if err := resultAfterCut(log, out); err != nil {
+					return j, fmt.Errorf("follow %s %d: %w", repo, id, err)
+				}
+			}
 			return j, nil
 		}
 		if j.State == Running && !s.Handled(repo, id) {
@@ -88,4 +94,26 @@ func pause(ctx context.Context, d time.Duration) {
 	case <-ctx.Done():
 	case <-t.C:
 	}
+}
+
+// resultAfterCut writes the log's last line, its result, when the log was
+// cut below what has been copied from it (a job over the log limit: the
+// worker truncates the log there and appends the result line), which the
+// copy would otherwise never reach.
+func resultAfterCut(log *os.File, out io.Writer) error {
+	pos, err := log.Seek(0, io.SeekCurrent)
+	if err != nil {
+		return err
+	}
+	fi, err := log.Stat()
+	if err != nil || fi.Size() >= pos {
+		return err
+	}
+	tail := make([]byte, min(fi.Size(), 4096))
+	if _, err := log.ReadAt(tail, fi.Size()-int64(len(tail))); err != nil {
+		return err
+	}
+	line := tail[bytes.LastIndexByte(tail[:max(len(tail)-1, 0)], '\n')+1:]
+	_, err = out.Write(append([]byte("\n"), line...))
+	return err
 }

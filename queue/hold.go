@@ -114,27 +114,40 @@ type Claim struct {
 // its pusher), under the repository lock, so an enqueue in progress
 // commits first. An entry whose job never committed, or was retired or
 // pruned since, is removed: it returns nil, nil then. One whose record
-// cannot be read is removed too, and the error returned; any other error
-// leaves the entry, to be tried again.
+// cannot be decoded is removed too, and the error returned; any other
+// error leaves the entry, to be tried again.
 func (h *Hold) Peek(e Entry) (*Claim, error) {
 	j, err := h.s.Update(e.Repo, e.ID, func(*Job) error { return errUnchanged })
-	if !errors.Is(err, errUnchanged) {
-		os.Remove(filepath.Join(h.s.queueDir(h.q), "pending", e.name))
-		if errors.Is(err, ErrNotFound) {
-			return nil, nil
-		}
+	switch {
+	case errors.Is(err, errUnchanged):
+	case errors.Is(err, ErrNotFound):
+		return nil, h.drop(e)
+	case errors.Is(err, ErrUnreadable):
+		return nil, errors.Join(fmt.Errorf("claim: %w", err), h.drop(e))
+	default: // the store failing for now (a lock, a read): try again later
 		return nil, fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
 	}
 	l, err := h.s.lockJob(e.Repo, e.ID)
 	if errors.Is(err, fs.ErrNotExist) {
-		// Retired or pruned since the look: nothing left to run.
-		os.Remove(filepath.Join(h.s.queueDir(h.q), "pending", e.name))
-		return nil, nil
+		if _, serr := os.Stat(h.s.jobDir(e.Repo, e.ID)); errors.Is(serr, fs.ErrNotExist) {
+			return nil, h.drop(e) // retired or pruned since the look
+		}
 	}
 	if err != nil {
 		return nil, fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
 	}
 	return &Claim{Job: j, entry: e, lock: l}, nil
+}
+
+// drop removes pending entry e, whose job is gone. An entry that cannot
+// be removed is an error: Drain backs off instead of taking it again at
+// once.
+func (h *Hold) drop(e Entry) error {
+	err := os.Remove(filepath.Join(h.s.queueDir(h.q), "pending", e.name))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove queue entry: %w", err)
+	}
+	return nil
 }
 
 // Claim moves the entry to running/ and marks its job running, durably,
@@ -172,6 +185,10 @@ func (h *Hold) Claim(c *Claim) error {
 	case errors.Is(err, ErrNotFound):
 		c.Job.State = Cancelled // gone: nothing to run
 	default:
+		// Not marked: back in line, to be claimed again after a pause.
+		if rerr := os.Rename(filepath.Join(qdir, "running", e.name), filepath.Join(qdir, "pending", e.name)); rerr != nil {
+			err = errors.Join(err, rerr) // running/ keeps it: the next worker's recovery
+		}
 		return fmt.Errorf("claim %s %d: %w", e.Repo, e.ID, err)
 	}
 	faults.Point("claim-marked")
@@ -187,8 +204,8 @@ func (h *Hold) Done(c *Claim) {
 	c.lock.Close()
 }
 
-// Drop gives up a claim before Claim, leaving the entry pending: the job
-// is tried again later.
+// Drop gives up a claim that Claim did not complete, leaving the entry
+// pending (Claim puts it back when it fails): the job is tried again.
 func (h *Hold) Drop(c *Claim) { c.lock.Close() }
 
 // Recover settles what a dead worker of the queue left in running/: a job
@@ -240,7 +257,16 @@ func markLost(j *Job) {
 // lockJob takes job ID of repo's lock (repos/NAME/ID/lock), held by the
 // worker that claimed the job until it is done with it.
 func (s *Store) lockJob(repo string, id int64) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(s.jobDir(repo, id), "lock"), os.O_RDWR|os.O_CREATE|syscall.O_CLOEXEC, 0o600)
+	path := filepath.Join(s.jobDir(repo, id), "lock")
+	// Only jobq writes there: anything but a file (a directory, a symlink,
+	// a fifo left by a damaged disk or a hand) would stop the queue behind
+	// this job, so it goes.
+	if fi, err := os.Lstat(path); err == nil && !fi.Mode().IsRegular() {
+		if err := os.RemoveAll(path); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0o600)
 	if err != nil {
 		return nil, err
 	}
@@ -255,11 +281,15 @@ func (s *Store) lockJob(repo string, id int64) (*os.File, error) {
 // with). Unlike a pid, a lock cannot outlive its process or be mistaken
 // for another's.
 func (s *Store) Handled(repo string, id int64) bool {
-	f, err := os.Open(filepath.Join(s.jobDir(repo, id), "lock"))
+	// Never blocks: not on a fifo, not through a symlink.
+	f, err := os.OpenFile(filepath.Join(s.jobDir(repo, id), "lock"), os.O_RDONLY|syscall.O_NOFOLLOW|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		return false
+	}
 	// A shared lock, let go at once, does not keep a worker from the
 	// exclusive one for long; it only tells whether one holds it now.
 	err = syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)

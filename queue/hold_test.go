@@ -3,6 +3,7 @@ package queue
 import (
 	"os/exec"
 	"path/filepath"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -109,5 +110,26 @@ func TestHandled(t *testing.T) {
 	cmd.Wait()
 	if s.Handled("r", 0) {
 		t.Error("the job of a killed worker is still handled")
+	}
+}
+
+// Handled never blocks, whatever is at the lock path: a fifo opened for
+// reading would wait for a writer (found by the review: jobq log -f and
+// the listing hung).
+func TestHandledNeverBlocks(t *testing.T) {
+	s := newStore(t)
+	s.Enqueue(newJob("r", "q"))
+	if err := syscall.Mkfifo(filepath.Join(s.jobDir("r", 0), "lock"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan bool)
+	go func() { done <- s.Handled("r", 0) }()
+	select {
+	case h := <-done:
+		if h {
+			t.Error("a fifo counts as a held lock")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Handled blocks on a fifo")
 	}
 }

@@ -20,6 +20,9 @@ import (
 // ErrNotFound means no such repository or job.
 var ErrNotFound = errors.New("not found")
 
+// ErrUnreadable means a job record that is there but cannot be decoded.
+var ErrUnreadable = errors.New("unreadable record")
+
 // Store is a data directory. Its methods are safe for concurrent use by any
 // number of processes on one host.
 type Store struct {
@@ -245,7 +248,7 @@ func (s *Store) Job(repo string, id int64) (*Job, error) {
 	}
 	j, err := decodeJob(data)
 	if err != nil {
-		return nil, fmt.Errorf("job %s %d: unreadable record: %w", repo, id, err)
+		return nil, fmt.Errorf("job %s %d: %w: %w", repo, id, ErrUnreadable, err)
 	}
 	return j, nil
 }

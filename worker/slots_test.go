@@ -261,3 +261,34 @@ func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 		t.Errorf("the follower's last line is %.120q, want the result", last)
 	}
 }
+
+// A queue entry that names no job and cannot be removed (here a
+// directory with something in it) is logged once and tried again after
+// pauses, not taken again at once for ever (found by the review: Drain
+// spun at full CPU).
+func TestUnremovableEntryBacksOff(t *testing.T) {
+	s := newStore(t)
+	s.Enqueue(newJob("r", "q")) // makes the queue
+	bad := filepath.Join(s.Dir(), "queues", "q", "pending", "00000000000000000001-7-r")
+	if err := os.MkdirAll(filepath.Join(bad, "x"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	var logged []string
+	pauses := 0
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	w := &Worker{Store: s, Runners: runWith((&recorder{}).run), Poll: time.Millisecond,
+		Logf: func(f string, a ...any) { logged = append(logged, fmt.Sprintf(f, a...)) }}
+	w.pause = func(ctx context.Context, d time.Duration) bool {
+		if pauses++; pauses == 5 {
+			cancel()
+		}
+		return ctx.Err() == nil
+	}
+	spin := time.AfterFunc(30*time.Second, cancel) // it spins: stop it, and fail below
+	defer spin.Stop()
+	w.Drain(ctx, "q", false)
+	if pauses < 5 || len(logged) != 1 {
+		t.Errorf("%d pauses, logged %q; want pauses between tries and one line", pauses, logged)
+	}
+}

@@ -122,7 +122,10 @@
 // arrived meanwhile. Either the hook's try-lock fails before the worker
 // releases (and the worker's second look sees the entry) or it succeeds
 // (and a worker is started, or on its way): no job waits for a push that
-// never comes.
+// never comes. A hook may also start the worker before it enqueues
+// (StartWorker), holding start.lock until its entry is committed: the
+// worker's start-up overlaps the enqueue, and it takes worker.lock only
+// after the entry is there, so the same argument holds.
 //
 // # Assumptions
 //

@@ -45,6 +45,34 @@ func (s *Store) EnsureWorker(q string, start func() error) error {
 	return start()
 }
 
+// StartWorker is the hook's early call, before it enqueues into queue q:
+// if no worker holds q and none is on its way, it starts one now (start)
+// and keeps start.lock until done is called, after the enqueue. The
+// worker's start-up then overlaps the enqueue, and it takes the queue only
+// after the entry is there. started says whether it started one; if not,
+// the hook calls EnsureWorker after enqueueing, as always.
+func (s *Store) StartWorker(q string, start func() error) (done func(), started bool, err error) {
+	nothing := func() {}
+	l, err := s.queueLock(q)
+	if err != nil {
+		return nothing, false, err
+	}
+	free, err := l.TryLock()
+	if err != nil || !free {
+		return nothing, false, err
+	}
+	l.Unlock()
+	starting := newLock(filepath.Join(s.queueDir(q), "start.lock"))
+	if ok, err := starting.TryLock(); err != nil || !ok {
+		return nothing, false, err
+	}
+	if err := start(); err != nil {
+		starting.Unlock()
+		return nothing, false, err
+	}
+	return func() { starting.Unlock() }, true, nil
+}
+
 // Hold is a queue held by its one worker: only the holder claims, runs and
 // settles the queue's jobs.
 type Hold struct {

@@ -133,3 +133,39 @@ func TestHandledNeverBlocks(t *testing.T) {
 		t.Fatal("Handled blocks on a fifo")
 	}
 }
+
+// A worker the hook starts before it enqueues takes the queue only after
+// the hook's done: it finds the job, though it started first.
+func TestStartWorkerBeforeEnqueue(t *testing.T) {
+	s := newStore(t)
+	found := make(chan int, 1)
+	done, started, err := s.StartWorker("q", func() error {
+		go func() {
+			h, err := s.HoldQueue("q", true)
+			if err != nil || h == nil {
+				found <- -1
+				return
+			}
+			es, _ := h.Pending()
+			h.Unlock()
+			found <- len(es)
+		}()
+		return nil
+	})
+	if err != nil || !started {
+		t.Fatalf("StartWorker: %v, %v", started, err)
+	}
+	time.Sleep(50 * time.Millisecond) // the worker is up before the entry
+	if _, err := s.Enqueue(newJob("r", "q")); err != nil {
+		t.Fatal(err)
+	}
+	// A second hook meanwhile starts none: one is on its way.
+	again := 0
+	if err := s.EnsureWorker("q", func() error { again++; return nil }); err != nil || again != 0 {
+		t.Errorf("a second hook started %d workers (%v)", again, err)
+	}
+	done()
+	if n := <-found; n != 1 {
+		t.Errorf("the early worker found %d entries, want the job", n)
+	}
+}

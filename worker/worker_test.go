@@ -186,14 +186,11 @@ func TestPrune(t *testing.T) {
 	}
 }
 
-// A hook: enqueue, then the store's wake-up call, as cmd/jobq makes it,
-// starting a worker as a goroutine.
+// A hook, as cmd/jobq is one: the early start of a worker, the enqueue,
+// then, unless it started one, the store's wake-up call; workers are
+// goroutines here.
 func hookEnqueue(t *testing.T, s *queue.Store, w *Worker, wg *sync.WaitGroup) {
-	if _, err := s.Enqueue(newJob("r", "q")); err != nil {
-		t.Error(err)
-		return
-	}
-	err := s.EnsureWorker("q", func() error {
+	start := func() error {
 		started := make(chan struct{})
 		wg.Add(1)
 		go func() {
@@ -203,8 +200,21 @@ func hookEnqueue(t *testing.T, s *queue.Store, w *Worker, wg *sync.WaitGroup) {
 		}()
 		<-started
 		return nil
-	})
+	}
+	done, early, err := s.StartWorker("q", start)
 	if err != nil {
+		t.Error(err)
+	}
+	_, err = s.Enqueue(newJob("r", "q"))
+	done()
+	if err != nil {
+		t.Error(err)
+		return
+	}
+	if early {
+		return
+	}
+	if err := s.EnsureWorker("q", start); err != nil {
 		t.Error(err)
 	}
 }

@@ -33,6 +33,9 @@ func runHook(ctx context.Context, e env) int {
 		say("queued %s job %d in queue %s (%d ahead)", qj.job.Repo, qj.job.ID, qj.job.Queue, qj.ahead)
 		if !seen[qj.job.Queue] {
 			seen[qj.job.Queue] = true
+			if a.started {
+				continue // started before the enqueue
+			}
 			if err := a.ensureWorker(qj.job.Queue); err != nil {
 				say("%v; the job waits for the next worker", err)
 				noWorker[qj.job.Queue] = true
@@ -88,14 +91,25 @@ func (a *app) queueJobs() ([]queued, error) {
 		return nil, fmt.Errorf("%v; no job queued", err)
 	}
 	env := passEnv(a.e.lookup, opts.PassEnv)
+	var selected []push.Update
+	for _, u := range updates {
+		if !u.Deletion() && filter.Match(u.Ref) {
+			selected = append(selected, u)
+		}
+	}
+	if len(selected) == 0 {
+		return nil, nil
+	}
 	if err := a.open(); err != nil {
 		return nil, fmt.Errorf("%v; no job queued", err)
 	}
+	// The worker starts while the jobs are enqueued (queue.StartWorker);
+	// it takes the queue once done lets it.
+	done, started, _ := a.store.StartWorker(opts.Queue, a.startWorker(opts.Queue))
+	defer done()
+	a.started = started
 	var jobs []queued
-	for _, u := range updates {
-		if u.Deletion() || !filter.Match(u.Ref) {
-			continue
-		}
+	for _, u := range selected {
 		j := &queue.Job{
 			Repo: repo, Queue: opts.Queue, Ref: u.Ref, OldRev: u.Old, NewRev: u.New,
 			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts,
@@ -119,13 +133,19 @@ func orDefault(s, def string) string {
 // ensureWorker starts a detached worker for queue q unless one holds it
 // or is on its way (the store's wake-up protocol).
 func (a *app) ensureWorker(q string) error {
-	return a.store.EnsureWorker(q, func() error {
+	return a.store.EnsureWorker(q, a.startWorker(q))
+}
+
+// startWorker starts a detached worker for queue q, which waits for the
+// hook's start lock and then for the queue.
+func (a *app) startWorker(q string) func() error {
+	return func() error {
 		bin, err := workerBinary()
 		if err != nil {
 			return err
 		}
 		return startDetached(bin, []string{"drain", "--queue", q, "--wait"}, a.store.Dir())
-	})
+	}
 }
 
 // workerBinary finds jobq-worker beside this program, else on PATH.

@@ -25,6 +25,8 @@ type app struct {
 	e     env
 	store *queue.Store
 	user  string // GL_USER: set when called through gitolite, then access is checked
+	// started: the hook started the queue's worker before it enqueued.
+	started bool
 }
 
 func (a *app) open() error {

@@ -55,6 +55,12 @@ const script = `
 (function () {
   var log = document.getElementById("log"), status = document.getElementById("live");
   var url = log.getAttribute("data-events"), offset = log.getAttribute("data-offset"), es, done = false;
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function time(s) {
+    var d = new Date(s);
+    return d.getFullYear() + "-" + pad(d.getMonth() + 1) + "-" + pad(d.getDate()) + " " +
+      pad(d.getHours()) + ":" + pad(d.getMinutes()) + ":" + pad(d.getSeconds());
+  }
   function set(id, text) { var e = document.getElementById(id); if (e) { e.textContent = text; } }
   function open() {
     es = new EventSource(url + "?from=" + offset);
@@ -71,7 +77,7 @@ const script = `
       es.close();
       set("state", j.state);
       document.getElementById("state").className = j.state;
-      set("finished", j.finished_at ? new Date(j.finished_at).toLocaleString() : "-");
+      set("finished", j.finished_at ? time(j.finished_at) : "-");
       set("duration", j.duration_ms !== undefined ? (j.duration_ms / 1000).toFixed(1) + "s" : "-");
       set("exit", j.exit_code !== undefined ? String(j.exit_code) : "-");
       status.textContent = "ended: " + j.state;
@@ -100,6 +106,7 @@ const frame = `{{define "top"}}<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{.Title}}</title>
+<link rel="icon" href="data:,">
 <style>{{style}}</style>
 {{block "head" .}}{{end}}
 </head><body>
@@ -135,7 +142,7 @@ const repoTmpl = `{{define "crumbs"}}<a href="{{.Base}}/{{.Repo}}/">{{.Repo}}</a
 {{if .Rows}}<div class="wrap"><table><tr><th>job</th><th>state</th><th>ref</th><th>revision</th><th>pushed by</th><th>queued</th><th>duration</th><th>exit</th></tr>
 {{range .Rows}}{{template "jobrow" (withBase $.Base .)}}{{end}}</table></div>{{else}}<p class="note">No jobs kept with IDs {{.First}} to {{.Top}}.</p>{{end}}
 <p>{{if .Newer}}<a href="{{.Newer}}">← newer</a> {{end}}{{if .Older}}<a href="{{.Older}}">older →</a>{{end}}</p>
-<p class="note">Badge: <code>{{.Base}}/{{.Repo}}/badge.svg?ref=refs/heads/master</code> · <a href="?json">JSON</a></p>
+<p class="note"><img alt="" src="{{.Base}}/{{.Repo}}/badge.svg" height="20"> Badge: <code>{{.Base}}/{{.Repo}}/badge.svg?ref=refs/heads/master</code> · <a href="?json">JSON</a></p>
 {{template "bottom" .}}`
 
 const jobTmpl = `{{define "head"}}{{if .Live}}<noscript><meta http-equiv="refresh" content="10"></noscript>{{end}}{{end}}{{define "crumbs"}}<a href="{{.Base}}/{{.Repo}}/">{{.Repo}}</a> <span>job {{.ID}}</span>{{end}}{{template "top" .}}

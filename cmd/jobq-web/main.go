@@ -75,10 +75,6 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	// A view never creates the data directory: a wrong JOBQ_HOME says so.
-	if _, err := os.Stat(home); err != nil {
-		return fmt.Errorf("no jobq data directory: %w", err)
-	}
 	store, err := queue.Open(home)
 	if err != nil {
 		return err

@@ -460,10 +460,12 @@ func testWebAccess(t *testing.T, s *webStack) {
 		}
 		return names
 	}
-	has := func(names []string, n string) bool { return strings.Contains(" "+strings.Join(names, " ")+" ", " "+n+" ") }
+	has := func(names []string, n string) bool {
+		return strings.Contains(" "+strings.Join(names, " ")+" ", " "+n+" ")
+	}
 	forged := "Basic " + base64.StdEncoding.EncodeToString([]byte("alice:anything"))
 	for _, c := range []struct {
-		path, user, auth string
+		path, user, auth  string
 		webpub, websecret bool
 	}{
 		{"/jobq/?json", "", "", true, false},

@@ -34,16 +34,21 @@ const maxCols = 4096
 // clearLine returns to the start of the line and erases it.
 var clearLine = []byte("\r\x1b[2K")
 
-func newLineRenderer() *lineRenderer {
-	r := &lineRenderer{plain: true}
-	s, err := terminal.NewScreen(terminal.WithSize(maxCols, 1), terminal.WithMaxSize(maxCols, 1))
-	if err != nil {
-		panic(err) // constant sizes: cannot happen
+func newLineRenderer() *lineRenderer { return &lineRenderer{plain: true} }
+
+// screenOf makes the screen when a line first needs it: plain text never
+// does, and a follower of a plain log holds none.
+func (r *lineRenderer) screenOf() *terminal.Screen {
+	if r.screen == nil {
+		s, err := terminal.NewScreen(terminal.WithSize(maxCols, 1), terminal.WithMaxSize(maxCols, 1))
+		if err != nil {
+			panic(err) // constant sizes: cannot happen
+		}
+		s.Timestamps = false
+		s.ScrollOutFunc = func(line string) { r.wrapped.WriteString(line) }
+		r.screen = s
 	}
-	s.Timestamps = false
-	s.ScrollOutFunc = func(line string) { r.wrapped.WriteString(line) }
-	r.screen = s
-	return r
+	return r.screen
 }
 
 // Render renders b, which ends in a newline, and returns its lines as HTML,
@@ -71,9 +76,10 @@ func (r *lineRenderer) line(b []byte) {
 		r.plain = endsPlain(b, r.plain)
 	}
 	r.wrapped.Reset()
-	r.screen.Write(b)
-	html := r.screen.AsHTMLWithTimestamps(false)
-	r.screen.Write(clearLine)
+	screen := r.screenOf()
+	screen.Write(b)
+	html := screen.AsHTMLWithTimestamps(false)
+	screen.Write(clearLine)
 	if html == "" {
 		html = "&nbsp;" // as the screen shows an empty line
 	}

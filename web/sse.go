@@ -13,11 +13,13 @@ import (
 	"time"
 )
 
-// maxEvent bounds the log bytes one event carries; maxPartial is how long
-// a line without its newline may grow before it is sent unfinished.
+// maxEvent bounds the log bytes one event carries, and so what each
+// follower holds (a hundred followers share one listener); maxPartial is
+// how long a line without its newline may grow before it is sent
+// unfinished.
 const (
-	maxEvent   = 256 << 10
-	maxPartial = 64 << 10
+	maxEvent   = 32 << 10
+	maxPartial = maxEvent / 2
 )
 
 // pollEvery is how often a follower looks where inotify is unavailable.

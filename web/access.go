@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -39,9 +40,14 @@ type Access struct {
 	// Env is the environment gitolite runs in (it needs HOME for its rc).
 	Env []string
 	TTL time.Duration
+	// CacheDir, if set, keeps the answers in files too, one per user: a
+	// CGI program lives for one request, and would otherwise ask gitolite
+	// every time. Answers in it are kept for TTL as well.
+	CacheDir string
 
-	mu    sync.Mutex
-	cache map[accessKey]accessAnswer
+	mu     sync.Mutex
+	cache  map[accessKey]accessAnswer
+	loaded map[string]bool // users whose CacheDir file has been read
 }
 
 type accessKey struct{ user, repo string }
@@ -96,6 +102,7 @@ func lookupEnv(env []string, name string) string {
 func (a *Access) cached(user, repo string, now time.Time) (ok, found bool) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
+	a.load(user, now)
 	ans, found := a.cache[accessKey{user, repo}]
 	if !found || now.After(ans.expires) {
 		return false, false
@@ -103,7 +110,7 @@ func (a *Access) cached(user, repo string, now time.Time) (ok, found bool) {
 	return ans.ok, true
 }
 
-func (a *Access) remember(user, repo string, ok bool, now time.Time) {
+func (a *Access) remember(user string, answers map[string]bool, now time.Time) {
 	if a.TTL <= 0 {
 		return
 	}
@@ -112,7 +119,74 @@ func (a *Access) remember(user, repo string, ok bool, now time.Time) {
 	if a.cache == nil || len(a.cache) >= maxCached {
 		a.cache = map[accessKey]accessAnswer{}
 	}
-	a.cache[accessKey{user, repo}] = accessAnswer{ok, now.Add(a.TTL)}
+	for repo, ok := range answers {
+		a.cache[accessKey{user, repo}] = accessAnswer{ok, now.Add(a.TTL)}
+	}
+	a.save(user, now)
+}
+
+// load reads user's answers from CacheDir into the cache, once per user.
+// The file is "EXPIRES REPO 0|1" lines, EXPIRES in Unix nanoseconds; what
+// does not parse is skipped.
+func (a *Access) load(user string, now time.Time) {
+	if a.CacheDir == "" || a.loaded[user] {
+		return
+	}
+	if a.loaded == nil {
+		a.loaded = map[string]bool{}
+	}
+	a.loaded[user] = true
+	b, err := os.ReadFile(filepath.Join(a.CacheDir, user))
+	if err != nil {
+		return
+	}
+	if a.cache == nil {
+		a.cache = map[accessKey]accessAnswer{}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || (f[2] != "0" && f[2] != "1") {
+			continue
+		}
+		exp, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || now.After(time.Unix(0, exp)) || exp > now.Add(a.TTL).UnixNano() {
+			continue // expired, or from a longer TTL than ours
+		}
+		a.cache[accessKey{user, f[1]}] = accessAnswer{f[2] == "1", time.Unix(0, exp)}
+	}
+}
+
+// save writes user's unexpired answers to CacheDir, whole, by a rename. Two
+// processes at once may lose each other's new answers: they are asked
+// again.
+func (a *Access) save(user string, now time.Time) {
+	if a.CacheDir == "" {
+		return
+	}
+	var b strings.Builder
+	for k, ans := range a.cache {
+		if k.user == user && !now.After(ans.expires) {
+			ok := "0"
+			if ans.ok {
+				ok = "1"
+			}
+			fmt.Fprintf(&b, "%d %s %s\n", ans.expires.UnixNano(), k.repo, ok)
+		}
+	}
+	if err := os.MkdirAll(a.CacheDir, 0o700); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(a.CacheDir, ".new-*")
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(b.String())
+	if cerr := f.Close(); err == nil && cerr == nil {
+		err = os.Rename(f.Name(), filepath.Join(a.CacheDir, user))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
 }
 
 // CanRead reports whether user may read repo. Both must be valid names
@@ -140,7 +214,7 @@ func (a *Access) CanRead(ctx context.Context, user, repo string) (bool, error) {
 	default:
 		return false, fmt.Errorf("gitolite access %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
 	}
-	a.remember(user, repo, ok, now)
+	a.remember(user, map[string]bool{repo: ok}, now)
 	return ok, nil
 }
 
@@ -182,9 +256,11 @@ func (a *Access) Readable(ctx context.Context, user string, repos []string) ([]s
 				}
 			}
 		}
+		answers := map[string]bool{}
 		for _, r := range ask {
-			a.remember(user, r, allowed[r], now)
+			answers[r] = allowed[r]
 		}
+		a.remember(user, answers, now)
 	}
 	var ok []string
 	for _, r := range repos {

@@ -474,3 +474,37 @@ func TestJobPageTail(t *testing.T) {
 		t.Errorf("the page shows more than the tail")
 	}
 }
+
+// A CGI program's answers outlive it, in a file per user: the next
+// process asks gitolite only about what it was not told, never takes one
+// user's answers for another's, and drops what has expired.
+func TestAccessCacheFile(t *testing.T) {
+	f := newFixture(t)
+	dir := t.TempDir()
+	process := func() *Access { // a fresh process's
+		return &Access{Gitolite: f.srv.Access.Gitolite, Env: f.srv.Access.Env, TTL: time.Minute, CacheDir: dir}
+	}
+	ctx := context.Background()
+	calls := func() int { return strings.Count(f.calls(), "\n") }
+	if ok, _ := process().CanRead(ctx, "alice", "secret"); !ok || calls() != 1 {
+		t.Fatalf("alice secret: %v, %d calls", ok, calls())
+	}
+	if ok, _ := process().CanRead(ctx, "alice", "secret"); !ok || calls() != 1 {
+		t.Errorf("a second process asked again: %d calls", calls())
+	}
+	if ok, _ := process().CanRead(ctx, "bob", "secret"); ok || calls() != 2 {
+		t.Errorf("bob took alice's answer: %v, %d calls", ok, calls())
+	}
+	if got, _ := process().Readable(ctx, "alice", []string{"secret", "pub", "nope"}); strings.Join(got, " ") != "secret pub" || calls() != 3 {
+		t.Errorf("alice's readable: %v, %d calls", got, calls())
+	}
+	// Expired answers, answers from a longer TTL and garbage are asked anew.
+	past, far := time.Now().Add(-time.Second).UnixNano(), time.Now().Add(time.Hour).UnixNano()
+	os.WriteFile(filepath.Join(dir, "carol"), []byte(fmt.Sprintf("%d secret 1\n%d pub 1\nx y z\n%d\n", past, far, far)), 0o600)
+	if ok, _ := process().CanRead(ctx, "carol", "secret"); ok || calls() != 4 {
+		t.Errorf("carol's expired answer was taken: %v, %d calls", ok, calls())
+	}
+	if ok, _ := process().CanRead(ctx, "carol", "pub"); ok || calls() != 5 {
+		t.Errorf("carol's far-future answer was taken: %v, %d calls", ok, calls())
+	}
+}

@@ -16,6 +16,7 @@ import (
 	"os"
 	"os/signal"
 	"os/user"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -86,6 +87,10 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Base:    *base,
 	}
 	if cgiMode {
+		// One request a process: answers are kept in files between them.
+		if cache := cacheDir(env); cache != "" {
+			srv.Access.CacheDir = cache
+		}
 		return serveCGI(srv)
 	}
 	if *userHeader != "" {
@@ -149,6 +154,18 @@ func fullEnv(env []string) []string {
 		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
 	}
 	return env
+}
+
+// cacheDir is where a CGI program keeps gitolite's answers:
+// $XDG_CACHE_HOME/jobq-web/access, else ~/.cache/jobq-web/access.
+func cacheDir(env []string) string {
+	if d := lookup(env, "XDG_CACHE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "jobq-web", "access")
+	}
+	if h := lookup(env, "HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".cache", "jobq-web", "access")
+	}
+	return ""
 }
 
 // gitoliteEnv is what gitolite gets of the environment: what it needs,

@@ -9,8 +9,9 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
+
+	"github.com/jobq/jobq/queue"
 )
 
 // maxEvent bounds the log bytes one event carries, and so what each
@@ -81,12 +82,24 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	}()
 	var pending []byte // read, not yet sent: the start of a line
 	buf := make([]byte, maxEvent)
+	var html, ev bytes.Buffer // reused: a hundred followers make little garbage
+	// The record is read again only when it was replaced (queue/doc.go:
+	// repos/NAME/ID/job.json, replaced atomically), not at every line.
+	record := filepath.Join(filepath.Dir(path), "job.json")
+	var j *queue.Job
+	var seen os.FileInfo
 	for {
 		// The record first: once it is final, the log is whole (the
 		// worker writes the result line before the final state).
-		j, err := s.Store.Job(repo, id)
+		fi, err := os.Stat(record)
 		if err != nil {
 			return nil // removed meanwhile: the stream ends
+		}
+		if seen == nil || !os.SameFile(fi, seen) || !fi.ModTime().Equal(seen.ModTime()) || fi.Size() != seen.Size() {
+			if j, err = s.Store.Job(repo, id); err != nil {
+				return nil
+			}
+			seen = fi
 		}
 		final := j.State.Final()
 		if f == nil {
@@ -101,7 +114,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		for f != nil {
 			n, err := f.ReadAt(buf[:maxEvent-min(len(pending), maxEvent/2)], offset+int64(len(pending)))
 			pending = append(pending, buf[:n]...)
-			var html string
 			var sent int
 			if i := bytes.LastIndexByte(pending, '\n'); i >= 0 {
 				sent = i + 1
@@ -109,8 +121,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 				sent = len(pending)
 			}
 			if sent > 0 {
-				html = render.Render(pending[:sent])
-				if err := sendLines(w, offset+int64(sent), html); err != nil {
+				html.Reset()
+				render.Append(&html, pending[:sent])
+				if err := sendLines(w, &ev, offset+int64(sent), html.Bytes()); err != nil {
 					return nil // the visitor left
 				}
 				offset += int64(sent)
@@ -123,7 +136,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		}
 		if final {
 			if len(pending) > 0 {
-				if err := sendLines(w, offset+int64(len(pending)), render.RenderEnd(pending)); err != nil {
+				html.Reset()
+				render.AppendEnd(&html, pending)
+				if err := sendLines(w, &ev, offset+int64(len(pending)), html.Bytes()); err != nil {
 					return nil
 				}
 			}
@@ -152,22 +167,34 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	}
 }
 
-// sendLines writes one event: the lines as data, the offset as its id.
-func sendLines(w io.Writer, offset int64, html string) error {
-	var b strings.Builder
-	b.WriteString("id: ")
-	b.WriteString(strconv.FormatInt(offset, 10))
-	b.WriteByte('\n')
-	for line := range strings.Lines(strings.TrimSuffix(html, "\n")) {
-		b.WriteString("data: ")
-		// A carriage return would end the data line early.
-		b.WriteString(strings.ReplaceAll(strings.TrimSuffix(line, "\n"), "\r", ""))
-		b.WriteByte('\n')
+// sendLines writes one event: the lines as data, the offset as its id. ev
+// is the caller's buffer, reused.
+func sendLines(w io.Writer, ev *bytes.Buffer, offset int64, html []byte) error {
+	ev.Reset()
+	ev.WriteString("id: ")
+	ev.WriteString(strconv.FormatInt(offset, 10))
+	ev.WriteByte('\n')
+	html = bytes.TrimSuffix(html, []byte("\n"))
+	if len(html) == 0 {
+		ev.WriteString("data: \n")
 	}
-	if html == "" || html == "\n" {
-		b.WriteString("data: \n")
+	for len(html) > 0 {
+		i := bytes.IndexByte(html, '\n')
+		if i < 0 {
+			i = len(html)
+		}
+		ev.WriteString("data: ")
+		// A carriage return would end the data line early (the renderer
+		// leaves none; this makes sure).
+		if line := html[:i]; bytes.IndexByte(line, '\r') < 0 {
+			ev.Write(line)
+		} else {
+			ev.Write(bytes.ReplaceAll(line, []byte("\r"), nil))
+		}
+		ev.WriteByte('\n')
+		html = html[min(i+1, len(html)):]
 	}
-	b.WriteByte('\n')
-	_, err := io.WriteString(w, b.String())
+	ev.WriteByte('\n')
+	_, err := w.Write(ev.Bytes())
 	return err
 }

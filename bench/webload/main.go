@@ -110,16 +110,24 @@ func run(c config) error {
 		}
 		lrss := l.peakRSS()
 		l.stop()
+		// The first CGI request asks gitolite; the next ones find its
+		// answer in the access cache's file, as within 10 s of it.
+		os.RemoveAll(filepath.Join(c.home, ".cache", "jobq-web"))
 		var ct, crss []float64
-		for range c.runs {
+		var cold float64
+		for i := range c.runs + 1 {
 			d, rss, _, err := cgi(c, page.path, "", nil)
 			if err != nil {
 				return err
 			}
+			if i == 0 {
+				cold = ms(d)
+				continue
+			}
 			ct, crss = append(ct, ms(d)), append(crss, rss)
 		}
-		fmt.Printf("| %s | listener: %s ms, peak RSS %s MiB | CGI: %s ms, peak RSS %s MiB (gitolite's check included) | %s | %s |\n",
-			what, f(median(lt)), f(lrss), f(median(ct)), f(median(crss)), ratio(median(ct), median(lt)), page.target)
+		fmt.Printf("| %s | listener: %s ms, peak RSS %s MiB | CGI: %s ms, peak RSS %s MiB (the first, which asks gitolite: %s ms) | %s | %s |\n",
+			what, f(median(lt)), f(lrss), f(median(ct)), f(median(crss)), f(cold), ratio(median(ct), median(lt)), page.target)
 	}
 
 	for _, mode := range []string{"listener", "CGI"} {

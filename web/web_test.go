@@ -508,3 +508,36 @@ func TestAccessCacheFile(t *testing.T) {
 		t.Errorf("carol's far-future answer was taken: %v, %d calls", ok, calls())
 	}
 }
+
+// A quiet stream gets keep-alive comments, with the headers a proxy needs.
+func TestEventsKeepAlive(t *testing.T) {
+	f := newFixture(t)
+	f.srv.KeepAlive = 20 * time.Millisecond
+	id := f.job("pub", "refs/heads/master", queue.Running, "quiet\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/pub/%d/events", ts.URL, id), nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	for k, v := range map[string]string{"Content-Type": "text/event-stream", "X-Accel-Buffering": "no", "Cache-Control": "no-cache, no-transform"} {
+		if got := resp.Header.Get(k); got != v {
+			t.Errorf("%s: %q, want %q", k, got, v)
+		}
+	}
+	sc := bufio.NewScanner(resp.Body)
+	var seen []string
+	for sc.Scan() && !strings.HasPrefix(sc.Text(), ": keep-alive") {
+		seen = append(seen, sc.Text())
+	}
+	if sc.Err() != nil || !strings.HasPrefix(sc.Text(), ": keep-alive") {
+		t.Fatalf("no keep-alive comment: %v, after %q", sc.Err(), seen)
+	}
+	if strings.Join(seen, "\n") != "retry: 1000\n\nid: 6\ndata: quiet\n" {
+		t.Errorf("before the keep-alive: %q", seen)
+	}
+}

@@ -568,7 +568,15 @@ func testWebPodman(t *testing.T, s *webStack) {
 		t.Errorf("podman job page: %s", got)
 	}
 	screenshot(t, ctx, "web-job.png")
-	runBrowser(t, ctx, chromedp.Navigate(s.nginx+"/jobq/webpod/"))
+	// On a phone the page fits the screen's width; only the log scrolls
+	// sideways, in its own box.
+	runBrowser(t, ctx, chromedp.EmulateViewport(390, 844), chromedp.Navigate(s.nginx+"/jobq/webpod/2"))
+	waitText(t, ctx, "#log", "jobq: succeeded")
+	if w := eval[float64](t, ctx, "document.documentElement.scrollWidth - window.innerWidth"); w > 0 {
+		t.Errorf("on a phone the job page is %v pixels wider than the screen", w)
+	}
+	screenshot(t, ctx, "web-job-phone.png")
+	runBrowser(t, ctx, chromedp.EmulateViewport(1000, 800), chromedp.Navigate(s.nginx+"/jobq/webpod/"))
 	waitText(t, ctx, "body", "webpod")
 	if n := eval[float64](t, ctx, `document.querySelectorAll("svg.chart rect").length`); n != 3 {
 		t.Errorf("the chart has %v bars, want 3", n)

@@ -14,9 +14,10 @@ IMAGE   ?= localhost/jobq-gws:latest
 
 .PHONY: build build-faultinject image test check reliability unit clean
 
-# jobq (hook and ssh commands, no Podman code) and jobq-worker (the worker).
+# jobq (hook and ssh commands, no Podman code), jobq-worker (the worker)
+# and jobq-web (the web view).
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker
+	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker ./cmd/jobq-web
 
 # The worker with fault injection (internal/faults: JOBQ_CRASH_AT), for the
 # reliability suite.
@@ -49,7 +50,7 @@ reliability:
 	cat bench/out/reliability.md
 
 unit:
-	$(GO) test -tags "$(TAGS) faultinject" -count=1 -short ./queue/... ./push/... ./worker/... ./runner/... ./cmd/... ./internal/termsafe/...
+	$(GO) test -tags "$(TAGS) faultinject" -count=1 -short ./queue/... ./push/... ./worker/... ./runner/... ./cmd/... ./internal/termsafe/... ./web/...
 
 clean:
 	rm -rf $(BINDIR)

@@ -195,6 +195,9 @@ row "start-up: the hook (no JOBQ_COMMAND set)" "$(fmt "$h") ms" "empty Go progra
     printf '%s\n' "${rows[@]}"
 } >"$out"
 
+# The web view's own table (bench/out/web.md); its smoke mode takes seconds.
+if ((smoke)); then bench/web.sh --smoke; fi
+
 echo "bench: go test -bench" >&2
 go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./runner >bench/out/go-bench.txt 2>&1
 cat "$out"

@@ -249,7 +249,9 @@ func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 			}
 			return 137, nil
 		})}
-	go w.Drain(context.Background(), "q", false)
+	drained := make(chan error, 1)
+	go func() { drained <- w.Drain(context.Background(), "q", false) }()
+	defer func() { <-drained }() // the worker's last writes before the test's clean-up
 	var out syncBuffer
 	j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond)
 	if err != nil || j.State != queue.Failed {

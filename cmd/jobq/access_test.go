@@ -290,12 +290,13 @@ func TestRetryAsTheHostingAccount(t *testing.T) {
 	}
 }
 
-// worker, gc and hook are the host's: through gitolite (GL_USER set) they
-// are refused, whatever their arguments, and nothing is created.
+// worker, gc, hook and web are the host's: through gitolite (GL_USER set)
+// they are refused, whatever their arguments, and nothing is created.
 func TestHostCommandsRefusedThroughSSH(t *testing.T) {
 	for _, args := range [][]string{
 		{"gc"}, {"gc", "extra"}, {"gc", "--help"}, {"worker", "--all"}, {"worker", "--queue", "anything"},
 		{"worker"}, {"hook"}, {"hook", "--bogus"}, {"--json", "gc"},
+		{"web", "--listen", "0.0.0.0:8080"}, {"web", "--help"},
 	} {
 		home := filepath.Join(t.TempDir(), "data")
 		vars := map[string]string{"JOBQ_HOME": home, "GL_USER": "bob", "HOME": t.TempDir()}

@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 
 	"github.com/jobq/jobq/internal/cli"
@@ -136,7 +139,19 @@ A log shows the job's control characters made visible (colours kept);
 		Args:  exactArgs(0),
 		RunE:  func(cmd *cobra.Command, args []string) error { return a.execWorker([]string{"gc"}) },
 	}
-	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc} {
+	web := &cobra.Command{
+		Use:                "web --listen ADDR [--user-header NAME] [--base PATH]",
+		Short:              "Serve the read-only web view (runs jobq-web)",
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			bin, err := besideBinary("jobq-web")
+			if err != nil {
+				return err
+			}
+			return execProgram(bin, args)
+		},
+	}
+	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc, web} {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		root.AddCommand(c)
 	}
@@ -144,7 +159,7 @@ A log shows the job's control characters made visible (colours kept);
 	// whatever their arguments, before anything is read or created.
 	// gitolite runs the hook as post-receive*, which does not come here.
 	if a.user != "" {
-		for _, c := range []*cobra.Command{hook, worker, gc} {
+		for _, c := range []*cobra.Command{hook, worker, gc, web} {
 			c.Hidden = true
 			c.DisableFlagParsing = true // no --help, no flag errors: refused
 			c.Args = nil
@@ -154,6 +169,21 @@ A log shows the job's control characters made visible (colours kept);
 		}
 	}
 	return root
+}
+
+// besideBinary finds one of jobq's programs beside jobq, else on PATH;
+// the web view is a program of its own, so that the hook links none of it.
+func besideBinary(name string) (string, error) {
+	if self, err := os.Executable(); err == nil {
+		p := filepath.Join(filepath.Dir(self), name)
+		if _, err := os.Stat(p); err == nil {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found beside jobq or on PATH", name)
 }
 
 // defaultLimit is how many jobs a listing shows unless told otherwise: a

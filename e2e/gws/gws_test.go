@@ -6,7 +6,9 @@ package gws
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -34,6 +36,7 @@ type fixture struct {
 	dir  string
 	conf string // the host Podman's containers.conf
 	port int
+	http int // the container's nginx (cgit and jobq's web view)
 }
 
 func (f *fixture) run(ctx context.Context, name string, args ...string) string {
@@ -138,19 +141,14 @@ func TestGWSImage(t *testing.T) {
 	// The project's one command that builds the image.
 	f.run(ctx, "make", "-s", "image", "BASE="+standin, "IMAGE="+image)
 
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f.port = l.Addr().(*net.TCPAddr).Port
-	l.Close()
+	f.port, f.http = freePort(t), freePort(t)
 	// The documented outer run line: no --privileged.
 	f.podman(ctx, "run", "-d", "--name", container, "--device", "/dev/fuse", "--security-opt", "label=disable",
-		"-p", fmt.Sprintf("127.0.0.1:%d:2222", f.port), "-v", container+":/config", image)
+		"-p", fmt.Sprintf("127.0.0.1:%d:2222", f.port), "-p", fmt.Sprintf("127.0.0.1:%d:8080", f.http), "-v", container+":/config", image)
 	waitSSH(t, f)
 
 	// The job image, inside: imported into git's nested storage.
-	err = testenv.ImportBusybox(ctx, f.dir, func(ctx context.Context, name string, args ...string) (string, error) {
+	err := testenv.ImportBusybox(ctx, f.dir, func(ctx context.Context, name string, args ...string) (string, error) {
 		tarball := filepath.Join(f.dir, "busybox.tar")
 		f.podman(ctx, "cp", tarball, container+":/tmp/busybox.tar")
 		for i, a := range args {
@@ -170,6 +168,7 @@ func TestGWSImage(t *testing.T) {
 	conf = append(conf, []byte(`
 repo app slow
     RW+ = admin
+    R   = gitweb
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
@@ -201,6 +200,13 @@ repo iso-b
 	r := f.ssh(ctx, "jobq", "app", "0")
 	if r.Code != 0 || !strings.Contains(r.Stdout, "nested job 0 of app in /source") || !strings.Contains(r.Stdout, "jobq: succeeded") {
 		t.Fatalf("jobq app 0: %s", r)
+	}
+	// The image's nginx serves the job's page beside cgit's.
+	for path, want := range map[string]string{"/jobq/app/0": "nested job 0 of app in ", "/": "cgit"} {
+		if code, body := httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d%s", f.http, path)); code != 200 || !strings.Contains(body, want) {
+			_, tail, _ := strings.Cut(body, "<pre")
+			t.Errorf("GET %s from the image's nginx: %d\n%.3000s", path, code, tail)
+		}
 	}
 
 	// One job running, one queued; then the outer container restarts.
@@ -263,6 +269,29 @@ func isolation(ctx context.Context, t *testing.T, f *fixture) {
 	if r := f.ssh(ctx, "jobq", "app", "2"); r.Code != 0 || !strings.Contains(r.Stdout, "next job runs") {
 		t.Errorf("jobq app 2: %s", r)
 	}
+}
+
+func freePort(t *testing.T) int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func httpGet(ctx context.Context, url string) (int, string) {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return 0, err.Error()
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err.Error()
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
 }
 
 func waitSSH(t *testing.T, f *fixture) {

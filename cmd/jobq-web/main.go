@@ -1,0 +1,191 @@
+// Command jobq-web serves jobq's read-only web view (package web): as a
+// CGI program when the web server runs it as one (GATEWAY_INTERFACE is
+// set), or as its own listener (--listen ADDR). It runs as the hosting
+// account, which owns the data directory and runs gitolite.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cgi"
+	"os"
+	"os/signal"
+	"os/user"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/web"
+)
+
+const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--base PATH]
+       (as a CGI program: no arguments; REMOTE_USER is the visitor)
+
+Serves jobq's read-only web view. A visitor without a user is gitolite's
+"gitweb" user and sees what "R = gitweb" allows; an authenticated one sees
+what gitolite lets them read.
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
+		fmt.Fprintln(os.Stderr, "jobq-web:", err)
+		var ue usageError
+		if errors.As(err, &ue) {
+			os.Exit(2)
+		}
+		os.Exit(1)
+	}
+}
+
+type usageError struct{ error }
+
+func run(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("jobq-web", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprint(stderr, usage); fs.PrintDefaults() }
+	listen := fs.String("listen", "", "serve HTTP on this address (e.g. 127.0.0.1:8080)")
+	userHeader := fs.String("user-header", "", "request header that names the authenticated user, set by a proxy in front (default: none, every visitor is anonymous)")
+	base := fs.String("base", "", "path prefix the view is served under, e.g. /jobq")
+	ttl := fs.Duration("access-ttl", 10*time.Second, "how long a gitolite access answer is kept (per user and repository)")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return usageError{err}
+	}
+	cgiMode := os.Getenv("GATEWAY_INTERFACE") != ""
+	if fs.NArg() > 0 || (*listen == "") == !cgiMode {
+		fs.Usage()
+		return usageError{errors.New("give --listen ADDR, or run as a CGI program")}
+	}
+	if *base != "" && (!strings.HasPrefix(*base, "/") || strings.HasSuffix(*base, "/")) {
+		return usageError{fmt.Errorf("--base %q: must start with / and not end with one", *base)}
+	}
+	env := fullEnv(os.Environ())
+	getenv := func(k string) string { return lookup(env, k) }
+	home, err := queue.Home(getenv)
+	if err != nil {
+		return err
+	}
+	store, err := queue.Open(home)
+	if err != nil {
+		return err
+	}
+	srv := &web.Server{
+		Store:   store,
+		Access:  &web.Access{Env: gitoliteEnv(env), TTL: *ttl},
+		Watcher: &web.Watcher{},
+		Base:    *base,
+	}
+	if cgiMode {
+		// One request a process: answers are kept in files between them.
+		if cache := cacheDir(env); cache != "" {
+			srv.Access.CacheDir = cache
+		}
+		return serveCGI(srv)
+	}
+	if *userHeader != "" {
+		name := http.CanonicalHeaderKey(*userHeader)
+		srv.User = func(r *http.Request) string { return r.Header.Get(name) }
+	}
+	return serve(ctx, srv, *listen)
+}
+
+// serveCGI answers the one request of this process. The web server says
+// where the view is (SCRIPT_NAME) and what is asked below it (PATH_INFO,
+// which it has decoded and normalised), and who the visitor is
+// (REMOTE_USER, set only where it authenticated them).
+func serveCGI(srv *web.Server) error {
+	srv.Base = strings.TrimSuffix(os.Getenv("SCRIPT_NAME"), "/")
+	remoteUser := os.Getenv("REMOTE_USER")
+	srv.User = func(*http.Request) string { return remoteUser }
+	pathInfo, hasPathInfo := os.LookupEnv("PATH_INFO")
+	return cgi.Serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if hasPathInfo {
+			r.URL.Path, r.URL.RawPath = srv.Base+pathInfo, ""
+		}
+		srv.ServeHTTP(w, r)
+	}))
+}
+
+func serve(ctx context.Context, srv *web.Server, addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		// Followers' streams end with the process: their requests carry
+		// this context.
+		BaseContext: func(net.Listener) context.Context { return ctx },
+	}
+	fmt.Fprintf(os.Stderr, "jobq-web: serving http://%s%s/\n", l.Addr(), srv.Base)
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(l) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	return hs.Shutdown(shutdown)
+}
+
+// fullEnv is the environment with HOME and PATH, which gitolite needs and
+// a CGI program may lack: HOME from the account's entry, PATH the usual.
+func fullEnv(env []string) []string {
+	if lookup(env, "HOME") == "" {
+		if u, err := user.Current(); err == nil && u.HomeDir != "" {
+			env = append(env, "HOME="+u.HomeDir)
+		}
+	}
+	if lookup(env, "PATH") == "" {
+		env = append(env, "PATH=/usr/local/bin:/usr/bin:/bin")
+	}
+	return env
+}
+
+// cacheDir is where a CGI program keeps gitolite's answers:
+// $XDG_CACHE_HOME/jobq-web/access, else ~/.cache/jobq-web/access.
+func cacheDir(env []string) string {
+	if d := lookup(env, "XDG_CACHE_HOME"); filepath.IsAbs(d) {
+		return filepath.Join(d, "jobq-web", "access")
+	}
+	if h := lookup(env, "HOME"); filepath.IsAbs(h) {
+		return filepath.Join(h, ".cache", "jobq-web", "access")
+	}
+	return ""
+}
+
+// gitoliteEnv is what gitolite gets of the environment: what it needs,
+// and nothing of a CGI request's (REMOTE_USER, HTTP_*), which a visitor
+// shapes.
+func gitoliteEnv(env []string) []string {
+	var out []string
+	for _, k := range []string{"HOME", "PATH", "USER", "GL_BINDIR"} {
+		if v := lookup(env, k); v != "" {
+			out = append(out, k+"="+v)
+		}
+	}
+	return out
+}
+
+func lookup(env []string, name string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}

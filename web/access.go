@@ -1,0 +1,272 @@
+package web
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Anonymous is the gitolite user an unauthenticated visitor reads as: the
+// one gitolite's gitweb and cgit integrations use ("R = gitweb").
+const Anonymous = "gitweb"
+
+// userPattern is gitolite's $USERNAME_PATT (Gitolite/Rc.pm) without the
+// leading '@' of group names: a visitor is never a group.
+var userPattern = regexp.MustCompile(`^[0-9a-zA-Z][-0-9a-zA-Z._@+]*$`)
+
+// validUser reports whether name can be a gitolite user: anything else
+// (empty, "-q", a group, spaces) never reaches gitolite's command line.
+func validUser(name string) bool {
+	return len(name) <= 100 && userPattern.MatchString(name)
+}
+
+// Access answers whether a gitolite user may read a repository, by asking
+// gitolite as cmd/jobq does ("gitolite access -q REPO USER R any"). Answers
+// are kept for TTL per (user, repository) pair, never shared between users:
+// gitolite's check is a Perl process of tens of milliseconds.
+type Access struct {
+	// Gitolite is the gitolite program; "" finds it (GL_BINDIR, PATH, then
+	// Debian's places).
+	Gitolite string
+	// Env is the environment gitolite runs in (it needs HOME for its rc).
+	Env []string
+	TTL time.Duration
+	// CacheDir, if set, keeps the answers in files too, one per user: a
+	// CGI program lives for one request, and would otherwise ask gitolite
+	// every time. Answers in it are kept for TTL as well.
+	CacheDir string
+
+	mu     sync.Mutex
+	cache  map[accessKey]accessAnswer
+	loaded map[string]bool // users whose CacheDir file has been read
+}
+
+type accessKey struct{ user, repo string }
+
+type accessAnswer struct {
+	ok      bool
+	expires time.Time
+}
+
+// maxCached bounds the cache: past it, the cache starts afresh.
+const maxCached = 10000
+
+// program is the gitolite command: in GL_BINDIR where gitolite is installed
+// from source, on PATH as in Debian's package, else Debian's own places (a
+// CGI program gets no PATH from fcgiwrap).
+func (a *Access) program() string {
+	if a.Gitolite != "" {
+		return a.Gitolite
+	}
+	if d := lookupEnv(a.Env, "GL_BINDIR"); d != "" {
+		if p := filepath.Join(d, "gitolite"); isExecutable(p) {
+			return p
+		}
+	}
+	for _, dir := range filepath.SplitList(lookupEnv(a.Env, "PATH")) {
+		if p := filepath.Join(dir, "gitolite"); dir != "" && isExecutable(p) {
+			return p
+		}
+	}
+	for _, p := range []string{"/usr/bin/gitolite", "/usr/share/gitolite3/gitolite", "/usr/local/bin/gitolite"} {
+		if isExecutable(p) {
+			return p
+		}
+	}
+	return "gitolite"
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+}
+
+func lookupEnv(env []string, name string) string {
+	for i := len(env) - 1; i >= 0; i-- {
+		if v, ok := strings.CutPrefix(env[i], name+"="); ok {
+			return v
+		}
+	}
+	return ""
+}
+
+func (a *Access) cached(user, repo string, now time.Time) (ok, found bool) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.load(user, now)
+	ans, found := a.cache[accessKey{user, repo}]
+	if !found || now.After(ans.expires) {
+		return false, false
+	}
+	return ans.ok, true
+}
+
+func (a *Access) remember(user string, answers map[string]bool, now time.Time) {
+	if a.TTL <= 0 {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cache == nil || len(a.cache) >= maxCached {
+		a.cache = map[accessKey]accessAnswer{}
+	}
+	for repo, ok := range answers {
+		a.cache[accessKey{user, repo}] = accessAnswer{ok, now.Add(a.TTL)}
+	}
+	a.save(user, now)
+}
+
+// load reads user's answers from CacheDir into the cache, once per user.
+// The file is "EXPIRES REPO 0|1" lines, EXPIRES in Unix nanoseconds; what
+// does not parse is skipped.
+func (a *Access) load(user string, now time.Time) {
+	if a.CacheDir == "" || a.loaded[user] {
+		return
+	}
+	if a.loaded == nil {
+		a.loaded = map[string]bool{}
+	}
+	a.loaded[user] = true
+	b, err := os.ReadFile(filepath.Join(a.CacheDir, user))
+	if err != nil {
+		return
+	}
+	if a.cache == nil {
+		a.cache = map[accessKey]accessAnswer{}
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 3 || (f[2] != "0" && f[2] != "1") {
+			continue
+		}
+		exp, err := strconv.ParseInt(f[0], 10, 64)
+		if err != nil || now.After(time.Unix(0, exp)) || exp > now.Add(a.TTL).UnixNano() {
+			continue // expired, or from a longer TTL than ours
+		}
+		a.cache[accessKey{user, f[1]}] = accessAnswer{f[2] == "1", time.Unix(0, exp)}
+	}
+}
+
+// save writes user's unexpired answers to CacheDir, whole, by a rename. Two
+// processes at once may lose each other's new answers: they are asked
+// again.
+func (a *Access) save(user string, now time.Time) {
+	if a.CacheDir == "" {
+		return
+	}
+	var b strings.Builder
+	for k, ans := range a.cache {
+		if k.user == user && !now.After(ans.expires) {
+			ok := "0"
+			if ans.ok {
+				ok = "1"
+			}
+			fmt.Fprintf(&b, "%d %s %s\n", ans.expires.UnixNano(), k.repo, ok)
+		}
+	}
+	if err := os.MkdirAll(a.CacheDir, 0o700); err != nil {
+		return
+	}
+	f, err := os.CreateTemp(a.CacheDir, ".new-*")
+	if err != nil {
+		return
+	}
+	_, err = f.WriteString(b.String())
+	if cerr := f.Close(); err == nil && cerr == nil {
+		err = os.Rename(f.Name(), filepath.Join(a.CacheDir, user))
+	}
+	if err != nil {
+		os.Remove(f.Name())
+	}
+}
+
+// CanRead reports whether user may read repo. Both must be valid names
+// (the caller checks); an error is gitolite failing, not a refusal.
+func (a *Access) CanRead(ctx context.Context, user, repo string) (bool, error) {
+	if !validUser(user) {
+		return false, nil
+	}
+	now := time.Now()
+	if ok, found := a.cached(user, repo, now); found {
+		return ok, nil
+	}
+	cmd := exec.CommandContext(ctx, a.program(), "access", "-q", repo, user, "R", "any")
+	cmd.Env = a.Env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	var ok bool
+	switch {
+	case err == nil:
+		ok = true
+	case errors.As(err, &ee) && ee.ExitCode() == 1:
+		// denied (gitolite access -q exits 1), and not an error
+	default:
+		return false, fmt.Errorf("gitolite access %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
+	}
+	a.remember(user, map[string]bool{repo: ok}, now)
+	return ok, nil
+}
+
+// Readable filters repos to those user may read: the cached answers, and
+// one gitolite call ("access %", names on stdin) for the rest.
+func (a *Access) Readable(ctx context.Context, user string, repos []string) ([]string, error) {
+	if !validUser(user) {
+		return nil, nil
+	}
+	now := time.Now()
+	allowed := map[string]bool{}
+	var ask []string
+	for _, r := range repos {
+		if ok, found := a.cached(user, r, now); found {
+			allowed[r] = ok
+		} else {
+			ask = append(ask, r)
+		}
+	}
+	if len(ask) > 0 {
+		cmd := exec.CommandContext(ctx, a.program(), "access", "%", user, "R", "any")
+		cmd.Env = a.Env
+		cmd.Stdin = strings.NewReader(strings.Join(ask, "\n") + "\n")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, fmt.Errorf("gitolite access: %w %s", err, strings.TrimSpace(stderr.String()))
+		}
+		for _, r := range ask {
+			allowed[r] = false
+		}
+		// REPO<tab>USER<tab>PERM-or-a-DENIED-line
+		for _, line := range strings.Split(string(out), "\n") {
+			f := strings.SplitN(line, "\t", 3)
+			if len(f) == 3 && f[1] == user {
+				if _, asked := allowed[f[0]]; asked {
+					allowed[f[0]] = !strings.Contains(f[2], "DENIED")
+				}
+			}
+		}
+		answers := map[string]bool{}
+		for _, r := range ask {
+			answers[r] = allowed[r]
+		}
+		a.remember(user, answers, now)
+	}
+	var ok []string
+	for _, r := range repos {
+		if allowed[r] {
+			ok = append(ok, r)
+		}
+	}
+	return ok, nil
+}

@@ -1,0 +1,200 @@
+package web
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// maxEvent bounds the log bytes one event carries, and so what each
+// follower holds (a hundred followers share one listener); maxPartial is
+// how long a line without its newline may grow before it is sent
+// unfinished.
+const (
+	maxEvent   = 32 << 10
+	maxPartial = maxEvent / 2
+)
+
+// pollEvery is how often a follower looks where inotify is unavailable.
+const pollEvery = 500 * time.Millisecond
+
+// events streams a job's log as Server-Sent Events: each event is whole
+// lines as HTML, its id the log offset after them, so that a browser that
+// reconnects (Last-Event-ID) resumes exactly there. An "end" event carries
+// the job's fields when it has ended. The stream wakes on the job
+// directory's changes (one shared inotify watch), not by polling.
+func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id int64) error {
+	ctx, user := r.Context(), s.user(r)
+	if _, err := s.job(ctx, user, repo, id); err != nil {
+		return err
+	}
+	offset := int64(0)
+	from := r.Header.Get("Last-Event-ID")
+	if from == "" {
+		from = r.URL.Query().Get("from")
+	}
+	if n, ok := parseID(from); ok {
+		offset = n
+	}
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache, no-transform")
+	h.Set("X-Accel-Buffering", "no") // nginx: no buffering of the stream
+	flusher, _ := w.(http.Flusher)
+	flush := func() {
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+	w.WriteHeader(http.StatusOK)
+	if r.Method == http.MethodHead {
+		return nil
+	}
+	if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+		return nil
+	}
+	flush()
+
+	path := s.Store.LogPath(repo, id)
+	wake, stop, watching := s.Watcher.Subscribe(filepath.Dir(path))
+	defer stop()
+	keepAlive := s.KeepAlive
+	if keepAlive <= 0 {
+		keepAlive = 15 * time.Second
+	}
+	ka := time.NewTimer(keepAlive)
+	defer ka.Stop()
+
+	render := newLineRenderer()
+	var f *os.File
+	defer func() {
+		if f != nil {
+			f.Close()
+		}
+	}()
+	var pending []byte // read, not yet sent: the start of a line
+	buf := make([]byte, maxEvent)
+	var html, ev bytes.Buffer // reused: a hundred followers make little garbage
+	// The record is read again only when it was replaced (queue/doc.go:
+	// repos/NAME/ID/job.json, replaced atomically), not at every line.
+	record := filepath.Join(filepath.Dir(path), "job.json")
+	var j *queue.Job
+	var seen os.FileInfo
+	for {
+		// The record first: once it is final, the log is whole (the
+		// worker writes the result line before the final state).
+		fi, err := os.Stat(record)
+		if err != nil {
+			return nil // removed meanwhile: the stream ends
+		}
+		if seen == nil || !os.SameFile(fi, seen) || !fi.ModTime().Equal(seen.ModTime()) || fi.Size() != seen.Size() {
+			if j, err = s.Store.Job(repo, id); err != nil {
+				return nil
+			}
+			seen = fi
+		}
+		final := j.State.Final()
+		if f == nil {
+			if f, err = os.Open(path); err == nil {
+				if fi, err := f.Stat(); err == nil && offset > fi.Size() {
+					offset = fi.Size()
+				}
+			} else {
+				f = nil
+			}
+		}
+		for f != nil {
+			n, err := f.ReadAt(buf[:maxEvent-min(len(pending), maxEvent/2)], offset+int64(len(pending)))
+			pending = append(pending, buf[:n]...)
+			var sent int
+			if i := bytes.LastIndexByte(pending, '\n'); i >= 0 {
+				sent = i + 1
+			} else if len(pending) >= maxPartial {
+				sent = len(pending)
+			}
+			if sent > 0 {
+				html.Reset()
+				render.Append(&html, pending[:sent])
+				if err := sendLines(w, &ev, offset+int64(sent), html.Bytes()); err != nil {
+					return nil // the visitor left
+				}
+				offset += int64(sent)
+				pending = append(pending[:0], pending[sent:]...)
+				ka.Reset(keepAlive)
+			}
+			if n == 0 || err != nil {
+				break
+			}
+		}
+		if final {
+			if len(pending) > 0 {
+				html.Reset()
+				render.AppendEnd(&html, pending)
+				if err := sendLines(w, &ev, offset+int64(len(pending)), html.Bytes()); err != nil {
+					return nil
+				}
+			}
+			data, _ := json.Marshal(row{Repo: repo, ID: id, Job: j}.view(time.Now()))
+			fmt.Fprintf(w, "event: end\ndata: %s\n\n", data)
+			flush()
+			return nil
+		}
+		flush()
+		var poll <-chan time.Time
+		if !watching {
+			poll = time.After(pollEvery)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-poll:
+		case <-ka.C:
+			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
+				return nil
+			}
+			flush()
+			ka.Reset(keepAlive)
+		}
+	}
+}
+
+// sendLines writes one event: the lines as data, the offset as its id. ev
+// is the caller's buffer, reused.
+func sendLines(w io.Writer, ev *bytes.Buffer, offset int64, html []byte) error {
+	ev.Reset()
+	ev.WriteString("id: ")
+	ev.WriteString(strconv.FormatInt(offset, 10))
+	ev.WriteByte('\n')
+	html = bytes.TrimSuffix(html, []byte("\n"))
+	if len(html) == 0 {
+		ev.WriteString("data: \n")
+	}
+	for len(html) > 0 {
+		i := bytes.IndexByte(html, '\n')
+		if i < 0 {
+			i = len(html)
+		}
+		ev.WriteString("data: ")
+		// A carriage return would end the data line early (the renderer
+		// leaves none; this makes sure).
+		if line := html[:i]; bytes.IndexByte(line, '\r') < 0 {
+			ev.Write(line)
+		} else {
+			ev.Write(bytes.ReplaceAll(line, []byte("\r"), nil))
+		}
+		ev.WriteByte('\n')
+		html = html[min(i+1, len(html)):]
+	}
+	ev.WriteByte('\n')
+	_, err := w.Write(ev.Bytes())
+	return err
+}

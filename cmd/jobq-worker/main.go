@@ -131,6 +131,10 @@ func newWorker() (*worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	hostSlots, err := podman.ParseHostSlots(os.Getenv("JOBQ_HOST_SLOTS"))
+	if err != nil {
+		return nil, err
+	}
 	runners := map[string]worker.Runner{
 		"exec": exec.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
 		"podman": podman.New(podman.Config{
@@ -142,7 +146,8 @@ func newWorker() (*worker.Worker, error) {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running
 			},
-			Checkout: limits,
+			Checkout:  limits,
+			HostSlots: hostSlots,
 		}),
 	}
 	return &worker.Worker{

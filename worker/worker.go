@@ -52,6 +52,9 @@ type Placer interface {
 // logs per repository.
 const DefaultLogLimit = 8 << 20
 
+// hostPoll is how often a job waiting for a build host looks for one.
+const hostPoll = 50 * time.Millisecond
+
 // maxBackoff is the longest pause between tries when jobq's own files fail.
 const maxBackoff = 30 * time.Second
 
@@ -263,7 +266,9 @@ func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (relea
 			w.logWait(j, reason)
 			shown = reason
 		}
-		if !w.wait(ctx, w.poll()) {
+		// A look costs a few flocks, no connection: look often, as a host's
+		// slot is let go the moment its job's clean-up is done.
+		if !w.wait(ctx, min(w.poll(), hostPoll)) {
 			return nil, "", true, ctx.Err()
 		}
 		if cur, err := w.Store.Job(j.Repo, j.ID); err == nil && cur.State != queue.Queued {

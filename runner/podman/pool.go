@@ -262,18 +262,24 @@ func (r *Runner) markDown(m member, err error) {
 	replace(filepath.Join(dir, "down"), fmt.Sprintf("%d\n%s\n", until.Unix(), oneLine(err)))
 }
 
-// isDown says why m is skipped, or returns "".
+// isDown says why m is skipped, or returns "". The text stays the same
+// from one look to the next, so that a waiting job's log says it once.
 func (r *Runner) isDown(m member) string {
+	why, _ := r.downUntil(m)
+	return why
+}
+
+func (r *Runner) downUntil(m member) (string, time.Time) {
 	b, err := os.ReadFile(filepath.Join(r.hostDir(m), "down"))
 	if err != nil {
-		return ""
+		return "", time.Time{}
 	}
 	until, why, _ := strings.Cut(string(b), "\n")
 	t, err := strconv.ParseInt(until, 10, 64)
 	if err != nil || time.Now().Unix() >= t {
-		return ""
+		return "", time.Time{}
 	}
-	return fmt.Sprintf("%s; skipped until %s", strings.TrimSpace(why), time.Unix(t, 0).Format("15:04:05"))
+	return strings.TrimSpace(why), time.Unix(t, 0)
 }
 
 // skipped writes to a job's log which hosts of its pool were skipped as
@@ -287,8 +293,9 @@ func (r *Runner) skipped(j *queue.Job, log io.Writer) {
 		if m.name == j.Host {
 			continue
 		}
-		if why := r.isDown(m); why != "" {
-			fmt.Fprintf(log, "jobq: build host %s was skipped: it cannot be reached: %s\n", m.name, why)
+		if why, until := r.downUntil(m); why != "" {
+			fmt.Fprintf(log, "jobq: build host %s was skipped: it cannot be reached (%s); it is tried again after %s\n",
+				m.name, why, until.Local().Format("15:04:05"))
 		}
 	}
 }

@@ -110,9 +110,16 @@ broken = ["b0", "nope"]
 	if host != "" || release != nil || err != nil || !strings.HasPrefix(wait, "no build host of pool can be reached (b0: ") || !strings.Contains(wait, "; b1: ") {
 		t.Errorf("Place: %q %v %q %v", host, release != nil, wait, err)
 	}
-	_, _, wait, _ = r.Place(context.Background(), job("pool"))
-	if strings.Count(wait, "skipped until") != 2 {
-		t.Errorf("second look: %q, want both hosts skipped", wait)
+	// The second look tries neither (both are marked down: no new
+	// connection), and says the same, so the log says it once.
+	_, _, again, _ := r.Place(context.Background(), job("pool"))
+	if again != wait {
+		t.Errorf("second look %q, first %q", again, wait)
+	}
+	for _, m := range []string{"b0", "b1"} {
+		if why := r.isDown(member{ep: mustResolve(t, r, m)}); why == "" {
+			t.Errorf("%s is not marked down", m)
+		}
 	}
 	for _, conn := range []string{"here", "unix:///run/podman/podman.sock", "broken", "nothing-such"} {
 		// Local, or wrong: Run says what is wrong.
@@ -130,4 +137,13 @@ broken = ["b0", "nope"]
 	if m, err := r.member(j); err != nil || m.name != "b1" {
 		t.Errorf("member: %+v %v", m, err)
 	}
+}
+
+func mustResolve(t *testing.T, r *Runner, name string) endpoint {
+	t.Helper()
+	ep, err := r.cfg.Service.resolve(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ep
 }

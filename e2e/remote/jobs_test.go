@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -231,6 +232,16 @@ func TestRemoteJobs(t *testing.T) {
 		if r := env.SSH(ctx, "alice", "jobq", "rsrc"); !strings.Contains(r.Stdout, "HOST") || !strings.Contains(r.Stdout, " b1\n") {
 			t.Errorf("jobq rsrc lacks the host column:\n%s", r)
 		}
+		// The clean-up is done, and complete: no record of the runner's is
+		// left for jobq gc, none failed.
+		run := filepath.Join(env.DataDir(), "repos", "rsrc", "0", "run")
+		testenv.WaitUntil(t, "rsrc 0 is cleaned up", time.Minute, func() bool {
+			ents, err := os.ReadDir(run)
+			return err != nil || len(ents) == 0
+		})
+		if b, _ := os.ReadFile(filepath.Join(env.DataDir(), "worker.log")); strings.Contains(string(b), "clean up after rsrc") {
+			t.Errorf("worker.log:\n%s", b)
+		}
 		if got := leftovers(t, hosts[1]); got != "" {
 			t.Errorf("host 1 keeps:\n%s", got)
 		}
@@ -317,6 +328,31 @@ func TestRemoteJobs(t *testing.T) {
 		if b, err := os.ReadFile(knownHosts); err != nil || string(b) != string(kh) {
 			t.Errorf("known_hosts changed:\n%s", b)
 		}
+	})
+
+	// A worker killed while its job runs on a build host: the next worker
+	// of the queue marks the job lost and removes its container there.
+	t.Run("killed worker", func(t *testing.T) {
+		pushScript(t, "rcancel", "echo started\nsleep 300\n")
+		testenv.WaitUntil(t, "rcancel 1 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 1), "started") })
+		var job struct {
+			Worker int `json:"worker"`
+		}
+		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "rcancel", "1", "job.json"))
+		if err != nil || json.Unmarshal(b, &job) != nil || job.Worker == 0 {
+			t.Fatalf("job.json: %s %v", b, err)
+		}
+		if err := syscall.Kill(job.Worker, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		pushScript(t, "rcancel", "echo second\n")
+		if r := follow(t, "rcancel", 2); !strings.Contains(r.Stdout, "second") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+			t.Errorf("jobq rcancel 2: %s", r)
+		}
+		if r := follow(t, "rcancel", 1); !strings.Contains(r.Stdout, "jobq: lost: its worker") {
+			t.Errorf("jobq rcancel 1: %s", r)
+		}
+		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
 	})
 
 	// One host goes down mid-job: its job ends lost, later jobs go to the

@@ -142,14 +142,6 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	}
 	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids)
 	if err != nil {
-		return 0, fmt.Errorf("checkout: %w", err)
-	}
-	// Cleanup removes the checkout and the container, after the result.
-	if err := os.WriteFile(r.cfg.File(j, "checkout"), []byte(dir), 0o600); err != nil {
-		os.RemoveAll(dir)
-		return 0, fmt.Errorf("checkout: %w", err)
-	}
-	if err != nil {
 		return 0, err
 	}
 	created, err := containers.CreateWithSpec(conn, s, nil)

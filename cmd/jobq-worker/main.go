@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -63,6 +64,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer closeRunners(w)
 			switch {
 			case all:
 				return w.Serve(cmd.Context())
@@ -85,11 +87,22 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer closeRunners(w)
 			return w.GC(cmd.Context(), os.Stdout)
 		},
 	}
 	root.AddCommand(drain, gc)
 	return root
+}
+
+// closeRunners lets go of what runners keep between jobs (the podman
+// runner's ssh connections to build hosts).
+func closeRunners(w *worker.Worker) {
+	for _, r := range w.Runners {
+		if c, ok := r.(io.Closer); ok {
+			c.Close()
+		}
+	}
 }
 
 func newWorker() (*worker.Worker, error) {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -397,6 +398,34 @@ func TestRemoteJobs(t *testing.T) {
 	if b, err := os.ReadFile(knownHosts); err != nil || string(b) != string(kh) {
 		t.Errorf("known_hosts changed:\n%s", b)
 	}
+	// Workers that ended closed their tunnels: no socket directory of the
+	// account's is left in /tmp but those of live workers (a killed one's
+	// goes at the next worker's first tunnel).
+	testenv.WaitUntil(t, "only live workers' tunnel directories are left", time.Minute, func() bool {
+		return len(staleTunnels()) == 0
+	})
+}
+
+// staleTunnels lists the account's tunnel directories whose worker is gone.
+func staleTunnels() []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-ssh-*"))
+	var stale []string
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(env.UID) {
+			continue
+		}
+		// jobq-ssh-PID-RANDOM; one without its worker's pid is stale too.
+		f := strings.Split(filepath.Base(d), "-")
+		pid := 0
+		if len(f) == 4 {
+			pid, _ = strconv.Atoi(f[2])
+		}
+		if pid <= 0 || syscall.Kill(pid, 0) == syscall.ESRCH {
+			stale = append(stale, d)
+		}
+	}
+	return stale
 }
 
 // overlap is the most jobs of host (any, for "") that ran at one moment.

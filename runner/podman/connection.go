@@ -264,6 +264,19 @@ type tunnels struct {
 	m  map[string]*tunnel
 }
 
+// close ends every tunnel.
+func (ts *tunnels) close() {
+	if ts == nil {
+		return
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for k, t := range ts.m {
+		t.Close()
+		delete(ts.m, k)
+	}
+}
+
 func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts string, getenv func(string) string) (*tunnel, error) {
 	if ts == nil { // a Service not made by New (tests): not kept
 		return dialTunnel(ctx, u, identity, knownHosts, getenv)

@@ -90,6 +90,13 @@ func New(cfg Config) *Runner {
 	return &Runner{cfg: cfg}
 }
 
+// Close ends the runner's ssh connections to build hosts and removes
+// their sockets: at the worker's exit.
+func (r *Runner) Close() error {
+	r.cfg.Service.tunnels.close()
+	return nil
+}
+
 // Run checks the revision out, runs the container with the checkout at
 // /source and copies its attach stream into log; Cleanup removes both,
 // after the result is recorded.

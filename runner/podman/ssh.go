@@ -9,8 +9,10 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"golang.org/x/crypto/ssh"
@@ -146,7 +148,10 @@ func dialTunnel(ctx context.Context, u *url.URL, identity, knownHosts string, ge
 	}
 	tcp.SetDeadline(time.Time{})
 	client := ssh.NewClient(c, chans, reqs)
-	dir, err := os.MkdirTemp("", "jobq-ssh-") // 0700, the account's
+	sweepTunnelDirs()
+	// 0700, the account's; named with the pid, so that a later worker can
+	// remove it if this one dies without closing it.
+	dir, err := os.MkdirTemp("", fmt.Sprintf("jobq-ssh-%d-", os.Getpid()))
 	if err != nil {
 		client.Close()
 		return nil, fmt.Errorf("tunnel: %w", err)
@@ -278,6 +283,22 @@ func (t *tunnel) Close() error {
 		os.RemoveAll(t.dir)
 	})
 	return nil
+}
+
+// sweepTunnelDirs removes the socket directories of the account's workers
+// that died without closing their tunnels (SIGKILL).
+func sweepTunnelDirs() {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-ssh-*-*"))
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(strings.Split(filepath.Base(d), "-")[2])
+		fi, serr := os.Lstat(d)
+		if err != nil || serr != nil || !fi.IsDir() || owner(fi) != os.Geteuid() || pid == os.Getpid() {
+			continue
+		}
+		if syscall.Kill(pid, 0) == syscall.ESRCH {
+			os.RemoveAll(d)
+		}
+	}
 }
 
 // redact is u without a password, for messages.

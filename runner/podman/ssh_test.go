@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -245,6 +246,33 @@ func TestExpandHome(t *testing.T) {
 	for in, want := range map[string]string{"~/.ssh/id": "/home/git/.ssh/id", "/abs/id": "/abs/id", "~other/id": "~other/id", "": ""} {
 		if got := expandHome(in); got != want {
 			t.Errorf("expandHome(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A worker killed with its tunnels open leaves their socket directories:
+// the next tunnel removes those of dead workers, not of live ones.
+func TestSweepTunnelDirs(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	var dirs []string
+	for _, pid := range []int{dead, os.Getpid(), 1} {
+		d, err := os.MkdirTemp("", fmt.Sprintf("jobq-ssh-%d-", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		os.WriteFile(filepath.Join(d, "podman.sock"), nil, 0o600)
+		dirs = append(dirs, d)
+	}
+	sweepTunnelDirs()
+	for i, d := range dirs {
+		_, err := os.Stat(d)
+		if gone := os.IsNotExist(err); gone != (i == 0) {
+			t.Errorf("%s: gone %v", d, gone)
 		}
 	}
 }

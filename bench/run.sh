@@ -2,7 +2,7 @@
 # jobq's benchmarks, each next to its baseline measured in the same run,
 # reported as medians and ratios in one table (bench/out/results.md).
 #
-#   bench/run.sh           the full runs (BENCHMARKS.md), about 15 minutes
+#   bench/run.sh           the full runs (BENCHMARKS.md), about 20 minutes
 #   bench/run.sh --smoke   small sizes, few runs: CI checks the scripts work
 #
 # As root on Debian 12; it installs what it needs (scripts/setup). Public
@@ -186,6 +186,18 @@ hyperfine -N -i -w 20 -r $((RUNS * 20)) --export-json "$W/start.json" "env JOBQ_
 e=$(ms "$W/start.json" 0); s=$(ms "$W/start.json" 1); h=$(ms "$W/start.json" 2)
 row "start-up: an ssh command (\`jobq REPO\`, unknown repository)" "$(fmt "$s") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$s" "$e")" "≤ 1.5×"
 row "start-up: the hook (no JOBQ_COMMAND set)" "$(fmt "$h") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$h" "$e")" "≤ 1.5×"
+
+# 8. Build hosts (issue 13): two build hosts (containers of this machine,
+# each with sshd and a rootless Podman of its own, internal/testenv), from
+# e2e/remote's benchmarks: shipping the checkout repository's tree, a
+# trivial remote job against the article's pipeline by hand, and 8 jobs on
+# a pool of 2 hosts against 1. They append their rows to $W/remote-rows.
+echo "bench: build hosts" >&2
+: >"$W/remote-rows"
+CI=true JOBQ_TEST_ACCOUNT=jobq-bench JOBQ_BENCH_RUNS=$((smoke ? 2 : 7)) JOBQ_BENCH_TREE="$W/big.git" JOBQ_BENCH_ROWS="$W/remote-rows" \
+    go test -tags "$TAGS" -count=1 -timeout 30m -run XXX -bench Remote -benchtime 1x ./e2e/remote/ >"$W/remote.out" 2>&1 ||
+    { cat "$W/remote.out" >&2; exit 1; }
+while IFS= read -r line; do rows+=("$line"); done <"$W/remote-rows"
 
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"

@@ -45,6 +45,9 @@ type Job struct {
 	ExitCode   *int              `json:"exit_code,omitempty"`
 	Error      string            `json:"error,omitempty"`  // jobq's own reason, one line
 	Worker     int               `json:"worker,omitempty"` // pid of the worker that ran it
+	// Host is the build host the job was placed on, by its connection's
+	// name (or URI): "" for the local service.
+	Host string `json:"host,omitempty"`
 
 	// Incarnation is the repository's incarnation the job was queued in
 	// (see Store.Incarnation); "" for jobs from before they were recorded.
@@ -107,6 +110,9 @@ var (
 	ErrTimeout   = errors.New("timed out")
 	ErrCancelled = errors.New("cancelled")
 	ErrLogLimit  = errors.New("log limit reached")
+	// ErrLost, wrapped in a runner's error, says that the job's fate is
+	// not known (its build host went away): the job ends lost.
+	ErrLost = errors.New("lost")
 )
 
 // TimeFormat is how jobq shows times to people.

@@ -34,10 +34,26 @@ type Runner interface {
 	Cleanup(ctx context.Context, j *queue.Job) error
 }
 
+// Placer is a Runner that runs some jobs on build hosts of its own (remote
+// Podman services, pools of them), each with its own cap of running jobs:
+// for those jobs the worker takes no local slot (JOBQ_SLOTS) but a place
+// on a host from Place. The worker records the host in the job (Job.Host)
+// before it claims it; Run and Cleanup find the job's host there.
+type Placer interface {
+	// Place reserves a host for queued job j: its name, and release, to
+	// call once j's clean-up is done. host "" and wait "": j runs on this
+	// machine. With no host free, wait says why j waits. err is jobq's own
+	// failure.
+	Place(ctx context.Context, j *queue.Job) (host string, release func(), wait string, err error)
+}
+
 // DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker): more
 // than a person reads, and with JOBQ_KEEP's 200 jobs at most 1.6 GiB of
 // logs per repository.
 const DefaultLogLimit = 8 << 20
+
+// hostPoll is how often a job waiting for a build host looks for one.
+const hostPoll = 50 * time.Millisecond
 
 // maxBackoff is the longest pause between tries when jobq's own files fail.
 const maxBackoff = 30 * time.Second
@@ -214,7 +230,55 @@ func (w *Worker) wait(ctx context.Context, d time.Duration) bool {
 // (package doc) gives it a slot. Why it waits goes to the listing (Waiting),
 // and a wait for space to its log too. It returns errNotQueued when the
 // job was cancelled meanwhile.
-func (w *Worker) acquireSlot(ctx context.Context, q string, j *queue.Job) (*queue.Slot, error) {
+func (w *Worker) acquireSlot(ctx context.Context, q string, j *queue.Job) (release func(), host string, err error) {
+	if p, ok := w.Runners[j.Options.Runner].(Placer); ok {
+		release, host, done, err := w.acquireHost(ctx, p, j)
+		if done || err != nil {
+			return release, host, err
+		}
+	}
+	slot, err := w.acquireLocalSlot(ctx, q, j)
+	if err != nil || slot == nil {
+		return nil, "", err
+	}
+	return slot.Release, "", nil
+}
+
+// acquireHost waits until a Placer gives queued job j a build host, as
+// acquireSlot waits for a local slot; done false: j runs on this machine.
+func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (release func(), host string, done bool, err error) {
+	shown := ""
+	defer func() {
+		if shown != "" {
+			w.Store.SetWaiting(j, "")
+		}
+	}()
+	for {
+		host, release, reason, err := p.Place(ctx, j)
+		if err != nil || host != "" {
+			return release, host, true, err
+		}
+		if reason == "" {
+			return nil, "", false, nil
+		}
+		if reason != shown {
+			w.Store.SetWaiting(j, reason)
+			w.logWait(j, reason)
+			shown = reason
+		}
+		// A look costs a few flocks, no connection: look often, as a host's
+		// slot is let go the moment its job's clean-up is done.
+		if !w.wait(ctx, min(w.poll(), hostPoll)) {
+			return nil, "", true, ctx.Err()
+		}
+		if cur, err := w.Store.Job(j.Repo, j.ID); err == nil && cur.State != queue.Queued {
+			return nil, "", true, errNotQueued
+		}
+	}
+}
+
+// acquireLocalSlot waits for a slot of this machine's (see acquireSlot).
+func (w *Worker) acquireLocalSlot(ctx context.Context, q string, j *queue.Job) (*queue.Slot, error) {
 	sw := w.Store.WaitForSlot(q, j)
 	defer sw.Leave()
 	shown, logged := "", false
@@ -280,14 +344,27 @@ func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.
 		return nil // never committed: the entry is gone
 	}
 	if c.Job.State == queue.Queued {
-		slot, err := w.acquireSlot(ctx, q, c.Job)
+		release, host, err := w.acquireSlot(ctx, q, c.Job)
 		switch {
 		case errors.Is(err, errNotQueued): // the claim below skips it
 		case err != nil:
 			h.Drop(c)
 			return err
 		default:
-			defer slot.Release()
+			if release != nil {
+				defer release()
+			}
+			// Before the claim: a worker that dies after it leaves the
+			// host for the clean-up to find.
+			if host != "" {
+				if _, err := w.Store.Update(c.Job.Repo, c.Job.ID, func(r *queue.Job) error {
+					r.Host = host
+					return nil
+				}); err != nil {
+					h.Drop(c)
+					return err
+				}
+			}
 		}
 	}
 	if err := h.Claim(c); err != nil {
@@ -370,6 +447,8 @@ func (w *Worker) run(ctx context.Context, j *queue.Job) {
 		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
 	case ctx.Err() != nil:
 		state, reason = queue.Cancelled, "the worker was stopped"
+	case errors.Is(runErr, queue.ErrLost):
+		state, reason, code = queue.Lost, oneLine(runErr), nil
 	case runErr != nil:
 		state, reason, code = queue.Failed, oneLine(runErr), nil
 	case exit == 0:
@@ -416,6 +495,9 @@ func header(j *queue.Job) string {
 	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, orDash(j.User))
 	fmt.Fprintf(&b, "jobq: ref %s, revision %s\n", j.Ref, j.NewRev)
 	fmt.Fprintf(&b, "jobq: runner %s: %s\n", j.Options.Runner, j.Options.Command)
+	if j.Host != "" {
+		fmt.Fprintf(&b, "jobq: build host %s\n", j.Host)
+	}
 	fmt.Fprintf(&b, "jobq: queued %s, started %s\n", j.QueuedAt.Local().Format(queue.TimeFormat), j.StartedAt.Local().Format(queue.TimeFormat))
 	return b.String()
 }

@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"log"
 	"os"
 	"os/signal"
@@ -63,6 +64,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer closeRunners(w)
 			switch {
 			case all:
 				return w.Serve(cmd.Context())
@@ -85,11 +87,22 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
+			defer closeRunners(w)
 			return w.GC(cmd.Context(), os.Stdout)
 		},
 	}
 	root.AddCommand(drain, gc)
 	return root
+}
+
+// closeRunners lets go of what runners keep between jobs (the podman
+// runner's ssh connections to build hosts).
+func closeRunners(w *worker.Worker) {
+	for _, r := range w.Runners {
+		if c, ok := r.(io.Closer); ok {
+			c.Close()
+		}
+	}
 }
 
 func newWorker() (*worker.Worker, error) {
@@ -131,6 +144,10 @@ func newWorker() (*worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	hostSlots, err := podman.ParseHostSlots(os.Getenv("JOBQ_HOST_SLOTS"))
+	if err != nil {
+		return nil, err
+	}
 	runners := map[string]worker.Runner{
 		"exec": exec.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
 		"podman": podman.New(podman.Config{
@@ -142,7 +159,8 @@ func newWorker() (*worker.Worker, error) {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running
 			},
-			Checkout: limits,
+			Checkout:  limits,
+			HostSlots: hostSlots,
 		}),
 	}
 	return &worker.Worker{

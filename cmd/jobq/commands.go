@@ -102,6 +102,7 @@ type jobView struct {
 	FinishedAt time.Time   `json:"finished_at,omitzero"`
 	DurationMS *int64      `json:"duration_ms,omitempty"` // so far, while it runs
 	ExitCode   *int        `json:"exit_code,omitempty"`
+	Host       string      `json:"host,omitempty"`       // the build host it was placed on; "": this machine
 	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
 }
 
@@ -113,7 +114,7 @@ func (r listed) view(now time.Time) jobView {
 	v := jobView{
 		ID: r.ID, State: r.State, Ahead: r.Ahead, Waiting: r.Waiting, Queue: r.Queue, Ref: r.Ref, OldRev: r.OldRev,
 		NewRev: r.NewRev, User: r.User, RetryOf: r.RetryOf, QueuedAt: r.QueuedAt,
-		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode, Host: r.Host,
 	}
 	if d := r.Duration(now); d > 0 {
 		ms := d.Milliseconds()
@@ -180,10 +181,10 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		return writeJSON(a.e.stdout, views)
 	}
 	tw := tabwriter.NewWriter(a.e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREF\tREV\tQUEUED\tDURATION\tEXIT")
+	fmt.Fprintln(tw, "ID\tSTATE\tREF\tREV\tQUEUED\tDURATION\tEXIT\tHOST")
 	for _, r := range rows {
 		if r.Job == nil {
-			fmt.Fprintf(tw, "%d\tunreadable\t-\t-\t-\t-\t-\n", r.ID)
+			fmt.Fprintf(tw, "%d\tunreadable\t-\t-\t-\t-\t-\t-\n", r.ID)
 			continue
 		}
 		state := string(r.State)
@@ -200,8 +201,12 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		if r.ExitCode != nil {
 			exit = strconv.Itoa(*r.ExitCode)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, termsafe.Line(r.Ref), short(r.NewRev),
-			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit)
+		host := "-"
+		if r.Host != "" {
+			host = termsafe.Line(r.Host)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, termsafe.Line(r.Ref), short(r.NewRev),
+			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit, host)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -36,7 +36,7 @@ func TestMain(m *testing.M) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	var err error
-	env, err = testenv.Start(ctx, testenv.Options{User: account + "-r"})
+	env, err = testenv.Start(ctx, testenv.Options{User: account + "-r", Users: []string{"alice"}})
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "remote:", err)

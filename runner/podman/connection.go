@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -34,6 +36,9 @@ type Service struct {
 	loadConfig func() (*config.Config, error)
 	// geteuid is os.Geteuid where nil: tests, as root, play an account.
 	geteuid func() int
+	// tunnels are the ssh connections to build hosts, one per host and
+	// identity, shared by the process's jobs (New makes it).
+	tunnels *tunnels
 }
 
 func (s *Service) uid() int {
@@ -75,14 +80,14 @@ func (s *Service) resolve(connection string) (endpoint, error) {
 		if err != nil {
 			return endpoint{}, fmt.Errorf("JOBQ_CONNECTION=%q: %w", connection, err)
 		}
-		return endpoint{uri: c.URI, identity: c.Identity}, nil
+		return endpoint{uri: c.URI, identity: expandHome(c.Identity)}, nil
 	}
 	if h := s.Getenv("CONTAINER_HOST"); h != "" {
 		return endpoint{uri: h}, nil
 	}
 	if cfg, err := s.config(); err == nil {
 		if c, err := cfg.GetConnection("", true); err == nil {
-			return endpoint{uri: c.URI, identity: c.Identity}, nil
+			return endpoint{uri: c.URI, identity: expandHome(c.Identity)}, nil
 		}
 	}
 	// No one named a service: jobq picks the local socket, and uses it only
@@ -194,24 +199,107 @@ func owner(fi fs.FileInfo) int {
 }
 
 // Connect returns a bindings connection context for the job's service,
-// starting a local service if none listens and podman is installed. The
-// connection is not cancelled with ctx: the runner still needs it to stop
-// and remove a container after the job's context ended.
+// starting a local service if none listens and podman is installed, and
+// the URI the bindings connect to.
 func (s *Service) Connect(ctx context.Context, connection string) (context.Context, string, error) {
 	ep, err := s.resolve(connection)
 	if err != nil {
 		return nil, "", err
 	}
+	l, err := s.link(ctx, ep)
+	if err != nil {
+		return nil, ep.uri, err
+	}
+	return l.conn, l.uri, nil
+}
+
+// link is a connection to one Podman service. The connection is not
+// cancelled with the job's context: the runner still needs it to stop
+// and remove a container after the job's context ended.
+type link struct {
+	conn   context.Context // the bindings' connection
+	uri    string          // what the bindings connect to: for ssh, the tunnel's socket
+	name   string          // the service's URI, for messages
+	remote bool            // a service on another machine: no filesystem shared
+	tunnel *tunnel         // for ssh://
+}
+
+// link connects to ep: over a tunnel of jobq's own for ssh://.
+func (s *Service) link(ctx context.Context, ep endpoint) (*link, error) {
 	if ep.socket != "" && !listening(ep.socket) {
 		if err := s.startLocal(ctx, ep); err != nil {
-			return nil, ep.uri, err
+			return nil, err
 		}
 	}
-	conn, err := bindings.NewConnectionWithIdentity(context.WithoutCancel(ctx), ep.uri, ep.identity, false)
-	if err != nil {
-		return nil, ep.uri, fmt.Errorf("podman service %s: %w", ep.uri, err)
+	l := &link{uri: ep.uri, name: ep.uri, remote: !strings.HasPrefix(ep.uri, "unix:")}
+	if u, err := url.Parse(ep.uri); err == nil && u.Scheme == "ssh" {
+		l.name = redact(u)
+		t, err := s.tunnels.get(ctx, u, ep.identity, s.knownHosts(), s.Getenv)
+		if err != nil {
+			return nil, err
+		}
+		l.tunnel, l.uri = t, t.uri()
 	}
-	return conn, ep.uri, nil
+	conn, err := bindings.NewConnectionWithIdentity(context.WithoutCancel(ctx), l.uri, ep.identity, false)
+	if err != nil {
+		return nil, fmt.Errorf("podman service %s: %w", l.name, err)
+	}
+	l.conn = conn
+	return l, nil
+}
+
+// knownHosts is the file host keys are checked against: JOBQ_KNOWN_HOSTS,
+// else ~/.ssh/known_hosts. jobq never writes it.
+func (s *Service) knownHosts() string {
+	if f := s.Getenv("JOBQ_KNOWN_HOSTS"); f != "" {
+		return f
+	}
+	return expandHome("~/.ssh/known_hosts")
+}
+
+// tunnels keeps one tunnel per host, user and identity, and replaces one
+// whose connection ended.
+type tunnels struct {
+	mu sync.Mutex
+	m  map[string]*tunnel
+}
+
+// close ends every tunnel.
+func (ts *tunnels) close() {
+	if ts == nil {
+		return
+	}
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	for k, t := range ts.m {
+		t.Close()
+		delete(ts.m, k)
+	}
+}
+
+func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts string, getenv func(string) string) (*tunnel, error) {
+	if ts == nil { // a Service not made by New (tests): not kept
+		return dialTunnel(ctx, u, identity, knownHosts, getenv)
+	}
+	key := u.String() + "\x00" + identity + "\x00" + knownHosts
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	if t := ts.m[key]; t != nil {
+		select {
+		case <-t.done:
+		default:
+			return t, nil
+		}
+	}
+	t, err := dialTunnel(ctx, u, identity, knownHosts, getenv)
+	if err != nil {
+		return nil, err
+	}
+	if ts.m == nil {
+		ts.m = map[string]*tunnel{}
+	}
+	ts.m[key] = t
+	return t, nil
 }
 
 func listening(sock string) bool {

@@ -36,6 +36,26 @@ type idRange struct {
 type idRanges struct {
 	dir            string
 	subuid, subgid string // /etc/subuid and /etc/subgid when empty
+	// remote: the IDs are those of a service on another machine, uids
+	// and gids, not the local account's.
+	remote     bool
+	uids, gids []idtools.IDMap
+}
+
+// remoteIDs are a remote rootless service's n subordinate IDs, as its
+// user namespace numbers them (1..n).
+func remoteIDs(n int) []idtools.IDMap {
+	if n == 0 {
+		return nil
+	}
+	return []idtools.IDMap{{HostID: 1, Size: n}}
+}
+
+// rootfulRemoteIDs are the host IDs jobs of a remote rootful service run
+// as: its /etc/subuid is not known here, so a region above what useradd
+// hands out to the first 16,000 accounts.
+func rootfulRemoteIDs() []idtools.IDMap {
+	return []idtools.IDMap{{HostID: 1 << 30, Size: 64 * idRangeSize}}
 }
 
 // acquire takes a free range, waiting for one (as long as ctx allows) when
@@ -45,27 +65,11 @@ type idRanges struct {
 // a range whose last holder died before its clean-up was done: it must
 // remove what may still run with those IDs.
 func (a idRanges) acquire(ctx context.Context, rootless bool, owner string, stale func(index int) error) (*idRange, error) {
-	u, err := user.Current()
-	if err != nil {
-		return nil, fmt.Errorf("ID range: %w", err)
-	}
-	uids, err := subIDs(or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
-	if err != nil {
-		return nil, err
-	}
-	gids, err := subIDs(or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
+	uids, gids, err := a.ids(rootless)
 	if err != nil {
 		return nil, err
 	}
 	n := min(total(uids), total(gids)) / idRangeSize
-	if n == 0 {
-		return nil, fmt.Errorf("ID range: %s has %d subordinate UIDs and %d GIDs in /etc/subuid and /etc/subgid; each running job needs %d of each (usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST %s)",
-			u.Username, total(uids), total(gids), idRangeSize, u.Username)
-	}
-	if rootless {
-		uids = []idtools.IDMap{{HostID: 1, Size: total(uids)}}
-		gids = []idtools.IDMap{{HostID: 1, Size: total(gids)}}
-	}
 	if err := os.MkdirAll(a.dir, 0o700); err != nil {
 		return nil, fmt.Errorf("ID range: %w", err)
 	}
@@ -90,6 +94,37 @@ func (a idRanges) acquire(ctx context.Context, rootless bool, owner string, stal
 		case <-time.After(wait):
 		}
 	}
+}
+
+// ids are the IDs to hand out, as the service sees them.
+func (a idRanges) ids(rootless bool) (uids, gids []idtools.IDMap, err error) {
+	if a.remote {
+		if min(total(a.uids), total(a.gids)) < idRangeSize {
+			return nil, nil, fmt.Errorf("ID range: the build host's user has %d subordinate UIDs and %d GIDs (its /etc/subuid and /etc/subgid); each running job needs %d of each", total(a.uids), total(a.gids), idRangeSize)
+		}
+		return a.uids, a.gids, nil
+	}
+	u, err := user.Current()
+	if err != nil {
+		return nil, nil, fmt.Errorf("ID range: %w", err)
+	}
+	uids, err = subIDs(or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	gids, err = subIDs(or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if min(total(uids), total(gids)) < idRangeSize {
+		return nil, nil, fmt.Errorf("ID range: %s has %d subordinate UIDs and %d GIDs in /etc/subuid and /etc/subgid; each running job needs %d of each (usermod --add-subuids FIRST-LAST --add-subgids FIRST-LAST %s)",
+			u.Username, total(uids), total(gids), idRangeSize, u.Username)
+	}
+	if rootless {
+		uids = []idtools.IDMap{{HostID: 1, Size: total(uids)}}
+		gids = []idtools.IDMap{{HostID: 1, Size: total(gids)}}
+	}
+	return uids, gids, nil
 }
 
 // try locks range i; nil, nil when another job holds it. The lock file

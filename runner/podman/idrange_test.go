@@ -209,7 +209,7 @@ func TestHostInfoKept(t *testing.T) {
 	for _, tt := range tests {
 		os.WriteFile(file, []byte(`{"boot":`+strconv.Quote(tt.boot)+`,"rootless":true,"cgroup":"v1"}`), 0o600)
 		r.hosts = nil
-		h, err := r.host(context.Background(), "unix:///s")
+		h, err := r.host(context.Background(), "unix:///s", false)
 		if tt.ok && (err != nil || !h.Rootless || h.Cgroup != "v1") {
 			t.Errorf("boot %q: %+v, %v", tt.boot, h, err)
 		}

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/system"
@@ -21,26 +22,53 @@ import (
 // hostInfo is what a Podman service can do. Podman's info is slow (it
 // runs conmon, the runtime and slirp4netns for their versions: 0.1 to 0.7 s
 // here), so it is read once per service and boot and kept in the data
-// directory.
+// directory; a remote service's for remoteInfoAge, as its boot is not
+// known here.
 type hostInfo struct {
 	Boot        string   `json:"boot"` // the boot it was read in
 	Rootless    bool     `json:"rootless"`
 	Cgroup      string   `json:"cgroup"`      // "v1" or "v2"
 	Controllers []string `json:"controllers"` // cgroup controllers a container can be limited by
+	CPUs        int      `json:"cpus"`
+	// SubUIDs and SubGIDs count the IDs the service's user namespace has
+	// above 0: a rootless service's subordinate IDs, on its own machine.
+	SubUIDs int       `json:"subuids,omitempty"`
+	SubGIDs int       `json:"subgids,omitempty"`
+	Read    time.Time `json:"read"`
 }
 
-func (r *Runner) host(conn context.Context, uri string) (*hostInfo, error) {
+const remoteInfoAge = 10 * time.Minute
+
+func (r *Runner) infoFile(uri string) string {
+	sum := sha256.Sum256([]byte(uri))
+	return filepath.Join(r.cfg.Home, "podman-info", hex.EncodeToString(sum[:8])+".json")
+}
+
+// cachedHost is the service's info if it is known and fresh, else nil.
+func (r *Runner) cachedHost(uri string) *hostInfo {
 	r.mu.Lock()
 	h := r.hosts[uri]
 	r.mu.Unlock()
-	if h != nil {
-		return h, nil
+	if h != nil && h.fresh() {
+		return h
+	}
+	if b, err := os.ReadFile(r.infoFile(uri)); err == nil && json.Unmarshal(b, &h) == nil && h != nil && h.fresh() {
+		return r.keepHost(uri, h)
+	}
+	return nil
+}
+
+func (h *hostInfo) fresh() bool {
+	if h.Boot == "" {
+		return time.Since(h.Read) < remoteInfoAge
 	}
 	boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
-	sum := sha256.Sum256([]byte(uri))
-	file := filepath.Join(r.cfg.Home, "podman-info", hex.EncodeToString(sum[:8])+".json")
-	if b, err := os.ReadFile(file); err == nil && json.Unmarshal(b, &h) == nil && h != nil && h.Boot == string(boot) {
-		return r.keepHost(uri, h), nil
+	return h.Boot == string(boot)
+}
+
+func (r *Runner) host(conn context.Context, uri string, remote bool) (*hostInfo, error) {
+	if h := r.cachedHost(uri); h != nil {
+		return h, nil
 	}
 	info, err := system.Info(conn, nil)
 	if err != nil {
@@ -49,7 +77,23 @@ func (r *Runner) host(conn context.Context, uri string) (*hostInfo, error) {
 	if info.Host == nil {
 		return nil, fmt.Errorf("podman system info: no host section")
 	}
-	h = &hostInfo{Boot: string(boot), Rootless: info.Host.Security.Rootless, Cgroup: info.Host.CgroupsVersion, Controllers: info.Host.CgroupControllers}
+	h := &hostInfo{Rootless: info.Host.Security.Rootless, Cgroup: info.Host.CgroupsVersion, Controllers: info.Host.CgroupControllers,
+		CPUs: info.Host.CPUs, Read: time.Now()}
+	if !remote {
+		boot, _ := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		h.Boot = string(boot)
+	}
+	for _, m := range info.Host.IDMappings.UIDMap {
+		if m.ContainerID > 0 {
+			h.SubUIDs += m.Size
+		}
+	}
+	for _, m := range info.Host.IDMappings.GIDMap {
+		if m.ContainerID > 0 {
+			h.SubGIDs += m.Size
+		}
+	}
+	file := r.infoFile(uri)
 	// Best effort: without the file, the next worker asks again.
 	if b, err := json.Marshal(h); err == nil && os.MkdirAll(filepath.Dir(file), 0o700) == nil {
 		tmp := file + ".tmp" + strconv.Itoa(os.Getpid())
@@ -96,9 +140,19 @@ func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
 func jobKey(j *queue.Job) string { return j.Repo + "/" + strconv.FormatInt(j.ID, 10) }
 
 // acquire gives the job an ID range of its own, held until its Cleanup.
-func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job, rootless bool) (*idRange, error) {
+// A remote host's ranges come from its own subordinate IDs (as its
+// service reports them), under locks of its own.
+func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job, h *hostInfo, hostDir string) (*idRange, error) {
 	a := idRanges{dir: filepath.Join(r.cfg.Home, "idranges"), subuid: r.cfg.SubUID, subgid: r.cfg.SubGID}
-	ids, err := a.acquire(ctx, rootless, jobKey(j), func(index int) error {
+	if hostDir != "" {
+		a.dir = filepath.Join(hostDir, "idranges")
+		a.remote = true
+		a.uids, a.gids = remoteIDs(h.SubUIDs), remoteIDs(h.SubGIDs)
+		if !h.Rootless {
+			a.uids, a.gids = rootfulRemoteIDs(), rootfulRemoteIDs()
+		}
+	}
+	ids, err := a.acquire(ctx, h.Rootless, jobKey(j), func(index int) error {
 		// A worker died holding this range: its container may still run.
 		filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelIDRange + "=" + strconv.Itoa(index)}}
 		list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))

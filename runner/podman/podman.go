@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -44,6 +45,10 @@ type Config struct {
 	// read from, for the jobs' ID ranges: /etc/subuid and /etc/subgid when
 	// empty.
 	SubUID, SubGID string
+	// HostSlots caps the jobs each build host runs at once, by the
+	// connection's name, "*" for the others (ParseHostSlots); a host
+	// with neither runs as many as it has CPUs.
+	HostSlots map[string]int
 }
 
 // Runner is the podman runner: each job in a container of its own, on the
@@ -52,24 +57,27 @@ type Runner struct {
 	cfg Config
 
 	mu    sync.Mutex
-	swept bool                 // the sweep ran, and no Cleanup failed since
+	swept map[string]bool      // by service URI: the sweep ran, and no Cleanup failed since
 	hosts map[string]*hostInfo // by service URI: what the service can do
 	held  map[string]*idRange  // by job: its ID range, until its Cleanup
 }
 
 // needSweep reports whether leftovers may exist that no Cleanup will
 // remove: at a worker's first job, and after a Cleanup failed.
-func (r *Runner) needSweep() bool {
+func (r *Runner) needSweep(uri string) bool {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	need := !r.swept
-	r.swept = true
+	need := !r.swept[uri]
+	if r.swept == nil {
+		r.swept = map[string]bool{}
+	}
+	r.swept[uri] = true
 	return need
 }
 
 func (r *Runner) cleanupFailed() {
 	r.mu.Lock()
-	r.swept = false
+	r.swept = nil
 	r.mu.Unlock()
 }
 
@@ -78,7 +86,15 @@ func New(cfg Config) *Runner {
 	if cfg.Checkout == (CheckoutLimits{}) {
 		cfg.Checkout = DefaultCheckoutLimits()
 	}
+	cfg.Service.tunnels = &tunnels{}
 	return &Runner{cfg: cfg}
+}
+
+// Close ends the runner's ssh connections to build hosts and removes
+// their sockets: at the worker's exit.
+func (r *Runner) Close() error {
+	r.cfg.Service.tunnels.close()
+	return nil
 }
 
 // Run checks the revision out, runs the container with the checkout at
@@ -89,10 +105,16 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	conn, uri, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
+	m, err := r.member(j)
 	if err != nil {
 		return 0, err
 	}
+	l, err := r.cfg.Service.link(ctx, m.ep)
+	if err != nil {
+		return 0, err
+	}
+	conn, uri := l.conn, l.uri
+	r.skipped(j, log)
 	// An image that is present costs no question to the service: create
 	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
 	// first.
@@ -104,29 +126,27 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	host, err := r.host(conn, uri)
+	host, err := r.host(conn, m.ep.uri, l.remote)
 	if err != nil {
 		return 0, err
 	}
 	notApplied(j, host, log)
-	ids, err := r.acquire(ctx, conn, j, host.Rootless)
+	hostDir := ""
+	if l.remote {
+		hostDir = r.hostDir(m)
+	}
+	ids, err := r.acquire(ctx, conn, j, host, hostDir)
 	if err != nil {
 		return 0, err
 	}
-	dir, err := os.MkdirTemp("", "jobq-checkout-")
-	if err != nil {
-		return 0, fmt.Errorf("checkout: %w", err)
+	// A remote service gets the source in the container (ship), not from
+	// a directory here.
+	var dir string
+	if !l.remote {
+		if dir, err = r.checkout(ctx, j); err != nil {
+			return 0, err
+		}
 	}
-	// Cleanup removes the checkout and the container, after the result.
-	if err := os.WriteFile(r.cfg.File(j, "checkout"), []byte(dir), 0o600); err != nil {
-		os.RemoveAll(dir)
-		return 0, fmt.Errorf("checkout: %w", err)
-	}
-	// Under the job's context: a timeout or cancel stops a tree bomb too.
-	if err := Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
-		return 0, err
-	}
-	faults.Point("checked-out")
 	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids)
 	if err != nil {
 		return 0, err
@@ -149,7 +169,70 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	id := created.ID
 	os.WriteFile(r.cfg.File(j, "container"), []byte(id), 0o600)
 	faults.Point("container-created")
-	return r.attachStartWait(ctx, conn, uri, id, log)
+	if l.remote {
+		if err := r.ship(ctx, conn, j, id); err != nil {
+			return 0, err
+		}
+	}
+	code, err := r.attachStartWait(ctx, conn, uri, id, log)
+	if err != nil && l.tunnel != nil && !l.tunnel.alive(5*time.Second) {
+		// The host went away (Wait then says code 0 and EOF): the job's
+		// fate is not known.
+		r.markDown(m, err)
+		return 0, lostError(fmt.Sprintf("build host %s went away during the job: its ssh connection ended", m.name))
+	}
+	return code, err
+}
+
+// lostError is a job's end whose outcome is not known (queue.ErrLost).
+type lostError string
+
+func (e lostError) Error() string        { return string(e) }
+func (e lostError) Is(target error) bool { return target == queue.ErrLost }
+
+// checkout checks the job's revision out into a directory of its own,
+// recorded for Cleanup.
+func (r *Runner) checkout(ctx context.Context, j *queue.Job) (string, error) {
+	dir, err := os.MkdirTemp("", "jobq-checkout-")
+	if err != nil {
+		return "", fmt.Errorf("checkout: %w", err)
+	}
+	// Cleanup removes the checkout and the container, after the result.
+	if err := os.WriteFile(r.cfg.File(j, "checkout"), []byte(dir), 0o600); err != nil {
+		os.RemoveAll(dir)
+		return "", fmt.Errorf("checkout: %w", err)
+	}
+	// Under the job's context: a timeout or cancel stops a tree bomb too.
+	if err := Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
+		return "", err
+	}
+	faults.Point("checked-out")
+	return dir, nil
+}
+
+// ship streams the job's revision into the created container's /source,
+// as a tar written from the tree walk (Archive).
+func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, id string) error {
+	pr, pw := io.Pipe()
+	archived := make(chan error, 1)
+	go func() {
+		err := Archive(ctx, j.GitDir, j.NewRev, pw, r.cfg.Checkout)
+		pw.CloseWithError(err)
+		archived <- err
+	}()
+	copyFn, err := containers.CopyFromArchive(conn, id, "/source", pr)
+	if err == nil {
+		err = copyFn()
+	}
+	pr.CloseWithError(errors.New("the copy ended")) // the writer must not block
+	if aerr := <-archived; aerr != nil {
+		return aerr
+	}
+	if err != nil {
+		return fmt.Errorf("copy the source into the container: %w", err)
+	}
+	faults.Point("shipped")
+	return nil
 }
 
 // attachStartWait attaches before it starts, so no output is lost; the
@@ -335,12 +418,17 @@ func removeRecord(path string) error {
 // removeContainer removes the job's container, by its record or, without
 // one (the worker died before it was written), by its labels.
 func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
-	conn, _, err := r.cfg.Service.Connect(ctx, j.Options.Connection)
+	m, err := r.member(j)
 	if err != nil {
 		return err
 	}
+	l, err := r.cfg.Service.link(ctx, m.ep)
+	if err != nil {
+		return err
+	}
+	conn := l.conn
 	// Strays that no Cleanup will remove, after the result, not before it.
-	if r.needSweep() {
+	if r.needSweep(m.ep.uri) {
 		r.sweep(conn, j)
 	}
 	cfile := r.cfg.File(j, "container")

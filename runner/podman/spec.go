@@ -35,7 +35,8 @@ const cpuPeriod = 100000
 
 // Spec translates a job of the data directory home into the container to
 // create: pure, no I/O. checkout is mounted at /source; selinux adds the
-// private relabel option. ids, if set, is the job's own ID range: the
+// private relabel option. Without a checkout (a remote service) /source is
+// an anonymous volume, filled before start and removed with the container. ids, if set, is the job's own ID range: the
 // container's IDs map to it, in a user namespace of the job's own, and
 // Podman chowns the checkout to it.
 func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange) (*specgen.SpecGenerator, error) {
@@ -72,7 +73,13 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 		// the job may write its source and no other job may.
 		opts = append(opts, "U")
 	}
-	s.Mounts = []spec.Mount{{Type: "bind", Source: checkout, Destination: "/source", Options: opts}}
+	if checkout != "" {
+		s.Mounts = []spec.Mount{{Type: "bind", Source: checkout, Destination: "/source", Options: opts}}
+	} else {
+		// nocopy: the image's /source, if any, is not copied in first.
+		// The copy into it is chowned to the container's root.
+		s.Volumes = []*specgen.NamedVolume{{Name: "", Dest: "/source", Options: []string{"nocopy"}}}
+	}
 	s.WorkDir = "/source"
 	// The output is taken from the attach stream; a second copy in the
 	// container's log would only double the writes.

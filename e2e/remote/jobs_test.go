@@ -1,0 +1,456 @@
+package remote
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+// remoteConf is the gitolite configuration of the jobs on build hosts:
+// b0 and b1 are connections of the hosting account's containers.conf,
+// pool a farm of both, stranger host 1 under a name known_hosts lacks.
+const remoteConf = `
+repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+
+repo rsrc rcancel
+    option ENV.JOBQ_CONNECTION = "b1"
+
+repo rtimeout
+    option ENV.JOBQ_CONNECTION = "b1"
+    option ENV.JOBQ_TIMEOUT = "3s"
+
+repo rstranger
+    option ENV.JOBQ_CONNECTION = "stranger"
+
+repo rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7
+    option ENV.JOBQ_CONNECTION = "pool"
+`
+
+// srcScript shows the job's /source: contents, modes, symlinks.
+const srcScript = `echo "in $(pwd) as $(id -u)"
+cat data.txt
+ls -ln /source | awk 'NR>1 {print "mode", $1, $9}'
+echo "link -> $(readlink link)"
+cat link
+./tool.sh
+echo "sub: $(cat dir/sub/deep.txt)"
+touch /source/written && echo can-write
+exit 3
+`
+
+// jobView is what jobq REPO --json shows of a job.
+type jobView struct {
+	ID         int       `json:"id"`
+	State      string    `json:"state"`
+	Waiting    string    `json:"waiting"`
+	Host       string    `json:"host"`
+	ExitCode   *int      `json:"exit_code"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+func listing(t *testing.T, repo string) []jobView {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	r := env.SSH(ctx, "alice", "jobq", "--json", repo)
+	var v []jobView
+	if err := json.Unmarshal([]byte(r.Stdout), &v); err != nil {
+		t.Fatalf("jobq --json %s: %v: %s", repo, err, r)
+	}
+	return v
+}
+
+// pushTree commits what prepare writes in a fresh clone of repo and pushes
+// it as alice.
+func pushTree(t *testing.T, repo string, prepare func(dir string)) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if r := env.Git(ctx, "alice", dir, "clone", "-q", env.URL(repo), "w"); r.Code != 0 {
+		t.Fatalf("clone %s: %s", repo, r)
+	}
+	w := filepath.Join(dir, "w")
+	prepare(w)
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", "change"}, {"push", "-q", "origin", "HEAD:refs/heads/master"}} {
+		if r := env.Git(ctx, "alice", w, args...); r.Code != 0 {
+			t.Fatalf("git %v: %s", args, r)
+		}
+	}
+}
+
+// pushScript pushes ci.sh with body to repo.
+func pushScript(t *testing.T, repo, body string) {
+	t.Helper()
+	pushTree(t, repo, func(w string) {
+		write(t, filepath.Join(w, "ci.sh"), body, 0o644)
+		write(t, filepath.Join(w, "stamp"), time.Now().String(), 0o644)
+	})
+}
+
+func write(t *testing.T, path, body string, mode os.FileMode) {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(body), mode); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(path, mode) // past the umask
+}
+
+// follow waits for the job's end and returns its log.
+func follow(t *testing.T, repo string, id int) testenv.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	return env.SSH(ctx, "alice", "jobq", repo, fmt.Sprint(id))
+}
+
+// readLog reads a job's log as it is now.
+func readLog(repo string, id int) string {
+	b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(id), "log"))
+	return string(b)
+}
+
+// leftovers lists what jobs left on a host: containers and volumes.
+func leftovers(t *testing.T, h *testenv.BuildHost) string {
+	t.Helper()
+	ctx := context.Background()
+	c, err := h.Podman(ctx, "ps", "-a", "--filter", "label=jobq.home", "--format", "{{.Names}} {{.State}}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := h.Podman(ctx, "volume", "ls", "-q")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(c + v)
+}
+
+// The hosting account is set up as the README's "More build machines"
+// says: the hosts' keys in ~/.ssh/known_hosts, a connection per host and
+// a farm in ~/.config/containers/containers.conf, JOBQ_HOST_SLOTS.
+func setupAccount(t *testing.T, hosts []*testenv.BuildHost) (knownHosts string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	ssh := filepath.Join(env.Home, ".ssh")
+	knownHosts = filepath.Join(ssh, "known_hosts")
+	conf := filepath.Join(env.Home, ".config", "containers", "containers.conf")
+	var cc strings.Builder
+	fmt.Fprintf(&cc, "[engine]\n")
+	for i, h := range hosts {
+		fmt.Fprintf(&cc, "[engine.service_destinations.b%d]\nuri = %q\nidentity = %q\n", i, h.URI, h.Identity)
+	}
+	fmt.Fprintf(&cc, "[engine.service_destinations.stranger]\nuri = %q\nidentity = %q\n",
+		strings.Replace(hosts[1].URI, "127.0.0.1", "localhost", 1), hosts[1].Identity)
+	fmt.Fprintf(&cc, "[farms]\n[farms.list]\npool = [\"b0\", \"b1\"]\n")
+	files := map[string]string{
+		knownHosts: hosts[0].KnownHosts + "\n" + hosts[1].KnownHosts + "\n",
+		conf:       cc.String(),
+	}
+	for path, body := range files {
+		for d := filepath.Dir(path); d != env.Home; d = filepath.Dir(d) {
+			os.MkdirAll(d, 0o700)
+			os.Chown(d, env.UID, env.GID)
+		}
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		os.Chown(path, env.UID, env.GID)
+	}
+	rc := filepath.Join(env.Home, ".gitolite.rc")
+	old, err := os.ReadFile(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(rc, append([]byte("$ENV{JOBQ_HOST_SLOTS} = '2';\n"), old...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.WriteFile(rc, old, 0o644) })
+	if err := env.Configure(ctx, remoteConf); err != nil {
+		t.Fatal(err)
+	}
+	return knownHosts
+}
+
+// Jobs on build hosts, through gitolite, sshd and real remote Podman
+// services (issue 13).
+func TestRemoteJobs(t *testing.T) {
+	hosts := testenv.StartBuildHosts(t, 2, env.User)
+	knownHosts := setupAccount(t, hosts)
+	kh, err := os.ReadFile(knownHosts)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	t.Run("source", func(t *testing.T) {
+		pushTree(t, "rsrc", func(w string) {
+			write(t, filepath.Join(w, "ci.sh"), srcScript, 0o644)
+			write(t, filepath.Join(w, "data.txt"), "pushed-data\n", 0o644)
+			write(t, filepath.Join(w, "tool.sh"), "#!/bin/sh\necho tool-ran\n", 0o755)
+			write(t, filepath.Join(w, "dir", "sub", "deep.txt"), "deep\n", 0o644)
+			if err := os.Symlink("data.txt", filepath.Join(w, "link")); err != nil {
+				t.Fatal(err)
+			}
+			// An absolute symlink is kept as a symlink, not followed.
+			if err := os.Symlink("/etc/shadow", filepath.Join(w, "abs")); err != nil {
+				t.Fatal(err)
+			}
+		})
+		r := follow(t, "rsrc", 0)
+		if r.Code != 1 {
+			t.Errorf("jobq rsrc 0: %s", r)
+		}
+		for _, want := range []string{"jobq: build host b1\n", "in /source as 0\n", "pushed-data\n",
+			"mode -rwxr-xr-x tool.sh", "mode -rw-r--r-- data.txt", "mode lrwxrwxrwx link", "mode lrwxrwxrwx abs",
+			"mode drwxr-xr-x dir", "link -> data.txt\npushed-data\ntool-ran\nsub: deep\ncan-write\n", "jobq: failed, exit code 3"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("log lacks %q:\n%s", want, r.Stdout)
+			}
+		}
+		v := listing(t, "rsrc")
+		if len(v) != 1 || v[0].Host != "b1" || v[0].ExitCode == nil || *v[0].ExitCode != 3 {
+			t.Errorf("listing: %+v", v)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if r := env.SSH(ctx, "alice", "jobq", "rsrc"); !strings.Contains(r.Stdout, "HOST") || !strings.Contains(r.Stdout, " b1\n") {
+			t.Errorf("jobq rsrc lacks the host column:\n%s", r)
+		}
+		// The clean-up is done, and complete: no record of the runner's is
+		// left for jobq gc, none failed.
+		run := filepath.Join(env.DataDir(), "repos", "rsrc", "0", "run")
+		testenv.WaitUntil(t, "rsrc 0 is cleaned up", time.Minute, func() bool {
+			ents, err := os.ReadDir(run)
+			return err != nil || len(ents) == 0
+		})
+		if b, _ := os.ReadFile(filepath.Join(env.DataDir(), "worker.log")); strings.Contains(string(b), "clean up after rsrc") {
+			t.Errorf("worker.log:\n%s", b)
+		}
+		if got := leftovers(t, hosts[1]); got != "" {
+			t.Errorf("host 1 keeps:\n%s", got)
+		}
+	})
+
+	t.Run("pool", func(t *testing.T) {
+		const n = 8
+		for i := range n {
+			pushScript(t, fmt.Sprintf("rp%d", i), "echo running\nsleep 2\n")
+		}
+		var jobs []jobView
+		for i := range n {
+			repo := fmt.Sprintf("rp%d", i)
+			if r := follow(t, repo, 0); r.Code != 0 || !strings.Contains(r.Stdout, "running") {
+				t.Errorf("jobq %s 0: %s", repo, r)
+			}
+			jobs = append(jobs, listing(t, repo)...)
+		}
+		used := map[string]int{}
+		for _, j := range jobs {
+			used[j.Host]++
+			if j.State != "succeeded" {
+				t.Errorf("job %+v", j)
+			}
+		}
+		if used["b0"] == 0 || used["b1"] == 0 || used["b0"]+used["b1"] != n {
+			t.Errorf("hosts used: %v", used)
+		}
+		// A job's run lies inside its slot's hold (taken before it starts,
+		// let go after its clean-up): at no moment more than 2 per host.
+		for _, host := range []string{"b0", "b1", ""} {
+			if most := overlap(jobs, host); host != "" && most > 2 || host == "" && most > 4 {
+				t.Errorf("host %q: %d jobs at once", host, most)
+			}
+		}
+	})
+
+	t.Run("cancel and timeout", func(t *testing.T) {
+		pushScript(t, "rcancel", "echo started\nsleep 300\n")
+		pushScript(t, "rtimeout", "echo started\nsleep 300\n")
+		testenv.WaitUntil(t, "rcancel 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 0), "started") })
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if r := env.SSH(ctx, "alice", "jobq", "cancel", "rcancel", "0"); r.Code != 0 {
+			t.Fatalf("cancel: %s", r)
+		}
+		if r := follow(t, "rcancel", 0); !strings.Contains(r.Stdout, "jobq: cancelled") {
+			t.Errorf("jobq rcancel 0: %s", r)
+		}
+		if r := follow(t, "rtimeout", 0); !strings.Contains(r.Stdout, "started") || !strings.Contains(r.Stdout, "jobq: timed-out") {
+			t.Errorf("jobq rtimeout 0: %s", r)
+		}
+		for i, h := range hosts {
+			if got := leftovers(t, h); got != "" {
+				t.Errorf("host %d keeps:\n%s", i, got)
+			}
+		}
+	})
+
+	// Attack: a host whose key is not in known_hosts (the same machine
+	// under another name) is refused, with one line saying how to add
+	// it, and nothing is added to known_hosts.
+	t.Run("unknown host key", func(t *testing.T) {
+		pushScript(t, "rstranger", "echo must-not-run\n")
+		var v []jobView
+		testenv.WaitUntil(t, "rstranger 0 waits", 2*time.Minute, func() bool {
+			v = listing(t, "rstranger")
+			return len(v) == 1 && v[0].Waiting != ""
+		})
+		want := fmt.Sprintf("build host localhost:%d is not in %s; after checking its key, add it: ssh-keyscan -p %d localhost >> %s",
+			hosts[1].Port, knownHosts, hosts[1].Port, knownHosts)
+		if !strings.Contains(v[0].Waiting, want) || strings.Contains(v[0].Waiting, "\n") {
+			t.Errorf("waiting: %q, want it to contain %q", v[0].Waiting, want)
+		}
+		if log := readLog("rstranger", 0); !strings.Contains(log, want) || strings.Contains(log, "must-not-run") {
+			t.Errorf("log:\n%s", log)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		env.SSH(ctx, "alice", "jobq", "cancel", "rstranger", "0")
+		if r := follow(t, "rstranger", 0); !strings.Contains(r.Stdout, "jobq: cancelled") {
+			t.Errorf("jobq rstranger 0: %s", r)
+		}
+		if b, err := os.ReadFile(knownHosts); err != nil || string(b) != string(kh) {
+			t.Errorf("known_hosts changed:\n%s", b)
+		}
+	})
+
+	// A worker killed while its job runs on a build host: the next worker
+	// of the queue marks the job lost and removes its container there.
+	t.Run("killed worker", func(t *testing.T) {
+		pushScript(t, "rcancel", "echo started\nsleep 300\n")
+		testenv.WaitUntil(t, "rcancel 1 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 1), "started") })
+		var job struct {
+			Worker int `json:"worker"`
+		}
+		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "rcancel", "1", "job.json"))
+		if err != nil || json.Unmarshal(b, &job) != nil || job.Worker == 0 {
+			t.Fatalf("job.json: %s %v", b, err)
+		}
+		if err := syscall.Kill(job.Worker, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		pushScript(t, "rcancel", "echo second\n")
+		if r := follow(t, "rcancel", 2); !strings.Contains(r.Stdout, "second") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+			t.Errorf("jobq rcancel 2: %s", r)
+		}
+		if r := follow(t, "rcancel", 1); !strings.Contains(r.Stdout, "jobq: lost: its worker") {
+			t.Errorf("jobq rcancel 1: %s", r)
+		}
+		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
+	})
+
+	// One host goes down mid-job: its job ends lost, later jobs go to the
+	// other host and their logs say why; back up, a clean-up removes
+	// what the job left there.
+	t.Run("host down", func(t *testing.T) {
+		pushScript(t, "rlong", "echo started\nsleep 300\n")
+		testenv.WaitUntil(t, "rlong 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rlong", 0), "started") })
+		v := listing(t, "rlong")
+		if len(v) != 1 || v[0].Host == "" {
+			t.Fatalf("listing: %+v", v)
+		}
+		down, up := hosts[0], hosts[1]
+		other := "b1"
+		if v[0].Host == "b1" {
+			down, up, other = hosts[1], hosts[0], "b0"
+		}
+		down.Stop(t)
+		r := follow(t, "rlong", 0)
+		if !strings.Contains(r.Stdout, "jobq: lost: build host "+v[0].Host+" went away during the job") {
+			t.Errorf("jobq rlong 0: %s", r)
+		}
+		pushScript(t, "rnext", "echo next-ran\n")
+		r = follow(t, "rnext", 0)
+		for _, want := range []string{"jobq: build host " + other + "\n", "jobq: build host " + v[0].Host + " was skipped: it cannot be reached", "next-ran", "jobq: succeeded"} {
+			if !strings.Contains(r.Stdout, want) {
+				t.Errorf("jobq rnext 0 lacks %q: %s", want, r)
+			}
+		}
+		down.Start(t)
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if out, err := env.AsUser(ctx, nil, filepath.Join(env.Bin, "jobq-worker"), "gc"); err != nil {
+			t.Errorf("jobq-worker gc: %v\n%s", err, out)
+		}
+		for _, h := range []*testenv.BuildHost{down, up} {
+			if got := leftovers(t, h); got != "" {
+				t.Errorf("%s keeps:\n%s", h.Name, got)
+			}
+		}
+	})
+	if b, err := os.ReadFile(knownHosts); err != nil || string(b) != string(kh) {
+		t.Errorf("known_hosts changed:\n%s", b)
+	}
+	// Workers that ended closed their tunnels: no socket directory of the
+	// account's is left in /tmp but those of live workers (a killed one's
+	// goes at the next worker's first tunnel).
+	testenv.WaitUntil(t, "only live workers' tunnel directories are left", time.Minute, func() bool {
+		return len(staleTunnels()) == 0
+	})
+}
+
+// staleTunnels lists the account's tunnel directories whose worker is gone.
+func staleTunnels() []string {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-ssh-*"))
+	var stale []string
+	for _, d := range dirs {
+		fi, err := os.Stat(d)
+		if err != nil || fi.Sys().(*syscall.Stat_t).Uid != uint32(env.UID) {
+			continue
+		}
+		// jobq-ssh-PID-RANDOM; one without its worker's pid is stale too.
+		f := strings.Split(filepath.Base(d), "-")
+		pid := 0
+		if len(f) == 4 {
+			pid, _ = strconv.Atoi(f[2])
+		}
+		if pid <= 0 || syscall.Kill(pid, 0) == syscall.ESRCH {
+			stale = append(stale, d)
+		}
+	}
+	return stale
+}
+
+// overlap is the most jobs of host (any, for "") that ran at one moment.
+func overlap(jobs []jobView, host string) int {
+	type edge struct {
+		at    time.Time
+		delta int
+	}
+	var edges []edge
+	for _, j := range jobs {
+		if host == "" || j.Host == host {
+			edges = append(edges, edge{j.StartedAt, 1}, edge{j.FinishedAt, -1})
+		}
+	}
+	// Ends before starts at the same instant.
+	slices.SortFunc(edges, func(a, b edge) int {
+		if c := a.at.Compare(b.at); c != 0 {
+			return c
+		}
+		return a.delta - b.delta
+	})
+	most, n := 0, 0
+	for _, e := range edges {
+		n += e.delta
+		most = max(most, n)
+	}
+	return most
+}

@@ -1,0 +1,319 @@
+package podman
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jobq/jobq/queue"
+)
+
+// Build hosts: JOBQ_CONNECTION may name a remote service (an ssh:// or
+// tcp:// URI, or a connection of containers.conf) or a farm of them
+// ([farms.list] of containers.conf): a pool. Each host runs at most its
+// cap of jobs at once (JOBQ_HOST_SLOTS, else its CPU count); a job goes to
+// the least busy host with a free slot. A slot is a flock on a file under
+// the data directory's hosts/HOST/, held from the job's placement to the
+// end of its clean-up, as queue's slots are for local jobs. A host that
+// cannot be reached is marked down there for hostRetry, and skipped.
+
+// hostRetry is how long a host that could not be reached is skipped.
+const hostRetry = 30 * time.Second
+
+// member is one host of a pool.
+type member struct {
+	name string // the connection's name, or its URI
+	ep   endpoint
+}
+
+// pool resolves connection to its hosts: one for a URI or a connection,
+// those of the farm it names otherwise.
+func (s *Service) pool(connection string) ([]member, error) {
+	if connection != "" && !strings.Contains(connection, "://") {
+		cfg, err := s.config()
+		if err != nil {
+			return nil, fmt.Errorf("read containers.conf: %w", err)
+		}
+		if _, err := cfg.GetConnection(connection, false); err != nil {
+			farm, ferr := cfg.GetFarmConnections(connection)
+			if ferr != nil {
+				return nil, fmt.Errorf("JOBQ_CONNECTION=%q is neither a connection nor a farm of containers.conf: %w", connection, ferr)
+			}
+			if len(farm) == 0 {
+				return nil, fmt.Errorf("JOBQ_CONNECTION=%q: the farm has no connections", connection)
+			}
+			var ms []member
+			for _, c := range farm {
+				ms = append(ms, member{c.Name, endpoint{uri: c.URI, identity: expandHome(c.Identity)}})
+			}
+			return ms, nil
+		}
+	}
+	ep, err := s.resolve(connection)
+	if err != nil {
+		return nil, err
+	}
+	name := connection
+	if name == "" || strings.Contains(name, "://") {
+		name = ep.uri
+		if u, err := url.Parse(ep.uri); err == nil {
+			name = u.Redacted()
+		}
+	}
+	return []member{{name, ep}}, nil
+}
+
+func (m member) remote() bool { return !strings.HasPrefix(m.ep.uri, "unix:") }
+
+// hostKey names a host's files: by its URI, so that renaming a connection
+// keeps its slots.
+func hostKey(uri string) string {
+	sum := sha256.Sum256([]byte(uri))
+	return hex.EncodeToString(sum[:8])
+}
+
+func (r *Runner) hostDir(m member) string {
+	return filepath.Join(r.cfg.Home, "hosts", hostKey(m.ep.uri))
+}
+
+// Place implements the worker's Placer: it reserves a slot on a host of
+// j's pool. For a job of the local service it returns host "" and no wait:
+// the worker's own slots apply. With no host free it returns why j waits.
+// release frees the slot, after the job's clean-up.
+func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release func(), wait string, err error) {
+	ms, err := r.cfg.Service.pool(j.Options.Connection)
+	if err != nil || len(ms) == 1 && !ms[0].remote() {
+		return "", nil, "", nil // Run says what is wrong
+	}
+	type cand struct {
+		m         member
+		cap, busy int
+	}
+	var cands []cand
+	var down, full []string
+	for _, m := range ms {
+		if why := r.isDown(m); why != "" {
+			down = append(down, m.name+": "+why)
+			continue
+		}
+		c, err := r.hostCap(ctx, m)
+		if err != nil {
+			r.markDown(m, err)
+			down = append(down, m.name+": "+oneLine(err))
+			continue
+		}
+		cands = append(cands, cand{m, c, countBusy(r.hostDir(m), c)})
+	}
+	// Least busy first, by the share of its cap in use; the pool's order
+	// among equals.
+	slices.SortStableFunc(cands, func(a, b cand) int { return a.busy*b.cap - b.busy*a.cap })
+	for _, c := range cands {
+		lock, err := takeSlot(r.hostDir(c.m), c.cap, jobKey(j))
+		if err != nil {
+			return "", nil, "", err
+		}
+		if lock == nil {
+			full = append(full, fmt.Sprintf("%s %d/%d", c.m.name, c.cap, c.cap))
+			continue
+		}
+		// The slot is ours: can the host be reached now?
+		if _, err := r.cfg.Service.link(ctx, c.m.ep); err != nil {
+			lock.Close()
+			r.markDown(c.m, err)
+			down = append(down, c.m.name+": "+oneLine(err))
+			continue
+		}
+		return c.m.name, func() { lock.Close() }, "", nil
+	}
+	pool := j.Options.Connection
+	if len(full) == 0 {
+		return "", nil, fmt.Sprintf("no build host of %s can be reached (%s)", pool, strings.Join(down, "; ")), nil
+	}
+	why := fmt.Sprintf("every build host of %s is busy (%s jobs)", pool, strings.Join(full, ", "))
+	if len(down) > 0 {
+		why += "; not reachable: " + strings.Join(down, "; ")
+	}
+	return "", nil, why, nil
+}
+
+// member finds j's host in its pool.
+func (r *Runner) member(j *queue.Job) (member, error) {
+	ms, err := r.cfg.Service.pool(j.Options.Connection)
+	if err != nil {
+		return member{}, err
+	}
+	if j.Host == "" {
+		if len(ms) > 1 {
+			return member{}, fmt.Errorf("JOBQ_CONNECTION=%q names a farm, and the job has no host", j.Options.Connection)
+		}
+		return ms[0], nil
+	}
+	for _, m := range ms {
+		if m.name == j.Host {
+			return m, nil
+		}
+	}
+	return member{}, fmt.Errorf("build host %s is no longer in JOBQ_CONNECTION=%q", j.Host, j.Options.Connection)
+}
+
+// hostCap is how many jobs m runs at once: JOBQ_HOST_SLOTS, else its CPU
+// count.
+func (r *Runner) hostCap(ctx context.Context, m member) (int, error) {
+	if n, ok := r.cfg.HostSlots[m.name]; ok {
+		return n, nil
+	}
+	if n, ok := r.cfg.HostSlots["*"]; ok {
+		return n, nil
+	}
+	if h := r.cachedHost(m.ep.uri); h != nil && h.CPUs > 0 {
+		return h.CPUs, nil
+	}
+	l, err := r.cfg.Service.link(ctx, m.ep)
+	if err != nil {
+		return 0, err
+	}
+	h, err := r.host(l.conn, m.ep.uri, true)
+	if err != nil {
+		return 0, err
+	}
+	return max(h.CPUs, 1), nil
+}
+
+// ParseHostSlots reads JOBQ_HOST_SLOTS: "N" for every host, or
+// "NAME=N,..." with "*=N" for the others.
+func ParseHostSlots(v string) (map[string]int, error) {
+	m := map[string]int{}
+	if v == "" {
+		return m, nil
+	}
+	for _, f := range strings.Split(v, ",") {
+		name, n, ok := strings.Cut(strings.TrimSpace(f), "=")
+		if !ok {
+			name, n = "*", name
+		}
+		c, err := strconv.Atoi(n)
+		if err != nil || c < 1 || name == "" {
+			return nil, fmt.Errorf("JOBQ_HOST_SLOTS=%q: %q is not NAME=N or N with N a positive number", v, f)
+		}
+		m[name] = c
+	}
+	return m, nil
+}
+
+// countBusy counts the held slots below n.
+func countBusy(dir string, n int) int {
+	busy := 0
+	for i := range n {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)+".lock"), os.O_RDONLY, 0)
+		if err != nil {
+			continue // never made: free
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) != nil {
+			busy++
+		}
+		f.Close()
+	}
+	return busy
+}
+
+// takeSlot locks a free slot below n; nil, nil when all are held.
+func takeSlot(dir string, n int, owner string) (*os.File, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("host slots: %w", err)
+	}
+	for i := range n {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+		if err != nil {
+			return nil, fmt.Errorf("host slots: %w", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			if errors.Is(err, syscall.EWOULDBLOCK) {
+				continue
+			}
+			return nil, fmt.Errorf("host slots: %w", err)
+		}
+		f.Truncate(0)
+		f.WriteAt([]byte(owner+"\n"), 0) // for people: who holds it
+		return f, nil
+	}
+	return nil, nil
+}
+
+// markDown records that m could not be reached: it is skipped for
+// hostRetry.
+func (r *Runner) markDown(m member, err error) {
+	dir := r.hostDir(m)
+	if os.MkdirAll(dir, 0o700) != nil {
+		return
+	}
+	until := time.Now().Add(hostRetry)
+	replace(filepath.Join(dir, "down"), fmt.Sprintf("%d\n%s\n", until.Unix(), oneLine(err)))
+}
+
+// isDown says why m is skipped, or returns "". The text stays the same
+// from one look to the next, so that a waiting job's log says it once.
+func (r *Runner) isDown(m member) string {
+	why, _ := r.downUntil(m)
+	return why
+}
+
+func (r *Runner) downUntil(m member) (string, time.Time) {
+	b, err := os.ReadFile(filepath.Join(r.hostDir(m), "down"))
+	if err != nil {
+		return "", time.Time{}
+	}
+	until, why, _ := strings.Cut(string(b), "\n")
+	t, err := strconv.ParseInt(until, 10, 64)
+	if err != nil || time.Now().Unix() >= t {
+		return "", time.Time{}
+	}
+	return strings.TrimSpace(why), time.Unix(t, 0)
+}
+
+// skipped writes to a job's log which hosts of its pool were skipped as
+// unreachable.
+func (r *Runner) skipped(j *queue.Job, log io.Writer) {
+	ms, err := r.cfg.Service.pool(j.Options.Connection)
+	if err != nil || len(ms) < 2 {
+		return
+	}
+	for _, m := range ms {
+		if m.name == j.Host {
+			continue
+		}
+		if why, until := r.downUntil(m); why != "" {
+			fmt.Fprintf(log, "jobq: build host %s was skipped: it cannot be reached (%s); it is tried again after %s\n",
+				m.name, why, until.Local().Format("15:04:05"))
+		}
+	}
+}
+
+// replace writes a small file whole, by rename.
+func replace(path, content string) {
+	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
+	if os.WriteFile(tmp, []byte(content), 0o600) == nil {
+		os.Rename(tmp, path)
+	}
+	os.Remove(tmp)
+}
+
+// oneLine is err on one line, bounded.
+func oneLine(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 200 {
+		s = s[:200] + "..."
+	}
+	return s
+}

@@ -1,0 +1,278 @@
+package podman
+
+import (
+	"bufio"
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/knownhosts"
+)
+
+// sshServer is an sshd stand-in: one user key, one host key, and the
+// forwarding to unix sockets that Podman's ssh:// needs.
+type sshServer struct {
+	addr    string
+	hostKey ssh.Signer
+	ln      net.Listener
+}
+
+func newKey(t *testing.T) (ssh.Signer, []byte) {
+	t.Helper()
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := ssh.NewSignerFromKey(priv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	block, err := ssh.MarshalPrivateKey(priv, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, pem.EncodeToMemory(block)
+}
+
+func startSSHServer(t *testing.T, user ssh.PublicKey) *sshServer {
+	t.Helper()
+	hk, _ := newKey(t)
+	cfg := &ssh.ServerConfig{PublicKeyCallback: func(_ ssh.ConnMetadata, k ssh.PublicKey) (*ssh.Permissions, error) {
+		if string(k.Marshal()) == string(user.Marshal()) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("unknown key")
+	}}
+	cfg.AddHostKey(hk)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				_, chans, reqs, err := ssh.NewServerConn(c, cfg)
+				if err != nil {
+					return
+				}
+				go ssh.DiscardRequests(reqs)
+				for nc := range chans {
+					var p struct {
+						Path      string
+						Reserved0 string
+						Reserved1 uint32
+					}
+					if nc.ChannelType() != "direct-streamlocal@openssh.com" || ssh.Unmarshal(nc.ExtraData(), &p) != nil {
+						nc.Reject(ssh.UnknownChannelType, "no")
+						continue
+					}
+					u, err := net.Dial("unix", p.Path)
+					if err != nil {
+						nc.Reject(ssh.ConnectionFailed, err.Error())
+						continue
+					}
+					ch, creqs, err := nc.Accept()
+					if err != nil {
+						u.Close()
+						continue
+					}
+					go ssh.DiscardRequests(creqs)
+					go func() { io.Copy(ch, u); ch.Close() }()
+					go func() { io.Copy(u, ch); u.(*net.UnixConn).CloseWrite() }()
+				}
+			}()
+		}
+	}()
+	return &sshServer{addr: ln.Addr().String(), hostKey: hk, ln: ln}
+}
+
+// echoSocket is a unix socket that answers each line with "echo: LINE".
+func echoSocket(t *testing.T) string {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "podman.sock")
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				s := bufio.NewScanner(c)
+				for s.Scan() {
+					fmt.Fprintf(c, "echo: %s\n", s.Text())
+				}
+			}()
+		}
+	}()
+	return sock
+}
+
+func TestTunnel(t *testing.T) {
+	userKey, userPEM := newKey(t)
+	srv := startSSHServer(t, userKey.PublicKey())
+	sock := echoSocket(t)
+	dir := t.TempDir()
+	identity := filepath.Join(dir, "id")
+	os.WriteFile(identity, userPEM, 0o600)
+	otherKey, otherPEM := newKey(t)
+	_ = otherKey
+	otherIdentity := filepath.Join(dir, "other")
+	os.WriteFile(otherIdentity, otherPEM, 0o600)
+	wrongHost, _ := newKey(t)
+	host, port, _ := net.SplitHostPort(srv.addr)
+	line := func(k ssh.PublicKey) string {
+		return knownhosts.Line([]string{knownhosts.Normalize(srv.addr)}, k) + "\n"
+	}
+	uri := fmt.Sprintf("ssh://build@%s%s", srv.addr, sock)
+	noenv := func(string) string { return "" }
+
+	rows := []struct {
+		name       string
+		known      *string // known_hosts content; nil: no file
+		uri        string
+		identity   string
+		wantErr    string // "": connects
+		wantOneErr bool   // the error is exactly wantErr
+	}{
+		{"known host", ptr(line(srv.hostKey.PublicKey())), uri, identity, "", false},
+		{"known among others", ptr("[10.0.0.1]:22 " + strings.TrimPrefix(line(wrongHost.PublicKey()), knownhosts.Normalize(srv.addr)+" ") + line(srv.hostKey.PublicKey())), uri, identity, "", false},
+		{"unknown host", ptr("[10.0.0.1]:22 " + strings.TrimPrefix(line(wrongHost.PublicKey()), knownhosts.Normalize(srv.addr)+" ")), uri, identity,
+			fmt.Sprintf("build host %s is not in KH; after checking its key, add it: ssh-keyscan -p %s %s >> KH", srv.addr, port, host), true},
+		{"empty known_hosts", ptr(""), uri, identity,
+			fmt.Sprintf("build host %s is not in KH; after checking its key, add it: ssh-keyscan -p %s %s >> KH", srv.addr, port, host), true},
+		{"no known_hosts", nil, uri, identity, "KH does not exist; after checking the host's key, add it: ssh-keyscan", false},
+		{"another key for the host", ptr(line(wrongHost.PublicKey())), uri, identity, "shows a host key other than the one in KH", false},
+		{"another identity", ptr(line(srv.hostKey.PublicKey())), uri, otherIdentity, "unable to authenticate", false},
+		{"no identity, no agent", ptr(line(srv.hostKey.PublicKey())), uri, "", "no identity", false},
+		{"no socket path", ptr(line(srv.hostKey.PublicKey())), "ssh://build@" + srv.addr, identity, "names no socket path", false},
+	}
+	for _, row := range rows {
+		t.Run(row.name, func(t *testing.T) {
+			kh := filepath.Join(t.TempDir(), "known_hosts")
+			if row.known != nil {
+				os.WriteFile(kh, []byte(*row.known), 0o600)
+			}
+			u, _ := url.Parse(row.uri)
+			tun, err := dialTunnel(context.Background(), u, row.identity, kh, noenv)
+			want := strings.ReplaceAll(row.wantErr, "KH", kh)
+			switch {
+			case row.wantErr == "" && err != nil:
+				t.Fatalf("dial: %v", err)
+			case row.wantErr != "" && err == nil:
+				tun.Close()
+				t.Fatalf("connected, want %q", want)
+			case row.wantErr != "" && (row.wantOneErr && err.Error() != want || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "\n")):
+				t.Errorf("error %q, want %q", err, want)
+			}
+			// known_hosts is never written, nor made.
+			b, rerr := os.ReadFile(kh)
+			if row.known == nil && rerr == nil || row.known != nil && string(b) != *row.known {
+				t.Errorf("known_hosts changed: %q", b)
+			}
+			if err != nil {
+				return
+			}
+			defer tun.Close()
+			fi, err := os.Stat(tun.dir)
+			if err != nil || fi.Mode().Perm() != 0o700 {
+				t.Errorf("socket directory: %v %v", fi.Mode(), err)
+			}
+			// Two connections through one tunnel.
+			for i := range 2 {
+				c, err := net.Dial("unix", tun.sock)
+				if err != nil {
+					t.Fatal(err)
+				}
+				fmt.Fprintf(c, "hello %d\n", i)
+				got, err := bufio.NewReader(c).ReadString('\n')
+				c.Close()
+				if err != nil || got != fmt.Sprintf("echo: hello %d\n", i) {
+					t.Errorf("through the tunnel: %q %v", got, err)
+				}
+			}
+			if !tun.alive(5e9) {
+				t.Error("not alive")
+			}
+			tun.Close()
+			if _, err := os.Stat(tun.dir); !os.IsNotExist(err) {
+				t.Errorf("socket directory left: %v", err)
+			}
+		})
+	}
+}
+
+func ptr(s string) *string { return &s }
+
+// An identity with a passphrase cannot be used by a worker: said so.
+func TestTunnelPassphraseIdentity(t *testing.T) {
+	_, priv, _ := ed25519.GenerateKey(rand.Reader)
+	block, err := ssh.MarshalPrivateKeyWithPassphrase(priv, "", []byte("secret"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := filepath.Join(t.TempDir(), "id")
+	os.WriteFile(id, pem.EncodeToMemory(block), 0o600)
+	_, err = sshAuth(id, func(string) string { return "" })
+	if err == nil || !strings.Contains(err.Error(), "protected by a passphrase") {
+		t.Errorf("err %v", err)
+	}
+}
+
+// containers/common leaves ~ in identity; jobq expands it.
+func TestExpandHome(t *testing.T) {
+	t.Setenv("HOME", "/home/git")
+	for in, want := range map[string]string{"~/.ssh/id": "/home/git/.ssh/id", "/abs/id": "/abs/id", "~other/id": "~other/id", "": ""} {
+		if got := expandHome(in); got != want {
+			t.Errorf("expandHome(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// A worker killed with its tunnels open leaves their socket directories:
+// the next tunnel removes those of dead workers, not of live ones.
+func TestSweepTunnelDirs(t *testing.T) {
+	cmd := exec.Command("true")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := cmd.Process.Pid
+	var dirs []string
+	for _, pid := range []int{dead, os.Getpid(), 1} {
+		d, err := os.MkdirTemp("", fmt.Sprintf("jobq-ssh-%d-", pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(d) })
+		os.WriteFile(filepath.Join(d, "podman.sock"), nil, 0o600)
+		dirs = append(dirs, d)
+	}
+	sweepTunnelDirs()
+	for i, d := range dirs {
+		_, err := os.Stat(d)
+		if gone := os.IsNotExist(err); gone != (i == 0) {
+			t.Errorf("%s: gone %v", d, gone)
+		}
+	}
+}

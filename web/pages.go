@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobq/jobq/internal/jobview"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -77,7 +78,11 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 			}
 			switch j.State {
 			case queue.Running:
-				data.Running = append(data.Running, placed{row{Repo: repo, ID: id, Job: j}, host})
+				where := j.Host // a build host, or this machine
+				if where == "" {
+					where = host
+				}
+				data.Running = append(data.Running, placed{row{Repo: repo, ID: id, Job: j}, where})
 			case queue.Queued:
 				n := n
 				data.Waiting = append(data.Waiting, placed{row: row{Repo: repo, ID: id, Job: j, Ahead: &n, Waiting: s.Store.Waiting(repo, id)}})
@@ -95,10 +100,10 @@ func (s *Server) overview(w http.ResponseWriter, r *http.Request) error {
 		now := time.Now()
 		out := overviewJSON{Running: []placedView{}, Waiting: []placedView{}, Repos: []repoView{}}
 		for _, p := range data.Running {
-			out.Running = append(out.Running, placedView{Repo: p.Repo, Host: p.Host, jobView: p.view(now)})
+			out.Running = append(out.Running, placedView{Repo: p.Repo, Host: p.Host, Job: p.view(now)})
 		}
 		for _, p := range data.Waiting {
-			out.Waiting = append(out.Waiting, placedView{Repo: p.Repo, jobView: p.view(now)})
+			out.Waiting = append(out.Waiting, placedView{Repo: p.Repo, Job: p.view(now)})
 		}
 		for _, rl := range data.Repos {
 			rv := repoView{Repo: rl.Repo}
@@ -177,7 +182,7 @@ func (s *Server) repoPage(w http.ResponseWriter, r *http.Request, repo string) e
 			w.Header().Set("Link", fmt.Sprintf("<%s&json>; rel=\"next\"", data.Older))
 		}
 		now := time.Now()
-		out := make([]jobView, len(rows))
+		out := make([]jobview.Job, len(rows))
 		for i, rw := range rows {
 			out[i] = rw.view(now)
 		}

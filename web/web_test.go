@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/internal/jobview"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -222,7 +223,7 @@ func TestRepoPaging(t *testing.T) {
 		f.job("pub", "refs/heads/master", queue.Succeeded, "")
 	}
 	ids := func(target string) []int64 {
-		var vs []jobView
+		var vs []jobview.Job
 		r := f.get("", target)
 		if err := json.Unmarshal([]byte(r.body), &vs); err != nil {
 			t.Fatalf("%s: %d %q", target, r.code, r.body)
@@ -450,7 +451,7 @@ func TestEventsResume(t *testing.T) {
 	if all := strings.Join(got, "\n"); all != want {
 		t.Errorf("the follower got\n%q\nwant every line once:\n%q", all, want)
 	}
-	var end jobView
+	var end jobview.Job
 	if err := json.Unmarshal([]byte(ev.data), &end); err != nil || end.State != queue.Succeeded {
 		t.Errorf("end event %q", ev.data)
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/cli"
+	"github.com/jobq/jobq/internal/jobview"
 	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
@@ -82,45 +83,8 @@ type listed struct {
 	Waiting string // why a queued job has not started
 }
 
-// jobView is a job as --json shows it: what the listing shows, in machine
-// form, and nothing of the host (no environment values, paths, options,
-// connections or pids). A type of its own, so that a field added to
-// queue.Job is not shown until it is added here.
-type jobView struct {
-	ID         int64       `json:"id"`
-	State      queue.State `json:"state,omitempty"`
-	Ahead      *int        `json:"ahead,omitempty"`   // jobs ahead of a queued job in its queue
-	Waiting    string      `json:"waiting,omitempty"` // why a queued job has not started
-	Queue      string      `json:"queue,omitempty"`
-	Ref        string      `json:"ref,omitempty"`
-	OldRev     string      `json:"old_rev,omitempty"`
-	NewRev     string      `json:"new_rev,omitempty"`
-	User       string      `json:"user,omitempty"` // who pushed it, or retried it
-	RetryOf    *int64      `json:"retry_of,omitempty"`
-	QueuedAt   time.Time   `json:"queued_at,omitzero"`
-	StartedAt  time.Time   `json:"started_at,omitzero"`
-	FinishedAt time.Time   `json:"finished_at,omitzero"`
-	DurationMS *int64      `json:"duration_ms,omitempty"` // so far, while it runs
-	ExitCode   *int        `json:"exit_code,omitempty"`
-	Host       string      `json:"host,omitempty"`       // the build host it was placed on; "": this machine
-	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
-}
-
-func (r listed) view(now time.Time) jobView {
-	if r.Job == nil {
-		// Not the error: it may name paths of the host.
-		return jobView{ID: r.ID, Unreadable: "unreadable record"}
-	}
-	v := jobView{
-		ID: r.ID, State: r.State, Ahead: r.Ahead, Waiting: r.Waiting, Queue: r.Queue, Ref: r.Ref, OldRev: r.OldRev,
-		NewRev: r.NewRev, User: r.User, RetryOf: r.RetryOf, QueuedAt: r.QueuedAt,
-		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode, Host: r.Host,
-	}
-	if d := r.Duration(now); d > 0 {
-		ms := d.Milliseconds()
-		v.DurationMS = &ms
-	}
-	return v
+func (r listed) view(now time.Time) jobview.Job {
+	return jobview.Of(r.ID, r.Job, r.Ahead, r.Waiting, now)
 }
 
 func (a *app) list(repo string, limit int, jsonOut bool) error {
@@ -174,7 +138,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	}
 	now := time.Now()
 	if jsonOut {
-		views := make([]jobView, len(rows))
+		views := make([]jobview.Job, len(rows))
 		for i, r := range rows {
 			views[i] = r.view(now)
 		}

@@ -1,18 +1,18 @@
 package web
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
+	"maps"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/jobq/jobq/internal/gitolite"
 )
 
 // Anonymous is the gitolite user an unauthenticated visitor reads as: the
@@ -60,34 +60,13 @@ type accessAnswer struct {
 // maxCached bounds the cache: past it, the cache starts afresh.
 const maxCached = 10000
 
-// program is the gitolite command: in GL_BINDIR where gitolite is installed
-// from source, on PATH as in Debian's package, else Debian's own places (a
-// CGI program gets no PATH from fcgiwrap).
+// program is the gitolite command (gitolite.Program), found in the
+// environment gitolite runs in.
 func (a *Access) program() string {
 	if a.Gitolite != "" {
 		return a.Gitolite
 	}
-	if d := lookupEnv(a.Env, "GL_BINDIR"); d != "" {
-		if p := filepath.Join(d, "gitolite"); isExecutable(p) {
-			return p
-		}
-	}
-	for _, dir := range filepath.SplitList(lookupEnv(a.Env, "PATH")) {
-		if p := filepath.Join(dir, "gitolite"); dir != "" && isExecutable(p) {
-			return p
-		}
-	}
-	for _, p := range []string{"/usr/bin/gitolite", "/usr/share/gitolite3/gitolite", "/usr/local/bin/gitolite"} {
-		if isExecutable(p) {
-			return p
-		}
-	}
-	return "gitolite"
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
+	return gitolite.Program(func(k string) string { return lookupEnv(a.Env, k) })
 }
 
 func lookupEnv(env []string, name string) string {
@@ -199,20 +178,9 @@ func (a *Access) CanRead(ctx context.Context, user, repo string) (bool, error) {
 	if ok, found := a.cached(user, repo, now); found {
 		return ok, nil
 	}
-	cmd := exec.CommandContext(ctx, a.program(), "access", "-q", repo, user, "R", "any")
-	cmd.Env = a.Env
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	var ok bool
-	switch {
-	case err == nil:
-		ok = true
-	case errors.As(err, &ee) && ee.ExitCode() == 1:
-		// denied (gitolite access -q exits 1), and not an error
-	default:
-		return false, fmt.Errorf("gitolite access %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
+	ok, err := gitolite.Access(ctx, a.program(), a.Env, repo, user, "R", gitolite.AnyRef)
+	if err != nil {
+		return false, err
 	}
 	a.remember(user, map[string]bool{repo: ok}, now)
 	return ok, nil
@@ -235,31 +203,11 @@ func (a *Access) Readable(ctx context.Context, user string, repos []string) ([]s
 		}
 	}
 	if len(ask) > 0 {
-		cmd := exec.CommandContext(ctx, a.program(), "access", "%", user, "R", "any")
-		cmd.Env = a.Env
-		cmd.Stdin = strings.NewReader(strings.Join(ask, "\n") + "\n")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
+		answers, err := gitolite.Readable(ctx, a.program(), a.Env, user, ask)
 		if err != nil {
-			return nil, fmt.Errorf("gitolite access: %w %s", err, strings.TrimSpace(stderr.String()))
+			return nil, err
 		}
-		for _, r := range ask {
-			allowed[r] = false
-		}
-		// REPO<tab>USER<tab>PERM-or-a-DENIED-line
-		for _, line := range strings.Split(string(out), "\n") {
-			f := strings.SplitN(line, "\t", 3)
-			if len(f) == 3 && f[1] == user {
-				if _, asked := allowed[f[0]]; asked {
-					allowed[f[0]] = !strings.Contains(f[2], "DENIED")
-				}
-			}
-		}
-		answers := map[string]bool{}
-		for _, r := range ask {
-			answers[r] = allowed[r]
-		}
+		maps.Copy(allowed, answers)
 		a.remember(user, answers, now)
 	}
 	var ok []string

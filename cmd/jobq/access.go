@@ -11,6 +11,7 @@ import (
 	"regexp"
 	"strings"
 
+	"github.com/jobq/jobq/internal/gitolite"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
@@ -22,25 +23,7 @@ const (
 	rewind = "+" // a force push: moving a ref to a revision that is not ahead
 )
 
-// anyRef is gitolite's ref for "some ref": the repository-level check.
-const anyRef = "any"
-
-// gitolite is the gitolite program: in GL_BINDIR, which gitolite sets for
-// its commands, where it is installed from source; on PATH otherwise (as in
-// Debian's package).
-func (a *app) gitolite() string {
-	if d := a.e.getenv("GL_BINDIR"); d != "" {
-		if p := filepath.Join(d, "gitolite"); isExecutable(p) {
-			return p
-		}
-	}
-	return "gitolite"
-}
-
-func isExecutable(p string) bool {
-	fi, err := os.Stat(p)
-	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
-}
+const anyRef = gitolite.AnyRef
 
 // authorize is the gate of the commands that read a repository's jobs: an
 // invalid name and a repository GL_USER may not read fail here, with the
@@ -98,19 +81,7 @@ var gitoliteRef = regexp.MustCompile(`^[0-9a-zA-Z][-0-9a-zA-Z._@/+ :,]*$`)
 
 // access asks gitolite whether GL_USER has perm on ref of repo.
 func (a *app) access(repo, perm, ref string) (bool, error) {
-	cmd := exec.CommandContext(a.ctx, a.gitolite(), "access", "-q", repo, a.user, perm, ref)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.As(err, &ee) && ee.ExitCode() == 1:
-		return false, nil
-	default:
-		return false, fmt.Errorf("gitolite access %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
-	}
+	return gitolite.Access(a.ctx, gitolite.Program(a.e.getenv), nil, repo, a.user, perm, ref)
 }
 
 // readable filters repos to those GL_USER may read, with one gitolite call.
@@ -118,17 +89,14 @@ func (a *app) readable(repos []string) ([]string, error) {
 	if a.user == "" || len(repos) == 0 {
 		return repos, nil
 	}
-	cmd := exec.CommandContext(a.ctx, a.gitolite(), "access", "%", a.user, read, anyRef)
-	cmd.Stdin = strings.NewReader(strings.Join(repos, "\n") + "\n")
-	out, err := cmd.Output()
+	allowed, err := gitolite.Readable(a.ctx, gitolite.Program(a.e.getenv), nil, a.user, repos)
 	if err != nil {
-		return nil, fmt.Errorf("gitolite access: %w", err)
+		return nil, err
 	}
 	var ok []string
-	for _, line := range strings.Split(string(out), "\n") {
-		f := strings.SplitN(line, "\t", 3)
-		if len(f) == 3 && !strings.Contains(f[2], "DENIED") {
-			ok = append(ok, f[0])
+	for _, r := range repos {
+		if allowed[r] {
+			ok = append(ok, r)
 		}
 	}
 	return ok, nil
@@ -198,7 +166,7 @@ func (a *app) hasGitolite() bool {
 // as gitolite keeps them (gitolite-options.ENV.JOBQ_COMMAND,
 // gitolite-options.hook.post-receive).
 func (a *app) gitoliteOptions(repo string) (map[string]string, error) {
-	cmd := exec.CommandContext(a.ctx, a.gitolite(), "git-config", "-r", repo, `^gitolite-options\.(ENV\.JOBQ_|hook\.)`)
+	cmd := exec.CommandContext(a.ctx, gitolite.Program(a.e.getenv), "git-config", "-r", repo, `^gitolite-options\.(ENV\.JOBQ_|hook\.)`)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -23,6 +23,28 @@ const (
 	maxPartial = maxEvent / 2
 )
 
+// maxReplay is the most of a log a stream sends from before its end.
+const maxReplay = 1 << 20
+
+// follow takes one of MaxFollowers places; false: none is free.
+func (s *Server) follow() bool {
+	s.followersOnce.Do(func() {
+		n := s.MaxFollowers
+		if n <= 0 {
+			n = 256
+		}
+		s.followers = make(chan struct{}, n)
+	})
+	select {
+	case s.followers <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (s *Server) unfollow() { <-s.followers }
+
 // pollEvery is how often a follower looks where inotify is unavailable.
 const pollEvery = 500 * time.Millisecond
 
@@ -44,6 +66,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	if n, ok := parseID(from); ok {
 		offset = n
 	}
+	// A stream starts at most maxReplay before the log's end: the job page
+	// shows less than that, the raw log has it all, and rendering a whole
+	// big log again costs minutes of CPU per GiB (found by the review).
+	if fi, err := os.Stat(s.Store.LogPath(repo, id)); err == nil {
+		offset = max(offset, fi.Size()-maxReplay)
+	}
+	if !s.Short {
+		if !s.follow() {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many live logs followed at once; try again later", http.StatusServiceUnavailable)
+			return nil
+		}
+		defer s.unfollow()
+	}
 	h := w.Header()
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache, no-transform")
@@ -58,7 +94,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	if r.Method == http.MethodHead {
 		return nil
 	}
-	if _, err := io.WriteString(w, "retry: 1000\n\n"); err != nil {
+	retry := "retry: 1000\n\n"
+	if s.Short {
+		retry = "retry: 700\n\n" // each visit is a short request: come back soon
+	}
+	if _, err := io.WriteString(w, retry); err != nil {
 		return nil
 	}
 	flush()
@@ -148,6 +188,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			return nil
 		}
 		flush()
+		if s.Short {
+			return nil // all there is, for now: the browser comes back
+		}
 		var poll <-chan time.Time
 		if !watching {
 			poll = time.After(pollEvery)
@@ -158,6 +201,12 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		case <-wake:
 		case <-poll:
 		case <-ka.C:
+			// Access is asked again (gitolite's answers are kept briefly):
+			// a visitor whose read access was taken away stops getting the
+			// log (found by the review).
+			if _, err := s.job(ctx, user, repo, id); err != nil {
+				return nil
+			}
 			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}

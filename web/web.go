@@ -29,6 +29,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jobq/jobq/queue"
@@ -45,6 +46,18 @@ type Server struct {
 	Base string
 	// KeepAlive is the interval of SSE keep-alive comments (default 15s).
 	KeepAlive time.Duration
+	// Short makes a live log's stream end once it has sent what the log
+	// holds (the browser comes back for more: retry, Last-Event-ID). A
+	// CGI program needs it: the web server's CGI gateway (fcgiwrap) runs
+	// one program at a time, and a stream held open would block every
+	// other page, cgit's too.
+	Short bool
+	// MaxFollowers bounds the streams served at once (listener mode;
+	// 0: 256); one more is told to come back later (503).
+	MaxFollowers int
+	// followers counts the streams being served (MaxFollowers), made once.
+	followers     chan struct{}
+	followersOnce sync.Once
 	// Log receives errors the visitor is not shown (default: stderr).
 	Log *log.Logger
 }

@@ -542,3 +542,88 @@ func TestEventsKeepAlive(t *testing.T) {
 		t.Errorf("before the keep-alive: %q", seen)
 	}
 }
+
+// Under CGI a live log's stream ends once it has sent what the log holds:
+// a stream held open blocked the CGI gateway, and with it every page and
+// cgit (found by the review). The browser comes back from the last id.
+func TestEventsShortUnderCGI(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Short = true
+	f.srv.KeepAlive = time.Hour
+	id := f.job("pub", "refs/heads/master", queue.Running, "one\ntwo\n")
+	done := make(chan response, 1)
+	go func() { done <- f.get("", fmt.Sprintf("/pub/%d/events", id)) }()
+	select {
+	case r := <-done:
+		if r.code != 200 || r.body != "retry: 700\n\nid: 8\ndata: one\ndata: two\n\n" {
+			t.Errorf("stream %d %q", r.code, r.body)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the stream of a running job stays open under CGI")
+	}
+}
+
+// A follower whose read access is taken away stops getting the log at
+// the next keep-alive (found by the review: lines written after the
+// revocation still reached the stream).
+func TestEventsEndWhenAccessIsRevoked(t *testing.T) {
+	f := newFixture(t)
+	f.srv.KeepAlive = 30 * time.Millisecond
+	f.srv.Access.TTL = time.Millisecond
+	id := f.job("secret", "refs/heads/master", queue.Running, "before\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	req, _ := http.NewRequest("GET", fmt.Sprintf("%s/secret/%d/events", ts.URL, id), nil)
+	req.Header.Set("X-User", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	os.WriteFile(f.rules, []byte("gitweb pub\nalice pub\n"), 0o644) // alice loses secret
+	time.Sleep(200 * time.Millisecond)
+	os.WriteFile(f.store.LogPath("secret", id), []byte("before\nafter revocation\n"), 0o600)
+	body, _ := io.ReadAll(resp.Body) // ends: the stream closed
+	if strings.Contains(string(body), "after revocation") {
+		t.Errorf("the revoked follower got %q", body)
+	}
+}
+
+// A stream never starts more than maxReplay before the log's end: one
+// request asking from 0 rendered a whole big log again (found by the
+// review: minutes of CPU per GiB).
+func TestEventsReplayIsBounded(t *testing.T) {
+	f := newFixture(t)
+	f.srv.Short = true
+	line := strings.Repeat("x", 1023) + "\n"
+	id := f.job("pub", "refs/heads/master", queue.Running, strings.Repeat(line, 3*maxReplay/1024))
+	r := f.get("", fmt.Sprintf("/pub/%d/events?from=0", id))
+	if n := strings.Count(r.body, "data: x"); n != maxReplay/1024 {
+		t.Errorf("a stream from 0 sent %d lines, want the last %d", n, maxReplay/1024)
+	}
+}
+
+// The listener follows at most MaxFollowers logs at once; one more is
+// told to come back later.
+func TestEventsFollowerCap(t *testing.T) {
+	f := newFixture(t)
+	f.srv.MaxFollowers = 1
+	f.srv.KeepAlive = time.Hour
+	id := f.job("pub", "refs/heads/master", queue.Running, "x\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	first, err := http.Get(fmt.Sprintf("%s/pub/%d/events", ts.URL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Body.Close()
+	bufio.NewReader(first.Body).ReadString('\n') // it is being served
+	second, err := http.Get(fmt.Sprintf("%s/pub/%d/events", ts.URL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second.Body.Close()
+	if second.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a follower over the cap: %d, want 503", second.StatusCode)
+	}
+}

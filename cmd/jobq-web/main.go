@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/web"
 )
@@ -36,17 +37,8 @@ what gitolite lets them read.
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, os.Args[1:], os.Stderr); err != nil {
-		fmt.Fprintln(os.Stderr, "jobq-web:", err)
-		var ue usageError
-		if errors.As(err, &ue) {
-			os.Exit(2)
-		}
-		os.Exit(1)
-	}
+	os.Exit(cli.Exit(os.Stderr, "jobq-web", run(ctx, os.Args[1:], os.Stderr)))
 }
-
-type usageError struct{ error }
 
 func run(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("jobq-web", flag.ContinueOnError)
@@ -56,19 +48,20 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	userHeader := fs.String("user-header", "", "request header that names the authenticated user, set by a proxy in front (default: none, every visitor is anonymous)")
 	base := fs.String("base", "", "path prefix the view is served under, e.g. /jobq")
 	ttl := fs.Duration("access-ttl", 10*time.Second, "how long a gitolite access answer is kept (per user and repository)")
+	maxFollowers := fs.Int("max-followers", 256, "live logs followed at once (listener); more are told to come back later")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
 		}
-		return usageError{err}
+		return cli.Usagef("%v", err)
 	}
 	cgiMode := os.Getenv("GATEWAY_INTERFACE") != ""
 	if fs.NArg() > 0 || (*listen == "") == !cgiMode {
 		fs.Usage()
-		return usageError{errors.New("give --listen ADDR, or run as a CGI program")}
+		return cli.Usagef("give --listen ADDR, or run as a CGI program")
 	}
 	if *base != "" && (!strings.HasPrefix(*base, "/") || strings.HasSuffix(*base, "/")) {
-		return usageError{fmt.Errorf("--base %q: must start with / and not end with one", *base)}
+		return cli.Usagef("--base %q: must start with / and not end with one", *base)
 	}
 	env := fullEnv(os.Environ())
 	getenv := func(k string) string { return lookup(env, k) }
@@ -85,8 +78,11 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Access:  &web.Access{Env: gitoliteEnv(env), TTL: *ttl},
 		Watcher: &web.Watcher{},
 		Base:    *base,
+
+		MaxFollowers: *maxFollowers,
 	}
 	if cgiMode {
+		srv.Short = true // a held stream would block the CGI gateway
 		// One request a process: answers are kept in files between them.
 		if cache := cacheDir(env); cache != "" {
 			srv.Access.CacheDir = cache

@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"os/user"
 	"strings"
 	"testing"
+
+	"github.com/jobq/jobq/internal/cli"
 )
 
 // gitolite gets HOME, PATH, USER and GL_BINDIR, and nothing a CGI request
@@ -50,8 +53,8 @@ func TestUsage(t *testing.T) {
 	for _, args := range [][]string{{}, {"extra"}, {"--listen", "127.0.0.1:0", "--base", "jobq"}, {"--listen", "127.0.0.1:0", "--base", "/jobq/"}, {"--bogus"}} {
 		var stderr bytes.Buffer
 		err := run(context.Background(), args, &stderr)
-		if _, ok := err.(usageError); !ok {
-			t.Errorf("jobq-web %q: %v, want a usage error", args, err)
+		if code := cli.Exit(io.Discard, "jobq-web", err); code != cli.Usage {
+			t.Errorf("jobq-web %q: %v (exit %d), want a usage error", args, err, code)
 		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 )
 
@@ -46,10 +47,26 @@ func isExecutable(p string) bool {
 	return err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0
 }
 
+// repoName is gitolite's $REPONAME_PATT (Gitolite/Rc.pm) without the
+// leading @ of a group.
+var repoName = regexp.MustCompile(`^[0-9a-zA-Z][-0-9a-zA-Z._@/+]*$`)
+
+// ValidRepo reports whether gitolite takes name as a repository's: its
+// sanity check (Gitolite/Conf/Load.pm) dies on anything else, with an
+// exit status that is not a refusal.
+func ValidRepo(name string) bool {
+	return repoName.MatchString(name) && !strings.HasSuffix(name, "/") && !strings.Contains(name, "..") &&
+		!strings.Contains(name, ".git/") && !strings.HasSuffix(name, ".git")
+}
+
 // Access reports whether user has perm (R, W, +) on ref of repo
 // ("gitolite access -q"). env is gitolite's environment (nil: this
-// process's). An error is gitolite failing, not a refusal.
+// process's). A name gitolite would not take (ValidRepo) is no one's to
+// read: false. An error is gitolite failing, not a refusal.
 func Access(ctx context.Context, program string, env []string, repo, user, perm, ref string) (bool, error) {
+	if !ValidRepo(repo) {
+		return false, nil
+	}
 	cmd := exec.CommandContext(ctx, program, "access", "-q", repo, user, perm, ref)
 	cmd.Env = env
 	var stderr bytes.Buffer
@@ -74,12 +91,19 @@ func Readable(ctx context.Context, program string, env []string, user string, re
 	if len(repos) == 0 {
 		return allowed, nil
 	}
+	var ask []string
 	for _, r := range repos {
 		allowed[r] = false
+		if ValidRepo(r) {
+			ask = append(ask, r)
+		}
+	}
+	if len(ask) == 0 {
+		return allowed, nil
 	}
 	cmd := exec.CommandContext(ctx, program, "access", "%", user, "R", AnyRef)
 	cmd.Env = env
-	cmd.Stdin = strings.NewReader(strings.Join(repos, "\n") + "\n")
+	cmd.Stdin = strings.NewReader(strings.Join(ask, "\n") + "\n")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

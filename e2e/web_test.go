@@ -365,17 +365,14 @@ func testWebLive(t *testing.T, s *webStack) {
 		}
 	}
 
-	// Cut the CGI page's stream: kill the CGI process serving it.
-	pids := strings.Fields(userProcessIDs("jobq-web"))
-	killed := 0
-	for _, pid := range pids {
+	// Under CGI every visit of the page's stream ends once it has sent what
+	// the log holds, and the browser comes back from its last event id:
+	// each line below crosses such a cut. A visit being served now is cut
+	// harder: its process is killed.
+	for _, pid := range strings.Fields(userProcessIDs("jobq-web")) {
 		if n, _ := strconv.Atoi(pid); n != s.listener.Process.Pid {
 			syscall.Kill(n, syscall.SIGKILL)
-			killed++
 		}
-	}
-	if killed == 0 {
-		t.Fatal("no jobq-web CGI process serves the page's events")
 	}
 	// Stop the listener; the job writes while it is down.
 	s.stopListener()

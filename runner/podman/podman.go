@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -149,12 +150,14 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	id := created.ID
 	os.WriteFile(r.cfg.File(j, "container"), []byte(id), 0o600)
 	faults.Point("container-created")
-	return r.attachStartWait(ctx, conn, uri, id, log)
+	return r.attachStartWait(ctx, conn, uri, id, log, r.cfg.File(j, "logstart"))
 }
 
 // attachStartWait attaches before it starts, so no output is lost; the
-// exit code comes from wait, not from the stream.
-func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri, id string, log *os.File) (int, error) {
+// exit code comes from wait, not from the stream. Just before the start it
+// records at logstart where the container's output begins in log: byte k
+// of the container's log is byte START+k of the job's (Adopt).
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri, id string, log *os.File, logstart string) (int, error) {
 	// Attach replaces the transport of the connection it is given: it gets
 	// one of its own.
 	aconn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
@@ -177,10 +180,25 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 	case err := <-attached:
 		return 0, fmt.Errorf("attach to container: %w", err)
 	}
+	start, err := log.Seek(0, io.SeekEnd)
+	if err == nil {
+		err = writeRecord(logstart, start)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("record the log's start: %w", err)
+	}
 	if err := containers.Start(conn, id, nil); err != nil {
 		return 0, fmt.Errorf("start container: %w", err)
 	}
 	faults.Point("container-started")
+	return r.watch(ctx, conn, id, out, attached)
+}
+
+// watch waits for a started container to exit, while its output (out,
+// which the reader ending with outputDone writes) goes to the log; it stops
+// the container when ctx ends, or leaves it running (queue.ErrStopping).
+// It returns the container's exit code.
+func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out *batchWriter, attached chan error) (int, error) {
 	// Podman's wait polls the container's state, every 250 ms by default:
 	// a quarter of a second lost on every job. Poll that slowly while the
 	// job runs, and every 10 ms once its output has ended (it is exiting)
@@ -208,6 +226,13 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 			waited, cancelWait = exited(conn, id)
 		case <-stopping:
 			stopping = nil
+			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
+				// The worker stops: the container runs on, for the next
+				// worker, and nothing more goes into the log from here.
+				cancelWait()
+				out.detach()
+				return 0, queue.ErrDetached
+			}
 			// Over the log limit: no grace, and nothing more is written.
 			// A job that ignores SIGTERM wrote hundreds of MiB during the
 			// grace period before (hostile review).
@@ -348,7 +373,7 @@ func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
 		if err := remove(conn, string(id)); err != nil {
 			return err
 		}
-		return removeRecord(cfile)
+		return errors.Join(removeRecord(r.cfg.File(j, "logstart")), removeRecord(cfile))
 	}
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
@@ -360,6 +385,9 @@ func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
 		if err := remove(conn, c.ID); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, removeRecord(r.cfg.File(j, "logstart")))
 	}
 	return errors.Join(errs...)
 }

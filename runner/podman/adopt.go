@@ -1,0 +1,188 @@
+package podman
+
+import (
+	"bufio"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+
+	"github.com/jobq/jobq/internal/faults"
+	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
+)
+
+// Adopt takes over a job whose worker died or stopped while its container
+// ran. The container's log (k8s-file, read through the logs endpoint: one
+// stream, stdout and stderr in the order they were written, partial lines
+// kept) holds all its output; the job's log holds it from the start the
+// run recorded (logstart) up to where the last worker got. Adopt appends
+// the notice, then the rest: live while the container runs, then once more
+// without follow after it exited, since a follow can end early (podman
+// #21914). Not attach with logs=true: it connects before it replays the
+// log, and output made during the replay comes twice (HTTPAttach, libpod).
+// A container that is gone, or never started (a host reboot leaves them
+// "configured"), is queue.ErrGone.
+func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+	rec, err := os.ReadFile(r.cfg.File(j, "container"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, queue.ErrGone // never created
+	}
+	if err != nil {
+		return 0, fmt.Errorf("container record: %w", err)
+	}
+	id := string(rec)
+	conn, _, err := r.cfg.Service.Connect(context.WithoutCancel(ctx), j.Options.Connection)
+	if err != nil {
+		return 0, err
+	}
+	data, err := containers.Inspect(conn, id, nil)
+	if notFound(err) {
+		return 0, queue.ErrGone
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect container: %w", err)
+	}
+	if data.State == nil || data.State.StartedAt.IsZero() {
+		return 0, queue.ErrGone
+	}
+	switch data.State.Status {
+	case "created", "configured", "initialized", "removing":
+		return 0, queue.ErrGone
+	}
+	logstart := r.cfg.File(j, "logstart")
+	start, err := readRecord(logstart)
+	if err != nil {
+		return 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("log: %w", err)
+	}
+	held := end - start // container output bytes the log holds
+	if held < 0 {
+		return 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+	}
+	// The notice goes between the output held and the rest: the rest begins
+	// that much later in the log.
+	n := runner.WriteNotice(log, notice)
+	if err := writeRecord(logstart, start+int64(n)); err != nil {
+		return 0, fmt.Errorf("record the log's start: %w", err)
+	}
+	faults.Point("adopt-noticed")
+
+	out := newBatchWriter(log)
+	seen := held
+	code := int(data.State.ExitCode)
+	if data.State.Running || data.State.Status == "paused" || data.State.Status == "stopping" {
+		sctx, stop := context.WithCancel(conn)
+		streamed := make(chan error, 1)
+		finished := make(chan struct{})
+		var got int64
+		go func() {
+			defer close(finished)
+			var err error
+			got, err = readLogs(sctx, id, true, held, out)
+			streamed <- err
+		}()
+		code, err = r.watch(ctx, conn, id, out, streamed)
+		stop()
+		<-finished
+		if err != nil {
+			if !errors.Is(err, queue.ErrDetached) {
+				out.Close()
+			}
+			return 0, err
+		}
+		seen = max(seen, got)
+	}
+	// What a follow missed, or all the output of a container that exited
+	// while no worker watched.
+	_, err = readLogs(conn, id, false, seen, out)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, err
+	}
+	return code, nil
+}
+
+// readLogs reads the container's log through the logs endpoint, in order,
+// and writes to w the output after its first skip bytes; follow reads on
+// until the container exits. It returns the bytes of output it saw.
+func readLogs(ctx context.Context, id string, follow bool, skip int64, w io.Writer) (int64, error) {
+	c, err := bindings.GetClient(ctx)
+	if err != nil {
+		return 0, err
+	}
+	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}}
+	resp, err := c.DoRequest(ctx, nil, http.MethodGet, "/containers/%s/logs", params, nil, id)
+	if err != nil {
+		return 0, fmt.Errorf("container log: %w", err)
+	}
+	defer resp.Body.Close()
+	if !resp.IsSuccess() {
+		return 0, fmt.Errorf("container log: %w", resp.Process(nil))
+	}
+	return demux(bufio.NewReaderSize(resp.Body, 64<<10), skip, w)
+}
+
+// demux copies the payload of a multiplexed log stream (frames of an
+// 8-byte header: stream 1 or 2, three zero bytes, the size, big-endian)
+// after its first skip bytes to w, and returns the payload bytes it read.
+func demux(r io.Reader, skip int64, w io.Writer) (int64, error) {
+	var hdr [8]byte
+	var seen int64
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return seen, nil
+			}
+			return seen, fmt.Errorf("container log: %w", err)
+		}
+		if hdr[0] != 1 && hdr[0] != 2 {
+			return seen, fmt.Errorf("container log: a frame of stream %d", hdr[0])
+		}
+		size := int64(binary.BigEndian.Uint32(hdr[4:]))
+		if s := min(size, max(skip-seen, 0)); s > 0 {
+			n, err := io.CopyN(io.Discard, r, s)
+			seen += n
+			if err != nil {
+				return seen, fmt.Errorf("container log: %w", err)
+			}
+			size -= s
+		}
+		n, err := io.CopyN(w, r, size)
+		seen += n
+		if err != nil {
+			return seen, fmt.Errorf("container log: %w", err)
+		}
+	}
+}
+
+// writeRecord replaces the record at path with n, atomically.
+func writeRecord(path string, n int64) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(n, 10)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func readRecord(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}

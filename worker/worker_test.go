@@ -413,7 +413,7 @@ func TestFollow(t *testing.T) {
 	var out syncBuffer
 	done := make(chan *queue.Job)
 	go func() {
-		j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond)
+		j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond, nil)
 		if err != nil {
 			t.Error(err)
 		}

@@ -102,6 +102,7 @@ type jobView struct {
 	FinishedAt time.Time   `json:"finished_at,omitzero"`
 	DurationMS *int64      `json:"duration_ms,omitempty"` // so far, while it runs
 	ExitCode   *int        `json:"exit_code,omitempty"`
+	Adopted    int         `json:"adopted,omitempty"`    // workers that took it over while it ran
 	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
 }
 
@@ -113,7 +114,7 @@ func (r listed) view(now time.Time) jobView {
 	v := jobView{
 		ID: r.ID, State: r.State, Ahead: r.Ahead, Waiting: r.Waiting, Queue: r.Queue, Ref: r.Ref, OldRev: r.OldRev,
 		NewRev: r.NewRev, User: r.User, RetryOf: r.RetryOf, QueuedAt: r.QueuedAt,
-		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode,
+		StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, ExitCode: r.ExitCode, Adopted: r.Adopted,
 	}
 	if d := r.Duration(now); d > 0 {
 		ms := d.Milliseconds()
@@ -192,6 +193,8 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 			state += fmt.Sprintf(" (%d ahead; waiting: %s)", *r.Ahead, r.Waiting)
 		case r.Ahead != nil:
 			state += fmt.Sprintf(" (%d ahead)", *r.Ahead)
+		case r.Adopted > 0:
+			state += " (adopted)"
 		}
 		dur, exit := "-", "-"
 		if d := r.Job.Duration(now); d > 0 {
@@ -262,7 +265,7 @@ func (a *app) log(repo, idArg string, follow, raw bool) error {
 		out, note = safe, safe
 	}
 	if follow {
-		j, err = a.store.Follow(a.ctx, repo, id, out, 200*time.Millisecond)
+		j, err = a.store.Follow(a.ctx, repo, id, out, 200*time.Millisecond, a.adoptOrphan)
 		if err != nil {
 			return err
 		}

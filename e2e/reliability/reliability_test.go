@@ -478,3 +478,60 @@ func TestQuickExits(t *testing.T) {
 	}
 	report("| containers exiting at once (exit 0, 1, 2) | %d | all exit codes right | |", n)
 }
+
+// The Podman service restarts while a job runs: conmon keeps the container
+// and its log, so the job goes on. With its worker dead (the next worker
+// adopts the job through the new service) and with its worker alive (its
+// stream breaks: it takes the job over again itself), the job ends with
+// its true result and an exact log.
+func TestServiceRestart(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		workerAlive bool
+	}{
+		{"worker dead", false},
+		{"worker alive", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			repo := "svc-" + strings.ReplaceAll(tt.name, " ", "-")
+			s.hook(repo, "JOBQ_COMMAND="+testenv.Busybox+" sh -c '"+adoptScript+"'")
+			cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", repo)
+			cmd.Env = s.env()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(time.Minute)
+			for !strings.Contains(s.log(repo, 0), "n=10\n") && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if !tt.workerAlive {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+			if err := h.podman.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.workerAlive {
+				cmd.Wait()
+			} else {
+				s.worker(repo, "")
+			}
+			j := s.job(repo, 0)
+			log := s.log(repo, 0)
+			notices := 1 // the next worker's
+			if tt.workerAlive {
+				notices = 0 // the same worker goes on
+			}
+			if j.State != "succeeded" {
+				t.Errorf("job %s (%s); log:\n%q", j.State, j.Error, log)
+			} else if bad := checkOutput(log, notices); bad != "" {
+				t.Errorf("%s; log:\n%q", bad, log)
+			}
+			if left := s.leftovers(repo); len(left) > 0 {
+				t.Errorf("left behind: %v", left)
+			}
+			report("| Podman service restarted while a job runs, %s | 1 | %s, %d notice(s) | |", tt.name, j.State, strings.Count(log, notice))
+		})
+	}
+}

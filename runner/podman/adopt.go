@@ -2,6 +2,7 @@ package podman
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
@@ -80,6 +82,65 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	}
 	faults.Point("adopt-noticed")
 
+	return r.resume(ctx, j, id, log)
+}
+
+// errResume: a job's output stream broke while its container may still
+// run (the Podman service went away); the output goes on from the
+// container's log (resume).
+var errResume = errors.New("the output stream broke")
+
+// resumeTries bounds, a second apart, the tries to reach the service again.
+const resumeTries = 60
+
+// resume goes on with started job j in container id: it appends to log
+// the output the log does not hold yet, from the container's log, until
+// the container exits, and returns its exit code. While the service cannot
+// be reached it tries again, a second apart, for a minute.
+func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+	var err error
+	for try := 0; try < resumeTries; try++ {
+		if try > 0 {
+			time.Sleep(time.Second)
+		}
+		var conn context.Context
+		if conn, _, err = r.cfg.Service.Connect(context.WithoutCancel(ctx), j.Options.Connection); err != nil {
+			continue
+		}
+		var code int
+		code, err = r.stream(ctx, conn, j, id, log)
+		if !errors.Is(err, errResume) {
+			return code, err
+		}
+	}
+	return 0, fmt.Errorf("the Podman service went away while the job ran: %w", err)
+}
+
+// stream is one try of resume, through the service conn.
+func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+	data, err := containers.Inspect(conn, id, nil)
+	if notFound(err) {
+		return 0, queue.ErrGone
+	}
+	if err != nil || data.State == nil {
+		return 0, errResume
+	}
+	if data.HostConfig != nil && data.HostConfig.LogConfig != nil && data.HostConfig.LogConfig.Type == "none" {
+		// Made by a jobq from before adoption: its output is nowhere.
+		return 0, fmt.Errorf("its container keeps no log: %w", queue.ErrGone)
+	}
+	start, err := readRecord(r.cfg.File(j, "logstart"))
+	if err != nil {
+		return 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("log: %w", err)
+	}
+	held := end - start // container output bytes the log holds
+	if held < 0 {
+		return 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+	}
 	out := newBatchWriter(log)
 	seen := held
 	code := int(data.State.ExitCode)
@@ -112,20 +173,48 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 		err = cerr
 	}
 	if err != nil {
-		return 0, err
+		return 0, errResume
 	}
 	return code, nil
+}
+
+// tailLines is how many records of the container's log tailHeld compares.
+const tailLines = 16
+
+// tailHeld reports whether the job's log ends with the end of the
+// container's log (its last tailLines records), as it does unless the
+// stream broke. Where the service cannot tell, it says yes: the stream is
+// all there is.
+func tailHeld(conn context.Context, id string, log *os.File) bool {
+	var tail bytes.Buffer
+	if _, err := readLogsTail(conn, id, false, 0, &tail, strconv.Itoa(tailLines)); err != nil {
+		return true
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil || end < int64(tail.Len()) {
+		return err != nil
+	}
+	held := make([]byte, tail.Len())
+	if _, err := log.ReadAt(held, end-int64(tail.Len())); err != nil {
+		return true
+	}
+	return bytes.Equal(held, tail.Bytes())
 }
 
 // readLogs reads the container's log through the logs endpoint, in order,
 // and writes to w the output after its first skip bytes; follow reads on
 // until the container exits. It returns the bytes of output it saw.
 func readLogs(ctx context.Context, id string, follow bool, skip int64, w io.Writer) (int64, error) {
+	return readLogsTail(ctx, id, follow, skip, w, "all")
+}
+
+// readLogsTail is readLogs of the last tail records of the log ("all").
+func readLogsTail(ctx context.Context, id string, follow bool, skip int64, w io.Writer, tail string) (int64, error) {
 	c, err := bindings.GetClient(ctx)
 	if err != nil {
 		return 0, err
 	}
-	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}}
+	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}, "tail": {tail}}
 	resp, err := c.DoRequest(ctx, nil, http.MethodGet, "/containers/%s/logs", params, nil, id)
 	if err != nil {
 		return 0, fmt.Errorf("container log: %w", err)

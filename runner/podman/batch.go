@@ -88,3 +88,10 @@ func (b *batchWriter) detach() {
 	b.discarding = true
 	b.w.Reset(io.Discard)
 }
+
+// discarded reports whether output was dropped (the log limit, a detach).
+func (b *batchWriter) discarded() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.discarding
+}

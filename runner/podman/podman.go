@@ -150,14 +150,18 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	id := created.ID
 	os.WriteFile(r.cfg.File(j, "container"), []byte(id), 0o600)
 	faults.Point("container-created")
-	return r.attachStartWait(ctx, conn, uri, id, log, r.cfg.File(j, "logstart"))
+	return r.attachStartWait(ctx, conn, uri, j, id, log)
 }
 
 // attachStartWait attaches before it starts, so no output is lost; the
 // exit code comes from wait, not from the stream. Just before the start it
 // records at logstart where the container's output begins in log: byte k
 // of the container's log is byte START+k of the job's (Adopt).
-func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri, id string, log *os.File, logstart string) (int, error) {
+//
+// If the stream breaks (the Podman service restarts: conmon keeps the
+// container running, and its log), the job goes on from the container's
+// log, as an adoption does (resume).
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri string, j *queue.Job, id string, log *os.File) (int, error) {
 	// Attach replaces the transport of the connection it is given: it gets
 	// one of its own.
 	aconn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
@@ -182,7 +186,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 	}
 	start, err := log.Seek(0, io.SeekEnd)
 	if err == nil {
-		err = writeRecord(logstart, start)
+		err = writeRecord(r.cfg.File(j, "logstart"), start)
 	}
 	if err != nil {
 		return 0, fmt.Errorf("record the log's start: %w", err)
@@ -191,7 +195,19 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 		return 0, fmt.Errorf("start container: %w", err)
 	}
 	faults.Point("container-started")
-	return r.watch(ctx, conn, id, out, attached)
+	code, err := r.watch(ctx, conn, id, out, attached)
+	if err == nil && !out.discarded() && !tailHeld(conn, id, log) {
+		// The stream ended early though the service answered (it
+		// restarted, and the container ended meanwhile): the log lacks
+		// the end of the output.
+		err = errResume
+	}
+	if errors.Is(err, errResume) {
+		// Nothing more from the stream: the log is resume's from here.
+		out.detach()
+		return r.resume(ctx, j, id, log)
+	}
+	return code, err
 }
 
 // watch waits for a started container to exit, while its output (out,
@@ -208,7 +224,7 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 		ch := make(chan waitResult, 1)
 		go func() {
 			code, err := containers.Wait(wctx, id, new(containers.WaitOptions).WithInterval(interval))
-			ch <- waitResult{code, err, false}
+			ch <- waitResult{code: code, err: err}
 		}()
 		return ch, cancel
 	}
@@ -249,8 +265,10 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 		}
 	}
 	cancelWait()
-	if res.err != nil {
-		return 0, fmt.Errorf("wait for container: %w", res.err)
+	if res.suspect || res.err != nil {
+		// The service went away, or the output ended long before the
+		// container: what the stream missed is in the container's log.
+		return 0, errResume
 	}
 	// A wait cut short by a dying service can look like exit code 0: the
 	// service sends its status before the code. Believe a code only from
@@ -258,7 +276,7 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 	if !res.verified {
 		data, err := containers.Inspect(conn, id, nil)
 		if err != nil {
-			return 0, fmt.Errorf("inspect container after wait: %w", err)
+			return 0, errResume
 		}
 		if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
 			return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped")
@@ -279,11 +297,15 @@ type waitResult struct {
 	code     int32
 	err      error
 	verified bool // read from Inspect of the stopped container
+	// suspect: the service did not answer, or the container ran on 2 s
+	// after its output ended; the output may have been cut short.
+	suspect bool
 }
 
 // exited waits for a container whose output has ended to be seen stopped:
 // Inspect reads conmon's exit file at once, where Podman's wait also waits
-// for its own clean-up of the container. After 2 s it falls back to wait.
+// for its own clean-up of the container. A service that does not answer,
+// or a container still running after 2 s, makes the result suspect.
 func exited(conn context.Context, id string) (<-chan waitResult, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(conn)
 	ch := make(chan waitResult, 1)
@@ -293,14 +315,16 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 		// look soon, then less often.
 		for pause := time.Millisecond; time.Now().Before(deadline) && ctx.Err() == nil; pause = min(2*pause, 10*time.Millisecond) {
 			data, err := containers.Inspect(ctx, id, nil)
+			if err != nil && ctx.Err() == nil {
+				break
+			}
 			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
-				ch <- waitResult{data.State.ExitCode, nil, true}
+				ch <- waitResult{code: data.State.ExitCode, verified: true}
 				return
 			}
 			time.Sleep(pause)
 		}
-		code, err := containers.Wait(ctx, id, new(containers.WaitOptions).WithInterval("10ms"))
-		ch <- waitResult{code, err, false}
+		ch <- waitResult{suspect: true}
 	}()
 	return ch, cancel
 }

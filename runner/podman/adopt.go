@@ -90,18 +90,19 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 // container's log (resume).
 var errResume = errors.New("the output stream broke")
 
-// resumeTries bounds, a second apart, the tries to reach the service again.
-const resumeTries = 60
-
 // resume goes on with started job j in container id: it appends to log
 // the output the log does not hold yet, from the container's log, until
 // the container exits, and returns its exit code. While the service cannot
-// be reached it tries again, a second apart, for a minute.
+// be reached it tries again, every half second, for Config.ResumeFor.
 func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+	wait := r.cfg.ResumeFor
+	if wait <= 0 {
+		wait = time.Minute
+	}
 	var err error
-	for try := 0; try < resumeTries; try++ {
+	for deadline, try := time.Now().Add(wait), 0; try == 0 || time.Now().Before(deadline); try++ {
 		if try > 0 {
-			time.Sleep(time.Second)
+			time.Sleep(500 * time.Millisecond)
 		}
 		var conn context.Context
 		if conn, _, err = r.cfg.Service.Connect(context.WithoutCancel(ctx), j.Options.Connection); err != nil {

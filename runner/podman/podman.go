@@ -45,6 +45,9 @@ type Config struct {
 	// read from, for the jobs' ID ranges: /etc/subuid and /etc/subgid when
 	// empty.
 	SubUID, SubGID string
+	// ResumeFor is how long a job whose service went away waits for it to
+	// come back (the container runs on meanwhile); 0: a minute.
+	ResumeFor time.Duration
 }
 
 // Runner is the podman runner: each job in a container of its own, on the

@@ -61,6 +61,9 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	case "created", "configured", "initialized", "removing":
 		return 0, queue.ErrGone
 	}
+	if data.Config != nil {
+		r.adoptRange(j, data.Config.Labels[LabelIDRange])
+	}
 	logstart := r.cfg.File(j, "logstart")
 	start, err := readRecord(logstart)
 	if err != nil {

@@ -2,9 +2,17 @@ package podman
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
+	"errors"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+	"github.com/jobq/jobq/queue"
 )
 
 // frame is one frame of a multiplexed log stream.
@@ -51,3 +59,57 @@ func TestDemux(t *testing.T) {
 		})
 	}
 }
+
+// A worker dies while its job runs, and another job starts before the next
+// worker adopts the first: it takes another ID range, not the first job's
+// (whose container still runs), and the adoption takes that range over and
+// gets the job's whole output and exit code. Before, the second job took
+// the range as one left by a dead worker and removed the first job's
+// container.
+func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
+	r, svc := newTestPodman(t)
+	dir := t.TempDir()
+	r.cfg.File = func(j *queue.Job, name string) string { return filepath.Join(dir, itoa(j.ID)+"-"+name) }
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	a := testJob(gitDir, rev, testenv.Busybox+` sh -c "echo a1; sleep 3; echo a2; exit 5"`)
+	a.ID = 11
+	r.cfg.Active = func(repo string, id int64) bool { return repo == a.Repo && id == a.ID }
+	log, err := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	ctx, stop := context.WithCancelCause(context.Background())
+	detached := make(chan error, 1)
+	go func() { _, err := r.Run(ctx, a, log); detached <- err }()
+	testenv.WaitUntil(t, "the first job prints", time.Minute, func() bool {
+		b, _ := os.ReadFile(log.Name())
+		return string(b) == "a1\n"
+	})
+	stop(queue.ErrStopping)
+	if err := <-detached; !errors.Is(err, queue.ErrDetached) {
+		t.Fatalf("Run after the worker's stop: %v", err)
+	}
+	r.release(a, false) // the worker's death lets its range go, its name left there
+
+	b := testJob(gitDir, rev, testenv.Busybox+" echo b")
+	b.ID = 12
+	if exit, out, err := runJob(context.Background(), t, r, b); exit != 0 || out != "b\n" || err != nil {
+		t.Fatalf("the second job: %d %q %v", exit, out, err)
+	}
+	if labelled(t, svc, a) == "" {
+		t.Fatal("the second job removed the first job's container")
+	}
+	exit, err := r.Adopt(context.Background(), a, log, notice)
+	if b, _ := os.ReadFile(log.Name()); exit != 5 || err != nil || string(b) != "a1\n"+notice+"a2\n" {
+		t.Errorf("adopted: exit %d, %v, log %q", exit, err, b)
+	}
+	if err := r.Cleanup(context.Background(), a); err != nil {
+		t.Fatal(err)
+	}
+	if c := labelled(t, svc, a); c != "" {
+		t.Errorf("container left: %s", c)
+	}
+}
+
+const notice = "jobq: worker restarted; output continues\n"

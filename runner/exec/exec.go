@@ -113,7 +113,12 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	}
 	defer record.Close()
 	if !locked(record) {
-		return r.result(pf, false)
+		// It ended while no worker watched: its output is all in the log.
+		code, err := r.result(pf, false)
+		if err == nil {
+			runner.WriteNotice(log, notice)
+		}
+		return code, err
 	}
 	runner.WriteNotice(log, notice)
 	var stopped bool

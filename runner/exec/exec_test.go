@@ -301,9 +301,12 @@ func TestExecAdopt(t *testing.T) {
 				t.Errorf("log %q, want %q", b, tt.log)
 			}
 			// Adopted again (its worker died after the end): the same
-			// status, from the exit file, and nothing more in the log.
+			// status, from the exit file, and only the notice in the log.
 			if exit, err := r.Adopt(context.Background(), j, log, notice); err != nil || exit != tt.exit {
 				t.Errorf("Adopt of an ended job: exit %d, %v; want %d", exit, err, tt.exit)
+			}
+			if b, _ := os.ReadFile(log.Name()); string(b) != tt.log+notice {
+				t.Errorf("log %q, want %q", b, tt.log+notice)
 			}
 			if err := r.Cleanup(context.Background(), j); err != nil {
 				t.Fatal(err)

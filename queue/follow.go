@@ -12,9 +12,10 @@ import (
 // returns the job as it ended. A running job whose worker died or stopped
 // (its claim's lock is free) is followed on: the next worker adopts it and
 // its log goes on; orphaned, if not nil, is called each time Follow finds
-// it so (to start that worker). It wakes when the job's directory
-// changes, and looks at least every maxPoll.
-func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, maxPoll time.Duration, orphaned func(*Job)) (*Job, error) {
+// it so (to start that worker), and an error it returns ends the follow.
+// It wakes when the job's directory changes, and looks at least every
+// maxPoll.
+func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, maxPoll time.Duration, orphaned func(*Job) error) (*Job, error) {
 	if err := ValidName(repo); err != nil {
 		return nil, err
 	}
@@ -43,7 +44,9 @@ func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer
 			return j, nil
 		}
 		if j.State == Running && orphaned != nil && !s.Handled(repo, id) {
-			orphaned(j)
+			if err := orphaned(j); err != nil {
+				return j, fmt.Errorf("follow %s %d: its worker is gone, and %w", repo, id, err)
+			}
 		}
 		if ctx.Err() != nil {
 			return j, ctx.Err()

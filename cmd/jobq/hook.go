@@ -131,8 +131,11 @@ func (a *app) ensureWorker(q string) error {
 // adoptOrphan makes sure a worker comes for the queue of a running job
 // whose worker died or stopped: it adopts the job (a follower waits for
 // that, and would wait for ever if no push came to start one).
-func (a *app) adoptOrphan(j *queue.Job) {
-	a.ensureWorker(j.Queue)
+func (a *app) adoptOrphan(j *queue.Job) error {
+	if err := a.ensureWorker(j.Queue); err != nil {
+		return fmt.Errorf("no worker could be started to adopt it: %w", err)
+	}
+	return nil
 }
 
 // workerBinary finds jobq-worker beside this program, else on PATH.

@@ -372,13 +372,16 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 		return false
 	}
 	defer log.Close()
-	// The log limit counts from the header's end, which an adopting worker
-	// writes no more: the header is the same text.
+	// The log limit counts from the header's end. An adopting worker
+	// writes no header; the one there is the same text, after the lines
+	// (if any) saying why the job waited.
 	hdr := header(j)
+	start := int64(len(hdr))
 	if !adopted {
 		io.WriteString(log, hdr)
+		start, _ = log.Seek(0, io.SeekEnd)
 	}
-	limit := int64(len(hdr)) + w.logLimit()
+	limit := start + w.logLimit()
 
 	// The job's context ends with the worker's only as ErrStopping: the
 	// runner then leaves a started job running for the next worker.

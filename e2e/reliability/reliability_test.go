@@ -225,8 +225,9 @@ const notice = "jobq: worker restarted; output continues\n"
 // the log is header, output, result line; an adopted job's log has one
 // notice per adoption, after a newline jobq adds if the output was cut
 // within a line. stdout must be exact, and the stderr lines each there
-// once, in order: the order of writes to two pipes is not defined. It
-// returns what is wrong, or "".
+// once, in order: the order of writes to two pipes is not defined, so a
+// stderr line may come anywhere in stdout, even after output without a
+// newline. It returns what is wrong, or "".
 func checkOutput(log string, adoptions int) string {
 	rest := log
 	for range 4 { // the header's lines
@@ -240,28 +241,34 @@ func checkOutput(log string, adoptions int) string {
 	if n := strings.Count(body, notice); n != adoptions {
 		return fmt.Sprintf("%d notices, want %d", n, adoptions)
 	}
+	// Each notice out, with or without the newline before it (jobq's, if
+	// the output before it was cut within a line): one must be exact.
+	bodies := []string{body}
 	for range adoptions {
-		i := strings.Index(body, notice)
-		got := body[:i] + body[i+len(notice):]
-		// A newline before the notice is jobq's if the line before it is
-		// unfinished, that is, not one the job writes whole.
-		if i > 0 && body[i-1] == '\n' {
-			line := body[strings.LastIndexByte(body[:i-1], '\n')+1 : i]
-			if !regexp.MustCompile(`^[ne]=[0-9]+\n$`).MatchString(line) {
-				got = body[:i-1] + body[i+len(notice):]
+		var next []string
+		for _, b := range bodies {
+			i := strings.Index(b, notice)
+			next = append(next, b[:i]+b[i+len(notice):])
+			if i > 0 && b[i-1] == '\n' {
+				next = append(next, b[:i-1]+b[i+len(notice):])
 			}
 		}
-		body = got
+		bodies = next
 	}
-	var out strings.Builder
-	var errs []string
-	for _, line := range strings.SplitAfter(body, "\n") {
-		if strings.HasPrefix(line, "e=") {
-			errs = append(errs, line)
-		} else {
-			out.WriteString(line)
+	var bad string
+	for _, b := range bodies {
+		if bad = checkStreams(b); bad == "" {
+			return ""
 		}
 	}
+	return bad
+}
+
+var stderrLine = regexp.MustCompile(`e=[0-9]+\n`)
+
+// checkStreams checks adoptScript's output without notices.
+func checkStreams(body string) string {
+	errs := stderrLine.FindAllString(body, -1)
 	for i, l := range errs {
 		if l != fmt.Sprintf("e=%d\n", i) {
 			return fmt.Sprintf("stderr line %d is %q", i, l)
@@ -272,8 +279,8 @@ func checkOutput(log string, adoptions int) string {
 	}
 	// The result line comes after a newline jobq adds, where the log does
 	// not end with one (the output does not; a notice does).
-	got, want := strings.TrimSuffix(out.String(), "\n"), adoptStdout()
-	if got != want {
+	got := strings.TrimSuffix(stderrLine.ReplaceAllString(body, ""), "\n")
+	if want := adoptStdout(); got != want {
 		i := 0
 		for i < len(got) && i < len(want) && got[i] == want[i] {
 			i++

@@ -42,7 +42,11 @@ func TestFollowOrphanedJob(t *testing.T) {
 				_, err := s.Follow(context.Background(), "r", claimed.ID, &out, 5*time.Millisecond, orphaned)
 				done <- err
 			}()
-			<-asked
+			select {
+			case <-asked:
+			case err := <-done:
+				t.Fatalf("the follow ended before a worker was asked for: %v", err)
+			}
 			if tt.refuse == nil {
 				// The adopter: more output, then the end.
 				f, _ := os.OpenFile(s.LogPath("r", claimed.ID), os.O_WRONLY|os.O_APPEND, 0)

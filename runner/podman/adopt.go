@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 
@@ -43,11 +44,7 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 		return 0, fmt.Errorf("container record: %w", err)
 	}
 	id := string(rec)
-	conn, _, err := r.cfg.Service.Connect(context.WithoutCancel(ctx), j.Options.Connection)
-	if err != nil {
-		return 0, err
-	}
-	data, err := containers.Inspect(conn, id, nil)
+	data, err := r.inspect(ctx, j, id)
 	if notFound(err) {
 		return 0, queue.ErrGone
 	}
@@ -88,6 +85,33 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	return r.resume(ctx, j, id, log)
 }
 
+// inspect inspects container id of job j, waiting for its service as
+// resume does (a worker may start while the service restarts).
+func (r *Runner) inspect(ctx context.Context, j *queue.Job, id string) (*define.InspectContainerData, error) {
+	var err error
+	for deadline, try := time.Now().Add(r.resumeFor()), 0; try == 0 || time.Now().Before(deadline); try++ {
+		if try > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		var conn context.Context
+		if conn, _, err = r.cfg.Service.Connect(context.WithoutCancel(ctx), j.Options.Connection); err != nil {
+			continue
+		}
+		var data *define.InspectContainerData
+		if data, err = containers.Inspect(conn, id, nil); err == nil || notFound(err) {
+			return data, err
+		}
+	}
+	return nil, err
+}
+
+func (r *Runner) resumeFor() time.Duration {
+	if r.cfg.ResumeFor > 0 {
+		return r.cfg.ResumeFor
+	}
+	return time.Minute
+}
+
 // errResume: a job's output stream broke while its container may still
 // run (the Podman service went away); the output goes on from the
 // container's log (resume).
@@ -98,12 +122,8 @@ var errResume = errors.New("the output stream broke")
 // the container exits, and returns its exit code. While the service cannot
 // be reached it tries again, every half second, for Config.ResumeFor.
 func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.File) (int, error) {
-	wait := r.cfg.ResumeFor
-	if wait <= 0 {
-		wait = time.Minute
-	}
 	var err error
-	for deadline, try := time.Now().Add(wait), 0; try == 0 || time.Now().Before(deadline); try++ {
+	for deadline, try := time.Now().Add(r.resumeFor()), 0; try == 0 || time.Now().Before(deadline); try++ {
 		if try > 0 {
 			time.Sleep(500 * time.Millisecond)
 		}
@@ -182,43 +202,84 @@ func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log 
 	return code, nil
 }
 
-// tailLines is how many records of the container's log tailHeld compares.
-const tailLines = 16
+// tailWindow is how much of the end of the container's log file tailHeld
+// reads: several of conmon's records (at most 8 KiB of output each).
+const tailWindow = 64 << 10
 
-// tailHeld reports whether the job's log ends with the end of the
-// container's log (its last tailLines records), as it does unless the
-// stream broke. Where the service cannot tell, it says yes: the stream is
-// all there is.
+// tailHeld reports whether the job's log ends with the output that ends
+// the container's k8s-file log, as it does unless the stream broke. It
+// reads the log file's end where the file is on this host (a local
+// service); elsewhere, or where it cannot tell, it says yes: the stream is
+// all there is. Not the logs endpoint: its tail reads the whole file when
+// the output has no newlines.
 func tailHeld(conn context.Context, id string, log *os.File) bool {
-	var tail bytes.Buffer
-	if _, err := readLogsTail(conn, id, false, 0, &tail, strconv.Itoa(tailLines)); err != nil {
+	data, err := containers.Inspect(conn, id, nil)
+	if err != nil || data.HostConfig == nil || data.HostConfig.LogConfig == nil || data.HostConfig.LogConfig.Type != "k8s-file" {
+		return true
+	}
+	f, err := os.Open(data.HostConfig.LogConfig.Path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	tail, err := k8sTail(f, tailWindow)
+	if err != nil {
 		return true
 	}
 	end, err := log.Seek(0, io.SeekEnd)
-	if err != nil || end < int64(tail.Len()) {
+	if err != nil || end < int64(len(tail)) {
 		return err != nil
 	}
-	held := make([]byte, tail.Len())
-	if _, err := log.ReadAt(held, end-int64(tail.Len())); err != nil {
+	held := make([]byte, len(tail))
+	if _, err := log.ReadAt(held, end-int64(len(tail))); err != nil {
 		return true
 	}
-	return bytes.Equal(held, tail.Bytes())
+	return bytes.Equal(held, tail)
+}
+
+// k8sTail returns the output the whole records in the last window bytes of
+// a k8s-file log hold: each record is "TIME STREAM TAG OUTPUT\n", its
+// OUTPUT followed by a newline where TAG is F (a full line), not P.
+func k8sTail(f *os.File, window int64) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(0, fi.Size()-window)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if off > 0 { // the first record is cut
+		_, buf, _ = bytes.Cut(buf, []byte("\n"))
+	}
+	var out []byte
+	for {
+		rec, rest, ok := bytes.Cut(buf, []byte("\n"))
+		if !ok {
+			return out, nil // nothing, or a record being written
+		}
+		buf = rest
+		fields := bytes.SplitN(rec, []byte(" "), 4)
+		if len(fields) < 4 {
+			return nil, fmt.Errorf("container log: a record %q", rec[:min(len(rec), 40)])
+		}
+		out = append(out, fields[3]...)
+		if string(fields[2]) == "F" {
+			out = append(out, '\n')
+		}
+	}
 }
 
 // readLogs reads the container's log through the logs endpoint, in order,
 // and writes to w the output after its first skip bytes; follow reads on
 // until the container exits. It returns the bytes of output it saw.
 func readLogs(ctx context.Context, id string, follow bool, skip int64, w io.Writer) (int64, error) {
-	return readLogsTail(ctx, id, follow, skip, w, "all")
-}
-
-// readLogsTail is readLogs of the last tail records of the log ("all").
-func readLogsTail(ctx context.Context, id string, follow bool, skip int64, w io.Writer, tail string) (int64, error) {
 	c, err := bindings.GetClient(ctx)
 	if err != nil {
 		return 0, err
 	}
-	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}, "tail": {tail}}
+	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}}
 	resp, err := c.DoRequest(ctx, nil, http.MethodGet, "/containers/%s/logs", params, nil, id)
 	if err != nil {
 		return 0, fmt.Errorf("container log: %w", err)

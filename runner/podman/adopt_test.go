@@ -104,8 +104,12 @@ func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 	if b, _ := os.ReadFile(log.Name()); exit != 5 || err != nil || string(b) != "a1\n"+notice+"a2\n" {
 		t.Errorf("adopted: exit %d, %v, log %q", exit, err, b)
 	}
+	// A removal can fail once here (Podman: "unlinkat .../shm: device or
+	// resource busy"); jobq gc tries again, and so does the test.
 	if err := r.Cleanup(context.Background(), a); err != nil {
-		t.Fatal(err)
+		if err := r.Cleanup(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if c := labelled(t, svc, a); c != "" {
 		t.Errorf("container left: %s", c)
@@ -113,3 +117,33 @@ func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 }
 
 const notice = "jobq: worker restarted; output continues\n"
+
+// The end of a k8s-file log, as conmon writes it: full (F) and partial (P)
+// records, the first cut by the window, the last still being written.
+func TestK8sTail(t *testing.T) {
+	const ts = "2026-12-01T03:00:00.000000000+00:00"
+	for _, tt := range []struct {
+		name   string
+		file   string
+		window int64
+		want   string
+	}{
+		{"full and partial", ts + " stdout F one\n" + ts + " stderr P tw\n" + ts + " stderr F o\n", 1 << 10, "one\ntwo\n"},
+		{"spaces and bytes kept", ts + " stdout P a  b\r\x00\n", 1 << 10, "a  b\r\x00"},
+		{"an empty line", ts + " stdout F \n", 1 << 10, "\n"},
+		{"the first record cut", ts + " stdout F one\n" + ts + " stdout F two\n", int64(len(ts)) + 15, "two\n"},
+		{"the last being written", ts + " stdout F one\n" + ts + " std", 1 << 10, "one\n"},
+		{"empty", "", 1 << 10, ""},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			p := filepath.Join(t.TempDir(), "ctr.log")
+			os.WriteFile(p, []byte(tt.file), 0o600)
+			f, _ := os.Open(p)
+			defer f.Close()
+			got, err := k8sTail(f, tt.window)
+			if err != nil || string(got) != tt.want {
+				t.Errorf("got %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

@@ -2,16 +2,12 @@ package e2e
 
 import (
 	"context"
-	"encoding/json"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
-
-	"github.com/jobq/jobq/internal/testenv"
 )
 
 const ciScript = `echo "job $JOBQ_JOB_ID of $GL_REPO at $GIT_REF in $(pwd) as uid $(id -u)"
@@ -53,34 +49,6 @@ func TestPodmanSyncPush(t *testing.T) {
 			t.Errorf("push output lacks %q:\n%s", want, r.Stderr)
 		}
 	}
-}
-
-// A worker killed while its container runs: the next worker marks the job
-// lost and removes the container and the checkout.
-func TestPodmanKilledWorkerCleanedUp(t *testing.T) {
-	push(t, "podkill", map[string]string{"ci.sh": "echo started\nsleep 300\n", "VERSION": "x"})
-	var job struct {
-		State  string `json:"state"`
-		Worker int    `json:"worker"`
-	}
-	testenv.WaitUntil(t, "job 0 runs its container", 2*time.Minute, func() bool {
-		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "podkill", "0", "job.json"))
-		return err == nil && json.Unmarshal(b, &job) == nil && job.State == "running" &&
-			containers(t, "podkill") != "" && strings.Contains(readLog("podkill", 0), "started")
-	})
-	if err := syscall.Kill(job.Worker, syscall.SIGKILL); err != nil {
-		t.Fatal(err)
-	}
-	// The next push starts a worker, which recovers, then runs job 1.
-	push(t, "podkill", map[string]string{"ci.sh": "echo second\n", "VERSION": "y"})
-	if r := follow(t, "alice", "podkill", 1); r.Code != 0 || !strings.Contains(r.Stdout, "second") {
-		t.Fatalf("jobq podkill 1: %s", r)
-	}
-	r := follow(t, "alice", "podkill", 0)
-	if r.Code != 1 || !strings.Contains(r.Stdout, "jobq: lost: its worker (pid") {
-		t.Errorf("jobq podkill 0: %s", r)
-	}
-	checkNothingLeft(t, "podkill")
 }
 
 func readLog(repo string, id int) string {

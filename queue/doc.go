@@ -14,8 +14,11 @@
 //	repos/NAME/ID/waiting      why a queued job has not started (shown while its lock is held)
 //	repos/NAME/ID/run/         a runner's records of what the job uses: run/checkout
 //	                           (the podman runner's checkout directory), run/container
-//	                           (its container), run/supervisor (the exec runner's
-//	                           supervisor); each removed once what it names is gone
+//	                           (its container), run/logstart (where the container's
+//	                           output begins in the log), run/supervisor (the exec
+//	                           runner's supervisor, locked while it lives), run/exit
+//	                           (the exit status it wrote); each removed once what it
+//	                           names is gone
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added
@@ -61,13 +64,26 @@
 // while queued is skipped. A job is started only after its running state is
 // durable, so a worker that restarts after a crash finds in running/ either a
 // job still marked queued (never started: it goes back to pending) or a job
-// marked running (it may have run: it becomes lost, never run again). After
-// a job the worker records its result, then has the runner clean up (its
-// container, its checkout), so that the result does not wait for that; then
-// Done removes running/E and lets the job's lock go. Readers (Follow, the
-// listing's Waiting) take a job marked running or waiting whose lock is free
-// for one whose worker died: a lock dies with its process, where a pid can
-// be reused.
+// marked running. After a job the worker records its result, then has the
+// runner clean up (its container, its checkout), so that the result does not
+// wait for that; then Done removes running/E and lets the job's lock go.
+// Readers (Follow, the listing's Waiting) take a job marked running or
+// waiting whose lock is free for one whose worker died or stopped: a lock
+// dies with its process, where a pid can be reused.
+//
+// Adoption (Hold.Recover, Adopt): a job marked running outlives its worker
+// (a crash, or SIGTERM: a stopping worker leaves its running jobs and their
+// entries, and only lets their locks go). The next holder of the queue
+// takes the job's lock, so one worker only adopts it, records itself and
+// the adoption in the job, takes a slot at once (AdoptSlot: past JOBQ_SLOTS
+// if every slot is taken meanwhile; it names the pusher, so the cap counts
+// it) and has the job's runner take it over: its output continues in the
+// log exactly once, after one line saying so, under the timeout counted
+// from the job's start and the cancel request. A job the runner finds gone
+// (no container or supervisor, or never started) is recorded lost, and never
+// run again. The queue's next job waits for the adopted one (FIFO). Follow
+// goes on following a job whose worker is gone, and its caller starts a
+// worker for the queue (EnsureWorker) so that one comes to adopt it.
 //
 // Cancellation: Cancel, under the repository lock, makes a queued job
 // cancelled at once (its worker skips it at the claim) and asks a running
@@ -108,8 +124,9 @@
 //
 // Serving and gc: jobq-worker drain --all (a service) drains every queue
 // that has entries, each in a goroutine holding its worker.lock as a hook's
-// worker would; jobq gc settles queues no worker holds (Recover), retries
-// failed clean-ups, prunes, and drains queues with entries.
+// worker would; jobq gc settles queues no worker holds (Recover: it adopts
+// their running jobs, and waits for them), retries failed clean-ups,
+// prunes, and drains queues with entries.
 //
 // Wake-up (EnsureWorker; HoldQueue and Release): after enqueueing, the
 // hook try-locks worker.lock. If it gets it, no worker is draining the

@@ -10,11 +10,13 @@ import (
 )
 
 // Follow copies the job's log to out as it grows, until the job ends, and
-// returns the job as it ended. It gives up on a running job whose worker
-// died (its claim's lock is free; the next worker marks it lost). For
-// its first seconds it looks every few milliseconds; then it wakes when
-// the job's directory changes, and looks at least every maxPoll.
-func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, maxPoll time.Duration) (*Job, error) {
+// returns the job as it ended. A running job whose worker died or stopped
+// (its claim's lock is free) is followed on: the next worker adopts it and
+// its log goes on; orphaned, if not nil, is called each time Follow finds
+// it so (to start that worker), and an error it returns ends the follow.
+// For its first seconds it looks every few milliseconds; then it wakes
+// when the job's directory changes, and looks at least every maxPoll.
+func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer, maxPoll time.Duration, orphaned func(*Job) error) (*Job, error) {
 	if err := ValidName(repo); err != nil {
 		return nil, err
 	}
@@ -52,11 +54,10 @@ func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer
 			}
 			return j, nil
 		}
-		if j.State == Running && !s.Handled(repo, id) {
-			if j2, err := s.Job(repo, id); err == nil && j2.State == Running {
-				return j2, fmt.Errorf("follow %s %d: its worker (pid %d) died; the next worker marks it lost", repo, id, j.Worker)
+		if j.State == Running && orphaned != nil && !s.Handled(repo, id) {
+			if err := orphaned(j); err != nil {
+				return j, fmt.Errorf("follow %s %d: its worker is gone, and %w", repo, id, err)
 			}
-			continue
 		}
 		if ctx.Err() != nil {
 			return j, ctx.Err()

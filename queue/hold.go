@@ -236,45 +236,74 @@ func (h *Hold) Done(c *Claim) {
 // pending (Claim puts it back when it fails): the job is tried again.
 func (h *Hold) Drop(c *Claim) { c.lock.Close() }
 
-// Recover settles what a dead worker of the queue left in running/: a job
-// it had not started goes back to pending; one it may have started becomes
-// lost (a line in its log says so), and lost is called for its clean-up.
-func (h *Hold) Recover(lost func(*Job), logf func(format string, args ...any)) {
+// Leave lets a running job's claim go without ending it: the worker stops
+// and leaves the job running, its entry in running/, for the next worker
+// to adopt (Recover).
+func (h *Hold) Leave(c *Claim) { c.lock.Close() }
+
+// Recover settles what a worker of the queue that died or stopped left in
+// running/: a job it had not started goes back to pending; a job marked
+// running is returned, its lock taken, for the caller to adopt (Adopt; or
+// to record lost, if what ran it is gone) and to end with Done. Only the queue's holder
+// calls it, and the job's lock makes sure that one worker only adopts it.
+func (h *Hold) Recover(logf func(format string, args ...any)) []*Claim {
 	es, err := h.s.entries(h.q, "running")
 	if err != nil {
 		logf("recover %s: %v", h.q, err)
-		return
+		return nil
 	}
 	qdir := h.s.queueDir(h.q)
+	var adopt []*Claim
 	for _, e := range es {
 		path := filepath.Join(qdir, "running", e.name)
-		j, err := h.s.Update(e.Repo, e.ID, func(j *Job) error {
-			if j.State != Running {
-				return errUnchanged
-			}
-			markLost(j)
-			return nil
-		})
+		j, err := h.s.Job(e.Repo, e.ID)
 		switch {
-		case errors.Is(err, errUnchanged) && j.State == Queued:
+		case err == nil && j.State == Queued:
 			if err := os.Rename(path, filepath.Join(qdir, "pending", e.name)); err != nil {
 				logf("recover %s %d: %v", e.Repo, e.ID, err)
 			}
 			continue
-		case err == nil:
-			if f, err := os.OpenFile(h.s.LogPath(j.Repo, j.ID), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600); err == nil {
-				fmt.Fprintf(f, "\njobq: lost: %s\n", j.Error)
-				f.Close()
+		case err == nil && j.State == Running:
+			l, err := h.s.lockJob(e.Repo, e.ID)
+			if err != nil {
+				logf("recover %s %d: %v", e.Repo, e.ID, err)
+				continue
 			}
-			lost(j)
-		case errors.Is(err, errUnchanged), errors.Is(err, ErrNotFound):
-			// finished, or never committed
-		default:
+			// Read again under the lock: the record is the one the
+			// previous holder left for good.
+			if j, err = h.s.Job(e.Repo, e.ID); err == nil && j.State == Running {
+				adopt = append(adopt, &Claim{Job: j, entry: e, lock: l})
+				continue
+			}
+			l.Close()
+			if err != nil && !errors.Is(err, ErrNotFound) {
+				logf("recover %s %d: %v", e.Repo, e.ID, err)
+				continue
+			}
+		case err != nil && !errors.Is(err, ErrNotFound):
 			logf("recover %s %d: %v", e.Repo, e.ID, err)
 			continue
 		}
-		os.Remove(path)
+		os.Remove(path) // finished, or never committed
 	}
+	return adopt
+}
+
+// Adopt records that this worker now runs c's job (a claim from Recover):
+// the job's worker and its count of adoptions.
+func (h *Hold) Adopt(c *Claim) error {
+	j, err := h.s.Update(c.Job.Repo, c.Job.ID, func(j *Job) error {
+		if j.State != Running {
+			return errUnchanged
+		}
+		j.Worker, j.Adopted = os.Getpid(), j.Adopted+1
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("adopt %s %d: %w", c.Job.Repo, c.Job.ID, err)
+	}
+	c.Job = j
+	return nil
 }
 
 func markLost(j *Job) {

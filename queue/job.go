@@ -48,6 +48,9 @@ type Job struct {
 	// Host is the build host the job was placed on, by its connection's
 	// name (or URI): "" for the local service.
 	Host string `json:"host,omitempty"`
+	// Adopted counts the workers that took the running job over from one
+	// that died or stopped (Hold.Recover).
+	Adopted int `json:"adopted,omitempty"`
 
 	// Incarnation is the repository's incarnation the job was queued in
 	// (see Store.Incarnation); "" for jobs from before they were recorded.
@@ -110,6 +113,18 @@ var (
 	ErrTimeout   = errors.New("timed out")
 	ErrCancelled = errors.New("cancelled")
 	ErrLogLimit  = errors.New("log limit reached")
+	// ErrStopping: the worker stops (SIGTERM) and leaves a started job
+	// running for the next worker; a runner then returns ErrDetached.
+	ErrStopping = errors.New("the worker is stopping")
+)
+
+// What a runner returns instead of an exit status.
+var (
+	// ErrDetached: the job still runs, left for the next worker to adopt.
+	ErrDetached = errors.New("left running for the next worker")
+	// ErrGone: a job to adopt has no container or supervisor left, or it
+	// never started (a host reboot): it is lost.
+	ErrGone = errors.New("its container or supervisor is gone")
 	// ErrLost, wrapped in a runner's error, says that the job's fate is
 	// not known (its build host went away): the job ends lost.
 	ErrLost = errors.New("lost")

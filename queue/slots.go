@@ -242,6 +242,33 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 	return &Slot{slot}, "", nil
 }
 
+// AdoptSlot takes a slot for a job that already runs (adopted from a
+// worker that died or stopped), at once: the lowest free one, past limit
+// if every slot below it is taken meanwhile. It is held and names user, so
+// that waiters count the job as the slots and the pusher's cap require.
+func (s *Store) AdoptSlot(user string) (*Slot, error) {
+	g := newLock(filepath.Join(s.slotsDir(), "lock"))
+	if err := g.Lock(); err != nil {
+		return nil, fmt.Errorf("job slot: %w", err)
+	}
+	defer g.Unlock()
+	for i := 0; ; i++ {
+		l := newLock(filepath.Join(s.slotsDir(), strconv.Itoa(i)+".lock"))
+		got, err := l.TryLock()
+		if err != nil {
+			return nil, fmt.Errorf("job slot: %w", err)
+		}
+		if !got {
+			continue
+		}
+		if err := os.WriteFile(l.Path(), []byte(user), 0o600); err != nil {
+			l.Unlock()
+			return nil, fmt.Errorf("job slot: %w", err)
+		}
+		return &Slot{l}, nil
+	}
+}
+
 // reason says, for the listing, why a job of user waits.
 func (t *slotTable) reason(user string, limit, userCap int) string {
 	switch {

@@ -253,7 +253,7 @@ func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 	go func() { drained <- w.Drain(context.Background(), "q", false) }()
 	defer func() { <-drained }() // the worker's last writes before the test's clean-up
 	var out syncBuffer
-	j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond)
+	j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond, nil)
 	if err != nil || j.State != queue.Failed {
 		t.Fatalf("follow: %+v, %v", j, err)
 	}

@@ -21,14 +21,23 @@ import (
 )
 
 // Runner runs jobs of one kind (JOBQ_RUNNER). Run is called once per job,
-// by one goroutine; Cleanup once the result is recorded, and again by a
-// later worker for a job whose worker died. A Runner is safe for
-// concurrent use by jobs of different queues.
+// by one goroutine; Adopt by a later worker for a job whose worker died or
+// stopped while it ran (any number of times, one worker at a time);
+// Cleanup once the result is recorded, and again by a later worker for a
+// job whose clean-up failed. A Runner is safe for concurrent use by jobs of
+// different queues.
+//
+// When ctx ends, Run and Adopt stop the job (SIGTERM, the grace period,
+// SIGKILL), unless its cause is queue.ErrStopping: then they leave a
+// started job running and return queue.ErrDetached at once.
 type Runner interface {
-	// Run runs j, its output to log, until it exits or ctx ends (then it
-	// stops it: SIGTERM, the grace period, SIGKILL) and returns its exit
-	// status; err is jobq's own failure to run it.
+	// Run runs j, its output to log, until it exits or ctx ends, and
+	// returns its exit status; err is jobq's own failure to run it.
 	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
+	// Adopt takes over running job j: it appends notice, then the output j
+	// wrote since, exactly once, to log, until j exits, and returns its
+	// exit status; queue.ErrGone if j's container or supervisor is gone.
+	Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (exit int, err error)
 	// Cleanup removes what j used (container, checkout, processes); safe
 	// for a job that left nothing, and to call twice.
 	Cleanup(ctx context.Context, j *queue.Job) error
@@ -46,6 +55,11 @@ type Placer interface {
 	// failure.
 	Place(ctx context.Context, j *queue.Job) (host string, release func(), wait string, err error)
 }
+
+// Notice is the line an adopted job's log gets where its new worker takes
+// over (on a line of its own: after a newline if the output was cut
+// within a line).
+const Notice = "jobq: worker restarted; output continues\n"
 
 // DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker): more
 // than a person reads, and with JOBQ_KEEP's 200 jobs at most 1.6 GiB of
@@ -147,9 +161,35 @@ func (w *Worker) Recover(ctx context.Context, q string) (pending bool, err error
 	return w.Store.HasPending(q)
 }
 
-// recover settles, in the held queue, the jobs of a worker that died.
+// recover settles, in the held queue, the jobs of a worker that died or
+// stopped: it adopts each job that was running, one at a time, before the
+// queue's next job starts (FIFO).
 func (w *Worker) recover(ctx context.Context, h *queue.Hold) {
-	h.Recover(func(j *queue.Job) { w.cleanup(ctx, j) }, w.logf)
+	for _, c := range h.Recover(w.logf) {
+		w.adopt(ctx, h, c)
+	}
+}
+
+// adopt takes over a job a dead or stopped worker left running: a slot at
+// once (it runs already), then the job, through its runner, to its end.
+func (w *Worker) adopt(ctx context.Context, h *queue.Hold, c *queue.Claim) {
+	if ctx.Err() != nil {
+		h.Leave(c)
+		return
+	}
+	if err := h.Adopt(c); err != nil {
+		w.logf("%v", err)
+		h.Leave(c)
+		return
+	}
+	faults.Point("adopt-marked")
+	slot, err := w.Store.AdoptSlot(c.Job.User)
+	if err != nil {
+		w.logf("adopt %s %d: %v", c.Job.Repo, c.Job.ID, err)
+	} else {
+		defer slot.Release()
+	}
+	w.finishClaim(ctx, h, c, true)
 }
 
 // Tidy retries the clean-up of repo's finished jobs whose clean-up failed,
@@ -371,10 +411,21 @@ func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.
 		h.Drop(c)
 		return err
 	}
+	w.finishClaim(ctx, h, c, false)
+	return nil
+}
+
+// finishClaim runs (or, adopted, takes over) a claimed job, records how it
+// ended, has its runner clean up, and ends the claim; a job left running
+// for the next worker (the worker stops) keeps its claim's entry.
+func (w *Worker) finishClaim(ctx context.Context, h *queue.Hold, c *queue.Claim, adopted bool) {
 	j := c.Job
 	switch j.State {
 	case queue.Running:
-		w.run(ctx, j)
+		if w.run(ctx, j, adopted) {
+			h.Leave(c)
+			return
+		}
 		w.cleanup(context.WithoutCancel(ctx), j)
 	case queue.Lost:
 		w.cleanup(ctx, j)
@@ -385,24 +436,38 @@ func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.
 			w.logf("%v", err)
 		}
 	}
-	return nil
 }
 
-// run runs a claimed job and records how it ended.
-func (w *Worker) run(ctx context.Context, j *queue.Job) {
+// run runs a claimed job, or takes over an adopted one, and records how it
+// ended. It reports whether it left the job running instead (the worker
+// stops).
+func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool) {
 	log, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		w.finish(j, queue.Failed, nil, fmt.Sprintf("open log: %v", err), nil)
-		return
+		return false
 	}
 	defer log.Close()
-	io.WriteString(log, header(j))
-	start, _ := log.Seek(0, io.SeekEnd)
+	// The log limit counts from the header's end. An adopting worker
+	// writes no header; the one there is the same text, after the lines
+	// (if any) saying why the job waited.
+	hdr := header(j)
+	start := int64(len(hdr))
+	if !adopted {
+		io.WriteString(log, hdr)
+		start, _ = log.Seek(0, io.SeekEnd)
+	}
 	limit := start + w.logLimit()
 
-	jctx, cancel := context.WithCancelCause(ctx)
+	// The job's context ends with the worker's only as ErrStopping: the
+	// runner then leaves a started job running for the next worker.
+	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
-	timer := time.AfterFunc(j.Options.Timeout, func() { cancel(queue.ErrTimeout) })
+	stop := context.AfterFunc(ctx, func() { cancel(queue.ErrStopping) })
+	defer stop()
+	// The deadline is the job's, from its start: an adopting worker
+	// enforces what is left of it.
+	timer := time.AfterFunc(time.Until(j.StartedAt.Add(j.Options.Timeout)), func() { cancel(queue.ErrTimeout) })
 	defer timer.Stop()
 	go func() {
 		t := time.NewTicker(w.poll())
@@ -423,10 +488,16 @@ func (w *Worker) run(ctx context.Context, j *queue.Job) {
 	}()
 
 	exit, runErr := 0, error(nil)
-	if r, ok := w.Runners[j.Options.Runner]; ok {
-		exit, runErr = r.Run(jctx, j, log)
-	} else {
+	switch r, ok := w.Runners[j.Options.Runner]; {
+	case !ok:
 		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
+	case adopted:
+		exit, runErr = r.Adopt(jctx, j, log, Notice)
+	default:
+		exit, runErr = r.Run(jctx, j, log)
+	}
+	if errors.Is(runErr, queue.ErrDetached) {
+		return true
 	}
 	faults.Point("run-returned")
 	code := &exit
@@ -436,6 +507,8 @@ func (w *Worker) run(ctx context.Context, j *queue.Job) {
 	var state queue.State
 	var reason string
 	switch cause := context.Cause(jctx); {
+	case errors.Is(runErr, queue.ErrGone):
+		state, reason = queue.Lost, fmt.Sprintf("its worker died while it ran, and %v", runErr)
 	case errors.Is(cause, queue.ErrTimeout):
 		state, reason = queue.TimedOut, fmt.Sprintf("exceeded JOBQ_TIMEOUT=%s", j.Options.Timeout)
 	case errors.Is(cause, queue.ErrCancelled):
@@ -445,8 +518,8 @@ func (w *Worker) run(ctx context.Context, j *queue.Job) {
 		log.Truncate(limit)
 		state = queue.Failed
 		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
-	case ctx.Err() != nil:
-		state, reason = queue.Cancelled, "the worker was stopped"
+	case errors.Is(cause, queue.ErrStopping):
+		state, reason = queue.Cancelled, "the worker was stopped before the job started"
 	case errors.Is(runErr, queue.ErrLost):
 		state, reason, code = queue.Lost, oneLine(runErr), nil
 	case runErr != nil:
@@ -457,6 +530,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job) {
 		state = queue.Failed
 	}
 	w.finish(j, state, code, reason, log)
+	return false
 }
 
 // finish writes the log's result line, then the record's final state: a

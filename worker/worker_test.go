@@ -37,16 +37,28 @@ type runFunc func(ctx context.Context, j *queue.Job, log *os.File) (int, error)
 func (f runFunc) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
 	return f(ctx, j, log)
 }
+func (f runFunc) Adopt(context.Context, *queue.Job, *os.File, string) (int, error) {
+	return 0, queue.ErrGone
+}
 func (f runFunc) Cleanup(context.Context, *queue.Job) error { return nil }
 
-// testRunner runs jobs with run and cleans up with cleanup (nil: nothing).
+// testRunner runs jobs with run, adopts them with adopt (nil: gone) and
+// cleans up with cleanup (nil: nothing).
 type testRunner struct {
 	run     runFunc
+	adopt   func(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error)
 	cleanup func(ctx context.Context, j *queue.Job) error
 }
 
 func (r testRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
 	return r.run(ctx, j, log)
+}
+
+func (r testRunner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+	if r.adopt == nil {
+		return 0, queue.ErrGone
+	}
+	return r.adopt(ctx, j, log, notice)
 }
 
 func (r testRunner) Cleanup(ctx context.Context, j *queue.Job) error {
@@ -411,7 +423,7 @@ func TestFollow(t *testing.T) {
 	var out syncBuffer
 	done := make(chan *queue.Job)
 	go func() {
-		j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond)
+		j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond, nil)
 		if err != nil {
 			t.Error(err)
 		}

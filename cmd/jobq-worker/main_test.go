@@ -171,4 +171,8 @@ func (f fakeRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, e
 	return f.run(ctx, j, log)
 }
 
+func (f fakeRunner) Adopt(context.Context, *queue.Job, *os.File, string) (int, error) {
+	return 0, queue.ErrGone
+}
+
 func (f fakeRunner) Cleanup(ctx context.Context, j *queue.Job) error { return f.cleanup(ctx, j) }

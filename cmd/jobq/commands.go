@@ -157,6 +157,8 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 			state += fmt.Sprintf(" (%d ahead; waiting: %s)", *r.Ahead, r.Waiting)
 		case r.Ahead != nil:
 			state += fmt.Sprintf(" (%d ahead)", *r.Ahead)
+		case r.Adopted > 0:
+			state += " (adopted)"
 		}
 		dur, exit := "-", "-"
 		if d := r.Job.Duration(now); d > 0 {
@@ -231,7 +233,7 @@ func (a *app) log(repo, idArg string, follow, raw bool) error {
 		out, note = safe, safe
 	}
 	if follow {
-		j, err = a.store.Follow(a.ctx, repo, id, out, 200*time.Millisecond)
+		j, err = a.store.Follow(a.ctx, repo, id, out, 200*time.Millisecond, a.adoptOrphan)
 		if err != nil {
 			return err
 		}

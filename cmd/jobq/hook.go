@@ -50,7 +50,7 @@ func runHook(ctx context.Context, e env) int {
 		// The pusher watches; if they go, the job still runs to its end.
 		// The job's output reaches their terminal: made safe.
 		out := termsafe.NewWriter(e.stderr)
-		_, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, out, 200*time.Millisecond)
+		_, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, out, 200*time.Millisecond, a.adoptOrphan)
 		out.Close()
 		if err != nil {
 			say("%v", err)
@@ -146,6 +146,16 @@ func (a *app) startWorker(q string) func() error {
 		}
 		return startDetached(bin, []string{"drain", "--queue", q, "--wait"}, a.store.Dir())
 	}
+}
+
+// adoptOrphan makes sure a worker comes for the queue of a running job
+// whose worker died or stopped: it adopts the job (a follower waits for
+// that, and would wait for ever if no push came to start one).
+func (a *app) adoptOrphan(j *queue.Job) error {
+	if err := a.ensureWorker(j.Queue); err != nil {
+		return fmt.Errorf("no worker could be started to adopt it: %w", err)
+	}
+	return nil
 }
 
 // workerBinary finds jobq-worker beside this program, else on PATH.

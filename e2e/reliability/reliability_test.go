@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -199,30 +200,128 @@ func report(format string, args ...any) {
 	}
 }
 
+// adoptScript is a job whose output tests exactness across a worker's
+// death: a numbered sequence on stdout and stderr, then binary data (NUL,
+// 0xff, a carriage return, an escape sequence) over several writes, then a
+// final line without a newline.
+const adoptScript = `i=0; while [ $i -lt 30 ]; do echo n=$i; echo e=$i >&2; i=$((i+1)); sleep 0.01; done; ` +
+	`i=0; while [ $i -lt 20 ]; do printf "bin\\000\\001\\177\\200\\377\\r\\033[1m"; i=$((i+1)); done; sleep 0.1; printf "last line, no newline"`
+
+// adoptStdout is what adoptScript writes to stdout; to stderr it writes
+// e=0 to e=29, a line each.
+func adoptStdout() string {
+	var b strings.Builder
+	for i := range 30 {
+		fmt.Fprintf(&b, "n=%d\n", i)
+	}
+	b.WriteString(strings.Repeat("bin\x00\x01\x7f\x80\xff\r\x1b[1m", 20))
+	b.WriteString("last line, no newline")
+	return b.String()
+}
+
+const notice = "jobq: worker restarted; output continues\n"
+
+// checkOutput checks adoptScript's output in a job's log, byte for byte:
+// the log is header, output, result line; an adopted job's log has one
+// notice per adoption, after a newline jobq adds if the output was cut
+// within a line. stdout must be exact, and the stderr lines each there
+// once, in order: the order of writes to two pipes is not defined, so a
+// stderr line may come anywhere in stdout, even after output without a
+// newline. It returns what is wrong, or "".
+func checkOutput(log string, adoptions int) string {
+	rest := log
+	for range 4 { // the header's lines
+		_, rest, _ = strings.Cut(rest, "\n")
+	}
+	end := strings.LastIndex(rest, "jobq: ")
+	if end < 0 {
+		return "no result line"
+	}
+	body := rest[:end]
+	if n := strings.Count(body, notice); n != adoptions {
+		return fmt.Sprintf("%d notices, want %d", n, adoptions)
+	}
+	// Each notice out, with or without the newline before it (jobq's, if
+	// the output before it was cut within a line): one must be exact.
+	bodies := []string{body}
+	for range adoptions {
+		var next []string
+		for _, b := range bodies {
+			i := strings.Index(b, notice)
+			next = append(next, b[:i]+b[i+len(notice):])
+			if i > 0 && b[i-1] == '\n' {
+				next = append(next, b[:i-1]+b[i+len(notice):])
+			}
+		}
+		bodies = next
+	}
+	var bad string
+	for _, b := range bodies {
+		if bad = checkStreams(b); bad == "" {
+			return ""
+		}
+	}
+	return bad
+}
+
+var stderrLine = regexp.MustCompile(`e=[0-9]+\n`)
+
+// checkStreams checks adoptScript's output without notices.
+func checkStreams(body string) string {
+	errs := stderrLine.FindAllString(body, -1)
+	for i, l := range errs {
+		if l != fmt.Sprintf("e=%d\n", i) {
+			return fmt.Sprintf("stderr line %d is %q", i, l)
+		}
+	}
+	if len(errs) != 30 {
+		return fmt.Sprintf("%d stderr lines, want 30", len(errs))
+	}
+	// The result line comes after a newline jobq adds, where the log does
+	// not end with one (the output does not; a notice does).
+	got := strings.TrimSuffix(stderrLine.ReplaceAllString(body, ""), "\n")
+	if want := adoptStdout(); got != want {
+		i := 0
+		for i < len(got) && i < len(want) && got[i] == want[i] {
+			i++
+		}
+		return fmt.Sprintf("stdout differs at byte %d: got %q, want %q", i, got[i:min(len(got), i+80)], want[i:min(len(want), i+80)])
+	}
+	return ""
+}
+
 // The crash matrix: SIGKILL the worker at each phase of a job, many times;
-// the next worker must settle everything.
+// the next worker must settle everything: adopt a job whose container
+// started (its log exact), and declare lost only one that never started.
 func TestCrashMatrix(t *testing.T) {
 	phases := []struct {
 		point, what string
 		want        string // the job's state after recovery
+		adoptions   int    // notices in the log
+		then        string // a second kill: the adopting worker's
 	}{
-		{"claim-moved", "just after claiming (entry moved, not yet marked running)", "succeeded"},
-		{"claim-marked", "just after claiming (marked running)", "lost"},
-		{"checked-out", "during checkout (checked out, no container yet)", "lost"},
-		{"container-created", "after container create", "lost"},
-		{"container-started", "while the container runs", "lost"},
-		{"run-returned", "after exit, before the state is written", "lost"},
+		{"claim-moved", "just after claiming (entry moved, not yet marked running)", "succeeded", 0, ""},
+		{"claim-marked", "just after claiming (marked running)", "lost", 0, ""},
+		{"checked-out", "during checkout (checked out, no container yet)", "lost", 0, ""},
+		{"container-created", "after container create", "lost", 0, ""},
+		{"container-started", "while the container runs", "succeeded", 1, ""},
+		{"run-returned", "after exit, before the state is written", "succeeded", 1, ""},
+		{"container-started", "while the container runs, then the adopting worker after its notice", "succeeded", 2, "adopt-noticed"},
+		{"container-started", "while the container runs, then the adopting worker as it adopts", "succeeded", 1, "adopt-marked"},
 	}
 	n := rounds()
-	for _, p := range phases {
-		t.Run(p.point, func(t *testing.T) {
+	for pi, p := range phases {
+		t.Run(p.point+"+"+p.then, func(t *testing.T) {
 			s := newStore(t)
-			repo := "crash-" + p.point
+			repo := fmt.Sprintf("crash-%d-%s", pi, p.point)
 			counts := map[string]int{}
 			for i := range n {
-				s.hook(repo, "JOBQ_COMMAND="+testenv.Busybox+` sh -c "echo ran; sleep 0.3"`)
+				s.hook(repo, "JOBQ_COMMAND="+testenv.Busybox+" sh -c '"+adoptScript+"'")
 				if !s.worker(repo, p.point) {
 					t.Fatalf("round %d: the worker was not killed at %s", i, p.point)
+				}
+				if p.then != "" && !s.worker(repo, p.then) {
+					t.Fatalf("round %d: the adopting worker was not killed at %s", i, p.then)
 				}
 				s.worker(repo, "") // the next worker recovers and drains
 				j := s.job(repo, i)
@@ -234,6 +333,11 @@ func TestCrashMatrix(t *testing.T) {
 				if h := strings.Count(log, "jobq: job "+strconv.Itoa(i)+" of"); h > 1 {
 					t.Errorf("round %d: the job started %d times:\n%s", i, h, log)
 				}
+				if p.want == "succeeded" {
+					if bad := checkOutput(log, p.adoptions); bad != "" {
+						t.Errorf("round %d: %s; log:\n%q", i, bad, log)
+					}
+				}
 				if left := s.leftovers(repo); len(left) > 0 {
 					t.Errorf("round %d: left behind: %v", i, left)
 				}
@@ -244,6 +348,52 @@ func TestCrashMatrix(t *testing.T) {
 				t.Errorf("entries left: %v %v", running, pending)
 			}
 			report("| %s | %d | %v | %d | %d |", p.what, n, counts, len(running)+len(pending), len(s.leftovers(repo)))
+		})
+	}
+}
+
+// A worker killed at any moment of a job's output, for both runners: the
+// next worker adopts the job, and its log holds every byte once, in order.
+func TestKillMidOutput(t *testing.T) {
+	for _, tt := range []struct{ runner, command string }{
+		{"podman", testenv.Busybox + " sh -c '" + adoptScript + "'"},
+		{"exec", adoptScript},
+	} {
+		t.Run(tt.runner, func(t *testing.T) {
+			s := newStore(t)
+			repo := "mid-" + tt.runner
+			n := max(rounds()/2, 1)
+			exact := 0
+			for i := range n {
+				s.hook(repo, "JOBQ_RUNNER="+tt.runner, "JOBQ_COMMAND="+tt.command)
+				cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", repo)
+				cmd.Env = s.env()
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				// Somewhere in the numbers, a different place each round.
+				mark := fmt.Sprintf("n=%d\n", 3+i*7%25)
+				deadline := time.Now().Add(time.Minute)
+				for !strings.Contains(s.log(repo, i), mark) && time.Now().Before(deadline) {
+					time.Sleep(time.Millisecond)
+				}
+				cmd.Process.Kill()
+				cmd.Wait()
+				s.worker(repo, "")
+				j := s.job(repo, i)
+				log := s.log(repo, i)
+				if j.State != "succeeded" {
+					t.Errorf("round %d: job %s (%s)", i, j.State, j.Error)
+				} else if bad := checkOutput(log, 1); bad != "" {
+					t.Errorf("round %d: %s; log:\n%q", i, bad, log)
+				} else {
+					exact++
+				}
+				if left := s.leftovers(repo); len(left) > 0 {
+					t.Errorf("round %d: left behind: %v", i, left)
+				}
+			}
+			report("| worker SIGKILLed mid-output, %s runner | %d | %d adopted with an exact log | |", tt.runner, n, exact)
 		})
 	}
 }
@@ -334,4 +484,61 @@ func TestQuickExits(t *testing.T) {
 		t.Errorf("left behind: %v", left)
 	}
 	report("| containers exiting at once (exit 0, 1, 2) | %d | all exit codes right | |", n)
+}
+
+// The Podman service restarts while a job runs: conmon keeps the container
+// and its log, so the job goes on. With its worker dead (the next worker
+// adopts the job through the new service) and with its worker alive (its
+// stream breaks: it takes the job over again itself), the job ends with
+// its true result and an exact log.
+func TestServiceRestart(t *testing.T) {
+	for _, tt := range []struct {
+		name        string
+		workerAlive bool
+	}{
+		{"worker dead", false},
+		{"worker alive", true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newStore(t)
+			repo := "svc-" + strings.ReplaceAll(tt.name, " ", "-")
+			s.hook(repo, "JOBQ_COMMAND="+testenv.Busybox+" sh -c '"+adoptScript+"'")
+			cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", repo)
+			cmd.Env = s.env()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			deadline := time.Now().Add(time.Minute)
+			for !strings.Contains(s.log(repo, 0), "n=10\n") && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if !tt.workerAlive {
+				cmd.Process.Kill()
+				cmd.Wait()
+			}
+			if err := h.podman.Restart(); err != nil {
+				t.Fatal(err)
+			}
+			if tt.workerAlive {
+				cmd.Wait()
+			} else {
+				s.worker(repo, "")
+			}
+			j := s.job(repo, 0)
+			log := s.log(repo, 0)
+			notices := 1 // the next worker's
+			if tt.workerAlive {
+				notices = 0 // the same worker goes on
+			}
+			if j.State != "succeeded" {
+				t.Errorf("job %s (%s); log:\n%q", j.State, j.Error, log)
+			} else if bad := checkOutput(log, notices); bad != "" {
+				t.Errorf("%s; log:\n%q", bad, log)
+			}
+			if left := s.leftovers(repo); len(left) > 0 {
+				t.Errorf("left behind: %v", left)
+			}
+			report("| Podman service restarted while a job runs, %s | 1 | %s, %d notice(s) | |", tt.name, j.State, strings.Count(log, notice))
+		})
+	}
 }

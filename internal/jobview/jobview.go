@@ -30,6 +30,7 @@ type Job struct {
 	DurationMS *int64      `json:"duration_ms,omitempty"` // so far, while it runs
 	ExitCode   *int        `json:"exit_code,omitempty"`
 	Host       string      `json:"host,omitempty"`       // the build host it was placed on; "": this machine
+	Adopted    int         `json:"adopted,omitempty"`    // workers that took it over while it ran
 	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
 }
 
@@ -43,7 +44,7 @@ func Of(id int64, j *queue.Job, ahead *int, waiting string, now time.Time) Job {
 	v := Job{
 		ID: id, State: j.State, Ahead: ahead, Waiting: waiting, Queue: j.Queue, Ref: j.Ref, OldRev: j.OldRev,
 		NewRev: j.NewRev, User: j.User, RetryOf: j.RetryOf, QueuedAt: j.QueuedAt,
-		StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, ExitCode: j.ExitCode, Host: j.Host,
+		StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, ExitCode: j.ExitCode, Host: j.Host, Adopted: j.Adopted,
 	}
 	if d := j.Duration(now); d > 0 {
 		ms := d.Milliseconds()

@@ -7,6 +7,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -15,17 +17,19 @@ import (
 )
 
 // Runner runs JOBQ_COMMAND with sh -c in the bare repository, under a
-// supervisor (Supervise) that kills every process the job made when it
-// ends.
+// supervisor (Supervise), detached from the worker: the job outlives a
+// worker that dies or stops, and a later worker adopts it.
 type Runner struct {
 	grace time.Duration
-	// pidFile names where the running job's supervisor is recorded, so that
-	// Cleanup can stop it after the worker died.
+	// pidFile names the job's supervisor record: "PID START" (its pid and
+	// start time), locked (flock) by the supervisor as long as it lives.
+	// Beside it, "exit" holds the job's exit status once it ended.
 	pidFile func(j *queue.Job) string
 }
 
 // New returns the exec runner. pidFile gives a path private to the job
-// (in its directory) where the runner records the job's supervisor.
+// (in its directory, the job's run/) where the runner records the job's
+// supervisor; the supervisor writes the job's exit status beside it.
 //
 // The supervisor is this program run again as "PROGRAM supervise ...": its
 // main must hand those arguments to Supervise (jobq-worker's does, and so
@@ -38,46 +42,147 @@ func New(grace time.Duration, pidFile func(j *queue.Job) string) *Runner {
 // supervisor that was told to stop before it kills the supervisor itself.
 const supervisorSlack = 5 * time.Second
 
+// exitFile is where the supervisor of the job recorded in pf writes the
+// job's exit status.
+func exitFile(pf string) string { return filepath.Join(filepath.Dir(pf), "exit") }
+
 func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+	pf := r.pidFile(j)
+	os.Remove(exitFile(pf)) // a previous run's, in tests
+	// The record is locked before the supervisor starts, through the open
+	// file it inherits: whoever finds it unlocked knows the supervisor is
+	// gone.
+	record, err := os.OpenFile(pf, os.O_RDWR|os.O_CREATE|os.O_TRUNC|syscall.O_CLOEXEC, 0o600)
+	if err != nil {
+		return 0, fmt.Errorf("supervisor record: %w", err)
+	}
+	defer record.Close()
+	if err := syscall.Flock(int(record.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		return 0, fmt.Errorf("supervisor record: %w", err)
+	}
 	cmd := &exec.Cmd{
 		// The running program itself, even if its file was replaced since.
 		Path: "/proc/self/exe",
-		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--", "/bin/sh", "-c", j.Options.Command},
-		Dir:  j.GitDir,
-		Env:  append(append(runner.HostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
+		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--exit=" + exitFile(pf),
+			"--", "/bin/sh", "-c", j.Options.Command},
+		Dir: j.GitDir,
+		Env: append(append(runner.HostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
 		// The log file itself, not a pipe: the processes write straight
-		// into it, in order, and a background process keeping it open
-		// cannot hang Wait.
+		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
+		ExtraFiles: []*os.File{record},
 		// A session of its own: no terminal's or worker group's signals.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %q: %w", j.Options.Command, err)
 	}
-	pid := cmd.Process.Pid
-	if st, err := readStat(pid); err == nil {
-		pf := r.pidFile(j)
-		os.WriteFile(pf, []byte(fmt.Sprintf("%d %d\n", pid, st.startTime)), 0o600)
-		defer os.Remove(pf)
-	}
-
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	var err error
+	var werr error
 	select {
-	case err = <-done:
+	case werr = <-done:
 	case <-ctx.Done():
+		if errors.Is(context.Cause(ctx), queue.ErrStopping) {
+			return 0, queue.ErrDetached // the supervisor runs on; the next worker adopts it
+		}
 		// The supervisor stops the job: SIGTERM, SIGKILL after the grace.
 		cmd.Process.Signal(syscall.SIGTERM)
 		select {
-		case err = <-done:
+		case werr = <-done:
 		case <-time.After(r.grace + supervisorSlack):
 			cmd.Process.Kill() // stopped or stuck: the job's processes may stay
-			err = <-done
+			werr = <-done
 		}
 	}
-	return exitCode(err)
+	return exitCode(werr)
+}
+
+// Adopt takes over a job whose worker died or stopped: it waits for its
+// supervisor, stopping it if ctx ends (not for queue.ErrStopping), and
+// returns the exit status the supervisor wrote. The job's output goes on
+// into log through the supervisor; the notice goes in first.
+func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+	pf := r.pidFile(j)
+	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, queue.ErrGone // never started
+	}
+	if err != nil {
+		return 0, fmt.Errorf("supervisor record: %w", err)
+	}
+	defer record.Close()
+	if !locked(record) {
+		// It ended while no worker watched: its output is all in the log.
+		code, err := r.result(pf, false)
+		if err == nil {
+			runner.WriteNotice(log, notice)
+		}
+		return code, err
+	}
+	runner.WriteNotice(log, notice)
+	var stopped bool
+	var kill <-chan time.Time
+	stopping := ctx.Done()
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for locked(record) {
+		select {
+		case <-tick.C:
+		case <-stopping:
+			stopping = nil
+			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
+				return 0, queue.ErrDetached
+			}
+			signalSupervisor(record, syscall.SIGTERM)
+			kill = time.After(r.grace + supervisorSlack)
+		case <-kill:
+			signalSupervisor(record, syscall.SIGKILL)
+			stopped = true
+		}
+	}
+	return r.result(pf, stopped)
+}
+
+// result reads the exit status the supervisor of record pf wrote; without
+// one the supervisor was killed: by us (stopped), or by someone else, and
+// the job's status is lost with it.
+func (r *Runner) result(pf string, stopped bool) (int, error) {
+	b, err := os.ReadFile(exitFile(pf))
+	if err == nil {
+		if code, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			return code, nil
+		}
+	}
+	if stopped {
+		return 128 + int(syscall.SIGKILL), nil
+	}
+	return 0, fmt.Errorf("the supervisor died without an exit status: %w", queue.ErrGone)
+}
+
+// locked reports whether the supervisor holding the record lives.
+func locked(record *os.File) bool {
+	// A shared lock, let go at once: whether the supervisor holds it now.
+	err := syscall.Flock(int(record.Fd()), syscall.LOCK_SH|syscall.LOCK_NB)
+	if err == nil {
+		syscall.Flock(int(record.Fd()), syscall.LOCK_UN)
+	}
+	return errors.Is(err, syscall.EWOULDBLOCK)
+}
+
+// signalSupervisor signals the supervisor the record names, if it still
+// runs: the pid with its start time, since pids are reused.
+func signalSupervisor(record *os.File, sig syscall.Signal) {
+	b := make([]byte, 64)
+	n, _ := record.ReadAt(b, 0)
+	var pid int
+	var start uint64
+	if _, err := fmt.Sscan(string(b[:n]), &pid, &start); err != nil || pid <= 1 {
+		return
+	}
+	if st, err := readStat(pid); err == nil && st.startTime == start && st.state != 'Z' {
+		syscall.Kill(pid, sig)
+	}
 }
 
 func exitCode(err error) (int, error) {
@@ -96,42 +201,37 @@ func exitCode(err error) (int, error) {
 }
 
 // Cleanup stops the supervisor, and so every process, of a job whose worker
-// died, and waits until it is gone.
+// died, waits until it is gone, and removes its records.
 func (r *Runner) Cleanup(ctx context.Context, j *queue.Job) error {
 	pf := r.pidFile(j)
-	b, err := os.ReadFile(pf)
+	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil
+		return removeFile(exitFile(pf))
 	}
 	if err != nil {
 		return err
 	}
-	var pid int
-	var start uint64
-	if _, err := fmt.Sscan(string(b), &pid, &start); err != nil || pid <= 1 {
-		return fmt.Errorf("bad supervisor record in %s", filepath.Base(pf))
-	}
-	// The pid names the supervisor only while the process has the start
-	// time recorded with it: pids are reused.
-	alive := func() bool {
-		st, err := readStat(pid)
-		return err == nil && st.startTime == start && st.state != 'Z'
-	}
-	if alive() {
-		syscall.Kill(pid, syscall.SIGTERM)
+	defer record.Close()
+	if locked(record) {
+		signalSupervisor(record, syscall.SIGTERM)
 		deadline := time.Now().Add(r.grace + supervisorSlack)
-		for alive() && ctx.Err() == nil {
+		for locked(record) && ctx.Err() == nil {
 			if time.Now().After(deadline) {
-				syscall.Kill(pid, syscall.SIGKILL)
-				break
+				signalSupervisor(record, syscall.SIGKILL)
+				deadline = time.Now().Add(time.Minute)
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if ctx.Err() != nil && alive() {
-			return fmt.Errorf("stop the supervisor (pid %d): %w", pid, ctx.Err())
+		if ctx.Err() != nil && locked(record) {
+			return fmt.Errorf("stop the supervisor: %w", ctx.Err())
 		}
 	}
-	if err := os.Remove(pf); err != nil && !errors.Is(err, os.ErrNotExist) {
+	return errors.Join(removeFile(exitFile(pf)), removeFile(pf))
+}
+
+// removeFile removes path; gone already counts as done.
+func removeFile(path string) error {
+	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	return nil

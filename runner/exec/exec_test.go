@@ -3,6 +3,7 @@ package exec
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -236,3 +237,118 @@ func TestExecRunner(t *testing.T) {
 		}
 	}
 }
+
+// A job outlives its worker: Run, told the worker stops, leaves the
+// supervisor running and returns queue.ErrDetached; another runner (the
+// next worker) adopts the job, its output going on into the log, and gets
+// its exit status. Before the detached supervisor, the stop killed the
+// job.
+func TestExecAdopt(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	for _, tt := range []struct {
+		name string
+		stop error // the adopting worker's context ends with this cause
+		exit int
+		log  string
+	}{
+		{"ends", nil, 3, "before\n" + notice + "after\n"},
+		{"cancelled", queue.ErrCancelled, 143, "before\n" + notice + "stopped\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			pf := filepath.Join(dir, "supervisor")
+			gate := filepath.Join(dir, "gate")
+			j := testJob(gitDir, rev, `exec 2>/dev/null; trap 'echo stopped; exit 143' TERM; echo before; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo after; exit 3`)
+			log, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+			defer log.Close()
+			ctx, stop := context.WithCancelCause(context.Background())
+			done := make(chan error, 1)
+			go func() {
+				_, err := New(time.Second, func(*queue.Job) string { return pf }).Run(ctx, j, log)
+				done <- err
+			}()
+			testenv.WaitUntil(t, "the job starts", time.Minute, func() bool {
+				b, _ := os.ReadFile(log.Name())
+				return string(b) == "before\n"
+			})
+			stop(queue.ErrStopping)
+			if err := <-done; !errors.Is(err, queue.ErrDetached) {
+				t.Fatalf("Run after the worker's stop: %v, want ErrDetached", err)
+			}
+			r := New(time.Second, func(*queue.Job) string { return pf })
+			actx, astop := context.WithCancelCause(context.Background())
+			defer astop(nil)
+			adopted := make(chan error, 1)
+			var exit int
+			go func() {
+				var err error
+				exit, err = r.Adopt(actx, j, log, notice)
+				adopted <- err
+			}()
+			testenv.WaitUntil(t, "the notice", time.Minute, func() bool {
+				b, _ := os.ReadFile(log.Name())
+				return strings.HasSuffix(string(b), notice)
+			})
+			if tt.stop != nil {
+				astop(tt.stop)
+			} else {
+				os.WriteFile(gate, nil, 0o600)
+			}
+			if err := <-adopted; err != nil || exit != tt.exit {
+				t.Errorf("Adopt: exit %d, %v; want %d", exit, err, tt.exit)
+			}
+			if b, _ := os.ReadFile(log.Name()); string(b) != tt.log {
+				t.Errorf("log %q, want %q", b, tt.log)
+			}
+			// Adopted again (its worker died after the end): the same
+			// status, from the exit file, and only the notice in the log.
+			if exit, err := r.Adopt(context.Background(), j, log, notice); err != nil || exit != tt.exit {
+				t.Errorf("Adopt of an ended job: exit %d, %v; want %d", exit, err, tt.exit)
+			}
+			if b, _ := os.ReadFile(log.Name()); string(b) != tt.log+notice {
+				t.Errorf("log %q, want %q", b, tt.log+notice)
+			}
+			if err := r.Cleanup(context.Background(), j); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, queue.ErrGone) {
+				t.Errorf("Adopt after Cleanup: %v, want ErrGone", err)
+			}
+		})
+	}
+}
+
+// A supervisor killed while no worker watched leaves no exit status: the
+// job is gone (lost), not a made-up result.
+func TestExecAdoptKilledSupervisor(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	dir := t.TempDir()
+	pf := filepath.Join(dir, "supervisor")
+	sleep := markedSleep(t)
+	j := testJob(gitDir, rev, sleep+" 60")
+	log, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	defer log.Close()
+	r := New(time.Second, func(*queue.Job) string { return pf })
+	ctx, stop := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	go func() { _, err := r.Run(ctx, j, log); done <- err }()
+	testenv.WaitUntil(t, "the job runs", time.Minute, func() bool { return marked(sleep) != "" })
+	stop(queue.ErrStopping)
+	<-done
+	b, _ := os.ReadFile(pf)
+	var pid int
+	fmt.Sscan(string(b), &pid)
+	if pid <= 1 {
+		t.Fatalf("record %q", b)
+	}
+	syscall.Kill(pid, syscall.SIGKILL)
+	testenv.WaitUntil(t, "the supervisor dies", time.Minute, func() bool {
+		st, err := readStat(pid)
+		return err != nil || st.state == 'Z'
+	})
+	if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, queue.ErrGone) {
+		t.Errorf("Adopt: %v, want ErrGone", err)
+	}
+}
+
+const notice = "jobq: worker restarted; output continues\n"

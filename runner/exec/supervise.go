@@ -19,9 +19,9 @@ import (
 
 // Supervise is an exec job's supervisor, "jobq-worker supervise": a process
 // of jobq's own between the worker and the job, so that nothing the job
-// starts outlives it. args are
+// starts outlives it, and the job outlives its worker. args are
 //
-//	[--grace=DURATION] -- PROGRAM [ARG...]
+//	[--grace=DURATION] [--record-fd=N --exit=PATH] -- PROGRAM [ARG...]
 //
 // It makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so that every
 // orphan among the job's descendants (setsid -f, a double fork, nohup ... &)
@@ -30,8 +30,14 @@ import (
 // environment. It reaps orphans as they exit. On SIGTERM it passes SIGTERM
 // to the job's group and every descendant, and after the grace period kills
 // them all. When PROGRAM exits, it kills and reaps every descendant left,
-// then exits with PROGRAM's status (128+N for signal N). Its own failures
-// are one line on stderr and exit status 127 (2 for bad usage).
+// writes PROGRAM's status (128+N for signal N) to the exit file, then exits
+// with it. Its own failures are one line on stderr and exit status 127 (2
+// for bad usage).
+//
+// The worker starts it detached (a session of its own) with its record
+// open and locked at fd N: the supervisor writes "PID START" there (its pid
+// and start time) and holds the lock until it exits, so that a later
+// worker knows whether it still runs without trusting a pid.
 //
 // The subreaper only catches processes that stay descendants: a job runs as
 // the hosting account and can start processes elsewhere (at, cron, systemd
@@ -41,16 +47,42 @@ func Supervise(args []string) int {
 	flags := flag.NewFlagSet("supervise", flag.ContinueOnError)
 	flags.SetOutput(io.Discard)
 	grace := flags.Duration("grace", runner.DefaultGrace, "time between SIGTERM and SIGKILL")
-	if err := flags.Parse(args); err != nil || flags.NArg() == 0 {
-		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] -- PROGRAM [ARG...]")
+	recordFD := flags.Int("record-fd", -1, "the open, locked record")
+	exitPath := flags.String("exit", "", "where to write the exit status")
+	if err := flags.Parse(args); err != nil || flags.NArg() == 0 || *recordFD == 0 || *recordFD == 1 || *recordFD == 2 {
+		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH] -- PROGRAM [ARG...]")
 		return 2
+	}
+	if *recordFD > 2 {
+		// Not the job's: the lock must die with the supervisor alone.
+		syscall.CloseOnExec(*recordFD)
+		record := os.NewFile(uintptr(*recordFD), "record")
+		if st, err := readStat(os.Getpid()); err == nil {
+			record.Truncate(0)
+			record.WriteAt([]byte(fmt.Sprintf("%d %d\n", os.Getpid(), st.startTime)), 0)
+		}
 	}
 	code, err := supervise(*grace, flags.Args())
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "jobq: supervise: %v\n", err)
-		return 127
+		code = 127
+	}
+	if *exitPath != "" {
+		if err := writeExit(*exitPath, code); err != nil {
+			fmt.Fprintf(os.Stderr, "jobq: supervise: %v\n", err)
+		}
 	}
 	return code
+}
+
+// writeExit records the job's exit status, atomically: a reader sees the
+// whole status or none.
+func writeExit(path string, code int) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(code)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
 
 func supervise(grace time.Duration, argv []string) (int, error) {

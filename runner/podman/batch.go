@@ -76,3 +76,22 @@ func (b *batchWriter) discard() {
 	b.discarding = true
 	b.w.Reset(io.Discard)
 }
+
+// detach writes what is buffered, then drops what comes: the worker stops
+// and leaves the job running, and the log is the next worker's.
+func (b *batchWriter) detach() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.err == nil {
+		b.err = b.w.Flush()
+	}
+	b.discarding = true
+	b.w.Reset(io.Discard)
+}
+
+// discarded reports whether output was dropped (the log limit, a detach).
+func (b *batchWriter) discarded() bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.discarding
+}

@@ -158,6 +158,23 @@ func (a idRanges) try(i int, owner string, stale func(int) error) (*os.File, err
 	return f, nil
 }
 
+// take locks range i for owner, whatever holder its file names (an adopted
+// job's own range); nil if another job holds it.
+func (a idRanges) take(i int, owner string) *idRange {
+	f, err := os.OpenFile(filepath.Join(a.dir, strconv.Itoa(i)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		return nil
+	}
+	if f.Truncate(0) == nil {
+		f.WriteAt([]byte(owner+"\n"), 0)
+	}
+	return &idRange{index: i, lock: f}
+}
+
 // release frees the range. Only a complete clean-up clears the holder's
 // name: otherwise the next holder first removes what is left.
 func (r *idRange) release(cleanedUp bool) {

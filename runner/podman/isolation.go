@@ -160,6 +160,13 @@ func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job
 			return fmt.Errorf("list containers: %w", err)
 		}
 		for _, c := range list {
+			// A job that still runs is adopted by the next worker, in
+			// its range: not this job's to take.
+			if id, err := strconv.ParseInt(c.Labels[LabelJob], 10, 64); err == nil && r.cfg.Active != nil && r.cfg.Active(c.Labels[LabelRepo], id) {
+				return fmt.Errorf("its job %s %d still runs", c.Labels[LabelRepo], id)
+			}
+		}
+		for _, c := range list {
 			if err := remove(conn, c.ID); err != nil {
 				return err
 			}
@@ -176,6 +183,27 @@ func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job
 	r.held[jobKey(j)] = ids
 	r.mu.Unlock()
 	return ids, nil
+}
+
+// adoptRange takes over the ID range of an adopted job's container (its
+// label), held until the job's Cleanup as Run's is: no other job gets it
+// while the container runs. A range already held stays its holder's.
+func (r *Runner) adoptRange(j *queue.Job, label string) {
+	i, err := strconv.Atoi(label)
+	if err != nil || i < 0 {
+		return
+	}
+	a := idRanges{dir: filepath.Join(r.cfg.Home, "idranges")}
+	ids := a.take(i, jobKey(j))
+	if ids == nil {
+		return
+	}
+	r.mu.Lock()
+	if r.held == nil {
+		r.held = map[string]*idRange{}
+	}
+	r.held[jobKey(j)] = ids
+	r.mu.Unlock()
 }
 
 func (r *Runner) release(j *queue.Job, cleanedUp bool) {

@@ -49,6 +49,9 @@ type Config struct {
 	// connection's name, "*" for the others (ParseHostSlots); a host
 	// with neither runs as many as it has CPUs.
 	HostSlots map[string]int
+	// ResumeFor is how long a job whose service went away waits for it to
+	// come back (the container runs on meanwhile); 0: a minute.
+	ResumeFor time.Duration
 }
 
 // Runner is the podman runner: each job in a container of its own, on the
@@ -174,7 +177,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	code, err := r.attachStartWait(ctx, conn, uri, id, log)
+	code, err := r.attachStartWait(ctx, conn, uri, j, id, log)
 	if err != nil && l.tunnel != nil && !l.tunnel.alive(5*time.Second) {
 		// The host went away (Wait then says code 0 and EOF): the job's
 		// fate is not known.
@@ -236,8 +239,14 @@ func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, i
 }
 
 // attachStartWait attaches before it starts, so no output is lost; the
-// exit code comes from wait, not from the stream.
-func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri, id string, log *os.File) (int, error) {
+// exit code comes from wait, not from the stream. Just before the start it
+// records at logstart where the container's output begins in log: byte k
+// of the container's log is byte START+k of the job's (Adopt).
+//
+// If the stream breaks (the Podman service restarts: conmon keeps the
+// container running, and its log), the job goes on from the container's
+// log, as an adoption does (resume).
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri string, j *queue.Job, id string, log *os.File) (int, error) {
 	// Attach replaces the transport of the connection it is given: it gets
 	// one of its own.
 	aconn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
@@ -260,10 +269,37 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 	case err := <-attached:
 		return 0, fmt.Errorf("attach to container: %w", err)
 	}
+	start, err := log.Seek(0, io.SeekEnd)
+	if err == nil {
+		err = writeRecord(r.cfg.File(j, "logstart"), start)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("record the log's start: %w", err)
+	}
 	if err := containers.Start(conn, id, nil); err != nil {
 		return 0, fmt.Errorf("start container: %w", err)
 	}
 	faults.Point("container-started")
+	code, err := r.watch(ctx, conn, id, out, attached)
+	if err == nil && !out.discarded() && !tailHeld(conn, id, log) {
+		// The stream ended early though the service answered (it
+		// restarted, and the container ended meanwhile): the log lacks
+		// the end of the output.
+		err = errResume
+	}
+	if errors.Is(err, errResume) {
+		// Nothing more from the stream: the log is resume's from here.
+		out.detach()
+		return r.resume(ctx, j, id, log)
+	}
+	return code, err
+}
+
+// watch waits for a started container to exit, while its output (out,
+// which the reader ending with outputDone writes) goes to the log; it stops
+// the container when ctx ends, or leaves it running (queue.ErrStopping).
+// It returns the container's exit code.
+func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out *batchWriter, attached chan error) (int, error) {
 	// Podman's wait polls the container's state, every 250 ms by default:
 	// a quarter of a second lost on every job. Poll that slowly while the
 	// job runs, and every 10 ms once its output has ended (it is exiting)
@@ -273,7 +309,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 		ch := make(chan waitResult, 1)
 		go func() {
 			code, err := containers.Wait(wctx, id, new(containers.WaitOptions).WithInterval(interval))
-			ch <- waitResult{code, err, false}
+			ch <- waitResult{code: code, err: err}
 		}()
 		return ch, cancel
 	}
@@ -291,6 +327,13 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 			waited, cancelWait = exited(conn, id)
 		case <-stopping:
 			stopping = nil
+			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
+				// The worker stops: the container runs on, for the next
+				// worker, and nothing more goes into the log from here.
+				cancelWait()
+				out.detach()
+				return 0, queue.ErrDetached
+			}
 			// Over the log limit: no grace, and nothing more is written.
 			// A job that ignores SIGTERM wrote hundreds of MiB during the
 			// grace period before (hostile review).
@@ -307,8 +350,10 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 		}
 	}
 	cancelWait()
-	if res.err != nil {
-		return 0, fmt.Errorf("wait for container: %w", res.err)
+	if res.suspect || res.err != nil {
+		// The service went away, or the output ended long before the
+		// container: what the stream missed is in the container's log.
+		return 0, errResume
 	}
 	// A wait cut short by a dying service can look like exit code 0: the
 	// service sends its status before the code. Believe a code only from
@@ -316,7 +361,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri,
 	if !res.verified {
 		data, err := containers.Inspect(conn, id, nil)
 		if err != nil {
-			return 0, fmt.Errorf("inspect container after wait: %w", err)
+			return 0, errResume
 		}
 		if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
 			return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped")
@@ -337,11 +382,15 @@ type waitResult struct {
 	code     int32
 	err      error
 	verified bool // read from Inspect of the stopped container
+	// suspect: the service did not answer, or the container ran on 2 s
+	// after its output ended; the output may have been cut short.
+	suspect bool
 }
 
 // exited waits for a container whose output has ended to be seen stopped:
 // Inspect reads conmon's exit file at once, where Podman's wait also waits
-// for its own clean-up of the container. After 2 s it falls back to wait.
+// for its own clean-up of the container. A service that does not answer,
+// or a container still running after 2 s, makes the result suspect.
 func exited(conn context.Context, id string) (<-chan waitResult, context.CancelFunc) {
 	ctx, cancel := context.WithCancel(conn)
 	ch := make(chan waitResult, 1)
@@ -351,14 +400,16 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 		// look soon, then less often.
 		for pause := time.Millisecond; time.Now().Before(deadline) && ctx.Err() == nil; pause = min(2*pause, 10*time.Millisecond) {
 			data, err := containers.Inspect(ctx, id, nil)
+			if err != nil && ctx.Err() == nil {
+				break
+			}
 			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
-				ch <- waitResult{data.State.ExitCode, nil, true}
+				ch <- waitResult{code: data.State.ExitCode, verified: true}
 				return
 			}
 			time.Sleep(pause)
 		}
-		code, err := containers.Wait(ctx, id, new(containers.WaitOptions).WithInterval("10ms"))
-		ch <- waitResult{code, err, false}
+		ch <- waitResult{suspect: true}
 	}()
 	return ch, cancel
 }
@@ -436,7 +487,7 @@ func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
 		if err := remove(conn, string(id)); err != nil {
 			return err
 		}
-		return removeRecord(cfile)
+		return errors.Join(removeRecord(r.cfg.File(j, "logstart")), removeRecord(cfile))
 	}
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
@@ -448,6 +499,9 @@ func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
 		if err := remove(conn, c.ID); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, removeRecord(r.cfg.File(j, "logstart")))
 	}
 	return errors.Join(errs...)
 }

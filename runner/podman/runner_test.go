@@ -377,10 +377,42 @@ func TestPodmanPullNever(t *testing.T) {
 	}
 }
 
-// The service dies mid-job: the job fails with one line; once the service
-// is back, the next job runs and the orphaned container is swept away.
+// The service restarts mid-job: conmon keeps the container running and its
+// log, and the job goes on from it, its output whole. Before, the job
+// ended there (its stream cut, its result whatever the broken wait said).
+func TestPodmanServiceRestartedMidJob(t *testing.T) {
+	r, svc := newTestPodman(t)
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "echo before; sleep 3; echo after; exit 4"`)
+	j.ID = 10
+	done := make(chan struct{})
+	var exit int
+	var log string
+	var err error
+	go func() {
+		exit, log, err = runJob(context.Background(), t, r, j)
+		close(done)
+	}()
+	testenv.WaitUntil(t, "the job's container runs", time.Minute, func() bool { return labelled(t, svc, j) != "" })
+	time.Sleep(time.Second) // within the sleep
+	if err := svc.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	<-done
+	if err != nil || exit != 4 || log != "before\nafter\n" {
+		t.Errorf("exit %d, %v, log %q; want 4, \"before\\nafter\\n\"", exit, err, log)
+	}
+	if c := labelled(t, svc, j); c != "" {
+		t.Errorf("container left: %s", c)
+	}
+}
+
+// The service dies mid-job for good: the job fails with one line once it
+// gave up waiting for the service (Config.ResumeFor); once the service is
+// back, the next job runs and the orphaned container is swept away.
 func TestPodmanServiceStoppedMidJob(t *testing.T) {
 	r, svc := newTestPodman(t)
+	r.cfg.ResumeFor = 2 * time.Second
 	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
 	// A container of another data directory on the same service: the sweep
 	// must leave it alone.

@@ -81,9 +81,11 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 		s.Volumes = []*specgen.NamedVolume{{Name: "", Dest: "/source", Options: []string{"nocopy"}}}
 	}
 	s.WorkDir = "/source"
-	// The output is taken from the attach stream; a second copy in the
-	// container's log would only double the writes.
-	s.LogConfiguration = &specgen.LogConfig{Driver: "none"}
+	// The output is taken from the attach stream; the container's own log
+	// (k8s-file, no size limit of jobq's: conmon truncates a file that
+	// reaches one) is what a worker that adopts the job reads the output
+	// it missed from.
+	s.LogConfiguration = &specgen.LogConfig{Driver: "k8s-file"}
 	g := uint(math.Ceil(grace.Seconds()))
 	s.StopTimeout = &g
 	// conmon's own limit: stops the container even if the worker died. Later

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# What adoption (issue 12) costs and gives, before and after in one run:
+#   1. log capture: a container writing LOGBYTES (1 GiB) to stdout into the
+#      job's log, jobq at BEFORE (log driver none) and at the work tree
+#      (k8s-file as well: conmon writes the output twice), worker peak RSS,
+#      against `podman run > file`; in ROUNDS rounds, medians;
+#   2. adoption: a job prints a line every 10 ms; its worker is SIGKILLed;
+#      the time from the next worker's start to the first byte of the job's
+#      output it appends after its notice (work tree only), ROUNDS rounds.
+#
+#   bench/adopt.sh BEFORE     BEFORE: the commit to compare with
+#
+# As root on Debian 12, after bench/run.sh has installed what it needs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+BEFORE=${1:?usage: bench/adopt.sh COMMIT-BEFORE}
+ROUNDS=${ROUNDS:-5}
+LOGBYTES=${LOGBYTES:-$((1 << 30))}
+export PATH="$PATH:/usr/local/go/bin"
+export CGO_ENABLED=0
+
+W=$(mktemp -d /var/tmp/jobq-bench-adopt.XXXXXX)
+[ -n "$W" ] && [ -d "$W" ] || exit 1
+chmod 0755 "$W"
+cleanup() {
+    [ -z "${svc:-}" ] || kill "$svc" 2>/dev/null || true
+    for b in before after; do pkill -f "$W/$b/jobq-worker" 2>/dev/null || true; done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+
+echo "bench: building $BEFORE and the work tree" >&2
+mkdir -p "$W/src-before"
+git archive "$BEFORE" | tar -x -C "$W/src-before"
+make -s -C "$W/src-before" build BINDIR="$W/before"
+make -s build BINDIR="$W/after"
+# jobq without a worker beside it: the benchmark starts the workers.
+for b in before after; do install -D "$W/$b/jobq" "$W/$b-alone/jobq"; done
+
+. bench/env.sh
+
+median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
+hook() { # hook BUILD HOME REPO COMMAND [VAR=VALUE...]
+    local b=$1 home=$2 repo=$3 command=$4
+    shift 4
+    (cd "$W/repo.git" && env JOBQ_HOME="$home" GL_REPO="$repo" JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
+        JOBQ_COMMAND="$command" "$@" "$W/$b-alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
+}
+
+echo "bench: log capture" >&2
+for f in cap-before cap-after rss-before rss-after cap-cli; do : >"$W/$f"; done
+for _ in $(seq "$ROUNDS"); do
+    for b in before after; do
+        rm -rf "$W/caphome"
+        hook "$b" "$W/caphome" cap "$IMG head -c $LOGBYTES /dev/zero"
+        /usr/bin/time -f "%e %M" -o "$W/time" env JOBQ_HOME="$W/caphome" JOBQ_LOG_LIMIT=4g "$W/$b/jobq-worker" drain --queue cap
+        read -r secs rss <"$W/time"
+        grep -q "succeeded" "$W/caphome/repos/cap/0/log"
+        awk -v b="$LOGBYTES" -v s="$secs" 'BEGIN {print b / 1048576 / s}' >>"$W/cap-$b"
+        echo "$rss" >>"$W/rss-$b"
+    done
+    s=$(date +%s%N); cli run --rm --network=none "$IMG" head -c "$LOGBYTES" /dev/zero >"$W/cli.out"; e=$(date +%s%N)
+    awk -v b="$LOGBYTES" -v d=$((e - s)) 'BEGIN {print b / 1048576 * 1e9 / d}' >>"$W/cap-cli"
+    rm -f "$W/cli.out"
+done
+c=$(median "$W/cap-cli")
+for b in before after; do
+    j=$(median "$W/cap-$b")
+    printf 'log capture (%d MiB), %s: %.0f MiB/s, %.2fx podman run > file (%.0f MiB/s), worker peak RSS %d MiB\n' \
+        $((LOGBYTES >> 20)) "$b" "$j" "$(echo "$j / $c" | bc -l)" "$c" $(($(median "$W/rss-$b") / 1024))
+done
+
+echo "bench: adoption" >&2
+: >"$W/adopt"
+notice="jobq: worker restarted; output continues"
+for round in $(seq "$ROUNDS"); do
+    home=$W/adopthome-$round
+    hook after "$home" adopt "$IMG sh -c 'i=0; while [ \$i -lt 400 ]; do echo line-\$i; i=\$((i+1)); sleep 0.01; done'"
+    log=$home/repos/adopt/0/log
+    env JOBQ_HOME="$home" "$W/after/jobq-worker" drain --queue adopt &
+    pid=$!
+    for _ in $(seq 1000); do grep -q '^line-20$' "$log" 2>/dev/null && break; sleep 0.01; done
+    kill -KILL "$pid"
+    wait "$pid" 2>/dev/null || true
+    s=$(date +%s%N)
+    env JOBQ_HOME="$home" "$W/after/jobq-worker" drain --queue adopt &
+    pid=$!
+    # The first byte after the notice: the job's output, appended by the
+    # new worker.
+    while :; do
+        n=$(grep -a -A1 -F "$notice" "$log" 2>/dev/null | wc -c) || n=0
+        [ "$n" -gt $((${#notice} + 1)) ] && break
+    done
+    e=$(date +%s%N)
+    echo $(((e - s) / 1000000)) >>"$W/adopt"
+    wait "$pid"
+    grep -q "jobq: succeeded" "$log"
+done
+printf 'adoption, worker start to the first new byte of output: median %d ms (%s ms)\n' \
+    "$(median "$W/adopt")" "$(sort -n "$W/adopt" | tr '\n' ' ')"

@@ -1,0 +1,356 @@
+package podman
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containers/podman/v5/libpod/define"
+	"github.com/containers/podman/v5/pkg/bindings"
+	"github.com/containers/podman/v5/pkg/bindings/containers"
+
+	"github.com/jobq/jobq/internal/faults"
+	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
+)
+
+// Adopt takes over a job whose worker died or stopped while its container
+// ran. The container's log (k8s-file, read through the logs endpoint: one
+// stream, stdout and stderr in the order they were written, partial lines
+// kept) holds all its output; the job's log holds it from the start the
+// run recorded (logstart) up to where the last worker got. Adopt appends
+// the notice, then the rest: live while the container runs, then once more
+// without follow after it exited, since a follow can end early (podman
+// #21914). Not attach with logs=true: it connects before it replays the
+// log, and output made during the replay comes twice (HTTPAttach, libpod).
+// A container that is gone, or never started (a host reboot leaves them
+// "configured"), is queue.ErrGone.
+func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+	rec, err := os.ReadFile(r.cfg.File(j, "container"))
+	if errors.Is(err, os.ErrNotExist) {
+		return 0, queue.ErrGone // never created
+	}
+	if err != nil {
+		return 0, fmt.Errorf("container record: %w", err)
+	}
+	id := string(rec)
+	data, err := r.inspect(ctx, j, id)
+	if notFound(err) {
+		return 0, queue.ErrGone
+	}
+	if err != nil {
+		return 0, fmt.Errorf("inspect container: %w", err)
+	}
+	if data.State == nil || data.State.StartedAt.IsZero() {
+		return 0, queue.ErrGone
+	}
+	switch data.State.Status {
+	case "created", "configured", "initialized", "removing":
+		return 0, queue.ErrGone
+	}
+	if data.Config != nil {
+		r.adoptRange(j, data.Config.Labels[LabelIDRange])
+	}
+	logstart := r.cfg.File(j, "logstart")
+	start, err := readRecord(logstart)
+	if err != nil {
+		return 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("log: %w", err)
+	}
+	held := end - start // container output bytes the log holds
+	if held < 0 {
+		return 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+	}
+	// The notice goes between the output held and the rest: the rest begins
+	// that much later in the log.
+	n := runner.WriteNotice(log, notice)
+	if err := writeRecord(logstart, start+int64(n)); err != nil {
+		return 0, fmt.Errorf("record the log's start: %w", err)
+	}
+	faults.Point("adopt-noticed")
+
+	return r.resume(ctx, j, id, log)
+}
+
+// inspect inspects container id of job j, waiting for its service as
+// resume does (a worker may start while the service restarts).
+func (r *Runner) inspect(ctx context.Context, j *queue.Job, id string) (*define.InspectContainerData, error) {
+	var err error
+	for deadline, try := time.Now().Add(r.resumeFor()), 0; try == 0 || time.Now().Before(deadline); try++ {
+		if try > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		var conn context.Context
+		if conn, err = r.connect(context.WithoutCancel(ctx), j); err != nil {
+			continue
+		}
+		var data *define.InspectContainerData
+		if data, err = containers.Inspect(conn, id, nil); err == nil || notFound(err) {
+			return data, err
+		}
+	}
+	return nil, err
+}
+
+// connect reaches the service job j runs on: its build host (Job.Host) in
+// a pool, as Run chose it.
+func (r *Runner) connect(ctx context.Context, j *queue.Job) (context.Context, error) {
+	m, err := r.member(j)
+	if err != nil {
+		return nil, err
+	}
+	l, err := r.cfg.Service.link(ctx, m.ep)
+	if err != nil {
+		return nil, err
+	}
+	return l.conn, nil
+}
+
+func (r *Runner) resumeFor() time.Duration {
+	if r.cfg.ResumeFor > 0 {
+		return r.cfg.ResumeFor
+	}
+	return time.Minute
+}
+
+// errResume: a job's output stream broke while its container may still
+// run (the Podman service went away); the output goes on from the
+// container's log (resume).
+var errResume = errors.New("the output stream broke")
+
+// resume goes on with started job j in container id: it appends to log
+// the output the log does not hold yet, from the container's log, until
+// the container exits, and returns its exit code. While the service cannot
+// be reached it tries again, every half second, for Config.ResumeFor.
+func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+	var err error
+	for deadline, try := time.Now().Add(r.resumeFor()), 0; try == 0 || time.Now().Before(deadline); try++ {
+		if try > 0 {
+			time.Sleep(500 * time.Millisecond)
+		}
+		var conn context.Context
+		if conn, err = r.connect(context.WithoutCancel(ctx), j); err != nil {
+			continue
+		}
+		var code int
+		code, err = r.stream(ctx, conn, j, id, log)
+		if !errors.Is(err, errResume) {
+			return code, err
+		}
+	}
+	return 0, fmt.Errorf("the Podman service went away while the job ran: %w", err)
+}
+
+// stream is one try of resume, through the service conn.
+func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+	data, err := containers.Inspect(conn, id, nil)
+	if notFound(err) {
+		return 0, queue.ErrGone
+	}
+	if err != nil || data.State == nil {
+		return 0, errResume
+	}
+	if data.HostConfig != nil && data.HostConfig.LogConfig != nil && data.HostConfig.LogConfig.Type == "none" {
+		// Made by a jobq from before adoption: its output is nowhere.
+		return 0, fmt.Errorf("its container keeps no log: %w", queue.ErrGone)
+	}
+	start, err := readRecord(r.cfg.File(j, "logstart"))
+	if err != nil {
+		return 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, fmt.Errorf("log: %w", err)
+	}
+	held := end - start // container output bytes the log holds
+	if held < 0 {
+		return 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+	}
+	out := newBatchWriter(log)
+	seen := held
+	code := int(data.State.ExitCode)
+	if data.State.Running || data.State.Status == "paused" || data.State.Status == "stopping" {
+		sctx, stop := context.WithCancel(conn)
+		streamed := make(chan error, 1)
+		finished := make(chan struct{})
+		var got int64
+		go func() {
+			defer close(finished)
+			var err error
+			got, err = readLogs(sctx, id, true, held, out)
+			streamed <- err
+		}()
+		code, err = r.watch(ctx, conn, id, out, streamed)
+		stop()
+		<-finished
+		if err != nil {
+			if !errors.Is(err, queue.ErrDetached) {
+				out.Close()
+			}
+			return 0, err
+		}
+		seen = max(seen, got)
+	}
+	// What a follow missed, or all the output of a container that exited
+	// while no worker watched.
+	_, err = readLogs(conn, id, false, seen, out)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return 0, errResume
+	}
+	return code, nil
+}
+
+// tailWindow is how much of the end of the container's log file tailHeld
+// reads: several of conmon's records (at most 8 KiB of output each).
+const tailWindow = 64 << 10
+
+// tailHeld reports whether the job's log ends with the output that ends
+// the container's k8s-file log, as it does unless the stream broke. It
+// reads the log file's end where the file is on this host (a local
+// service); elsewhere, or where it cannot tell, it says yes: the stream is
+// all there is. Not the logs endpoint: its tail reads the whole file when
+// the output has no newlines.
+func tailHeld(conn context.Context, id string, log *os.File) bool {
+	data, err := containers.Inspect(conn, id, nil)
+	if err != nil || data.HostConfig == nil || data.HostConfig.LogConfig == nil || data.HostConfig.LogConfig.Type != "k8s-file" {
+		return true
+	}
+	f, err := os.Open(data.HostConfig.LogConfig.Path)
+	if err != nil {
+		return true
+	}
+	defer f.Close()
+	tail, err := k8sTail(f, tailWindow)
+	if err != nil {
+		return true
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil || end < int64(len(tail)) {
+		return err != nil
+	}
+	held := make([]byte, len(tail))
+	if _, err := log.ReadAt(held, end-int64(len(tail))); err != nil {
+		return true
+	}
+	return bytes.Equal(held, tail)
+}
+
+// k8sTail returns the output the whole records in the last window bytes of
+// a k8s-file log hold: each record is "TIME STREAM TAG OUTPUT\n", its
+// OUTPUT followed by a newline where TAG is F (a full line), not P.
+func k8sTail(f *os.File, window int64) ([]byte, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	off := max(0, fi.Size()-window)
+	buf := make([]byte, fi.Size()-off)
+	if _, err := f.ReadAt(buf, off); err != nil && !errors.Is(err, io.EOF) {
+		return nil, err
+	}
+	if off > 0 { // the first record is cut
+		_, buf, _ = bytes.Cut(buf, []byte("\n"))
+	}
+	var out []byte
+	for {
+		rec, rest, ok := bytes.Cut(buf, []byte("\n"))
+		if !ok {
+			return out, nil // nothing, or a record being written
+		}
+		buf = rest
+		fields := bytes.SplitN(rec, []byte(" "), 4)
+		if len(fields) < 4 {
+			return nil, fmt.Errorf("container log: a record %q", rec[:min(len(rec), 40)])
+		}
+		out = append(out, fields[3]...)
+		if string(fields[2]) == "F" {
+			out = append(out, '\n')
+		}
+	}
+}
+
+// readLogs reads the container's log through the logs endpoint, in order,
+// and writes to w the output after its first skip bytes; follow reads on
+// until the container exits. It returns the bytes of output it saw.
+func readLogs(ctx context.Context, id string, follow bool, skip int64, w io.Writer) (int64, error) {
+	c, err := bindings.GetClient(ctx)
+	if err != nil {
+		return 0, err
+	}
+	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}}
+	resp, err := c.DoRequest(ctx, nil, http.MethodGet, "/containers/%s/logs", params, nil, id)
+	if err != nil {
+		return 0, fmt.Errorf("container log: %w", err)
+	}
+	defer resp.Body.Close()
+	if !resp.IsSuccess() {
+		return 0, fmt.Errorf("container log: %w", resp.Process(nil))
+	}
+	return demux(bufio.NewReaderSize(resp.Body, 64<<10), skip, w)
+}
+
+// demux copies the payload of a multiplexed log stream (frames of an
+// 8-byte header: stream 1 or 2, three zero bytes, the size, big-endian)
+// after its first skip bytes to w, and returns the payload bytes it read.
+func demux(r io.Reader, skip int64, w io.Writer) (int64, error) {
+	var hdr [8]byte
+	var seen int64
+	for {
+		if _, err := io.ReadFull(r, hdr[:]); err != nil {
+			if errors.Is(err, io.EOF) {
+				return seen, nil
+			}
+			return seen, fmt.Errorf("container log: %w", err)
+		}
+		if hdr[0] != 1 && hdr[0] != 2 {
+			return seen, fmt.Errorf("container log: a frame of stream %d", hdr[0])
+		}
+		size := int64(binary.BigEndian.Uint32(hdr[4:]))
+		if s := min(size, max(skip-seen, 0)); s > 0 {
+			n, err := io.CopyN(io.Discard, r, s)
+			seen += n
+			if err != nil {
+				return seen, fmt.Errorf("container log: %w", err)
+			}
+			size -= s
+		}
+		n, err := io.CopyN(w, r, size)
+		seen += n
+		if err != nil {
+			return seen, fmt.Errorf("container log: %w", err)
+		}
+	}
+}
+
+// writeRecord replaces the record at path with n, atomically.
+func writeRecord(path string, n int64) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(n, 10)+"\n"), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func readRecord(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+}

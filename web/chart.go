@@ -3,6 +3,7 @@ package web
 import (
 	"time"
 
+	"github.com/jobq/jobq/internal/jobview"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -48,7 +49,7 @@ func newChart(rows []row) chart {
 			longest = max(longest, r.Job.Duration(now))
 		}
 	}
-	c := chart{Width: max(len(jobs)*(barW+gap), 1), Height: height, Max: fmtDuration(longest)}
+	c := chart{Width: max(len(jobs)*(barW+gap), 1), Height: height, Max: jobview.Duration(longest)}
 	for i := range jobs {
 		r := jobs[len(jobs)-1-i]
 		d := r.Job.Duration(now)
@@ -58,7 +59,7 @@ func newChart(rows []row) chart {
 		}
 		c.Bars = append(c.Bars, bar{
 			ID: r.ID, X: i * (barW + gap), Y: height - h, W: barW, H: h,
-			Fill: stateColour(r.Job.State), State: string(r.Job.State), Label: fmtDuration(d),
+			Fill: stateColour(r.Job.State), State: string(r.Job.State), Label: jobview.Duration(d),
 		})
 	}
 	return c

@@ -34,7 +34,7 @@ func (r row) Short() string {
 	if r.Job == nil {
 		return "-"
 	}
-	return short(r.Job.NewRev)
+	return jobview.Short(r.Job.NewRev)
 }
 
 func (r row) Queued() string {
@@ -49,7 +49,7 @@ func (r row) Duration() string {
 		return "-"
 	}
 	if d := r.Job.Duration(time.Now()); d > 0 {
-		return fmtDuration(d)
+		return jobview.Duration(d)
 	}
 	return "-"
 }
@@ -59,24 +59,6 @@ func (r row) Exit() string {
 		return "-"
 	}
 	return strconv.Itoa(*r.Job.ExitCode)
-}
-
-func fmtDuration(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
-	}
-}
-
-func short(rev string) string {
-	if len(rev) > 8 {
-		return rev[:8]
-	}
-	return rev
 }
 
 // Overview JSON: what the overview page shows.

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/cli"
+	"github.com/jobq/jobq/internal/jobview"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
@@ -156,7 +157,7 @@ func TestChangeNeedsTheJobsRef(t *testing.T) {
 			[]string{"access_-q_r_carol_W_refs/heads/master", "access_-q_r_carol_R_any"}},
 		{"carol", "retry", master, 1, "carol may not retry r job 0: that needs write access (W) on refs/heads/master",
 			[]string{"access_-q_r_carol_W_refs/heads/master", "access_-q_r_carol_R_any"}},
-		{"carol", "retry", devOld, 1, "carol may not retry r job 1: refs/heads/dev points at " + short(b) + ", so running " + short(a) + " again is a rollback; that needs force-push access (+) on it",
+		{"carol", "retry", devOld, 1, "carol may not retry r job 1: refs/heads/dev points at " + jobview.Short(b) + ", so running " + jobview.Short(a) + " again is a rollback; that needs force-push access (+) on it",
 			[]string{"access_-q_r_carol_W_refs/heads/dev", "access_-q_r_carol_+_refs/heads/dev"}},
 		{"carol", "retry", devNow, 0, "queued r job 3 in queue r (3 ahead), a retry of job 2",
 			[]string{"access_-q_r_carol_W_refs/heads/dev", "git-config_-r_r_^gitolite-options\\.(ENV\\.JOBQ_|hook\\.)"}},

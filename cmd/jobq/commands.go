@@ -162,7 +162,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		}
 		dur, exit := "-", "-"
 		if d := r.Job.Duration(now); d > 0 {
-			dur = fmtDuration(d)
+			dur = jobview.Duration(d)
 		}
 		if r.ExitCode != nil {
 			exit = strconv.Itoa(*r.ExitCode)
@@ -171,7 +171,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		if r.Host != "" {
 			host = termsafe.Line(r.Host)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, termsafe.Line(r.Ref), short(r.NewRev),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, termsafe.Line(r.Ref), jobview.Short(r.NewRev),
 			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit, host)
 	}
 	if err := tw.Flush(); err != nil {
@@ -181,24 +181,6 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		fmt.Fprintf(a.e.stdout, "(the newest %d; all: jobq ls -n 0 %s)\n", limit, repo)
 	}
 	return nil
-}
-
-func fmtDuration(d time.Duration) string {
-	switch {
-	case d < time.Second:
-		return d.Round(time.Millisecond).String()
-	case d < time.Minute:
-		return d.Round(100 * time.Millisecond).String()
-	default:
-		return d.Round(time.Second).String()
-	}
-}
-
-func short(rev string) string {
-	if len(rev) > 8 {
-		return rev[:8]
-	}
-	return rev
 }
 
 func writeJSON(w io.Writer, v any) error {
@@ -366,10 +348,10 @@ func (a *app) retry(repo, idArg string) error {
 			if !ok {
 				now := "no longer exists"
 				if cur != "" {
-					now = "points at " + short(cur)
+					now = "points at " + jobview.Short(cur)
 				}
 				return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s may not retry %s job %d: %s %s, so running %s again is a rollback; that needs force-push access (+) on it",
-					a.user, repo, old.ID, termsafe.Line(old.Ref), now, short(old.NewRev))}
+					a.user, repo, old.ID, termsafe.Line(old.Ref), now, jobview.Short(old.NewRev))}
 			}
 		}
 	}

@@ -52,3 +52,24 @@ func Of(id int64, j *queue.Job, ahead *int, waiting string, now time.Time) Job {
 	}
 	return v
 }
+
+// Duration shows how long a job ran, as the listing and the pages do:
+// milliseconds under a second, tenths under a minute, then seconds.
+func Duration(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return d.Round(time.Millisecond).String()
+	case d < time.Minute:
+		return d.Round(100 * time.Millisecond).String()
+	default:
+		return d.Round(time.Second).String()
+	}
+}
+
+// Short is a revision as people read it: its first 8 hex digits.
+func Short(rev string) string {
+	if len(rev) > 8 {
+		return rev[:8]
+	}
+	return rev
+}

@@ -3,12 +3,12 @@ package podman
 import (
 	"archive/tar"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"time"
 
 	"github.com/go-git/go-billy/v5/osfs"
-	"github.com/go-git/go-git/v5/plumbing"
 	"github.com/go-git/go-git/v5/plumbing/cache"
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
@@ -34,21 +34,12 @@ func Archive(ctx context.Context, gitDir, rev string, w io.Writer, lim CheckoutL
 }
 
 func archive(ctx context.Context, st storer.EncodedObjectStorer, rev string, w io.Writer, lim CheckoutLimits, validate bool) error {
-	tree, err := treeOf(st, plumbing.NewHash(rev))
-	if err != nil {
-		return fmt.Errorf("archive %s: %w", short(rev), err)
-	}
-	c := &checkouter{ctx: ctx, st: st, lim: lim, validate: validate, trees: map[plumbing.Hash]*scanned{}}
-	root, err := c.scan(tree, "", 0)
-	if err == nil && root.longest >= maxPath {
-		err = fmt.Errorf("a path of %d bytes, over the %d a checkout takes", root.longest, maxPath-1)
-	}
-	if err != nil {
+	c, root, err := plan(ctx, st, rev, lim, validate)
+	if errors.Is(err, errPlan) {
 		return fmt.Errorf("archive %s: %w; nothing was sent", short(rev), err)
 	}
-	if root.entries > lim.Files {
-		return fmt.Errorf("archive %s: the tree has %s entries (files, directories, symlinks), over the limit of %d; "+
-			"JOBQ_CHECKOUT_FILES in the worker's environment sets it; nothing was sent", short(rev), count(root.entries), lim.Files)
+	if err != nil {
+		return fmt.Errorf("archive %s: %w", short(rev), err)
 	}
 	a := &archiver{c: c, tw: tar.NewWriter(w), now: time.Now().Truncate(time.Second)}
 	if err := a.dir(root, ""); err != nil {

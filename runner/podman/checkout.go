@@ -74,27 +74,52 @@ func Checkout(ctx context.Context, gitDir, rev, dir string, lim CheckoutLimits) 
 // checkout is Checkout from any object store; without validate it skips
 // the check of names, so that tests can show the second level holds alone.
 func checkout(ctx context.Context, st storer.EncodedObjectStorer, rev, dir string, lim CheckoutLimits, validate bool) error {
-	tree, err := treeOf(st, plumbing.NewHash(rev))
-	if err != nil {
-		return fmt.Errorf("checkout %s: %w", short(rev), err)
-	}
-	c := &checkouter{ctx: ctx, st: st, lim: lim, validate: validate, trees: map[plumbing.Hash]*scanned{}}
-	root, err := c.scan(tree, "", 0)
-	if err == nil && root.longest >= maxPath {
-		err = fmt.Errorf("a path of %d bytes, over the %d a checkout takes", root.longest, maxPath-1)
-	}
-	if err != nil {
+	c, root, err := plan(ctx, st, rev, lim, validate)
+	if errors.Is(err, errPlan) {
 		return fmt.Errorf("checkout %s: %w; nothing was checked out", short(rev), err)
 	}
-	if root.entries > lim.Files {
-		return fmt.Errorf("checkout %s: the tree has %s entries (files, directories, symlinks), over the limit of %d; "+
-			"JOBQ_CHECKOUT_FILES in the worker's environment sets it; nothing was checked out", short(rev), count(root.entries), lim.Files)
+	if err != nil {
+		return fmt.Errorf("checkout %s: %w", short(rev), err)
 	}
 	if err := c.write(root, dir); err != nil {
 		return fmt.Errorf("checkout %s: %w", short(rev), err)
 	}
 	return nil
 }
+
+// errPlan marks a tree that plan refused: nothing was written or sent.
+var errPlan = errors.New("refused")
+
+// plan reads the tree of rev and checks all of it before anything is
+// written or sent (Checkout and Archive alike): names (unless !validate),
+// depth, path lengths, and the entry limit. An error wrapping errPlan is
+// the tree's fault; any other, the repository's.
+func plan(ctx context.Context, st storer.EncodedObjectStorer, rev string, lim CheckoutLimits, validate bool) (*checkouter, *scanned, error) {
+	tree, err := treeOf(st, plumbing.NewHash(rev))
+	if err != nil {
+		return nil, nil, err
+	}
+	c := &checkouter{ctx: ctx, st: st, lim: lim, validate: validate, trees: map[plumbing.Hash]*scanned{}}
+	root, err := c.scan(tree, "", 0)
+	if err == nil && root.longest >= maxPath {
+		err = fmt.Errorf("a path of %d bytes, over the %d a checkout takes", root.longest, maxPath-1)
+	}
+	if err == nil && root.entries > lim.Files {
+		err = fmt.Errorf("the tree has %s entries (files, directories, symlinks), over the limit of %d; "+
+			"JOBQ_CHECKOUT_FILES in the worker's environment sets it", count(root.entries), lim.Files)
+	}
+	if err != nil {
+		return nil, nil, planError{err}
+	}
+	return c, root, nil
+}
+
+// planError is a tree plan refused: its text is the reason alone.
+type planError struct{ err error }
+
+func (e planError) Error() string        { return e.err.Error() }
+func (e planError) Unwrap() error        { return e.err }
+func (e planError) Is(target error) bool { return target == errPlan }
 
 // treeOf is the tree of commit h as git reads it. git takes a commit's
 // first "tree" header and go-git its last: a commit with two would show

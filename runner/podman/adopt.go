@@ -151,6 +151,14 @@ func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.Fi
 			return code, err
 		}
 	}
+	// A container that no longer runs and whose output cannot be read
+	// (its host restarted under it: conmon died with it) ended unseen: its
+	// fate is not known.
+	if conn, cerr := r.connect(context.WithoutCancel(ctx), j); cerr == nil {
+		if data, ierr := containers.Inspect(conn, id, nil); ierr == nil && data.State != nil && !data.State.Running {
+			return 0, fmt.Errorf("its output cannot be read after it stopped (%s; %v): %w", data.State.Status, err, queue.ErrGone)
+		}
+	}
 	return 0, fmt.Errorf("the Podman service went away while the job ran: %w", err)
 }
 

@@ -294,32 +294,44 @@ func follow(c config, mode string) (followResult, error) {
 		errs = append(errs, err)
 		mu.Unlock()
 	}
-	client := func(r io.Reader, started func()) error {
-		seen := make([]bool, lines)
-		got, n, err := readFollow(r, started, func(seq int, sent int64) {
+	// One follower, over one stream (listener) or visits that each end
+	// (CGI: the browser comes back from the last event id, after retry).
+	type follower struct {
+		seen []bool
+		n    int64
+		got  bool  // the end event came
+		last int64 // the last event id: where the next visit starts
+	}
+	read := func(f *follower, r io.Reader, started func()) error {
+		got, n, last, err := readFollow(r, started, func(seq int, sent int64) {
 			d := time.Since(time.Unix(0, sent))
 			b := min(int(d/(100*time.Microsecond)), len(hist)-1)
 			mu.Lock()
 			hist[b]++
 			mu.Unlock()
 			if seq >= 0 && seq < lines {
-				if seen[seq] {
+				if f.seen[seq] {
 					record(fmt.Errorf("line %d twice", seq))
 				}
-				seen[seq] = true
+				f.seen[seq] = true
 			}
 		})
-		if err != nil {
-			return err
+		f.n += n
+		f.got = f.got || got
+		if last >= 0 {
+			f.last = last
 		}
-		if !got {
+		return err
+	}
+	check := func(f *follower) error {
+		if !f.got {
 			return errors.New("no end event")
 		}
-		if missing := slices.Index(seen, false); missing >= 0 {
+		if missing := slices.Index(f.seen, false); missing >= 0 {
 			return fmt.Errorf("line %d never came", missing)
 		}
-		if n != c.bytes {
-			return fmt.Errorf("%d bytes of text, want %d", n, c.bytes)
+		if f.n != c.bytes {
+			return fmt.Errorf("%d bytes of text, want %d", f.n, c.bytes)
 		}
 		return nil
 	}
@@ -340,21 +352,33 @@ func follow(c config, mode string) (followResult, error) {
 			started := sync.OnceFunc(ready.Done)
 			defer started() // also when it failed before
 			var err error
+			f := &follower{seen: make([]bool, lines), last: start}
 			if mode == "listener" {
 				var resp *http.Response
 				resp, err = (&http.Client{Transport: &http.Transport{}}).Get(fmt.Sprintf("%s/live/0/events?from=%d", l.url, start))
 				if err == nil {
-					err = client(resp.Body, started)
+					err = read(f, resp.Body, started)
 					resp.Body.Close()
 				}
 			} else {
-				var cmd *exec.Cmd
-				_, _, cmd, err = cgi(c, "/live/0/events", fmt.Sprintf("from=%d", start), func(r io.Reader) error {
-					return client(r, started)
-				})
-				procMu.Lock()
-				procs = append(procs, cmd)
-				procMu.Unlock()
+				// As a browser does: a visit, then another from the last
+				// event id after the server's retry (0.7 s), until the end.
+				for visit := 0; err == nil && !f.got; visit++ {
+					if visit > 0 {
+						started() // the first visit subscribed
+						time.Sleep(700 * time.Millisecond)
+					}
+					var cmd *exec.Cmd
+					_, _, cmd, err = cgi(c, "/live/0/events", fmt.Sprintf("from=%d", f.last), func(r io.Reader) error {
+						return read(f, r, started)
+					})
+					procMu.Lock()
+					procs = append(procs, cmd)
+					procMu.Unlock()
+				}
+			}
+			if err == nil {
+				err = check(f)
 			}
 			if err != nil {
 				record(err)
@@ -454,21 +478,26 @@ func writeLines(path string, n int, total int64) error {
 // readFollow reads an SSE stream (a CGI response's headers first, if
 // any): it calls line for each log line of ours, and returns whether the
 // end event came and how many bytes of text (lines and newlines) came.
-func readFollow(r io.Reader, started func(), line func(seq int, sent int64)) (bool, int64, error) {
+func readFollow(r io.Reader, started func(), line func(seq int, sent int64)) (bool, int64, int64, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 1<<20), 1<<22)
 	var n int64
+	last := int64(-1)
 	event := ""
 	for sc.Scan() {
 		t := sc.Text()
 		switch {
 		case t == "":
 			if event == "end" {
-				return true, n, nil
+				return true, n, last, nil
 			}
 			event = ""
 		case strings.HasPrefix(t, "retry: "):
 			started() // the server follows now
+		case strings.HasPrefix(t, "id: "):
+			if id, err := strconv.ParseInt(t[4:], 10, 64); err == nil {
+				last = id
+			}
 		case strings.HasPrefix(t, "event: "):
 			event = t[7:]
 		case strings.HasPrefix(t, "data: ") && event == "":
@@ -484,9 +513,9 @@ func readFollow(r io.Reader, started func(), line func(seq int, sent int64)) (bo
 		}
 	}
 	if err := sc.Err(); err != nil && !errors.Is(err, context.Canceled) {
-		return false, n, err
+		return false, n, last, err
 	}
-	return false, n, nil
+	return false, n, last, nil
 }
 
 func quantile(hist []int, q float64) float64 {

@@ -62,17 +62,9 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 		r.adoptRange(j, data.Config.Labels[LabelIDRange])
 	}
 	logstart := r.cfg.File(j, "logstart")
-	start, err := readRecord(logstart)
+	start, _, err := r.logHeld(j, log)
 	if err != nil {
-		return 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
-	}
-	end, err := log.Seek(0, io.SeekEnd)
-	if err != nil {
-		return 0, fmt.Errorf("log: %w", err)
-	}
-	held := end - start // container output bytes the log holds
-	if held < 0 {
-		return 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+		return 0, err
 	}
 	// The notice goes between the output held and the rest: the rest begins
 	// that much later in the log.
@@ -103,6 +95,23 @@ func (r *Runner) inspect(ctx context.Context, j *queue.Job, id string) (*define.
 		}
 	}
 	return nil, err
+}
+
+// logHeld is where job j's container output begins in its log (the run's
+// record), and how many bytes of that output the log holds.
+func (r *Runner) logHeld(j *queue.Job, log *os.File) (start, held int64, err error) {
+	start, err = readRecord(r.cfg.File(j, "logstart"))
+	if err != nil {
+		return 0, 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+	}
+	end, err := log.Seek(0, io.SeekEnd)
+	if err != nil {
+		return 0, 0, fmt.Errorf("log: %w", err)
+	}
+	if end < start {
+		return 0, 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+	}
+	return start, end - start, nil
 }
 
 // connect reaches the service job j runs on: its build host (Job.Host) in
@@ -175,17 +184,9 @@ func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log 
 		// Made by a jobq from before adoption: its output is nowhere.
 		return 0, fmt.Errorf("its container keeps no log: %w", queue.ErrGone)
 	}
-	start, err := readRecord(r.cfg.File(j, "logstart"))
+	_, held, err := r.logHeld(j, log)
 	if err != nil {
-		return 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
-	}
-	end, err := log.Seek(0, io.SeekEnd)
-	if err != nil {
-		return 0, fmt.Errorf("log: %w", err)
-	}
-	held := end - start // container output bytes the log holds
-	if held < 0 {
-		return 0, fmt.Errorf("the log (%d bytes) is shorter than where its output began (%d)", end, start)
+		return 0, err
 	}
 	out := newBatchWriter(log)
 	seen := held

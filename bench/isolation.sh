@@ -50,18 +50,11 @@ go build -tags "$TAGS" -trimpath -o "$W/checkout" ./bench/checkout
 # The rootful service, busybox image and repository, as bench/run.sh has them.
 . bench/env.sh
 
-ms() { jq -r ".results[$2].median * 1000" "$1"; }
-script() { printf '#!/bin/sh\n%s\n' "$2" >"$W/$1"; chmod +x "$W/$1"; }
 
 echo "bench: job overhead" >&2
 for b in before after; do
     script "jobq-$b.sh" "cd $W/repo.git && JOBQ_HOME=$W/home-$b GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' exec $W/$b/jobq hook < $W/line > /dev/null 2>&1"
 done
-script article.sh "set -e
-tmpd=\$(mktemp -d)
-trap \"rm -rf '\$tmpd'\" EXIT
-git --work-tree=\"\$tmpd\" --git-dir=$W/repo.git checkout -q --force $REV
-env -u CONTAINER_HOST podman run --rm --network=none --volume \"\$tmpd:/source\" --workdir=/source $IMG true"
 # In ROUNDS rounds, so that a change of the machine's load (other users of
 # these shared machines) does not fall on one command only; medians of all.
 for round in $(seq "$ROUNDS"); do
@@ -75,19 +68,7 @@ printf 'job overhead: before %.0f ms (%.2fx), after %.0f ms (%.2fx), article %.0
     "$jb" "$(echo "$jb / $ar" | bc -l)" "$ja" "$(echo "$ja / $ar" | bc -l)" "$ar"
 
 echo "bench: chown of a checkout into a range (:U)" >&2
-mod=$(go env GOMODCACHE)/github.com/containers
-mkdir -p "$W/src"
-for m in podman/v5@v5.6.2 common@v0.64.2 image/v5@v5.36.2 storage@v1.59.1; do
-    [ -d "$mod/$m" ] || go mod download "github.com/containers/${m%@*}@${m#*@}"
-    cp -r "$mod/$m" "$W/src/$(echo "$m" | tr '/@' '__')"
-done
-chmod -R u+w "$W/src"
-git -C "$W/src" init -q
-git -C "$W/src" add -A
-git -C "$W/src" -c user.name=b -c user.email=b@b commit -qm src
-git clone -q --bare --no-local "$W/src" "$W/big.git"
-BIGREV=$(git --git-dir "$W/big.git" rev-parse HEAD)
-files=$(git --git-dir "$W/big.git" ls-tree -r HEAD | wc -l)
+big_repo
 prep="rm -rf $W/co && mkdir $W/co && $W/checkout $W/big.git $BIGREV $W/co"
 map="--uidmap 0:1000000000:4096 --gidmap 0:1000000000:4096"
 hyperfine -w 2 -r "$RUNS" -p "$prep" --export-json "$W/chown.json" \

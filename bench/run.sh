@@ -48,14 +48,10 @@ install -D "$B/jobq" "$W/alone/jobq"
 
 # median FILE: the median of the numbers in FILE, one a line.
 median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
-# hyperfine medians, in ms: ms FILE.json INDEX
-ms() { jq -r ".results[$2].median * 1000" "$1"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 fmt() { awk -v a="$1" 'BEGIN {printf (a < 10) ? "%.2f" : "%.0f", a}'; }
 rows=()
 row() { rows+=("| $1 | $2 | $3 | $4 | $5 |"); }
-# script NAME BODY: a small shell script in $W, for hyperfine to run.
-script() { printf '#!/bin/sh\n%s\n' "$2" >"$W/$1"; chmod +x "$W/$1"; }
 
 # 1. Hook cost: one-ref async push into a repository with a long history;
 # nq enqueueing one job. Both through a shell (hyperfine subtracts it).
@@ -105,11 +101,6 @@ done
 # then podman run --rm), same image, --network=none.
 echo "bench: job overhead" >&2
 script jobq-sync.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' exec $B/jobq hook < $W/line > /dev/null 2>&1"
-script article.sh "set -e
-tmpd=\$(mktemp -d)
-trap \"rm -rf '\$tmpd'\" EXIT
-git --work-tree=\"\$tmpd\" --git-dir=$W/repo.git checkout -q --force $REV
-env -u CONTAINER_HOST podman run --rm --network=none --volume \"\$tmpd:/source\" --workdir=/source $IMG true"
 hyperfine -w 3 -r "$RUNS" --export-json "$W/overhead.json" "$W/jobq-sync.sh" "$W/article.sh" >/dev/null 2>&1
 grep -q "succeeded" "$W/home/repos/trivial/0/log"
 o=$(ms "$W/overhead.json" 0); a=$(ms "$W/overhead.json" 1)
@@ -118,19 +109,7 @@ row "job overhead (push to result, \`true\`, --network=none)" "$(fmt "$o") ms" "
 # 4. Checkout of a real repository: the podman, common, image and storage
 # module sources (dependencies, so in the module cache).
 echo "bench: checkout" >&2
-mod=$(go env GOMODCACHE)/github.com/containers
-mkdir -p "$W/src"
-for m in podman/v5@v5.6.2 common@v0.64.2 image/v5@v5.36.2 storage@v1.59.1; do
-    [ -d "$mod/$m" ] || go mod download "github.com/containers/${m%@*}@${m#*@}"
-    cp -r "$mod/$m" "$W/src/$(echo "$m" | tr '/@' '__')"
-done
-chmod -R u+w "$W/src"
-git -C "$W/src" init -q
-git -C "$W/src" add -A
-git -C "$W/src" -c user.name=b -c user.email=b@b commit -qm src
-git clone -q --bare --no-local "$W/src" "$W/big.git"
-BIGREV=$(git --git-dir "$W/big.git" rev-parse HEAD)
-files=$(git --git-dir "$W/big.git" ls-tree -r HEAD | wc -l)
+big_repo
 hyperfine -w 2 -r "$RUNS" -p "rm -rf $W/co && mkdir $W/co" --export-json "$W/co.json" \
     "$B/checkout $W/big.git $BIGREV $W/co" "git --work-tree=$W/co --git-dir=$W/big.git checkout -q --force $BIGREV" >/dev/null 2>&1
 c=$(ms "$W/co.json" 0); g=$(ms "$W/co.json" 1)

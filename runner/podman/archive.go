@@ -13,7 +13,6 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
-	"golang.org/x/sys/unix"
 )
 
 // Archive writes the tree of revision rev of the bare repository gitDir to
@@ -123,25 +122,11 @@ func (a *archiver) file(e object.TreeEntry, k kind, name string) error {
 }
 
 func (a *archiver) symlink(e object.TreeEntry, name string) error {
-	if n, err := a.c.sizeOf(e.Hash); err != nil {
-		return err
-	} else if n >= unix.PathMax {
-		return fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", size(n), unix.PathMax-1)
-	}
-	blob, err := object.GetBlob(a.c.st, e.Hash)
-	if err != nil {
-		return err
-	}
-	r, err := blob.Reader()
-	if err != nil {
-		return err
-	}
-	defer r.Close()
-	target, err := io.ReadAll(io.LimitReader(r, unix.PathMax+1))
+	target, err := a.c.linkTarget(e)
 	if err != nil {
 		return err
 	}
 	h := a.header(name, tar.TypeSymlink, 0o777)
-	h.Linkname = string(target)
+	h.Linkname = target
 	return a.tw.WriteHeader(h)
 }

@@ -489,28 +489,34 @@ func (c *checkouter) flush(b *batch) {
 }
 
 func (c *checkouter) symlink(e object.TreeEntry, d *dirRef) error {
+	target, err := c.linkTarget(e)
+	if err != nil {
+		return err
+	}
+	return symlinkAt(target, d.fd, e.Name)
+}
+
+// linkTarget reads symlink e's target, for the checkout and the tar alike.
+func (c *checkouter) linkTarget(e object.TreeEntry) (string, error) {
 	// A target's size is known before it is read: one of a GiB was read
 	// whole before the PATH_MAX cap below (hostile review).
 	if n, err := c.sizeOf(e.Hash); err != nil {
-		return err
+		return "", err
 	} else if n >= unix.PathMax {
-		return fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", size(n), unix.PathMax-1)
+		return "", fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", size(n), unix.PathMax-1)
 	}
 	blob, err := object.GetBlob(c.st, e.Hash)
 	if err != nil {
-		return err
+		return "", err
 	}
 	r, err := blob.Reader()
 	if err != nil {
-		return err
+		return "", err
 	}
 	defer r.Close()
 	// One byte over PATH_MAX: the kernel refuses a target that long.
 	target, err := io.ReadAll(io.LimitReader(r, unix.PathMax+1))
-	if err != nil {
-		return err
-	}
-	return symlinkAt(string(target), d.fd, e.Name)
+	return string(target), err
 }
 
 // errNoSpace marks the free-space limit.

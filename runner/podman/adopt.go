@@ -1,22 +1,17 @@
 package podman
 
 import (
-	"bufio"
 	"bytes"
 	"context"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
-	"net/url"
 	"os"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/containers/podman/v5/libpod/define"
-	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 
 	"github.com/jobq/jobq/internal/faults"
@@ -202,7 +197,7 @@ func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log 
 			got, err = readLogs(sctx, id, true, held, out)
 			streamed <- err
 		}()
-		code, err = r.watch(ctx, conn, id, out, streamed)
+		code, _, err = r.watch(ctx, conn, id, out, streamed)
 		stop()
 		<-finished
 		if err != nil {
@@ -234,13 +229,19 @@ const tailWindow = 64 << 10
 // reads the log file's end where the file is on this host (a local
 // service); elsewhere, or where it cannot tell, it says yes: the stream is
 // all there is. Not the logs endpoint: its tail reads the whole file when
-// the output has no newlines.
-func tailHeld(conn context.Context, id string, log *os.File) bool {
-	data, err := containers.Inspect(conn, id, nil)
-	if err != nil || data.HostConfig == nil || data.HostConfig.LogConfig == nil || data.HostConfig.LogConfig.Type != "k8s-file" {
-		return true
+// the output has no newlines. logPath is the container's log file, if an
+// Inspect of the stopped container has told it already.
+func tailHeld(conn context.Context, id, logPath string, log *os.File) bool {
+	if logPath == "" {
+		data, err := containers.Inspect(conn, id, nil)
+		if err != nil {
+			return true
+		}
+		if logPath = k8sLogPath(data); logPath == "" {
+			return true
+		}
 	}
-	f, err := os.Open(data.HostConfig.LogConfig.Path)
+	f, err := os.Open(logPath)
 	if err != nil {
 		return true
 	}
@@ -258,6 +259,14 @@ func tailHeld(conn context.Context, id string, log *os.File) bool {
 		return true
 	}
 	return bytes.Equal(held, tail)
+}
+
+// k8sLogPath is the path of a container's k8s-file log, or "".
+func k8sLogPath(data *define.InspectContainerData) string {
+	if data.HostConfig == nil || data.HostConfig.LogConfig == nil || data.HostConfig.LogConfig.Type != "k8s-file" {
+		return ""
+	}
+	return data.HostConfig.LogConfig.Path
 }
 
 // k8sTail returns the output the whole records in the last window bytes of
@@ -290,59 +299,6 @@ func k8sTail(f *os.File, window int64) ([]byte, error) {
 		out = append(out, fields[3]...)
 		if string(fields[2]) == "F" {
 			out = append(out, '\n')
-		}
-	}
-}
-
-// readLogs reads the container's log through the logs endpoint, in order,
-// and writes to w the output after its first skip bytes; follow reads on
-// until the container exits. It returns the bytes of output it saw.
-func readLogs(ctx context.Context, id string, follow bool, skip int64, w io.Writer) (int64, error) {
-	c, err := bindings.GetClient(ctx)
-	if err != nil {
-		return 0, err
-	}
-	params := url.Values{"stdout": {"true"}, "stderr": {"true"}, "follow": {strconv.FormatBool(follow)}}
-	resp, err := c.DoRequest(ctx, nil, http.MethodGet, "/containers/%s/logs", params, nil, id)
-	if err != nil {
-		return 0, fmt.Errorf("container log: %w", err)
-	}
-	defer resp.Body.Close()
-	if !resp.IsSuccess() {
-		return 0, fmt.Errorf("container log: %w", resp.Process(nil))
-	}
-	return demux(bufio.NewReaderSize(resp.Body, 64<<10), skip, w)
-}
-
-// demux copies the payload of a multiplexed log stream (frames of an
-// 8-byte header: stream 1 or 2, three zero bytes, the size, big-endian)
-// after its first skip bytes to w, and returns the payload bytes it read.
-func demux(r io.Reader, skip int64, w io.Writer) (int64, error) {
-	var hdr [8]byte
-	var seen int64
-	for {
-		if _, err := io.ReadFull(r, hdr[:]); err != nil {
-			if errors.Is(err, io.EOF) {
-				return seen, nil
-			}
-			return seen, fmt.Errorf("container log: %w", err)
-		}
-		if hdr[0] != 1 && hdr[0] != 2 {
-			return seen, fmt.Errorf("container log: a frame of stream %d", hdr[0])
-		}
-		size := int64(binary.BigEndian.Uint32(hdr[4:]))
-		if s := min(size, max(skip-seen, 0)); s > 0 {
-			n, err := io.CopyN(io.Discard, r, s)
-			seen += n
-			if err != nil {
-				return seen, fmt.Errorf("container log: %w", err)
-			}
-			size -= s
-		}
-		n, err := io.CopyN(w, r, size)
-		seen += n
-		if err != nil {
-			return seen, fmt.Errorf("container log: %w", err)
 		}
 	}
 }

@@ -16,7 +16,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 
@@ -116,7 +115,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	conn, uri := l.conn, l.uri
+	conn := l.conn
 	r.skipped(j, log)
 	// An image that is present costs no question to the service: create
 	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
@@ -177,7 +176,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	code, err := r.attachStartWait(ctx, conn, uri, j, id, log)
+	code, err := r.attachStartWait(ctx, conn, j, id, log)
 	if err != nil && l.tunnel != nil && !l.tunnel.alive(5*time.Second) {
 		// The host went away (Wait then says code 0 and EOF): the job's
 		// fate is not known.
@@ -246,29 +245,24 @@ func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, i
 // If the stream breaks (the Podman service restarts: conmon keeps the
 // container running, and its log), the job goes on from the container's
 // log, as an adoption does (resume).
-func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri string, j *queue.Job, id string, log *os.File) (int, error) {
-	// Attach replaces the transport of the connection it is given: it gets
-	// one of its own.
-	aconn, err := bindings.NewConnection(context.WithoutCancel(ctx), uri)
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+	// The stream outlives the job's context: a stopping worker detaches
+	// from it, and the container runs on.
+	body, err := attach(context.WithoutCancel(conn), id)
 	if err != nil {
-		return 0, fmt.Errorf("podman service %s: %w", uri, err)
+		return 0, fmt.Errorf("attach to container: %w", err)
 	}
-	ready := make(chan bool, 1)
 	attached := make(chan error, 1)
 	// One writer for both streams keeps them in the order they arrive.
 	out := newBatchWriter(log)
 	go func() {
-		err := containers.Attach(aconn, id, nil, out, out, ready, nil)
+		_, err := demux(body, 0, out)
+		body.Close()
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
 		attached <- err
 	}()
-	select {
-	case <-ready:
-	case err := <-attached:
-		return 0, fmt.Errorf("attach to container: %w", err)
-	}
 	start, err := log.Seek(0, io.SeekEnd)
 	if err == nil {
 		err = writeRecord(r.cfg.File(j, "logstart"), start)
@@ -280,8 +274,8 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri 
 		return 0, fmt.Errorf("start container: %w", err)
 	}
 	faults.Point("container-started")
-	code, err := r.watch(ctx, conn, id, out, attached)
-	if err == nil && !out.discarded() && !tailHeld(conn, id, log) {
+	code, logPath, err := r.watch(ctx, conn, id, out, attached)
+	if err == nil && !out.discarded() && !tailHeld(conn, id, logPath, log) {
 		// The stream ended early though the service answered (it
 		// restarted, and the container ended meanwhile): the log lacks
 		// the end of the output.
@@ -298,8 +292,9 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, uri 
 // watch waits for a started container to exit, while its output (out,
 // which the reader ending with outputDone writes) goes to the log; it stops
 // the container when ctx ends, or leaves it running (queue.ErrStopping).
-// It returns the container's exit code.
-func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out *batchWriter, attached chan error) (int, error) {
+// It returns the container's exit code, and its k8s-file log's path where
+// the look that saw it stopped told it.
+func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out *batchWriter, attached chan error) (int, string, error) {
 	// Podman's wait polls the container's state, every 250 ms by default:
 	// a quarter of a second lost on every job. Poll that slowly while the
 	// job runs, and every 10 ms once its output has ended (it is exiting)
@@ -332,7 +327,7 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 				// worker, and nothing more goes into the log from here.
 				cancelWait()
 				out.detach()
-				return 0, queue.ErrDetached
+				return 0, "", queue.ErrDetached
 			}
 			// Over the log limit: no grace, and nothing more is written.
 			// A job that ignores SIGTERM wrote hundreds of MiB during the
@@ -353,7 +348,7 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 	if res.suspect || res.err != nil {
 		// The service went away, or the output ended long before the
 		// container: what the stream missed is in the container's log.
-		return 0, errResume
+		return 0, "", errResume
 	}
 	// A wait cut short by a dying service can look like exit code 0: the
 	// service sends its status before the code. Believe a code only from
@@ -361,12 +356,12 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 	if !res.verified {
 		data, err := containers.Inspect(conn, id, nil)
 		if err != nil {
-			return 0, errResume
+			return 0, "", errResume
 		}
 		if data.State == nil || data.State.Running || data.State.FinishedAt.IsZero() {
-			return 0, fmt.Errorf("wait for container: it returned, but the container has not stopped")
+			return 0, "", fmt.Errorf("wait for container: it returned, but the container has not stopped")
 		}
-		res.code = data.State.ExitCode
+		res.code, res.logPath = data.State.ExitCode, k8sLogPath(data)
 	}
 	// The stream ends when the container's output does; wait for its last
 	// bytes, but not forever.
@@ -374,14 +369,15 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 	case <-attached:
 	case <-time.After(10 * time.Second):
 	}
-	return int(res.code), nil
+	return int(res.code), res.logPath, nil
 }
 
 // waitResult is how a container ended, or why that is not known.
 type waitResult struct {
 	code     int32
 	err      error
-	verified bool // read from Inspect of the stopped container
+	verified bool   // read from Inspect of the stopped container
+	logPath  string // its k8s-file log, where that Inspect told
 	// suspect: the service did not answer, or the container ran on 2 s
 	// after its output ended; the output may have been cut short.
 	suspect bool
@@ -404,7 +400,7 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 				break
 			}
 			if err == nil && data.State != nil && !data.State.Running && !data.State.FinishedAt.IsZero() {
-				ch <- waitResult{code: data.State.ExitCode, verified: true}
+				ch <- waitResult{code: data.State.ExitCode, verified: true, logPath: k8sLogPath(data)}
 				return
 			}
 			time.Sleep(pause)

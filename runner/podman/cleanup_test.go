@@ -2,9 +2,13 @@ package podman
 
 import (
 	"context"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/containers/podman/v5/pkg/bindings"
 )
 
 // A checkout record is a file in the job's directory: whatever it names,
@@ -53,5 +57,62 @@ func TestRemoveCheckoutOpensShutDirectories(t *testing.T) {
 	}
 	if _, err := os.Lstat(dir); !os.IsNotExist(err) {
 		t.Errorf("checkout left: %v", err)
+	}
+}
+
+// A removal that fails is asked again before it counts: Podman's own
+// clean-up of a container that has just exited can make one fail (its shm
+// mount busy) though the container goes all the same. A stand-in service
+// answers each DELETE from a script; not-found counts as removed.
+func TestRemoveAsksAgain(t *testing.T) {
+	const busy = `{"cause":"device or resource busy","message":"removing container root filesystem: unlinkat userdata/shm: device or resource busy","response":500}`
+	const gone = `{"cause":"no such container","message":"no such container","response":404}`
+	for _, tt := range []struct {
+		name    string
+		answers []int // status of each DELETE; the last repeats
+		asked   int
+		wantErr bool
+	}{
+		{"removed", []int{200}, 1, false},
+		{"busy, then removed", []int{500, 200}, 2, false},
+		{"busy, then gone", []int{500, 500, 404}, 3, false},
+		{"always busy", []int{500}, 5, true},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			asked := 0
+			sock := filepath.Join(t.TempDir(), "podman.sock")
+			l, err := net.Listen("unix", sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+				w.Header().Set("Libpod-API-Version", "4.3.1")
+				w.Header().Set("Content-Type", "application/json")
+				if req.Method != http.MethodDelete {
+					return // the ping
+				}
+				status := tt.answers[min(asked, len(tt.answers)-1)]
+				asked++
+				w.WriteHeader(status)
+				switch status {
+				case 200:
+					w.Write([]byte(`[{"Id":"c0ffee","Err":null}]`))
+				case 404:
+					w.Write([]byte(gone))
+				default:
+					w.Write([]byte(busy))
+				}
+			})}
+			go srv.Serve(l)
+			defer srv.Close()
+			conn, err := bindings.NewConnection(context.Background(), "unix://"+sock)
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = remove(conn, "c0ffee")
+			if (err != nil) != tt.wantErr || asked != tt.asked {
+				t.Errorf("remove: %v after %d questions; want error %v after %d", err, asked, tt.wantErr, tt.asked)
+			}
+		})
 	}
 }

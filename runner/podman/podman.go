@@ -410,15 +410,28 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 	return ch, cancel
 }
 
-// remove removes a container, not-found counting as done.
+// remove removes a container, not-found counting as done. A container
+// that has just exited may still be in Podman's own clean-up (conmon's
+// exit command): a removal then can fail on its busy shm mount though the
+// container goes all the same (one job in two after 256 MiB of output,
+// here). So a failure is asked again, a few times, before it counts.
 func remove(conn context.Context, id string) error {
 	ctx, cancel := context.WithTimeout(conn, time.Minute)
 	defer cancel()
-	_, err := containers.Remove(ctx, id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithTimeout(0))
-	if err != nil && !notFound(err) {
-		return fmt.Errorf("remove container %s: %w", id[:min(12, len(id))], err)
+	for pause := 100 * time.Millisecond; ; pause *= 2 {
+		_, err := containers.Remove(ctx, id, new(containers.RemoveOptions).WithForce(true).WithVolumes(true).WithTimeout(0))
+		if err == nil || notFound(err) {
+			return nil
+		}
+		if pause > time.Second {
+			return fmt.Errorf("remove container %s: %w", id[:min(12, len(id))], err)
+		}
+		select {
+		case <-time.After(pause):
+		case <-ctx.Done():
+			return fmt.Errorf("remove container %s: %w", id[:min(12, len(id))], err)
+		}
 	}
-	return nil
 }
 
 // Cleanup removes the job's checkout and its container: after every job,

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -97,7 +98,7 @@ func StartBuildHosts(t testing.TB, n int, client string) []*BuildHost {
 		h := &BuildHost{Name: fmt.Sprintf("jobq-buildhost-%s-%d", run, i), dir: filepath.Join(dir, strconv.Itoa(i)), conf: conf}
 		hosts[i] = h
 		t.Cleanup(h.remove)
-		if err := h.create(ctx, image, uid, gid); err != nil {
+		if err := h.create(ctx, image, uid, gid, i%runtime.NumCPU()); err != nil {
 			t.Fatalf("build host %d: %v", i, err)
 		}
 		if err := h.start(ctx); err != nil {
@@ -201,8 +202,10 @@ func EnsureDebianImage(ctx context.Context, conf string) error {
 	return err
 }
 
-// create makes the host's keys and its container, not started.
-func (h *BuildHost) create(ctx context.Context, image string, uid, gid int) error {
+// create makes the host's keys and its container, not started, on CPU cpu
+// alone: hosts of their own have CPUs of their own, so a pool of two has
+// twice the CPU of one, as two machines would (the pool benchmark).
+func (h *BuildHost) create(ctx context.Context, image string, uid, gid, cpu int) error {
 	if err := os.MkdirAll(h.dir, 0o700); err != nil {
 		return err
 	}
@@ -244,6 +247,7 @@ func (h *BuildHost) create(ctx context.Context, image string, uid, gid int) erro
 	h.remove() // a container of an earlier, interrupted run of this account
 	// The GWS image's run line: no --privileged.
 	_, err = h.outer(ctx, "create", "--name", h.Name, "--device", "/dev/fuse", "--security-opt", "label=disable",
+		"--cpuset-cpus", strconv.Itoa(cpu),
 		"-p", fmt.Sprintf("127.0.0.1:%d:22", h.Port),
 		"-e", "BUILDHOST_HOST_KEY="+strings.TrimSpace(string(priv)),
 		"-e", "BUILDHOST_AUTHORIZED_KEY="+strings.TrimSpace(string(auth)),

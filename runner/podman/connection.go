@@ -258,19 +258,33 @@ func (s *Service) knownHosts() string {
 }
 
 // tunnels keeps one tunnel per host, user and identity, and replaces one
-// whose connection ended.
+// whose connection ended. A dial (up to sshDialTimeout against a silent
+// host) runs outside the lock: one per key at a time, which the other
+// callers for that key wait for, while other hosts' callers go on.
 type tunnels struct {
-	mu sync.Mutex
-	m  map[string]*tunnel
+	mu      sync.Mutex
+	m       map[string]*tunnel
+	dialing map[string]*dial
+	closed  bool
 }
 
-// close ends every tunnel.
+// dial is a dial in flight; done closes when t or err is set.
+type dial struct {
+	done    chan struct{}
+	t       *tunnel
+	err     error
+	waiters int // callers other than the dialer, for tests
+}
+
+// close ends every tunnel; a dial still in flight ends its tunnel when it
+// is made.
 func (ts *tunnels) close() {
 	if ts == nil {
 		return
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	ts.closed = true
 	for k, t := range ts.m {
 		t.Close()
 		delete(ts.m, k)
@@ -283,23 +297,49 @@ func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts str
 	}
 	key := u.String() + "\x00" + identity + "\x00" + knownHosts
 	ts.mu.Lock()
-	defer ts.mu.Unlock()
 	if t := ts.m[key]; t != nil {
 		select {
 		case <-t.done:
 		default:
+			ts.mu.Unlock()
 			return t, nil
 		}
 	}
-	t, err := dialTunnel(ctx, u, identity, knownHosts, getenv)
-	if err != nil {
-		return nil, err
+	if d := ts.dialing[key]; d != nil {
+		d.waiters++
+		ts.mu.Unlock()
+		select {
+		case <-d.done:
+			return d.t, d.err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("build host %s: %w", redact(u), context.Cause(ctx))
+		}
 	}
-	if ts.m == nil {
-		ts.m = map[string]*tunnel{}
+	d := &dial{done: make(chan struct{})}
+	if ts.dialing == nil {
+		ts.dialing = map[string]*dial{}
 	}
-	ts.m[key] = t
-	return t, nil
+	ts.dialing[key] = d
+	ts.mu.Unlock()
+
+	d.t, d.err = dialTunnel(ctx, u, identity, knownHosts, getenv)
+
+	ts.mu.Lock()
+	delete(ts.dialing, key)
+	if d.err == nil {
+		if ts.closed {
+			d.t.Close()
+			d.t, d.err = nil, errors.New("the runner is closed")
+		} else {
+			if ts.m == nil {
+				ts.m = map[string]*tunnel{}
+			}
+			ts.m[key] = d.t
+		}
+	}
+	ts.mu.Unlock()
+	close(d.done)
+	return d.t, d.err
 }
 
 func listening(sock string) bool {

@@ -20,7 +20,7 @@ import (
 // b0 and b1 are connections of the hosting account's containers.conf,
 // pool a farm of both, stranger host 1 under a name known_hosts lacks.
 const remoteConf = `
-repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel
+repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel rvol
     RW+ = alice
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
@@ -29,7 +29,7 @@ repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7
 repo rsrc rcancel radopt radopt-cancel
     option ENV.JOBQ_CONNECTION = "b1"
 
-repo radopt-exit
+repo radopt-exit rvol
     option ENV.JOBQ_CONNECTION = "b0"
 
 repo rtimeout
@@ -421,6 +421,56 @@ func TestRemoteJobs(t *testing.T) {
 			t.Errorf("listing: %+v", v)
 		}
 		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
+	})
+
+	// A job's /source volume that its container's removal left (here the
+	// container is removed without -v under the running job, as a service
+	// that dies between the two would leave it) is removed by jobq-worker
+	// gc on its host; a volume of the account's own, and one of another
+	// jobq's data directory, stay. Before, gc swept nothing on a host
+	// without a failed clean-up, and volumes never.
+	t.Run("stray volume", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		h := hosts[0]
+		pushScript(t, "rvol", "echo started\nsleep 300\n")
+		testenv.WaitUntil(t, "rvol 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rvol", 0), "started") })
+		id, err := h.Podman(ctx, "ps", "-a", "-q", "--filter", "label=jobq.repo=rvol")
+		if err != nil || strings.TrimSpace(id) == "" {
+			all, _ := h.Podman(ctx, "ps", "-a")
+			t.Fatalf("rvol's container: %q %v\n%s\n%s", id, err, all, readLog("rvol", 0))
+		}
+		vol, err := h.Podman(ctx, "inspect", "--format", "{{range .Mounts}}{{.Name}}{{end}}", strings.TrimSpace(id))
+		vol = strings.TrimSpace(vol)
+		if err != nil || !strings.HasPrefix(vol, "jobq-") {
+			t.Fatalf("rvol's volume: %q %v", vol, err)
+		}
+		if out, err := h.Podman(ctx, "rm", "-f", "-t", "0", strings.TrimSpace(id)); err != nil {
+			t.Fatalf("podman rm: %v %s", err, out)
+		}
+		follow(t, "rvol", 0)
+		// Another data directory's job volume (the digest of another
+		// home), and a volume of the account's own.
+		other := "jobq-0123456789abcdef" + vol[len("jobq-0123456789abcdef"):]
+		for _, name := range []string{other, "mydata"} {
+			if out, err := h.Podman(ctx, "volume", "create", name); err != nil {
+				t.Fatalf("volume create: %v %s", err, out)
+			}
+		}
+		if got, _ := h.Podman(ctx, "volume", "ls", "-q"); !strings.Contains(got, vol+"\n") {
+			t.Fatalf("the stray volume is not there before gc:\n%s", got)
+		}
+		if out, err := env.AsUser(ctx, nil, filepath.Join(env.Bin, "jobq-worker"), "gc"); err != nil {
+			t.Errorf("jobq-worker gc: %v\n%s", err, out)
+		}
+		got, err := h.Podman(ctx, "volume", "ls", "-q")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(got, vol+"\n") || !strings.Contains(got, other+"\n") || !strings.Contains(got, "mydata\n") {
+			t.Errorf("after gc the host has, of %s, %s and mydata:\n%s", vol, other, got)
+		}
+		h.Podman(ctx, "volume", "rm", other, "mydata")
 	})
 
 	// One host goes down mid-job: its job ends lost, later jobs go to the

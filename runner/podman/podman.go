@@ -575,8 +575,9 @@ func openUp(dir string) {
 	walk(".")
 }
 
-// sweep removes labelled containers of jobs that no longer run: what a
-// worker that died, or a service that went away, left. It never fails a job.
+// sweep removes labelled containers of jobs that no longer run, then the
+// volumes no container uses of those jobs: what a worker that died, or a
+// service that went away, left. It never fails a job.
 func (r *Runner) sweep(conn context.Context, current *queue.Job) {
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).
 		WithFilters(map[string][]string{"label": {LabelHome + "=" + r.cfg.Home}}))
@@ -589,11 +590,12 @@ func (r *Runner) sweep(conn context.Context, current *queue.Job) {
 		if err != nil || queue.ValidName(repo) != nil {
 			continue // not ours to judge
 		}
-		if repo == current.Repo && id == current.ID || r.cfg.Active != nil && r.cfg.Active(repo, id) {
+		if current != nil && repo == current.Repo && id == current.ID || r.cfg.Active != nil && r.cfg.Active(repo, id) {
 			continue
 		}
 		remove(conn, c.ID)
 	}
+	r.sweepVolumes(conn, current)
 }
 
 func selinuxEnabled() bool {

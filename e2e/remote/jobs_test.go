@@ -20,7 +20,7 @@ import (
 // b0 and b1 are connections of the hosting account's containers.conf,
 // pool a farm of both, stranger host 1 under a name known_hosts lacks.
 const remoteConf = `
-repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel rvol
+repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel radopt-timeout rvol
     RW+ = alice
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
@@ -35,6 +35,10 @@ repo radopt-exit rvol
 repo rtimeout
     option ENV.JOBQ_CONNECTION = "b1"
     option ENV.JOBQ_TIMEOUT = "3s"
+
+repo radopt-timeout
+    option ENV.JOBQ_CONNECTION = "b1"
+    option ENV.JOBQ_TIMEOUT = "8s"
 
 repo rstranger
     option ENV.JOBQ_CONNECTION = "stranger"
@@ -125,7 +129,8 @@ func follow(t *testing.T, repo string, id int) testenv.Result {
 	return env.SSH(ctx, "alice", "jobq", repo, fmt.Sprint(id))
 }
 
-// readLog reads a job's log as it is now.
+// readLog reads a job's log as it is now. Its header says "started" too:
+// look for the job's own output on a line of its own.
 func readLog(repo string, id int) string {
 	b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(id), "log"))
 	return string(b)
@@ -287,7 +292,7 @@ func TestRemoteJobs(t *testing.T) {
 	t.Run("cancel and timeout", func(t *testing.T) {
 		pushScript(t, "rcancel", "echo started\nsleep 300\n")
 		pushScript(t, "rtimeout", "echo started\nsleep 300\n")
-		testenv.WaitUntil(t, "rcancel 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 0), "started") })
+		testenv.WaitUntil(t, "rcancel 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 0), "\nstarted\n") })
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if r := env.SSH(ctx, "alice", "jobq", "cancel", "rcancel", "0"); r.Code != 0 {
@@ -296,7 +301,7 @@ func TestRemoteJobs(t *testing.T) {
 		if r := follow(t, "rcancel", 0); !strings.Contains(r.Stdout, "jobq: cancelled") {
 			t.Errorf("jobq rcancel 0: %s", r)
 		}
-		if r := follow(t, "rtimeout", 0); !strings.Contains(r.Stdout, "started") || !strings.Contains(r.Stdout, "jobq: timed-out") {
+		if r := follow(t, "rtimeout", 0); !strings.Contains(r.Stdout, "\nstarted\n") || !strings.Contains(r.Stdout, "jobq: timed-out") {
 			t.Errorf("jobq rtimeout 0: %s", r)
 		}
 		for i, h := range hosts {
@@ -400,9 +405,9 @@ func TestRemoteJobs(t *testing.T) {
 		// run there, and no other job gets the range. Before, the slot was
 		// free and the range held was this machine's.
 		for _, pattern := range []string{"hosts/*/*.lock", "hosts/*/idranges/*.lock"} {
-			if held := heldBy(t, pattern, "radopt-cancel/0"); held != 1 {
-				t.Errorf("%d locks %s held for the adopted job, want 1", held, pattern)
-			}
+			testenv.WaitUntil(t, "the adopter holds a lock "+pattern+" for the job", time.Minute, func() bool {
+				return heldBy(t, pattern, "radopt-cancel/0") == 1
+			})
 		}
 		if held := heldBy(t, "idranges/*.lock", "radopt-cancel/0"); held != 0 {
 			t.Errorf("the adopted job holds an ID range of this machine")
@@ -423,52 +428,71 @@ func TestRemoteJobs(t *testing.T) {
 		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
 	})
 
-	// A job's /source volume that its container's removal left (here the
-	// container is removed without -v under the running job, as a service
-	// that dies between the two would leave it) is removed by jobq-worker
-	// gc on its host; a volume of the account's own, and one of another
-	// jobq's data directory, stay. Before, gc swept nothing on a host
-	// without a failed clean-up, and volumes never.
+	// A job adopted on a build host still ends at its own deadline.
+	t.Run("adopt timeout", func(t *testing.T) {
+		pushScript(t, "radopt-timeout", "trap 'echo got-term; exit 143' TERM\ni=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done\n")
+		pid := jobWorker(t, "radopt-timeout", "tick-3\n")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		r := follow(t, "radopt-timeout", 0)
+		if !strings.Contains(r.Stdout, "got-term\njobq: timed-out") || strings.Count(r.Stdout, notice) != 1 {
+			t.Errorf("jobq radopt-timeout 0: %s", r)
+		}
+		numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
+		if v := listing(t, "radopt-timeout"); len(v) != 1 || v[0].State != "timed-out" || v[0].Adopted != 1 {
+			t.Errorf("listing: %+v", v)
+		}
+		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
+	})
+
+	// A job's /source volume that its container's removal left (a service
+	// that dies between the two leaves it: here it is made again under its
+	// name once the job is cleaned up) is removed by jobq-worker gc on its
+	// host; a volume of the account's own, and one of another jobq data
+	// directory's, stay. Before, gc swept nothing on a host without a
+	// failed clean-up, and volumes never.
 	t.Run("stray volume", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		h := hosts[0]
-		pushScript(t, "rvol", "echo started\nsleep 300\n")
-		testenv.WaitUntil(t, "rvol 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rvol", 0), "started") })
+		pushScript(t, "rvol", "echo started\nsleep 1\n")
+		testenv.WaitUntil(t, "rvol 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rvol", 0), "\nstarted\n") })
 		id, err := h.Podman(ctx, "ps", "-a", "-q", "--filter", "label=jobq.repo=rvol")
-		if err != nil || strings.TrimSpace(id) == "" {
-			all, _ := h.Podman(ctx, "ps", "-a")
-			t.Fatalf("rvol's container: %q %v\n%s\n%s", id, err, all, readLog("rvol", 0))
+		if err != nil {
+			t.Fatal(err)
 		}
 		vol, err := h.Podman(ctx, "inspect", "--format", "{{range .Mounts}}{{.Name}}{{end}}", strings.TrimSpace(id))
+		if err != nil {
+			t.Fatal(err)
+		}
 		vol = strings.TrimSpace(vol)
-		if err != nil || !strings.HasPrefix(vol, "jobq-") {
-			t.Fatalf("rvol's volume: %q %v", vol, err)
+		if r := follow(t, "rvol", 0); !strings.Contains(r.Stdout, "jobq: succeeded") {
+			t.Fatalf("jobq rvol 0: %s", r)
 		}
-		if out, err := h.Podman(ctx, "rm", "-f", "-t", "0", strings.TrimSpace(id)); err != nil {
-			t.Fatalf("podman rm: %v %s", err, out)
+		testenv.WaitUntil(t, "host 0 is clean", time.Minute, func() bool { return leftovers(t, h) == "" })
+		// The stray, another data directory's job volume (the digest of
+		// another home), and a volume of the account's own.
+		const tag = "jobq-0123456789abcdef"
+		if !strings.HasPrefix(vol, "jobq-") || len(vol) < len(tag) {
+			t.Fatalf("rvol's volume: %q", vol)
 		}
-		follow(t, "rvol", 0)
-		// Another data directory's job volume (the digest of another
-		// home), and a volume of the account's own.
-		other := "jobq-0123456789abcdef" + vol[len("jobq-0123456789abcdef"):]
-		for _, name := range []string{other, "mydata"} {
+		other := tag + vol[len(tag):]
+		for _, name := range []string{vol, other, "mydata"} {
 			if out, err := h.Podman(ctx, "volume", "create", name); err != nil {
 				t.Fatalf("volume create: %v %s", err, out)
 			}
 		}
-		if got, _ := h.Podman(ctx, "volume", "ls", "-q"); !strings.Contains(got, vol+"\n") {
-			t.Fatalf("the stray volume is not there before gc:\n%s", got)
-		}
 		if out, err := env.AsUser(ctx, nil, filepath.Join(env.Bin, "jobq-worker"), "gc"); err != nil {
 			t.Errorf("jobq-worker gc: %v\n%s", err, out)
 		}
-		got, err := h.Podman(ctx, "volume", "ls", "-q")
+		out, err := h.Podman(ctx, "volume", "ls", "-q")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if strings.Contains(got, vol+"\n") || !strings.Contains(got, other+"\n") || !strings.Contains(got, "mydata\n") {
-			t.Errorf("after gc the host has, of %s, %s and mydata:\n%s", vol, other, got)
+		got := strings.Fields(out)
+		if slices.Contains(got, vol) || !slices.Contains(got, other) || !slices.Contains(got, "mydata") {
+			t.Errorf("after gc the host has %q; want %s gone, %s and mydata kept", got, vol, other)
 		}
 		h.Podman(ctx, "volume", "rm", other, "mydata")
 	})
@@ -478,7 +502,7 @@ func TestRemoteJobs(t *testing.T) {
 	// what the job left there.
 	t.Run("host down", func(t *testing.T) {
 		pushScript(t, "rlong", "echo started\nsleep 300\n")
-		testenv.WaitUntil(t, "rlong 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rlong", 0), "started") })
+		testenv.WaitUntil(t, "rlong 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rlong", 0), "\nstarted\n") })
 		v := listing(t, "rlong")
 		if len(v) != 1 || v[0].Host == "" {
 			t.Fatalf("listing: %+v", v)

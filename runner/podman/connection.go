@@ -305,41 +305,49 @@ func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts str
 			return t, nil
 		}
 	}
-	if d := ts.dialing[key]; d != nil {
+	d := ts.dialing[key]
+	if d != nil {
 		d.waiters++
-		ts.mu.Unlock()
-		select {
-		case <-d.done:
-			return d.t, d.err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("build host %s: %w", redact(u), context.Cause(ctx))
+	} else {
+		d = &dial{done: make(chan struct{})}
+		if ts.dialing == nil {
+			ts.dialing = map[string]*dial{}
 		}
+		ts.dialing[key] = d
+		// The dial is no one caller's: a caller whose job ends stops
+		// waiting, and the others still get the tunnel. dialTunnel ends
+		// within sshDialTimeout.
+		go ts.dial(context.WithoutCancel(ctx), key, d, u, identity, knownHosts, getenv)
 	}
-	d := &dial{done: make(chan struct{})}
-	if ts.dialing == nil {
-		ts.dialing = map[string]*dial{}
-	}
-	ts.dialing[key] = d
 	ts.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.t, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("build host %s: %w", redact(u), context.Cause(ctx))
+	}
+}
 
-	d.t, d.err = dialTunnel(ctx, u, identity, knownHosts, getenv)
-
+// dial makes the tunnel d is for, keeps it under key, and lets d's
+// callers have it.
+func (ts *tunnels) dial(ctx context.Context, key string, d *dial, u *url.URL, identity, knownHosts string, getenv func(string) string) {
+	t, err := dialTunnel(ctx, u, identity, knownHosts, getenv)
 	ts.mu.Lock()
 	delete(ts.dialing, key)
-	if d.err == nil {
+	if err == nil {
 		if ts.closed {
-			d.t.Close()
-			d.t, d.err = nil, errors.New("the runner is closed")
+			t.Close()
+			t, err = nil, errors.New("the runner is closed")
 		} else {
 			if ts.m == nil {
 				ts.m = map[string]*tunnel{}
 			}
-			ts.m[key] = d.t
+			ts.m[key] = t
 		}
 	}
+	d.t, d.err = t, err
 	ts.mu.Unlock()
 	close(d.done)
-	return d.t, d.err
 }
 
 func listening(sock string) bool {

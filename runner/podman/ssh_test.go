@@ -6,6 +6,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -325,14 +326,20 @@ func TestTunnelsSilentHost(t *testing.T) {
 		t   *tunnel
 		err error
 	}
-	hungDone := make(chan result, 2)
-	for range 2 {
-		go func() {
-			t, err := ts.get(context.Background(), hung, identity, kh, noenv)
-			hungDone <- result{t, err}
-		}()
-	}
+	// Two callers for the silent host: the first one's job ends while it
+	// waits.
+	first, stop := context.WithCancel(context.Background())
+	defer stop()
+	firstDone, hungDone := make(chan result, 1), make(chan result, 1)
+	go func() {
+		t, err := ts.get(first, hung, identity, kh, noenv)
+		firstDone <- result{t, err}
+	}()
 	conn := <-accepted // a dial to the silent host is under way
+	go func() {
+		t, err := ts.get(context.Background(), hung, identity, kh, noenv)
+		hungDone <- result{t, err}
+	}()
 	testenv.WaitUntil(t, "the second caller waits for that dial", time.Minute, func() bool {
 		ts.mu.Lock()
 		defer ts.mu.Unlock()
@@ -353,12 +360,19 @@ func TestTunnelsSilentHost(t *testing.T) {
 	default:
 	}
 
-	conn.Close() // the silent host hangs up: both its callers fail, from one dial
-	for range 2 {
-		if r := <-hungDone; r.err == nil {
-			r.t.Close()
-			t.Error("the silent host connected")
-		}
+	// The first caller stops waiting; the dial goes on for the other.
+	stop()
+	if r := <-firstDone; !errors.Is(r.err, context.Canceled) {
+		t.Errorf("the cancelled caller: %v", r.err)
+	}
+	select {
+	case r := <-hungDone:
+		t.Fatalf("the dial ended with its first caller: %v", r.err)
+	default:
+	}
+	conn.Close() // the silent host hangs up: the other caller gets the dial's own error
+	if r := <-hungDone; r.err == nil || errors.Is(r.err, context.Canceled) {
+		t.Errorf("the silent host's other caller: %v", r.err)
 	}
 	select {
 	case c := <-accepted:

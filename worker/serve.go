@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/jobq/jobq/queue"
 )
 
 // Serve drains every queue as jobs arrive, until ctx ends (jobq-worker
@@ -62,13 +64,22 @@ func (w *Worker) GC(ctx context.Context, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	newest := map[string][]*queue.Job{} // by runner
 	for _, r := range repos {
 		jobs, err := w.Store.Jobs(r, 1)
 		if err != nil || len(jobs) == 0 || jobs[0].Job == nil {
 			continue
 		}
+		newest[jobs[0].Job.Options.Runner] = append(newest[jobs[0].Job.Options.Runner], jobs[0].Job)
 		if err := w.Tidy(ctx, r, jobs[0].Job.Options.Keep); err != nil {
 			w.logf("%v", err)
+		}
+	}
+	for name, js := range newest {
+		if s, ok := w.Runners[name].(Sweeper); ok {
+			if err := s.Sweep(ctx, js); err != nil {
+				w.logf("%v", err)
+			}
 		}
 	}
 	// Jobs of deleted repositories: the administrator's, never shown over

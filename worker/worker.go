@@ -56,6 +56,13 @@ type Placer interface {
 	Place(ctx context.Context, j *queue.Job) (host string, release func(), wait string, err error)
 }
 
+// Sweeper is a Runner that can remove what its jobs left and no clean-up
+// will (a worker or service that died mid-way): jobq gc asks it, with the
+// newest job of each repository, for the places those jobs name.
+type Sweeper interface {
+	Sweep(ctx context.Context, jobs []*queue.Job) error
+}
+
 // Notice is the line an adopted job's log gets where its new worker takes
 // over (on a line of its own: after a newline if the output was cut
 // within a line).

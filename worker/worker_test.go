@@ -3,6 +3,7 @@ package worker
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -499,5 +500,43 @@ func TestSlotLimit(t *testing.T) {
 		if peak != slots {
 			t.Errorf("%d slots: at most %d jobs ran at once", slots, peak)
 		}
+	}
+}
+
+// sweepRunner is a testRunner that records what jobq gc asks it to sweep.
+type sweepRunner struct {
+	testRunner
+	swept *[]string
+}
+
+func (r sweepRunner) Sweep(_ context.Context, jobs []*queue.Job) error {
+	for _, j := range jobs {
+		*r.swept = append(*r.swept, fmt.Sprintf("%s/%d", j.Repo, j.ID))
+	}
+	return nil
+}
+
+// jobq gc has a Sweeper runner sweep the places its repositories' newest
+// jobs name (build hosts), each repository once, even with no clean-up
+// to retry: strays are left where no clean-up failed.
+func TestGCSweeps(t *testing.T) {
+	s := newStore(t)
+	for _, repo := range []string{"a", "a", "b"} {
+		j := newJob(repo, repo)
+		s.Enqueue(j)
+	}
+	var swept []string
+	w := &Worker{Store: s, Runners: map[string]Runner{"exec": sweepRunner{testRunner{run: (&recorder{}).run}, &swept}}, Poll: time.Millisecond}
+	for _, q := range []string{"a", "b"} {
+		if err := w.Drain(context.Background(), q, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.GC(context.Background(), io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	slices.Sort(swept)
+	if want := []string{"a/1", "b/0"}; !slices.Equal(swept, want) {
+		t.Errorf("swept %v, want %v", swept, want)
 	}
 }

@@ -20,18 +20,25 @@ import (
 // b0 and b1 are connections of the hosting account's containers.conf,
 // pool a farm of both, stranger host 1 under a name known_hosts lacks.
 const remoteConf = `
-repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7
+repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel radopt-timeout rvol
     RW+ = alice
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 
-repo rsrc rcancel
+repo rsrc rcancel radopt radopt-cancel
     option ENV.JOBQ_CONNECTION = "b1"
+
+repo radopt-exit rvol
+    option ENV.JOBQ_CONNECTION = "b0"
 
 repo rtimeout
     option ENV.JOBQ_CONNECTION = "b1"
     option ENV.JOBQ_TIMEOUT = "3s"
+
+repo radopt-timeout
+    option ENV.JOBQ_CONNECTION = "b1"
+    option ENV.JOBQ_TIMEOUT = "8s"
 
 repo rstranger
     option ENV.JOBQ_CONNECTION = "stranger"
@@ -58,6 +65,7 @@ type jobView struct {
 	State      string    `json:"state"`
 	Waiting    string    `json:"waiting"`
 	Host       string    `json:"host"`
+	Adopted    int       `json:"adopted"`
 	ExitCode   *int      `json:"exit_code"`
 	StartedAt  time.Time `json:"started_at"`
 	FinishedAt time.Time `json:"finished_at"`
@@ -121,7 +129,8 @@ func follow(t *testing.T, repo string, id int) testenv.Result {
 	return env.SSH(ctx, "alice", "jobq", repo, fmt.Sprint(id))
 }
 
-// readLog reads a job's log as it is now.
+// readLog reads a job's log as it is now. Its header says "started" too:
+// look for the job's own output on a line of its own.
 func readLog(repo string, id int) string {
 	b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(id), "log"))
 	return string(b)
@@ -283,7 +292,7 @@ func TestRemoteJobs(t *testing.T) {
 	t.Run("cancel and timeout", func(t *testing.T) {
 		pushScript(t, "rcancel", "echo started\nsleep 300\n")
 		pushScript(t, "rtimeout", "echo started\nsleep 300\n")
-		testenv.WaitUntil(t, "rcancel 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 0), "started") })
+		testenv.WaitUntil(t, "rcancel 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 0), "\nstarted\n") })
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if r := env.SSH(ctx, "alice", "jobq", "cancel", "rcancel", "0"); r.Code != 0 {
@@ -292,7 +301,7 @@ func TestRemoteJobs(t *testing.T) {
 		if r := follow(t, "rcancel", 0); !strings.Contains(r.Stdout, "jobq: cancelled") {
 			t.Errorf("jobq rcancel 0: %s", r)
 		}
-		if r := follow(t, "rtimeout", 0); !strings.Contains(r.Stdout, "started") || !strings.Contains(r.Stdout, "jobq: timed-out") {
+		if r := follow(t, "rtimeout", 0); !strings.Contains(r.Stdout, "\nstarted\n") || !strings.Contains(r.Stdout, "jobq: timed-out") {
 			t.Errorf("jobq rtimeout 0: %s", r)
 		}
 		for i, h := range hosts {
@@ -331,29 +340,161 @@ func TestRemoteJobs(t *testing.T) {
 		}
 	})
 
-	// A worker killed while its job runs on a build host: the next worker
-	// of the queue marks the job lost and removes its container there.
-	t.Run("killed worker", func(t *testing.T) {
-		pushScript(t, "rcancel", "echo started\nsleep 300\n")
-		testenv.WaitUntil(t, "rcancel 1 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rcancel", 1), "started") })
-		var job struct {
-			Worker int `json:"worker"`
-		}
-		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", "rcancel", "1", "job.json"))
-		if err != nil || json.Unmarshal(b, &job) != nil || job.Worker == 0 {
-			t.Fatalf("job.json: %s %v", b, err)
-		}
-		if err := syscall.Kill(job.Worker, syscall.SIGKILL); err != nil {
+	// A worker SIGKILLed while its job runs on a build host: the next
+	// worker (started by the follower) adopts the job there and continues
+	// its log from the container's log, exactly once (issues 12 and 13).
+	// Before, the job ended "lost: its worker died".
+	t.Run("adopt", func(t *testing.T) {
+		pushScript(t, "radopt", adoptScript(300, 3))
+		pid := jobWorker(t, "radopt", "out-20\n")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
-		pushScript(t, "rcancel", "echo second\n")
-		if r := follow(t, "rcancel", 2); !strings.Contains(r.Stdout, "second") || !strings.Contains(r.Stdout, "jobq: succeeded") {
-			t.Errorf("jobq rcancel 2: %s", r)
+		r := follow(t, "radopt", 0) // starts the next worker
+		checkAdopted(t, r.Stdout, 300, "jobq: failed, exit code 3")
+		v := listing(t, "radopt")
+		if len(v) != 1 || v[0].State != "failed" || v[0].Adopted != 1 || v[0].Host != "b1" || v[0].ExitCode == nil || *v[0].ExitCode != 3 {
+			t.Errorf("listing: %+v", v)
 		}
-		if r := follow(t, "rcancel", 1); !strings.Contains(r.Stdout, "jobq: lost: its worker") {
-			t.Errorf("jobq rcancel 1: %s", r)
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if ls := env.SSH(ctx, "alice", "jobq", "radopt").Stdout; !strings.Contains(ls, "failed (adopted)") || !strings.Contains(ls, " b1\n") {
+			t.Errorf("the listing does not say the job was adopted on b1:\n%s", ls)
 		}
 		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
+	})
+
+	// A job on a build host that ends while no worker watches: the next
+	// worker appends the rest of its output and records its real result.
+	t.Run("adopt exited", func(t *testing.T) {
+		pushScript(t, "radopt-exit", adoptScript(100, 5))
+		pid := jobWorker(t, "radopt-exit", "out-10\n")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		testenv.WaitUntil(t, "the container exits with no worker", 2*time.Minute, func() bool {
+			out, err := hosts[0].Podman(context.Background(), "ps", "-a", "-q", "--filter", "label=jobq.repo=radopt-exit", "--filter", "status=exited")
+			return err == nil && strings.TrimSpace(out) != ""
+		})
+		if v := listing(t, "radopt-exit"); len(v) != 1 || v[0].State != "running" {
+			t.Fatalf("before the next worker: %+v", v)
+		}
+		r := follow(t, "radopt-exit", 0)
+		checkAdopted(t, r.Stdout, 100, "jobq: failed, exit code 5")
+		if v := listing(t, "radopt-exit"); len(v) != 1 || v[0].Adopted != 1 || v[0].Host != "b0" || v[0].ExitCode == nil || *v[0].ExitCode != 5 {
+			t.Errorf("listing: %+v", v)
+		}
+		testenv.WaitUntil(t, "host 0 is clean", time.Minute, func() bool { return leftovers(t, hosts[0]) == "" })
+	})
+
+	// A job adopted on a build host is cancelled through its adopter.
+	t.Run("adopt cancel", func(t *testing.T) {
+		pushScript(t, "radopt-cancel", "trap 'echo got-term; exit 143' TERM\ni=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done\n")
+		pid := jobWorker(t, "radopt-cancel", "tick-3\n")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		followed := make(chan testenv.Result, 1)
+		go func() { followed <- follow(t, "radopt-cancel", 0) }()
+		testenv.WaitUntil(t, "the job is adopted", 2*time.Minute, func() bool {
+			v := listing(t, "radopt-cancel")
+			return len(v) == 1 && v[0].Adopted == 1
+		})
+		// The adopter holds the job's slot on its build host and its ID
+		// range there, as the dead worker did: no more jobs than the cap
+		// run there, and no other job gets the range. Before, the slot was
+		// free and the range held was this machine's.
+		for _, pattern := range []string{"hosts/*/*.lock", "hosts/*/idranges/*.lock"} {
+			testenv.WaitUntil(t, "the adopter holds a lock "+pattern+" for the job", time.Minute, func() bool {
+				return heldBy(t, pattern, "radopt-cancel/0") == 1
+			})
+		}
+		if held := heldBy(t, "idranges/*.lock", "radopt-cancel/0"); held != 0 {
+			t.Errorf("the adopted job holds an ID range of this machine")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if r := env.SSH(ctx, "alice", "jobq", "cancel", "radopt-cancel", "0"); r.Code != 0 {
+			t.Fatalf("cancel: %s", r)
+		}
+		r := <-followed
+		if !strings.Contains(r.Stdout, "got-term\n") || !strings.Contains(r.Stdout, "jobq: cancelled, exit code 143: cancelled by request") || strings.Count(r.Stdout, notice) != 1 {
+			t.Errorf("jobq radopt-cancel 0: %s", r)
+		}
+		numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
+		if v := listing(t, "radopt-cancel"); len(v) != 1 || v[0].State != "cancelled" {
+			t.Errorf("listing: %+v", v)
+		}
+		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
+	})
+
+	// A job adopted on a build host still ends at its own deadline.
+	t.Run("adopt timeout", func(t *testing.T) {
+		pushScript(t, "radopt-timeout", "trap 'echo got-term; exit 143' TERM\ni=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done\n")
+		pid := jobWorker(t, "radopt-timeout", "tick-3\n")
+		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		r := follow(t, "radopt-timeout", 0)
+		if !strings.Contains(r.Stdout, "got-term\njobq: timed-out") || strings.Count(r.Stdout, notice) != 1 {
+			t.Errorf("jobq radopt-timeout 0: %s", r)
+		}
+		numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
+		if v := listing(t, "radopt-timeout"); len(v) != 1 || v[0].State != "timed-out" || v[0].Adopted != 1 {
+			t.Errorf("listing: %+v", v)
+		}
+		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })
+	})
+
+	// A job's /source volume that its container's removal left (a service
+	// that dies between the two leaves it: here it is made again under its
+	// name once the job is cleaned up) is removed by jobq-worker gc on its
+	// host; a volume of the account's own, and one of another jobq data
+	// directory's, stay. Before, gc swept nothing on a host without a
+	// failed clean-up, and volumes never.
+	t.Run("stray volume", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		h := hosts[0]
+		pushScript(t, "rvol", "echo started\nsleep 1\n")
+		testenv.WaitUntil(t, "rvol 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rvol", 0), "\nstarted\n") })
+		id, err := h.Podman(ctx, "ps", "-a", "-q", "--filter", "label=jobq.repo=rvol")
+		if err != nil {
+			t.Fatal(err)
+		}
+		vol, err := h.Podman(ctx, "inspect", "--format", "{{range .Mounts}}{{.Name}}{{end}}", strings.TrimSpace(id))
+		if err != nil {
+			t.Fatal(err)
+		}
+		vol = strings.TrimSpace(vol)
+		if r := follow(t, "rvol", 0); !strings.Contains(r.Stdout, "jobq: succeeded") {
+			t.Fatalf("jobq rvol 0: %s", r)
+		}
+		testenv.WaitUntil(t, "host 0 is clean", time.Minute, func() bool { return leftovers(t, h) == "" })
+		// The stray, another data directory's job volume (the digest of
+		// another home), and a volume of the account's own.
+		const tag = "jobq-0123456789abcdef"
+		if !strings.HasPrefix(vol, "jobq-") || len(vol) < len(tag) {
+			t.Fatalf("rvol's volume: %q", vol)
+		}
+		other := tag + vol[len(tag):]
+		for _, name := range []string{vol, other, "mydata"} {
+			if out, err := h.Podman(ctx, "volume", "create", name); err != nil {
+				t.Fatalf("volume create: %v %s", err, out)
+			}
+		}
+		if out, err := env.AsUser(ctx, nil, filepath.Join(env.Bin, "jobq-worker"), "gc"); err != nil {
+			t.Errorf("jobq-worker gc: %v\n%s", err, out)
+		}
+		out, err := h.Podman(ctx, "volume", "ls", "-q")
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := strings.Fields(out)
+		if slices.Contains(got, vol) || !slices.Contains(got, other) || !slices.Contains(got, "mydata") {
+			t.Errorf("after gc the host has %q; want %s gone, %s and mydata kept", got, vol, other)
+		}
+		h.Podman(ctx, "volume", "rm", other, "mydata")
 	})
 
 	// One host goes down mid-job: its job ends lost, later jobs go to the
@@ -361,7 +502,7 @@ func TestRemoteJobs(t *testing.T) {
 	// what the job left there.
 	t.Run("host down", func(t *testing.T) {
 		pushScript(t, "rlong", "echo started\nsleep 300\n")
-		testenv.WaitUntil(t, "rlong 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rlong", 0), "started") })
+		testenv.WaitUntil(t, "rlong 0 runs", 2*time.Minute, func() bool { return strings.Contains(readLog("rlong", 0), "\nstarted\n") })
 		v := listing(t, "rlong")
 		if len(v) != 1 || v[0].Host == "" {
 			t.Fatalf("listing: %+v", v)
@@ -404,6 +545,88 @@ func TestRemoteJobs(t *testing.T) {
 	testenv.WaitUntil(t, "only live workers' tunnel directories are left", time.Minute, func() bool {
 		return len(staleTunnels()) == 0
 	})
+}
+
+const notice = "jobq: worker restarted; output continues\n"
+
+// adoptScript prints out-I on stdout and err-I on stderr, every 20 ms, for
+// I below n, then a last line without a newline, and exits with code.
+func adoptScript(n, code int) string {
+	return fmt.Sprintf("i=0; while [ $i -lt %d ]; do echo out-$i; echo err-$i >&2; i=$((i+1)); sleep 0.02; done\nprintf last-line-no-newline\nexit %d\n", n, code)
+}
+
+// checkAdopted checks the log of an adoptScript job adopted once: every
+// number once and in order on both streams, the notice, the last line,
+// then result.
+func checkAdopted(t *testing.T, log string, n int, result string) {
+	t.Helper()
+	if strings.Count(log, notice) != 1 || !strings.Contains(log, "\nlast-line-no-newline\n"+result) {
+		t.Errorf("log:\n%s", log)
+	}
+	numbered(t, log, "out-", n)
+	numbered(t, log, "err-", n)
+}
+
+// numbered checks that out holds prefix-0 to prefix-(n-1), each once and
+// in order.
+func numbered(t *testing.T, out, prefix string, n int) {
+	t.Helper()
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			got = append(got, l)
+		}
+	}
+	for i := range n {
+		if i >= len(got) || got[i] != prefix+strconv.Itoa(i) {
+			t.Errorf("line %d of the output is not %s%d (a gap or a repeat):\n%s", i, prefix, i, out)
+			return
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%d numbered lines, want %d:\n%s", len(got), n, out)
+	}
+}
+
+// jobWorker waits until job 0 of repo runs and its log contains want, and
+// returns its worker's pid.
+func jobWorker(t *testing.T, repo, want string) int {
+	t.Helper()
+	var job struct {
+		State  string `json:"state"`
+		Worker int    `json:"worker"`
+	}
+	testenv.WaitUntil(t, repo+" job 0 runs and says "+want, 2*time.Minute, func() bool {
+		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, "0", "job.json"))
+		return err == nil && json.Unmarshal(b, &job) == nil && job.State == "running" && job.Worker > 0 &&
+			strings.Contains(readLog(repo, 0), want)
+	})
+	return job.Worker
+}
+
+// heldBy counts the lock files matching pattern in the data directory
+// that name owner and whose flock someone holds.
+func heldBy(t *testing.T, pattern, owner string) int {
+	t.Helper()
+	files, err := filepath.Glob(filepath.Join(env.DataDir(), pattern))
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, name := range files {
+		if b, err := os.ReadFile(name); err != nil || string(b) != owner+"\n" {
+			continue
+		}
+		f, err := os.Open(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) != nil {
+			n++
+		}
+		f.Close()
+	}
+	return n
 }
 
 // staleTunnels lists the account's tunnel directories whose worker is gone.

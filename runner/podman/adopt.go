@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"time"
@@ -53,8 +54,19 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	case "created", "configured", "initialized", "removing":
 		return 0, queue.ErrGone
 	}
+	m, err := r.member(j)
+	if err != nil {
+		return 0, err
+	}
+	// A build host's job takes over its range and a slot there, not on
+	// this machine.
+	ranges := filepath.Join(r.cfg.Home, "idranges")
+	if m.remote() {
+		ranges = rangesDir(r.hostDir(m))
+		r.adoptSlot(m, j)
+	}
 	if data.Config != nil {
-		r.adoptRange(j, data.Config.Labels[LabelIDRange])
+		r.adoptRange(j, data.Config.Labels[LabelIDRange], ranges)
 	}
 	logstart := r.cfg.File(j, "logstart")
 	start, _, err := r.logHeld(j, log)

@@ -258,19 +258,33 @@ func (s *Service) knownHosts() string {
 }
 
 // tunnels keeps one tunnel per host, user and identity, and replaces one
-// whose connection ended.
+// whose connection ended. A dial (up to sshDialTimeout against a silent
+// host) runs outside the lock: one per key at a time, which the other
+// callers for that key wait for, while other hosts' callers go on.
 type tunnels struct {
-	mu sync.Mutex
-	m  map[string]*tunnel
+	mu      sync.Mutex
+	m       map[string]*tunnel
+	dialing map[string]*dial
+	closed  bool
 }
 
-// close ends every tunnel.
+// dial is a dial in flight; done closes when t or err is set.
+type dial struct {
+	done    chan struct{}
+	t       *tunnel
+	err     error
+	waiters int // callers other than the dialer, for tests
+}
+
+// close ends every tunnel; a dial still in flight ends its tunnel when it
+// is made.
 func (ts *tunnels) close() {
 	if ts == nil {
 		return
 	}
 	ts.mu.Lock()
 	defer ts.mu.Unlock()
+	ts.closed = true
 	for k, t := range ts.m {
 		t.Close()
 		delete(ts.m, k)
@@ -283,23 +297,57 @@ func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts str
 	}
 	key := u.String() + "\x00" + identity + "\x00" + knownHosts
 	ts.mu.Lock()
-	defer ts.mu.Unlock()
 	if t := ts.m[key]; t != nil {
 		select {
 		case <-t.done:
 		default:
+			ts.mu.Unlock()
 			return t, nil
 		}
 	}
+	d := ts.dialing[key]
+	if d != nil {
+		d.waiters++
+	} else {
+		d = &dial{done: make(chan struct{})}
+		if ts.dialing == nil {
+			ts.dialing = map[string]*dial{}
+		}
+		ts.dialing[key] = d
+		// The dial is no one caller's: a caller whose job ends stops
+		// waiting, and the others still get the tunnel. dialTunnel ends
+		// within sshDialTimeout.
+		go ts.dial(context.WithoutCancel(ctx), key, d, u, identity, knownHosts, getenv)
+	}
+	ts.mu.Unlock()
+	select {
+	case <-d.done:
+		return d.t, d.err
+	case <-ctx.Done():
+		return nil, fmt.Errorf("build host %s: %w", redact(u), context.Cause(ctx))
+	}
+}
+
+// dial makes the tunnel d is for, keeps it under key, and lets d's
+// callers have it.
+func (ts *tunnels) dial(ctx context.Context, key string, d *dial, u *url.URL, identity, knownHosts string, getenv func(string) string) {
 	t, err := dialTunnel(ctx, u, identity, knownHosts, getenv)
-	if err != nil {
-		return nil, err
+	ts.mu.Lock()
+	delete(ts.dialing, key)
+	if err == nil {
+		if ts.closed {
+			t.Close()
+			t, err = nil, errors.New("the runner is closed")
+		} else {
+			if ts.m == nil {
+				ts.m = map[string]*tunnel{}
+			}
+			ts.m[key] = t
+		}
 	}
-	if ts.m == nil {
-		ts.m = map[string]*tunnel{}
-	}
-	ts.m[key] = t
-	return t, nil
+	d.t, d.err = t, err
+	ts.mu.Unlock()
+	close(d.done)
 }
 
 func listening(sock string) bool {

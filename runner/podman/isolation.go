@@ -145,7 +145,7 @@ func jobKey(j *queue.Job) string { return j.Repo + "/" + strconv.FormatInt(j.ID,
 func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job, h *hostInfo, hostDir string) (*idRange, error) {
 	a := idRanges{dir: filepath.Join(r.cfg.Home, "idranges"), subuid: r.cfg.SubUID, subgid: r.cfg.SubGID}
 	if hostDir != "" {
-		a.dir = filepath.Join(hostDir, "idranges")
+		a.dir = rangesDir(hostDir)
 		a.remote = true
 		a.uids, a.gids = remoteIDs(h.SubUIDs), remoteIDs(h.SubGIDs)
 		if !h.Rootless {
@@ -186,14 +186,15 @@ func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job
 }
 
 // adoptRange takes over the ID range of an adopted job's container (its
-// label), held until the job's Cleanup as Run's is: no other job gets it
-// while the container runs. A range already held stays its holder's.
-func (r *Runner) adoptRange(j *queue.Job, label string) {
+// label) among the ranges in dir (rangesDir), held until the job's Cleanup
+// as Run's is: no other job gets it while the container runs. A range
+// already held stays its holder's.
+func (r *Runner) adoptRange(j *queue.Job, label string, dir string) {
 	i, err := strconv.Atoi(label)
 	if err != nil || i < 0 {
 		return
 	}
-	a := idRanges{dir: filepath.Join(r.cfg.Home, "idranges")}
+	a := idRanges{dir: dir}
 	ids := a.take(i, jobKey(j))
 	if ids == nil {
 		return
@@ -210,8 +211,41 @@ func (r *Runner) release(j *queue.Job, cleanedUp bool) {
 	r.mu.Lock()
 	ids := r.held[jobKey(j)]
 	delete(r.held, jobKey(j))
+	slot := r.slots[jobKey(j)]
+	delete(r.slots, jobKey(j))
 	r.mu.Unlock()
 	if ids != nil {
 		ids.release(cleanedUp)
 	}
+	if slot != nil {
+		slot.Close()
+	}
+}
+
+// rangesDir is where the ID ranges of a build host's jobs are locked: the
+// host's own, under hostDir.
+func rangesDir(hostDir string) string { return filepath.Join(hostDir, "idranges") }
+
+// maxAdoptedSlots bounds the slot files an adoption looks through.
+const maxAdoptedSlots = 1024
+
+// adoptSlot holds a slot of build host m for adopted job j until its
+// Cleanup, as Place holds one for a job it placed: its dead worker's slot
+// went with it, and without one more jobs than the cap would run there.
+// The job runs already: past the cap if every slot is taken, as queue's
+// AdoptSlot.
+func (r *Runner) adoptSlot(m member, j *queue.Job) {
+	f, err := takeSlot(r.hostDir(m), maxAdoptedSlots, jobKey(j))
+	if err != nil || f == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.slots == nil {
+		r.slots = map[string]*os.File{}
+	}
+	if old := r.slots[jobKey(j)]; old != nil {
+		old.Close() // adopted again by this worker
+	}
+	r.slots[jobKey(j)] = f
 }

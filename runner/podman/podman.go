@@ -62,6 +62,7 @@ type Runner struct {
 	swept map[string]bool      // by service URI: the sweep ran, and no Cleanup failed since
 	hosts map[string]*hostInfo // by service URI: what the service can do
 	held  map[string]*idRange  // by job: its ID range, until its Cleanup
+	slots map[string]*os.File  // by job: an adopted job's build host slot, until its Cleanup
 }
 
 // needSweep reports whether leftovers may exist that no Cleanup will
@@ -583,8 +584,9 @@ func openUp(dir string) {
 	walk(".")
 }
 
-// sweep removes labelled containers of jobs that no longer run: what a
-// worker that died, or a service that went away, left. It never fails a job.
+// sweep removes labelled containers of jobs that no longer run, then the
+// volumes no container uses of those jobs: what a worker that died, or a
+// service that went away, left. It never fails a job.
 func (r *Runner) sweep(conn context.Context, current *queue.Job) {
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).
 		WithFilters(map[string][]string{"label": {LabelHome + "=" + r.cfg.Home}}))
@@ -597,11 +599,12 @@ func (r *Runner) sweep(conn context.Context, current *queue.Job) {
 		if err != nil || queue.ValidName(repo) != nil {
 			continue // not ours to judge
 		}
-		if repo == current.Repo && id == current.ID || r.cfg.Active != nil && r.cfg.Active(repo, id) {
+		if current != nil && repo == current.Repo && id == current.ID || r.cfg.Active != nil && r.cfg.Active(repo, id) {
 			continue
 		}
 		remove(conn, c.ID)
 	}
+	r.sweepVolumes(conn, current)
 }
 
 func selinuxEnabled() bool {

@@ -34,11 +34,12 @@ const (
 const cpuPeriod = 100000
 
 // Spec translates a job of the data directory home into the container to
-// create: pure, no I/O. checkout is mounted at /source; selinux adds the
-// private relabel option. Without a checkout (a remote service) /source is
-// an anonymous volume, filled before start and removed with the container. ids, if set, is the job's own ID range: the
-// container's IDs map to it, in a user namespace of the job's own, and
-// Podman chowns the checkout to it.
+// create: no I/O. checkout is mounted at /source; selinux adds the private
+// relabel option. Without a checkout (a remote service) /source is a
+// volume of the job's own (sourceVolume, whose random part is all that is
+// not pure here), filled before start and removed with the container. ids,
+// if set, is the job's own ID range: the container's IDs map to it, in a
+// user namespace of the job's own, and Podman chowns the checkout to it.
 func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange) (*specgen.SpecGenerator, error) {
 	args, err := push.ImageArgs(j.Options.Command)
 	if err != nil {
@@ -77,8 +78,9 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 		s.Mounts = []spec.Mount{{Type: "bind", Source: checkout, Destination: "/source", Options: opts}}
 	} else {
 		// nocopy: the image's /source, if any, is not copied in first.
-		// The copy into it is chowned to the container's root.
-		s.Volumes = []*specgen.NamedVolume{{Name: "", Dest: "/source", Options: []string{"nocopy"}}}
+		// The copy into it is chowned to the container's root. Named, and
+		// anonymous all the same: see sourceVolume.
+		s.Volumes = []*specgen.NamedVolume{{Name: sourceVolume(home, j), Dest: "/source", Options: []string{"nocopy"}, IsAnonymous: true}}
 	}
 	s.WorkDir = "/source"
 	// The output is taken from the attach stream; the container's own log

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"golang.org/x/sys/unix"
 )
 
 // frame is one frame of a multiplexed log stream.
@@ -145,5 +147,40 @@ func TestK8sTail(t *testing.T) {
 				t.Errorf("got %q, %v; want %q", got, err, tt.want)
 			}
 		})
+	}
+}
+
+// The attach socket, taken out of the runtime's poller, still reads what
+// the service writes, to the end, and its reads block (no poller wakes).
+func TestBlockingSocket(t *testing.T) {
+	l, err := net.Listen("unix", filepath.Join(t.TempDir(), "s"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		c.Write([]byte(frame(1, "out") + frame(2, "err")))
+		c.Close()
+	}()
+	conn, err := net.Dial("unix", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	f, err := blocking(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	flags, err := unix.FcntlInt(f.Fd(), unix.F_GETFL, 0)
+	if err != nil || flags&unix.O_NONBLOCK != 0 {
+		t.Errorf("flags %#o, %v: still non-blocking", flags, err)
+	}
+	var out bytes.Buffer
+	if _, err := demux(&lazyReader{r: f}, 0, &out); err != nil || out.String() != "outerr" {
+		t.Errorf("read %q, %v", out.String(), err)
 	}
 }

@@ -257,7 +257,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 	// One writer for both streams keeps them in the order they arrive.
 	out := newBatchWriter(log)
 	go func() {
-		_, err := demux(body, 0, out)
+		_, err := demux(&lazyReader{r: body}, 0, out)
 		body.Close()
 		if cerr := out.Close(); err == nil {
 			err = cerr

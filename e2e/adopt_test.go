@@ -7,7 +7,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -89,27 +88,6 @@ func processGone(t *testing.T, pid int) {
 	})
 }
 
-// numbered checks that out holds prefix-0 to prefix-(n-1), each once and
-// in order, with nothing between them but one notice.
-func numbered(t *testing.T, out, prefix string, n int) {
-	t.Helper()
-	var got []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, prefix) {
-			got = append(got, l)
-		}
-	}
-	for i := range n {
-		if i >= len(got) || got[i] != prefix+strconv.Itoa(i) {
-			t.Errorf("line %d of the output is not %s%d (a gap or a repeat):\n%s", i, prefix, i, out)
-			return
-		}
-	}
-	if len(got) != n {
-		t.Errorf("%d numbered lines, want %d:\n%s", len(got), n, out)
-	}
-}
-
 // 12: "ssh jobq REPO ID" follows a job across its worker's death: the
 // worker is SIGKILLed mid-output, the follower starts the next worker,
 // which adopts the job; the follower sees every line once, the notice,
@@ -133,7 +111,7 @@ func TestFollowAcrossWorkerKill(t *testing.T) {
 	if r.Code != 1 || !strings.Contains(r.Stdout, "jobq: failed, exit code 3") || strings.Count(r.Stdout, notice) != 1 {
 		t.Errorf("jobq podkill 0 across the kill: %s", r)
 	}
-	numbered(t, r.Stdout, "line-", 40)
+	testenv.Numbered(t, r.Stdout, "line-", 40)
 	if j := listAdopted(t, "podkill")[0]; j.State != "failed" || j.ExitCode == nil || *j.ExitCode != 3 || j.Adopted != 1 {
 		t.Errorf("job after adoption: %+v", j)
 	}
@@ -254,7 +232,7 @@ func TestSIGTERMLeavesJobsRunning(t *testing.T) {
 	if pod.State != "succeeded" {
 		t.Errorf("the container job after adoption: %+v\n%s", pod, readLog("adopt-term-pod", 0))
 	}
-	numbered(t, readLog("adopt-term-pod", 0), "line-", 30)
+	testenv.Numbered(t, readLog("adopt-term-pod", 0), "line-", 30)
 	// The exec job runs until stopped: cancel it, through its adopter.
 	testenv.WaitUntil(t, "the exec job is adopted", time.Minute, func() bool {
 		return listAdopted(t, "adopt-term-exec")[0].Adopted == 1
@@ -270,7 +248,7 @@ func TestSIGTERMLeavesJobsRunning(t *testing.T) {
 		}
 	}
 	prefix := "step-"
-	numbered(t, readLog("adopt-term-exec", 0), prefix, strings.Count(readLog("adopt-term-exec", 0), prefix))
+	testenv.Numbered(t, readLog("adopt-term-exec", 0), prefix, strings.Count(readLog("adopt-term-exec", 0), prefix))
 	checkNothingLeft(t, "adopt-term-pod")
 }
 

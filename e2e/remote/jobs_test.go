@@ -421,7 +421,7 @@ func TestRemoteJobs(t *testing.T) {
 		if !strings.Contains(r.Stdout, "got-term\n") || !strings.Contains(r.Stdout, "jobq: cancelled, exit code 143: cancelled by request") || strings.Count(r.Stdout, notice) != 1 {
 			t.Errorf("jobq radopt-cancel 0: %s", r)
 		}
-		numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
+		testenv.Numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
 		if v := listing(t, "radopt-cancel"); len(v) != 1 || v[0].State != "cancelled" {
 			t.Errorf("listing: %+v", v)
 		}
@@ -439,7 +439,7 @@ func TestRemoteJobs(t *testing.T) {
 		if !strings.Contains(r.Stdout, "got-term\njobq: timed-out") || strings.Count(r.Stdout, notice) != 1 {
 			t.Errorf("jobq radopt-timeout 0: %s", r)
 		}
-		numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
+		testenv.Numbered(t, r.Stdout, "tick-", strings.Count(r.Stdout, "tick-"))
 		if v := listing(t, "radopt-timeout"); len(v) != 1 || v[0].State != "timed-out" || v[0].Adopted != 1 {
 			t.Errorf("listing: %+v", v)
 		}
@@ -563,29 +563,8 @@ func checkAdopted(t *testing.T, log string, n int, result string) {
 	if strings.Count(log, notice) != 1 || !strings.Contains(log, "\nlast-line-no-newline\n"+result) {
 		t.Errorf("log:\n%s", log)
 	}
-	numbered(t, log, "out-", n)
-	numbered(t, log, "err-", n)
-}
-
-// numbered checks that out holds prefix-0 to prefix-(n-1), each once and
-// in order.
-func numbered(t *testing.T, out, prefix string, n int) {
-	t.Helper()
-	var got []string
-	for _, l := range strings.Split(out, "\n") {
-		if strings.HasPrefix(l, prefix) {
-			got = append(got, l)
-		}
-	}
-	for i := range n {
-		if i >= len(got) || got[i] != prefix+strconv.Itoa(i) {
-			t.Errorf("line %d of the output is not %s%d (a gap or a repeat):\n%s", i, prefix, i, out)
-			return
-		}
-	}
-	if len(got) != n {
-		t.Errorf("%d numbered lines, want %d:\n%s", len(got), n, out)
-	}
+	testenv.Numbered(t, log, "out-", n)
+	testenv.Numbered(t, log, "err-", n)
 }
 
 // jobWorker waits until job 0 of repo runs and its log contains want, and

@@ -478,3 +478,25 @@ func NotRun(m *testing.M, suite, why string) int {
 	flag.Set("test.run", "^$")
 	return m.Run()
 }
+
+// Numbered checks that out holds the lines prefix-0 to prefix-(n-1), each
+// once and in order: a job's numbered output, across a cut (a worker's
+// death, an adoption), with no gap and no repeat.
+func Numbered(t testing.TB, out, prefix string, n int) {
+	t.Helper()
+	var got []string
+	for _, l := range strings.Split(out, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			got = append(got, l)
+		}
+	}
+	for i := range n {
+		if i >= len(got) || got[i] != prefix+strconv.Itoa(i) {
+			t.Errorf("line %d of the output is not %s%d (a gap or a repeat):\n%s", i, prefix, i, out)
+			return
+		}
+	}
+	if len(got) != n {
+		t.Errorf("%d numbered lines, want %d:\n%s", len(got), n, out)
+	}
+}

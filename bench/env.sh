@@ -19,8 +19,10 @@ svc=$!
 mkdir -p "$W/rootfs/bin" "$W/rootfs/tmp" "$W/rootfs/source"
 cp /bin/busybox "$W/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$W/rootfs/bin/$a"; done
-tar -C "$W/rootfs" -c . | cli import --change 'ENV PATH=/bin' - localhost/jobq-bench-busybox >/dev/null
 IMG=localhost/jobq-bench-busybox
+# Once: each import under the same name left the last one behind,
+# untagged, and a storage of hundreds of images slows every create.
+cli image exists "$IMG" || tar -C "$W/rootfs" -c . | cli import --change 'ENV PATH=/bin' - "$IMG" >/dev/null
 for _ in $(seq 100); do [ -S "$W/podman.sock" ] && break; sleep 0.1; done
 
 # A small repository and one push line for the hook.

@@ -61,6 +61,11 @@ func ImportBusybox(ctx context.Context, dir string, runAs func(ctx context.Conte
 			return run(ctx, "", nil, name, args...)
 		}
 	}
+	// Once: each import under the same name left the last one behind,
+	// untagged, and a storage of hundreds of images slows every create.
+	if _, err := runAs(ctx, "podman", "image", "exists", Busybox); err == nil {
+		return nil
+	}
 	_, err := runAs(ctx, "podman", "import", "--change", "ENV PATH=/bin", "--change", `CMD ["/bin/sh"]`, tarball, Busybox)
 	return err
 }

@@ -419,7 +419,7 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 // remove removes a container, not-found counting as done. A container
 // that has just exited may still be in Podman's own clean-up (conmon's
 // exit command): a removal then can fail on its busy shm mount though the
-// container goes all the same (6 jobs of 7 after 256 MiB or 1 GiB of
+// container goes all the same (8 jobs of 9 after 256 MiB or 1 GiB of
 // output, in bench runs). So a failure is asked again, a few times, before
 // it counts.
 func remove(conn context.Context, id string) error {

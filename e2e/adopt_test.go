@@ -63,22 +63,6 @@ func listAdopted(t *testing.T, repo string) []adoptedJob {
 	return jobs
 }
 
-// jobWorker waits until job 0 of repo runs and its log contains want, and
-// returns its worker's pid.
-func jobWorker(t *testing.T, repo, want string) int {
-	t.Helper()
-	var job struct {
-		State  string `json:"state"`
-		Worker int    `json:"worker"`
-	}
-	testenv.WaitUntil(t, repo+" job 0 runs and says "+want, 2*time.Minute, func() bool {
-		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, "0", "job.json"))
-		return err == nil && json.Unmarshal(b, &job) == nil && job.State == "running" && job.Worker > 0 &&
-			strings.Contains(readLog(repo, 0), want)
-	})
-	return job.Worker
-}
-
 // processGone waits until process pid has exited.
 func processGone(t *testing.T, pid int) {
 	t.Helper()
@@ -96,7 +80,7 @@ func processGone(t *testing.T, pid int) {
 func TestFollowAcrossWorkerKill(t *testing.T) {
 	script := "i=0; while [ $i -lt 40 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done; exit 3\n"
 	push(t, "podkill", map[string]string{"ci.sh": script, "VERSION": "x"})
-	pid := jobWorker(t, "podkill", "line-5\n")
+	pid := env.JobWorker(t, "podkill", "line-5\n")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	followed := make(chan testenv.Result, 1)
@@ -126,7 +110,7 @@ func TestFollowAcrossWorkerKill(t *testing.T) {
 func TestTimeoutAfterAdoption(t *testing.T) {
 	script := "trap 'echo got-term; exit 143' TERM\necho started\nwhile :; do sleep 0.1; done\n"
 	push(t, "adopt-timeout", map[string]string{"ci.sh": script})
-	pid := jobWorker(t, "adopt-timeout", "started\n")
+	pid := env.JobWorker(t, "adopt-timeout", "started\n")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +131,7 @@ func TestTimeoutAfterAdoption(t *testing.T) {
 func TestCancelAfterAdoption(t *testing.T) {
 	installAdoptSteps(t)
 	push(t, "adopt-cancel", nil)
-	pid := jobWorker(t, "adopt-cancel", "step-2\n")
+	pid := env.JobWorker(t, "adopt-cancel", "step-2\n")
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
@@ -189,7 +173,7 @@ func TestSIGTERMLeavesJobsRunning(t *testing.T) {
 		if repo == "adopt-term-exec" {
 			want = "step-3\n"
 		}
-		pids = append(pids, jobWorker(t, repo, want))
+		pids = append(pids, env.JobWorker(t, repo, want))
 	}
 	// The next worker gets the environment a hook gives its workers.
 	workerEnv, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", pids[0]))

@@ -346,7 +346,7 @@ func TestRemoteJobs(t *testing.T) {
 	// Before, the job ended "lost: its worker died".
 	t.Run("adopt", func(t *testing.T) {
 		pushScript(t, "radopt", adoptScript(300, 3))
-		pid := jobWorker(t, "radopt", "out-20\n")
+		pid := env.JobWorker(t, "radopt", "out-20\n")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -368,7 +368,7 @@ func TestRemoteJobs(t *testing.T) {
 	// worker appends the rest of its output and records its real result.
 	t.Run("adopt exited", func(t *testing.T) {
 		pushScript(t, "radopt-exit", adoptScript(100, 5))
-		pid := jobWorker(t, "radopt-exit", "out-10\n")
+		pid := env.JobWorker(t, "radopt-exit", "out-10\n")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -390,7 +390,7 @@ func TestRemoteJobs(t *testing.T) {
 	// A job adopted on a build host is cancelled through its adopter.
 	t.Run("adopt cancel", func(t *testing.T) {
 		pushScript(t, "radopt-cancel", "trap 'echo got-term; exit 143' TERM\ni=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done\n")
-		pid := jobWorker(t, "radopt-cancel", "tick-3\n")
+		pid := env.JobWorker(t, "radopt-cancel", "tick-3\n")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -431,7 +431,7 @@ func TestRemoteJobs(t *testing.T) {
 	// A job adopted on a build host still ends at its own deadline.
 	t.Run("adopt timeout", func(t *testing.T) {
 		pushScript(t, "radopt-timeout", "trap 'echo got-term; exit 143' TERM\ni=0; while :; do echo tick-$i; i=$((i+1)); sleep 0.2; done\n")
-		pid := jobWorker(t, "radopt-timeout", "tick-3\n")
+		pid := env.JobWorker(t, "radopt-timeout", "tick-3\n")
 		if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 			t.Fatal(err)
 		}
@@ -565,22 +565,6 @@ func checkAdopted(t *testing.T, log string, n int, result string) {
 	}
 	testenv.Numbered(t, log, "out-", n)
 	testenv.Numbered(t, log, "err-", n)
-}
-
-// jobWorker waits until job 0 of repo runs and its log contains want, and
-// returns its worker's pid.
-func jobWorker(t *testing.T, repo, want string) int {
-	t.Helper()
-	var job struct {
-		State  string `json:"state"`
-		Worker int    `json:"worker"`
-	}
-	testenv.WaitUntil(t, repo+" job 0 runs and says "+want, 2*time.Minute, func() bool {
-		b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, "0", "job.json"))
-		return err == nil && json.Unmarshal(b, &job) == nil && job.State == "running" && job.Worker > 0 &&
-			strings.Contains(readLog(repo, 0), want)
-	})
-	return job.Worker
 }
 
 // heldBy counts the lock files matching pattern in the data directory

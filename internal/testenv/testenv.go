@@ -7,6 +7,7 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -499,4 +500,24 @@ func Numbered(t testing.TB, out, prefix string, n int) {
 	if len(got) != n {
 		t.Errorf("%d numbered lines, want %d:\n%s", len(got), n, out)
 	}
+}
+
+// JobWorker waits until job 0 of repo runs and its log contains want, and
+// returns its worker's pid (to kill it mid-job).
+func (e *Env) JobWorker(t testing.TB, repo, want string) int {
+	t.Helper()
+	var job struct {
+		State  string `json:"state"`
+		Worker int    `json:"worker"`
+	}
+	dir := filepath.Join(e.DataDir(), "repos", repo, "0")
+	WaitUntil(t, repo+" job 0 runs and says "+want, 2*time.Minute, func() bool {
+		b, err := os.ReadFile(filepath.Join(dir, "job.json"))
+		if err != nil || json.Unmarshal(b, &job) != nil || job.State != "running" || job.Worker <= 0 {
+			return false
+		}
+		log, _ := os.ReadFile(filepath.Join(dir, "log"))
+		return strings.Contains(string(log), want)
+	})
+	return job.Worker
 }

@@ -87,21 +87,41 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 // inspect inspects container id of job j, waiting for its service as
 // resume does (a worker may start while the service restarts).
 func (r *Runner) inspect(ctx context.Context, j *queue.Job, id string) (*define.InspectContainerData, error) {
+	var data *define.InspectContainerData
+	answered, err := r.retry(ctx, j, func(conn context.Context) (bool, error) {
+		d, err := containers.Inspect(conn, id, nil)
+		if err == nil || notFound(err) {
+			data = d
+			return true, err
+		}
+		return false, err
+	})
+	if !answered {
+		return nil, err
+	}
+	return data, err
+}
+
+// retry calls try with a connection to job j's service until try says it
+// is done, every half second for Config.ResumeFor, and returns whether it
+// was and its last error.
+func (r *Runner) retry(ctx context.Context, j *queue.Job, try func(conn context.Context) (done bool, err error)) (bool, error) {
 	var err error
-	for deadline, try := time.Now().Add(r.resumeFor()), 0; try == 0 || time.Now().Before(deadline); try++ {
-		if try > 0 {
+	for deadline, n := time.Now().Add(r.resumeFor()), 0; n == 0 || time.Now().Before(deadline); n++ {
+		if n > 0 {
 			time.Sleep(500 * time.Millisecond)
 		}
-		var conn context.Context
-		if conn, err = r.connect(context.WithoutCancel(ctx), j); err != nil {
+		conn, cerr := r.connect(context.WithoutCancel(ctx), j)
+		if cerr != nil {
+			err = cerr
 			continue
 		}
-		var data *define.InspectContainerData
-		if data, err = containers.Inspect(conn, id, nil); err == nil || notFound(err) {
-			return data, err
+		var done bool
+		if done, err = try(conn); done {
+			return true, err
 		}
 	}
-	return nil, err
+	return false, err
 }
 
 // logHeld is where job j's container output begins in its log (the run's
@@ -152,20 +172,14 @@ var errResume = errors.New("the output stream broke")
 // the container exits, and returns its exit code. While the service cannot
 // be reached it tries again, every half second, for Config.ResumeFor.
 func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.File) (int, error) {
-	var err error
-	for deadline, try := time.Now().Add(r.resumeFor()), 0; try == 0 || time.Now().Before(deadline); try++ {
-		if try > 0 {
-			time.Sleep(500 * time.Millisecond)
-		}
-		var conn context.Context
-		if conn, err = r.connect(context.WithoutCancel(ctx), j); err != nil {
-			continue
-		}
-		var code int
+	var code int
+	done, err := r.retry(ctx, j, func(conn context.Context) (bool, error) {
+		var err error
 		code, err = r.stream(ctx, conn, j, id, log)
-		if !errors.Is(err, errResume) {
-			return code, err
-		}
+		return !errors.Is(err, errResume), err
+	})
+	if done {
+		return code, err
 	}
 	// A container that no longer runs and whose output cannot be read
 	// (its host restarted under it: conmon died with it) ended unseen: its

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
 # What adoption (issue 12) costs and gives, before and after in one run:
 #   1. log capture: a container writing LOGBYTES (1 GiB) to stdout into the
-#      job's log, jobq at BEFORE (log driver none) and at the work tree
-#      (k8s-file as well: conmon writes the output twice), worker peak RSS,
-#      against `podman run > file`; in ROUNDS rounds, medians;
+#      job's log, jobq at BEFORE, at the work tree, and at the work tree
+#      with the container's log driver none instead of k8s-file ("single":
+#      what conmon's second write costs), worker peak RSS, against
+#      `podman run > file` (the default driver here, k8s-file, writes
+#      twice as well) and `podman run --log-driver none > file`; in
+#      ROUNDS rounds, alternating, medians;
 #   2. adoption: a job prints a line every 10 ms; its worker is SIGKILLed;
 #      the time from the next worker's start to the first byte of the job's
 #      output it appends after its notice (work tree only), ROUNDS rounds.
@@ -24,18 +27,23 @@ W=$(mktemp -d /var/tmp/jobq-bench-adopt.XXXXXX)
 chmod 0755 "$W"
 cleanup() {
     [ -z "${svc:-}" ] || kill "$svc" 2>/dev/null || true
-    for b in before after; do pkill -f "$W/$b/jobq-worker" 2>/dev/null || true; done
+    for b in before after single; do pkill -f "$W/$b/jobq-worker" 2>/dev/null || true; done
     rm -rf "$W"
 }
 trap cleanup EXIT
 
 echo "bench: building $BEFORE and the work tree" >&2
-mkdir -p "$W/src-before"
+mkdir -p "$W/src-before" "$W/src-single"
 git archive "$BEFORE" | tar -x -C "$W/src-before"
 make -s -C "$W/src-before" build BINDIR="$W/before"
 make -s build BINDIR="$W/after"
+# The work tree, with the container's output written once: no k8s-file.
+tar -c --exclude=./.git . | tar -x -C "$W/src-single"
+sed -i 's/Driver: "k8s-file"}/Driver: "none"}/' "$W/src-single/runner/podman/spec.go"
+grep -q 'Driver: "none"}' "$W/src-single/runner/podman/spec.go"
+make -s -C "$W/src-single" build BINDIR="$W/single"
 # jobq without a worker beside it: the benchmark starts the workers.
-for b in before after; do install -D "$W/$b/jobq" "$W/$b-alone/jobq"; done
+for b in before after single; do install -D "$W/$b/jobq" "$W/$b-alone/jobq"; done
 
 . bench/env.sh
 
@@ -48,9 +56,9 @@ hook() { # hook BUILD HOME REPO COMMAND [VAR=VALUE...]
 }
 
 echo "bench: log capture" >&2
-for f in cap-before cap-after rss-before rss-after cap-cli; do : >"$W/$f"; done
+for f in cap-before cap-after cap-single rss-before rss-after rss-single cap-cli cap-cli-none; do : >"$W/$f"; done
 for _ in $(seq "$ROUNDS"); do
-    for b in before after; do
+    for b in before after single; do
         rm -rf "$W/caphome"
         hook "$b" "$W/caphome" cap "$IMG head -c $LOGBYTES /dev/zero"
         /usr/bin/time -f "%e %M" -o "$W/time" env JOBQ_HOME="$W/caphome" JOBQ_LOG_LIMIT=4g "$W/$b/jobq-worker" drain --queue cap
@@ -59,16 +67,22 @@ for _ in $(seq "$ROUNDS"); do
         awk -v b="$LOGBYTES" -v s="$secs" 'BEGIN {print b / 1048576 / s}' >>"$W/cap-$b"
         echo "$rss" >>"$W/rss-$b"
     done
-    s=$(date +%s%N); cli run --rm --network=none "$IMG" head -c "$LOGBYTES" /dev/zero >"$W/cli.out"; e=$(date +%s%N)
-    awk -v b="$LOGBYTES" -v d=$((e - s)) 'BEGIN {print b / 1048576 * 1e9 / d}' >>"$W/cap-cli"
-    rm -f "$W/cli.out"
+    for d in cli:k8s-file cli-none:none; do
+        s=$(date +%s%N); cli run --rm --network=none --log-driver "${d#*:}" "$IMG" head -c "$LOGBYTES" /dev/zero >"$W/cli.out"; e=$(date +%s%N)
+        awk -v b="$LOGBYTES" -v d=$((e - s)) 'BEGIN {print b / 1048576 * 1e9 / d}' >>"$W/cap-${d%:*}"
+        rm -f "$W/cli.out"
+    done
 done
 c=$(median "$W/cap-cli")
-for b in before after; do
+for b in before after single; do
     j=$(median "$W/cap-$b")
-    printf 'log capture (%d MiB), %s: %.0f MiB/s, %.2fx podman run > file (%.0f MiB/s), worker peak RSS %d MiB\n' \
-        $((LOGBYTES >> 20)) "$b" "$j" "$(echo "$j / $c" | bc -l)" "$c" $(($(median "$W/rss-$b") / 1024))
+    printf 'log capture (%d MiB), %s: %.0f MiB/s (%s), %.2fx podman run > file (%.0f MiB/s), worker peak RSS %d MiB\n' \
+        $((LOGBYTES >> 20)) "$b" "$j" "$(sort -g "$W/cap-$b" | tr '\n' ' ')" "$(echo "$j / $c" | bc -l)" "$c" $(($(median "$W/rss-$b") / 1024))
 done
+n=$(median "$W/cap-cli-none")
+printf 'the second write (k8s-file) costs: jobq %.1f %% (%.0f against %.0f MiB/s), podman run > file %.1f %% (%.0f against %.0f MiB/s)\n' \
+    "$(echo "100 - 100 * $(median "$W/cap-after") / $(median "$W/cap-single")" | bc -l)" "$(median "$W/cap-after")" "$(median "$W/cap-single")" \
+    "$(echo "100 - 100 * $c / $n" | bc -l)" "$c" "$n"
 
 echo "bench: adoption" >&2
 : >"$W/adopt"

@@ -177,7 +177,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	code, err := r.attachStartWait(ctx, conn, j, id, log)
+	code, err := r.attachStartWait(ctx, conn, j, id, !l.remote, log)
 	if err != nil && l.tunnel != nil && !l.tunnel.alive(5*time.Second) {
 		// The host went away (Wait then says code 0 and EOF): the job's
 		// fate is not known.
@@ -246,10 +246,10 @@ func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, i
 // If the stream breaks (the Podman service restarts: conmon keeps the
 // container running, and its log), the job goes on from the container's
 // log, as an adoption does (resume).
-func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *queue.Job, id string, local bool, log *os.File) (int, error) {
 	// The stream outlives the job's context: a stopping worker detaches
 	// from it, and the container runs on.
-	body, err := attach(context.WithoutCancel(conn), id)
+	copyTo, err := openStream(context.WithoutCancel(conn), id, local)
 	if err != nil {
 		return 0, fmt.Errorf("attach to container: %w", err)
 	}
@@ -257,8 +257,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 	// One writer for both streams keeps them in the order they arrive.
 	out := newBatchWriter(log)
 	go func() {
-		_, err := demux(&lazyReader{r: body}, 0, out)
-		body.Close()
+		err := copyTo(out)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}

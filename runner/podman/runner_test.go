@@ -1,6 +1,7 @@
 package podman
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -14,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/specgen"
 
@@ -243,6 +245,37 @@ func TestPodmanInterleaving(t *testing.T) {
 	}
 	if log != "out1\nerr1\nout2\nerr2\nno-newline" {
 		t.Errorf("log %q", log)
+	}
+}
+
+// A local container's output is read from its conmon's attach socket
+// (Podman 4.3.1's conmon 2.1.6 here), not relayed by the service: stdout
+// and stderr in their order, bytes as written, to the container's end.
+func TestPodmanConmonSocket(t *testing.T) {
+	_, svc := newTestPodman(t)
+	ctx := context.Background()
+	out, err := svc.Podman(ctx, "create", "--log-driver", "k8s-file", testenv.Busybox, "sh", "-c",
+		`printf 'out\n'; sleep 0.1; printf 'err\r' >&2; sleep 0.1; printf '\001\000\377end'`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := strings.TrimSpace(out)
+	defer svc.Podman(ctx, "rm", "-f", "-t", "0", id)
+	conn, err := bindings.NewConnection(ctx, svc.URI)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := attachConmon(conn, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	if err := containers.Start(conn, id, nil); err != nil {
+		t.Fatal(err)
+	}
+	var log bytes.Buffer
+	if err := s.copyTo(&log); err != nil || log.String() != "out\nerr\r\x01\x00\xffend" {
+		t.Errorf("read %q, %v", log.String(), err)
 	}
 }
 

@@ -251,7 +251,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 	// from it, and the container runs on.
 	copyTo, err := openStream(context.WithoutCancel(conn), id, local)
 	if err != nil {
-		return 0, fmt.Errorf("attach to container: %w", err)
+		return 0, err
 	}
 	attached := make(chan error, 1)
 	// One writer for both streams keeps them in the order they arrive.
@@ -268,9 +268,14 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 		err = writeRecord(r.cfg.File(j, "logstart"), start)
 	}
 	if err != nil {
+		out.detach()
 		return 0, fmt.Errorf("record the log's start: %w", err)
 	}
 	if err := containers.Start(conn, id, nil); err != nil {
+		// The container may run all the same (the service restarted
+		// during the start), and conmon's stream outlives the service:
+		// nothing of it goes into the log after the job's result.
+		out.detach()
 		return 0, fmt.Errorf("start container: %w", err)
 	}
 	faults.Point("container-started")

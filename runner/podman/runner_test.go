@@ -265,6 +265,9 @@ func TestPodmanConmonSocket(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := containers.ContainerInit(conn, id, nil); err != nil {
+		t.Fatal(err)
+	}
 	s, err := attachConmon(conn, id)
 	if err != nil {
 		t.Fatal(err)
@@ -276,6 +279,22 @@ func TestPodmanConmonSocket(t *testing.T) {
 	var log bytes.Buffer
 	if err := s.copyTo(&log); err != nil || log.String() != "out\nerr\r\x01\x00\xffend" {
 		t.Errorf("read %q, %v", log.String(), err)
+	}
+}
+
+// A command that is not in the image fails at the container's init: the
+// job's error is one line that names it, and nothing is left.
+func TestPodmanMissingCommand(t *testing.T) {
+	r, svc := newTestPodman(t)
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	j := testJob(gitDir, rev, testenv.Busybox+" /no-such-command-here")
+	j.ID = 12
+	_, log, err := runJob(context.Background(), t, r, j)
+	if err == nil || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "start container: ") || !strings.Contains(err.Error(), "no-such-command-here") || log != "" {
+		t.Errorf("error %v, log %q; want one line naming the command, and no output", err, log)
+	}
+	if c := labelled(t, svc, j); c != "" {
+		t.Errorf("container left: %s", c)
 	}
 }
 

@@ -33,6 +33,11 @@ import (
 // containers are on this host.
 func openStream(conn context.Context, id string, local bool) (copyTo func(w io.Writer) error, err error) {
 	if local {
+		// Its error is the job's (a command that is not there): the
+		// service's attach would only try it again.
+		if err := containers.ContainerInit(conn, id, nil); err != nil {
+			return nil, fmt.Errorf("start container: %w", err)
+		}
 		// Falls back to the service's stream where conmon's socket is not
 		// to be had here (a service's socket mounted from elsewhere).
 		if s, err := attachConmon(conn, id); err == nil {
@@ -44,7 +49,7 @@ func openStream(conn context.Context, id string, local bool) (copyTo func(w io.W
 	}
 	body, err := attach(conn, id)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("attach to container: %w", err)
 	}
 	return func(w io.Writer) error {
 		defer body.Close()
@@ -105,15 +110,12 @@ func attach(ctx context.Context, id string) (io.ReadCloser, error) {
 	return resp.Body, nil
 }
 
-// attachConmon initialises a created container, which starts its conmon,
-// and connects to conmon's attach socket, in the container's bundle
-// directory. Relayed by the service instead, the output cost the service
-// 3.6 s of CPU a GiB, on the cores the job and conmon need: the capture
-// ran at 0.80-0.88x the podman CLI's, which reads the socket itself.
+// attachConmon connects to the attach socket of an initialised
+// container's conmon, in the container's bundle directory. Relayed by the
+// service instead, the output cost the service 3.6 s of CPU a GiB, on the
+// cores the job and conmon need: the capture ran at 0.80-1.00x the podman
+// CLI's, which reads the socket itself.
 func attachConmon(conn context.Context, id string) (*conmonSocket, error) {
-	if err := containers.ContainerInit(conn, id, nil); err != nil {
-		return nil, fmt.Errorf("initialise the container: %w", err)
-	}
 	data, err := containers.Inspect(conn, id, nil)
 	if err != nil {
 		return nil, err
@@ -154,20 +156,25 @@ func dialConmon(path string) (*conmonSocket, error) {
 
 func (s *conmonSocket) Close() error { return unix.Close(s.fd) }
 
-// recv reads one packet into p. No waiting for more to gather, as
-// lazyReader does for the service's stream: conmon's socket holds about a
-// dozen packets before conmon blocks, and so does the job, so a reader that
-// waited even 0.1 ms when the socket was empty halved the capture (80 MiB/s
-// against 170), though it woke less often.
+// recv reads one packet into p, which must be larger than any packet:
+// a read takes one packet, and drops what of it does not fit. A plain
+// read, not recvmsg, which returns (and allocates) conmon's address with
+// every packet.
+//
+// No waiting for more to gather, as lazyReader does for the service's
+// stream: conmon's socket holds about a dozen packets before conmon
+// blocks, and so does the job, so a reader that waited even 0.1 ms when the
+// socket was empty halved the capture (80 MiB/s against 170), though it
+// woke less often.
 func (s *conmonSocket) recv(p []byte) (int, error) {
 	for {
-		n, _, flags, _, err := unix.Recvmsg(s.fd, p, nil, 0)
+		n, err := unix.Read(s.fd, p)
 		switch {
 		case err == unix.EINTR:
 		case err != nil:
 			return 0, err
-		case flags&unix.MSG_TRUNC != 0:
-			return 0, fmt.Errorf("a packet of more than %d bytes", len(p))
+		case n == len(p):
+			return 0, fmt.Errorf("a packet of %d bytes or more", len(p))
 		default:
 			return n, nil
 		}

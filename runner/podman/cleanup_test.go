@@ -80,13 +80,7 @@ func TestRemoveAsksAgain(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			asked := 0
-			sock := filepath.Join(t.TempDir(), "podman.sock")
-			l, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-				w.Header().Set("Libpod-API-Version", "4.3.1")
+			conn := fakeService(t, func(w http.ResponseWriter, req *http.Request) {
 				w.Header().Set("Content-Type", "application/json")
 				if req.Method != http.MethodDelete {
 					return // the ping
@@ -102,17 +96,33 @@ func TestRemoveAsksAgain(t *testing.T) {
 				default:
 					w.Write([]byte(busy))
 				}
-			})}
-			go srv.Serve(l)
-			defer srv.Close()
-			conn, err := bindings.NewConnection(context.Background(), "unix://"+sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			err = remove(conn, "c0ffee")
+			})
+			err := remove(conn, "c0ffee")
 			if (err != nil) != tt.wantErr || asked != tt.asked {
 				t.Errorf("remove: %v after %d questions; want error %v after %d", err, asked, tt.wantErr, tt.asked)
 			}
 		})
 	}
+}
+
+// fakeService serves handler as a Podman 4.3.1 service on a unix socket of
+// the test's own, and returns a connection to it.
+func fakeService(t *testing.T, handler http.HandlerFunc) context.Context {
+	t.Helper()
+	sock := filepath.Join(t.TempDir(), "podman.sock")
+	l, err := net.Listen("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		w.Header().Set("Libpod-API-Version", "4.3.1")
+		handler(w, req)
+	})}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	conn, err := bindings.NewConnection(context.Background(), "unix://"+sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return conn
 }

@@ -2,7 +2,6 @@ package podman
 
 import (
 	"bytes"
-	"context"
 	"fmt"
 	"net"
 	"net/http"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"testing"
 
-	"github.com/containers/podman/v5/pkg/bindings"
 	"golang.org/x/sys/unix"
 )
 
@@ -110,13 +108,7 @@ func TestOpenStreamFallsBack(t *testing.T) {
 			var attaches atomic.Int32
 			// The output comes after the start, as a container's does.
 			started := make(chan struct{})
-			sock := filepath.Join(t.TempDir(), "podman.sock")
-			l, err := net.Listen("unix", sock)
-			if err != nil {
-				t.Fatal(err)
-			}
-			srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
-				w.Header().Set("Libpod-API-Version", "4.3.1")
+			conn := fakeService(t, func(w http.ResponseWriter, req *http.Request) {
 				switch {
 				case strings.HasSuffix(req.URL.Path, "/init"):
 					w.WriteHeader(http.StatusNoContent)
@@ -135,13 +127,7 @@ func TestOpenStreamFallsBack(t *testing.T) {
 					rw.WriteString(frame(1, "from the ") + frame(2, "service"))
 					rw.Flush()
 				}
-			})}
-			go srv.Serve(l)
-			defer srv.Close()
-			conn, err := bindings.NewConnection(context.Background(), "unix://"+sock)
-			if err != nil {
-				t.Fatal(err)
-			}
+			})
 			copyTo, err := openStream(conn, "c0ffee", true)
 			if err != nil {
 				t.Fatal(err)

@@ -112,6 +112,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	}
 	ka := time.NewTimer(keepAlive)
 	defer ka.Stop()
+	// Access is asked again on a clock of its own, which no event resets:
+	// a job that writes more often than the keep-alive would otherwise be
+	// followed to its end by a visitor whose read access was taken away.
+	// gitolite's answers are kept for the access TTL, so the follower stops
+	// at most TTL + keepAlive after the change.
+	recheck := time.NewTicker(keepAlive)
+	defer recheck.Stop()
+	mayRead := func() bool {
+		_, err := s.job(ctx, user, repo, id)
+		return err == nil
+	}
 
 	render := newLineRenderer()
 	var f *os.File
@@ -170,6 +181,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 				pending = append(pending[:0], pending[sent:]...)
 				ka.Reset(keepAlive)
 			}
+			// A log written faster than it is sent keeps this loop going:
+			// access is asked here too when its time has come.
+			select {
+			case <-recheck.C:
+				if !mayRead() {
+					return nil
+				}
+			default:
+			}
 			if n == 0 || err != nil {
 				break
 			}
@@ -200,13 +220,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			return nil
 		case <-wake:
 		case <-poll:
-		case <-ka.C:
-			// Access is asked again (gitolite's answers are kept briefly):
-			// a visitor whose read access was taken away stops getting the
-			// log (found by the review).
-			if _, err := s.job(ctx, user, repo, id); err != nil {
+		case <-recheck.C:
+			if !mayRead() {
 				return nil
 			}
+		case <-ka.C:
 			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}

@@ -627,3 +627,69 @@ func TestEventsFollowerCap(t *testing.T) {
 		t.Errorf("a follower over the cap: %d, want 503", second.StatusCode)
 	}
 }
+
+// A follower whose read access is taken away stops getting the log within
+// the access TTL and a keep-alive, however often the job writes: each
+// event put the check off, so a job writing more often than the keep-alive
+// was followed to its end (found by the hardening review: lines for 60 s
+// after the rule was gone).
+func TestEventsEndWhenAccessIsRevokedWhileChatty(t *testing.T) {
+	f := newFixture(t)
+	f.srv.KeepAlive = 100 * time.Millisecond
+	f.srv.Access.TTL = 50 * time.Millisecond
+	id := f.job("secret", "refs/heads/master", queue.Running, "before\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	// The job writes a line every 10 ms, ten times the keep-alive's rate.
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		lf, err := os.OpenFile(f.store.LogPath("secret", id), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer lf.Close()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				fmt.Fprintf(lf, "tick %d\n", n)
+			}
+		}
+	}()
+	defer func() { close(stop); <-writerDone }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/secret/%d/events", ts.URL, id), nil)
+	req.Header.Set("X-User", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 1000)
+	go readEvents(t, resp.Body, events)
+	for ev := range events {
+		if strings.Contains(ev.data, "tick") {
+			break // it follows
+		}
+	}
+	os.WriteFile(f.rules, []byte("gitweb pub\nalice pub\n"), 0o644) // alice loses secret
+	revoked := time.Now()
+	// The bound is TTL + keep-alive (150 ms); a loaded machine gets more.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case _, open := <-events:
+			if !open {
+				t.Logf("the stream ended %v after the revocation", time.Since(revoked).Round(time.Millisecond))
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the revoked follower still gets the log 5s after the revocation (bound: TTL %v + keep-alive %v)", f.srv.Access.TTL, f.srv.KeepAlive)
+		}
+	}
+}

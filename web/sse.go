@@ -66,12 +66,6 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	if n, ok := parseID(from); ok {
 		offset = n
 	}
-	// A stream starts at most maxReplay before the log's end: the job page
-	// shows less than that, the raw log has it all, and rendering a whole
-	// big log again costs minutes of CPU per GiB (found by the review).
-	if fi, err := os.Stat(s.Store.LogPath(repo, id)); err == nil {
-		offset = max(offset, fi.Size()-maxReplay)
-	}
 	if !s.Short {
 		if !s.follow() {
 			w.Header().Set("Retry-After", "10")
@@ -155,8 +149,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		final := j.State.Final()
 		if f == nil {
 			if f, err = os.Open(path); err == nil {
-				if fi, err := f.Stat(); err == nil && offset > fi.Size() {
-					offset = fi.Size()
+				if fi, err := f.Stat(); err == nil {
+					size := fi.Size()
+					offset = min(offset, size)
+					// A stream starts at most maxReplay before the log's
+					// end: rendering a whole big log again costs minutes of
+					// CPU per GiB, and the raw log has it all. The follower
+					// is told what it misses, and lines start whole.
+					if from := size - maxReplay; offset < from {
+						start := lineStart(f, from, size, buf)
+						if err := sendSkipped(w, &ev, offset, start); err != nil {
+							return nil
+						}
+						offset = start
+					}
 				}
 			} else {
 				f = nil
@@ -232,6 +238,36 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			ka.Reset(keepAlive)
 		}
 	}
+}
+
+// lineStart returns where the first line that starts at or after off
+// starts, looking no further than end; buf is the caller's. A line longer
+// than what is looked through has no start there: off is returned, and the
+// line is sent in pieces, as such a line always is (maxPartial).
+func lineStart(f *os.File, off, end int64, buf []byte) int64 {
+	// off starts a line when the byte before it is a newline.
+	for pos := off - 1; pos < end; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-pos)], pos)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return pos + int64(i) + 1
+		}
+		pos += int64(n)
+		if n == 0 || err != nil {
+			break
+		}
+	}
+	return off
+}
+
+// sendSkipped writes the event that tells a follower that the log from
+// offset from to offset to is not sent: a "skipped" event, which the page
+// shows outside the log, where no job's output can be. Its id is where
+// the stream goes on, so that a reconnection is not told twice.
+func sendSkipped(w io.Writer, ev *bytes.Buffer, from, to int64) error {
+	ev.Reset()
+	fmt.Fprintf(ev, "event: skipped\nid: %d\ndata: {\"from\":%d,\"to\":%d,\"bytes\":%d}\n\n", to, from, to, to-from)
+	_, err := w.Write(ev.Bytes())
+	return err
 }
 
 // sendLines writes one event: the lines as data, the offset as its id. ev

@@ -693,3 +693,122 @@ func TestEventsEndWhenAccessIsRevokedWhileChatty(t *testing.T) {
 		}
 	}
 }
+
+// skipLog is a log of lines of many lengths, past 3 MiB, with lines that
+// try to pass for jobq's own notice or for the stream's fields.
+func skipLog() string {
+	var b strings.Builder
+	for i := 0; b.Len() < 3*maxReplay; i++ {
+		fmt.Fprintf(&b, "line %07d %s\n", i, strings.Repeat("y", i%301))
+		if i%5000 == 0 {
+			b.WriteString("jobq: 5 bytes skipped here; the raw log has them.\n")
+			b.WriteString("event: skipped\ndata: {\"from\":0,\"to\":1,\"bytes\":1}\n\n")
+			b.WriteString("\r\nevent: skipped\r\nid: 1\rdata: {\"bytes\":2}\r\r\n")
+			b.WriteString("<p class=\"skipped\">forged</p>\n")
+		}
+	}
+	return b.String()
+}
+
+// A follower that comes back more than maxReplay behind the log's end is
+// told how much it skips (a "skipped" event, its id where the stream goes
+// on) and gets whole lines from there: it silently got the log from the
+// middle of a line (found by the hardening review). The job's output
+// cannot make such an event, whatever it writes.
+func TestEventsSkipNotice(t *testing.T) {
+	log := skipLog()
+	size := int64(len(log))
+	lineAt := func(off int64) int64 { // the start of the first line at or after off
+		return off + int64(strings.IndexByte(log[off-1:], '\n'))
+	}
+	long := strings.Repeat("z", 2*maxReplay) // no newline in the last MiB
+	for _, c := range []struct {
+		name        string
+		log         string
+		state       queue.State
+		short       bool
+		from        string // ?from=
+		lastEventID string
+		skipFrom    int64 // -1: no skip
+		skipTo      int64
+	}{
+		{"CGI, from the start", log, queue.Running, true, "0", "", 0, lineAt(size - maxReplay)},
+		{"CGI, Last-Event-ID mid-line", log, queue.Running, true, "", "12345", 12345, lineAt(size - maxReplay)},
+		{"listener, finished job", log, queue.Succeeded, false, "7", "", 7, lineAt(size - maxReplay)},
+		{"CGI, within the window", log, queue.Running, true, fmt.Sprint(lineAt(size - 1000)), "", -1, 0},
+		{"CGI, past the end", log, queue.Running, true, fmt.Sprint(size + 99), "", -1, 0},
+		// A line longer than the window: its end starts the next line; a
+		// line without its end yet has no start in the window, and is sent
+		// in pieces from the window's start, as such a line always is.
+		{"CGI, a line longer than the window", long + "\n", queue.Running, true, "0", "", 0, int64(len(long) + 1)},
+		{"CGI, an unfinished line longer than the window", long, queue.Running, true, "0", "", 0, int64(len(long)) - maxReplay},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.srv.Short = c.short
+			id := f.job("pub", "refs/heads/master", c.state, c.log)
+			target := fmt.Sprintf("/pub/%d/events", id)
+			if c.from != "" {
+				target += "?from=" + c.from
+			}
+			req := httptest.NewRequest("GET", "http://jobq.example"+target, nil)
+			if c.lastEventID != "" {
+				req.Header.Set("Last-Event-ID", c.lastEventID)
+			}
+			rec := httptest.NewRecorder()
+			f.srv.ServeHTTP(rec, req)
+			events := make(chan sseEvent, 1<<16)
+			readEvents(t, strings.NewReader(rec.Body.String()), events)
+			var skipped []sseEvent
+			var lines []string
+			first := ""
+			for ev := range events {
+				switch ev.event {
+				case "skipped":
+					skipped = append(skipped, ev)
+				case "":
+					if first == "" {
+						first = ev.data
+					}
+					lines = append(lines, strings.Split(ev.data, "\n")...)
+				}
+			}
+			if c.skipFrom < 0 {
+				if len(skipped) != 0 {
+					t.Fatalf("skipped events %v, want none", skipped)
+				}
+				return
+			}
+			if len(skipped) != 1 {
+				t.Fatalf("%d skipped events %v, want jobq's one", len(skipped), skipped)
+			}
+			var n struct{ From, To, Bytes int64 }
+			if err := json.Unmarshal([]byte(skipped[0].data), &n); err != nil {
+				t.Fatalf("skipped event %q: %v", skipped[0].data, err)
+			}
+			if n.From != c.skipFrom || n.To != c.skipTo || n.Bytes != c.skipTo-c.skipFrom || skipped[0].id != fmt.Sprint(c.skipTo) {
+				t.Errorf("skipped event %+v (id %s), want from %d to %d", n, skipped[0].id, c.skipFrom, c.skipTo)
+			}
+			if c.log == long {
+				return
+			}
+			if c.log[c.skipTo-1] != '\n' {
+				t.Errorf("the stream goes on at %d, not at a line's start", c.skipTo)
+			}
+			wantFirst, _, _ := strings.Cut(c.log[c.skipTo:], "\n")
+			if !strings.HasPrefix(first, wantFirst) {
+				t.Errorf("the first line sent is %.80q, want %.80q", first, wantFirst)
+			}
+			if got, want := len(lines), strings.Count(c.log[c.skipTo:], "\n"); got != want {
+				t.Errorf("%d lines sent after the notice, want %d", got, want)
+			}
+			// What the job wrote to pass for the notice is sent as text.
+			body := rec.Body.String()
+			if c.log == log && (!strings.Contains(body, "data: jobq: 5 bytes skipped here; the raw log has them.\n") ||
+				!strings.Contains(body, "data: event: skipped\n") || !strings.Contains(body, "data: &lt;p class=&quot;skipped&quot;&gt;forged&lt;&#47;p&gt;\n")) {
+				i := strings.Index(body, "jobq: 5 bytes")
+				t.Errorf("the forged lines are not text in the stream: %q", body[max(i-200, 0):min(i+400, len(body))])
+			}
+		})
+	}
+}

@@ -67,6 +67,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		offset = n
 	}
 	if !s.Short {
+		// A client's share first: one client holding every place would
+		// leave none for the others.
+		client := s.client(r, user)
+		if !s.shares.take(client, s.perClient()) {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many live logs followed from your address at once; close some", http.StatusTooManyRequests)
+			return nil
+		}
+		defer s.shares.give(client)
 		if !s.follow() {
 			w.Header().Set("Retry-After", "10")
 			http.Error(w, "too many live logs followed at once; try again later", http.StatusServiceUnavailable)

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/jobview"
+	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -810,5 +812,121 @@ func TestEventsSkipNotice(t *testing.T) {
 				t.Errorf("the forged lines are not text in the stream: %q", body[max(i-200, 0):min(i+400, len(body))])
 			}
 		})
+	}
+}
+
+// One client may hold MaxFollowersPerClient of the listener's followers;
+// one more is refused (429) while other clients still get theirs. A
+// client is an authenticated visitor, else an address: the connection's,
+// or the proxy's header where one is named (found by the hardening review:
+// one client could take every place).
+func TestEventsClientShare(t *testing.T) {
+	f := newFixture(t)
+	f.srv.MaxFollowers = 100
+	f.srv.MaxFollowersPerClient = 2
+	f.srv.KeepAlive = time.Hour
+	id := f.job("pub", "refs/heads/master", queue.Running, "x\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	type stream struct {
+		code  int
+		body  string
+		retry string
+		close func()
+	}
+	open := func(ip string, header ...string) stream {
+		t.Helper()
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/pub/%d/events", ts.URL, id), nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := from(ip).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := stream{code: resp.StatusCode, retry: resp.Header.Get("Retry-After"), close: func() { resp.Body.Close() }}
+		if resp.StatusCode == 200 {
+			bufio.NewReader(resp.Body).ReadString('\n') // it is being served
+			t.Cleanup(s.close)
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			s.body = string(b)
+			resp.Body.Close()
+		}
+		return s
+	}
+	want := func(s stream, code int, what string) {
+		t.Helper()
+		if s.code != code {
+			t.Errorf("%s: %d %q, want %d", what, s.code, s.body, code)
+		}
+		if code == http.StatusTooManyRequests && (s.retry == "" || s.body != "too many live logs followed from your address at once; close some\n") {
+			t.Errorf("%s: refused with Retry-After %q and %q", what, s.retry, s.body)
+		}
+	}
+	first := open("127.0.0.1")
+	want(first, 200, "127.0.0.1's first")
+	want(open("127.0.0.1"), 200, "127.0.0.1's second")
+	want(open("127.0.0.1"), http.StatusTooManyRequests, "127.0.0.1's third")
+	want(open("127.0.0.2"), 200, "127.0.0.2's first, while 127.0.0.1 holds its share")
+	want(open("127.0.0.1", "X-User", "alice"), 200, "alice from 127.0.0.1")
+	want(open("127.0.0.1", "X-Forwarded-For", "192.0.2.9"), http.StatusTooManyRequests, "127.0.0.1 naming another address, with no header trusted")
+	first.close()
+	testenv.WaitUntil(t, "127.0.0.1's first place is given back", 10*time.Second, func() bool {
+		s := open("127.0.0.1")
+		if s.code == 200 {
+			s.close()
+		}
+		return s.code == 200
+	})
+
+	// Behind a proxy that names the visitor's address.
+	f.srv.ClientHeader = "X-Real-IP"
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.1"), 200, "192.0.2.1's first")
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.1"), 200, "192.0.2.1's second")
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.1"), http.StatusTooManyRequests, "192.0.2.1's third")
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.2"), 200, "192.0.2.2's first, through the same proxy")
+}
+
+// Who counts as one client.
+func TestClientKey(t *testing.T) {
+	for _, c := range []struct {
+		header, remote, user string
+		values               []string
+		want                 string
+	}{
+		{"", "192.0.2.1:5555", "", nil, "addr 192.0.2.1"},
+		{"", "192.0.2.1:5555", "alice", nil, "user alice"},
+		{"", "[2001:db8:1:2:3::1]:5", "", nil, "addr 2001:db8:1:2::/64"},
+		{"", "[2001:db8:1:2:ffff::9]:6", "", nil, "addr 2001:db8:1:2::/64"},
+		{"", "[::ffff:192.0.2.1]:5", "", nil, "addr 192.0.2.1"},
+		{"", "192.0.2.1", "", nil, "addr 192.0.2.1"}, // a CGI gateway's, without a port
+		{"", "garbage", "", nil, "addr ?"},
+		{"", "192.0.2.1:5", "", []string{"198.51.100.7"}, "addr 192.0.2.1"}, // no header is trusted
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{"203.0.113.5, 198.51.100.7"}, "addr 198.51.100.7"},
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{"203.0.113.5", "198.51.100.8"}, "addr 198.51.100.8"},
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{"evil"}, "addr 127.0.0.1"},
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{""}, "addr 127.0.0.1"},
+		{"X-Real-IP", "127.0.0.1:5", "", []string{" 2001:db8::7 "}, "addr 2001:db8::/64"},
+		{"X-Real-IP", "127.0.0.1:5", "bob", []string{"198.51.100.7"}, "user bob"},
+	} {
+		s := &Server{ClientHeader: c.header}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.remote
+		for _, v := range c.values {
+			r.Header.Add("X-Forwarded-For", v)
+			r.Header.Add("X-Real-IP", v)
+		}
+		user := c.user
+		if user == "" {
+			user = Anonymous
+		}
+		if got := s.client(r, user); got != c.want {
+			t.Errorf("%s %q from %s as %q: %q, want %q", c.header, c.values, c.remote, c.user, got, c.want)
+		}
 	}
 }

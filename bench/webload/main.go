@@ -182,7 +182,9 @@ func startListener(c config) (*listener, error) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	cmd := exec.Command(c.web, "--listen", addr)
+	// Every follower comes from 127.0.0.1: one client, whose share must
+	// hold them all.
+	cmd := exec.Command(c.web, "--listen", addr, "--max-followers-per-client", strconv.Itoa(max(c.clients, 16)))
 	cmd.Env = c.env()
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {

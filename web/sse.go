@@ -51,8 +51,10 @@ const pollEvery = 500 * time.Millisecond
 // events streams a job's log as Server-Sent Events: each event is whole
 // lines as HTML, its id the log offset after them, so that a browser that
 // reconnects (Last-Event-ID) resumes exactly there. An "end" event carries
-// the job's fields when it has ended. The stream wakes on the job
-// directory's changes (one shared inotify watch), not by polling.
+// the job's fields when it has ended; a "skipped" event, first, says what
+// of the log the stream does not send (more than maxReplay behind). The
+// stream wakes on the job directory's changes (one shared inotify watch),
+// not by polling.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id int64) error {
 	ctx, user := r.Context(), s.user(r)
 	if _, err := s.job(ctx, user, repo, id); err != nil {

@@ -11,6 +11,7 @@
 //	/REPO/ID               a job: its fields and the tail of its log
 //	/REPO/ID/log           the raw log (Range requests)
 //	/REPO/ID/events        the log as Server-Sent Events, from ?from=OFFSET or Last-Event-ID
+//	                       (at most 1 MiB before its end; a "skipped" event says so)
 //	/REPO/badge.svg        the latest result (?ref=REF: of that ref)
 //
 // A repository page ends in "/", as a repository name never does: "/a/5"

@@ -129,28 +129,20 @@ func TestListenerClosesIdleConnections(t *testing.T) {
 	}
 }
 
-// serverConns counts the established TCP connections whose local port is
-// port: the server's ends (a client's end has another local port).
+// serverConns counts the established TCP connections whose local end is
+// 127.0.0.1:port: the server's ends (a client's end has another port).
 func serverConns(t *testing.T, port int) int {
 	t.Helper()
+	b, err := os.ReadFile("/proc/net/tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := fmt.Sprintf("0100007F:%04X", port) // little-endian address, then the port
 	n := 0
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
-		b, err := os.ReadFile(table)
-		if err != nil {
-			if table == "/proc/net/tcp" {
-				t.Fatal(err)
-			}
-			continue
-		}
-		for _, line := range strings.Split(string(b), "\n")[1:] {
-			f := strings.Fields(line)
-			// sl local_address rem_address st ...; 01 is ESTABLISHED.
-			if len(f) < 4 || f[3] != "01" {
-				continue
-			}
-			if _, p, ok := strings.Cut(f[1], ":"); ok && p == fmt.Sprintf("%04X", port) {
-				n++
-			}
+	for _, line := range strings.Split(string(b), "\n")[1:] {
+		// sl local_address rem_address st ...; 01 is ESTABLISHED.
+		if f := strings.Fields(line); len(f) >= 4 && f[1] == local && f[3] == "01" {
+			n++
 		}
 	}
 	return n

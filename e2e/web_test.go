@@ -804,11 +804,13 @@ func testWebRevoked(t *testing.T, s *webStack) {
 }
 
 // A page whose follower comes back more than 1 MiB behind the log's end
-// (here: the listener was down while the job wrote 3 MB) shows a notice
-// of jobq's, outside the log, of how many bytes it skipped, with the raw
-// log linked, and goes on from a line's start; lines of the job that pass
-// for the notice stay text in the log (found by the hardening review: the
-// page went on silently, mid-line).
+// shows a notice of jobq's, outside the log, of how many bytes it skipped,
+// with the raw log linked, and goes on from a line's start; lines of the
+// job that pass for the notice stay text in the log (found by the
+// hardening review: the page went on silently, mid-line). Two pages of one
+// job fall behind while it writes 3 MB: one from a listener that is down
+// meanwhile, one from the CGI program whose visits the browser blocks
+// meanwhile (a laptop asleep).
 func testWebSkipped(t *testing.T, s *webStack) {
 	l := s.otherListener(t)
 	defer l.stop()
@@ -818,71 +820,111 @@ func testWebSkipped(t *testing.T, s *webStack) {
 		openGate(t, "webskip", 0, 2)
 	})
 	ctx := browser(t)
-	runBrowser(t, ctx, chromedp.Navigate("http://"+l.addr+"/webskip/0"))
-	waitText(t, ctx, "#log", "before the gap")
-	testenv.WaitUntil(t, "the page follows", time.Minute, func() bool {
-		return eval[string](t, ctx, `document.getElementById("live").textContent`) == "following live"
-	})
+	listenTab, cgiTab := ctx, tab(t, ctx)
+	pages := []struct {
+		name string
+		ctx  context.Context
+		url  string
+		raw  string
+	}{
+		{"listener", listenTab, "http://" + l.addr + "/webskip/0", "/webskip/0/log"},
+		{"CGI", cgiTab, s.nginx + "/jobq/webskip/0", "/jobq/webskip/0/log"},
+	}
+	if _, err := chromedp.Call(cgiTab, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(ctx context.Context) string {
+		return eval[string](t, ctx, `document.getElementById("live").textContent`)
+	}
+	for _, p := range pages {
+		runBrowser(t, p.ctx, chromedp.Navigate(p.url))
+		waitText(t, p.ctx, "#log", "before the gap")
+		testenv.WaitUntil(t, p.name+": the page follows", time.Minute, func() bool { return status(p.ctx) == "following live" })
+	}
 
 	l.stop()
+	block := func(on bool) {
+		var patterns []*network.BlockPattern
+		if on {
+			patterns = []*network.BlockPattern{{URLPattern: s.nginx + "/jobq/webskip/0/events?*", Block: true}}
+		}
+		if _, err := chromedp.Call(cgiTab, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: patterns}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block(true)
+	// A visit under way when the block came ends at once (the log holds
+	// no more); the next ones are blocked.
+	time.Sleep(2 * time.Second)
+	for range 20 {
+		if st := status(cgiTab); st != "connection lost; reconnecting" {
+			t.Fatalf("CGI: the page's status is %q while its visits are blocked", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	openGate(t, "webskip", 0, 1)
 	testenv.WaitUntil(t, "the job writes past the gap", time.Minute, func() bool { return strings.Contains(readLog("webskip", 0), "after the gap\n") })
 	log := readLog("webskip", 0)
 	l.start(t)
-	logs := `[...document.querySelectorAll("pre.log")].map(function (p) { return p.textContent; })`
-	testenv.WaitUntil(t, "the page shows what follows the gap", 2*time.Minute, func() bool {
-		return strings.Contains(eval[string](t, ctx, logs+`.join("\n")`), "after the gap")
-	})
+	block(false)
 
-	// What the page was told: from where it stopped to the first line
-	// that starts in the last MiB.
+	// What each page is told: from where it stopped to the first line that
+	// starts in the last MiB.
 	const window = 1 << 20
 	from := int64(strings.Index(log, "before the gap\n") + len("before the gap\n"))
 	to := int64(len(log)) - window
 	to += int64(strings.IndexByte(log[to-1:], '\n'))
-	note := eval[string](t, ctx, `(function () {
-		var n = document.querySelectorAll(".skipped, [role=note]");
-		if (n.length !== 1) { return n.length + " notices"; }
-		var p = n[0], prev = p.previousElementSibling, next = p.nextElementSibling;
-		return [p.tagName, p.closest("pre") ? "inside a log" : "outside the logs", prev && prev.id, next && next.tagName + "." + next.className,
-			p.textContent, p.querySelector("a").getAttribute("href")].join(" | ");
-	})()`)
-	want := fmt.Sprintf("P | outside the logs | log | PRE.log | jobq: %d bytes skipped here; the raw log has them. | /webskip/0/log", to-from)
-	if note != want {
-		t.Errorf("the notice: %s\nwant %s", note, want)
-	}
-	parts := eval[[]string](t, ctx, logs)
-	if len(parts) != 2 {
-		for i, p := range parts {
-			t.Logf("log box %d: %.300q ... %q", i, p, p[max(len(p)-300, 0):])
+	logs := `[...document.querySelectorAll("pre.log")].map(function (p) { return p.textContent; })`
+	for _, p := range pages {
+		testenv.WaitUntil(t, p.name+": the page shows what follows the gap", 2*time.Minute, func() bool {
+			return strings.Contains(eval[string](t, p.ctx, logs+`.join("\n")`), "after the gap")
+		})
+		note := eval[string](t, p.ctx, `(function () {
+			var n = document.querySelectorAll(".skipped, [role=note]");
+			if (n.length !== 1) { return n.length + " notices"; }
+			var p = n[0], prev = p.previousElementSibling, next = p.nextElementSibling;
+			return [p.tagName, p.closest("pre") ? "inside a log" : "outside the logs", prev && prev.id, next && next.tagName + "." + next.className,
+				p.textContent, p.querySelector("a").getAttribute("href")].join(" | ");
+		})()`)
+		want := fmt.Sprintf("P | outside the logs | log | PRE.log | jobq: %d bytes skipped here; the raw log has them. | %s", to-from, p.raw)
+		if note != want {
+			t.Errorf("%s: the notice: %s\nwant %s", p.name, note, want)
 		}
-		t.Fatalf("%d log boxes, want 2", len(parts))
-	}
-	if !strings.HasSuffix(parts[0], "before the gap\n") || strings.Contains(parts[0], "filler") {
-		t.Errorf("the log before the notice:\n%s", parts[0])
-	}
-	// The log goes on with a whole line, the one at the notice's end.
-	wantFirst, _, _ := strings.Cut(log[to:], "\n")
-	if first, _, _ := strings.Cut(parts[1], "\n"); first != wantFirst || !strings.HasPrefix(first, "filler line ") {
-		t.Errorf("the log after the notice starts with %q, want the whole line %q", first, wantFirst)
-	}
-	// The job's imitations are text in the log, and made no element.
-	for _, line := range []string{"jobq: 999 bytes skipped here; the raw log has them.", "event: skipped", `<p class="skipped">forged</p>`, "after the gap"} {
-		if !strings.Contains(parts[1], line+"\n") {
-			t.Errorf("the log after the notice lacks %q", line)
+		parts := eval[[]string](t, p.ctx, logs)
+		if len(parts) != 2 {
+			for i, part := range parts {
+				t.Logf("%s: log box %d: %.300q ... %q", p.name, i, part, part[max(len(part)-300, 0):])
+			}
+			t.Fatalf("%s: %d log boxes, want 2", p.name, len(parts))
 		}
-	}
-	if n := eval[float64](t, ctx, `document.querySelectorAll("pre.log *:not(span)").length`); n != 0 {
-		t.Errorf("the job's output made %v elements", n)
+		if !strings.HasSuffix(parts[0], "before the gap\n") || strings.Contains(parts[0], "filler") {
+			t.Errorf("%s: the log before the notice:\n%s", p.name, parts[0])
+		}
+		// The log goes on with a whole line, the one at the notice's end.
+		wantFirst, _, _ := strings.Cut(log[to:], "\n")
+		if first, _, _ := strings.Cut(parts[1], "\n"); first != wantFirst || !strings.HasPrefix(first, "filler line ") {
+			t.Errorf("%s: the log after the notice starts with %q, want the whole line %q", p.name, first, wantFirst)
+		}
+		// The job's imitations are text in the log, and made no element.
+		for _, line := range []string{"jobq: 999 bytes skipped here; the raw log has them.", "event: skipped", `<p class="skipped">forged</p>`, "after the gap"} {
+			if !strings.Contains(parts[1], line+"\n") {
+				t.Errorf("%s: the log after the notice lacks %q", p.name, line)
+			}
+		}
+		if n := eval[float64](t, p.ctx, `document.querySelectorAll("pre.log *:not(span)").length`); n != 0 {
+			t.Errorf("%s: the job's output made %v elements", p.name, n)
+		}
 	}
 	openGate(t, "webskip", 0, 2)
-	waitText(t, ctx, "#state", "succeeded")
-	testenv.WaitUntil(t, "the page shows the end", time.Minute, func() bool {
-		return strings.Contains(eval[string](t, ctx, logs+`.join("\n")`), "the end")
-	})
+	for _, p := range pages {
+		waitText(t, p.ctx, "#state", "succeeded")
+		testenv.WaitUntil(t, p.name+": the page shows the end", time.Minute, func() bool {
+			return strings.Contains(eval[string](t, p.ctx, logs+`.join("\n")`), "the end")
+		})
+	}
 	// The page is 10,000 lines long: the screen around the notice.
-	eval[any](t, ctx, `document.querySelector("p.skipped").scrollIntoView({block: "center"})`)
-	c, cancel := context.WithTimeout(ctx, time.Minute)
+	eval[any](t, cgiTab, `document.querySelector("p.skipped").scrollIntoView({block: "center"})`)
+	c, cancel := context.WithTimeout(cgiTab, time.Minute)
 	defer cancel()
 	png, err := chromedp.Run(c, chromedp.CaptureScreenshot())
 	if err != nil {

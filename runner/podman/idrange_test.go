@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containers/storage/pkg/idtools"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestSubIDs(t *testing.T) {
@@ -155,7 +156,7 @@ func TestIDRangeNoSubIDs(t *testing.T) {
 
 func TestSpecIDRange(t *testing.T) {
 	ids := &idRange{index: 2, uids: []idtools.IDMap{{HostID: 8193, Size: 4096}}, gids: []idtools.IDMap{{HostID: 9000, Size: 4096}}}
-	s, err := Spec(testJob("/r", "a", "img"), "/data", "/tmp/co", time.Second, false, ids)
+	s, err := Spec(testJob("/r", "a", "img"), "/data", "/tmp/co", time.Second, false, ids, &hostInfo{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,6 +169,46 @@ func TestSpecIDRange(t *testing.T) {
 	}
 }
 
+// Where the cgroup cannot limit processes, JOBQ_PIDS is the job's
+// RLIMIT_NPROC. Every job has a bound on open files and the highest OOM
+// score; a rootful service is never left to fill in a limit of its own
+// choice (2^20, over the hard limit where it lacks CAP_SYS_RESOURCE).
+func TestSpecRlimits(t *testing.T) {
+	v1 := hostInfo{Rootless: true, Cgroup: "v1"}
+	v2 := hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"cpu", "memory", "pids"}}
+	v2NoPids := hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}
+	rootful := hostInfo{Cgroup: "v1"}
+	files := rspec.POSIXRlimit{Type: "nofile", Soft: 4096, Hard: 4096}
+	procs := rspec.POSIXRlimit{Type: "nproc", Soft: 100, Hard: 100}
+	tests := []struct {
+		name string
+		host hostInfo
+		pids int64
+		want []rspec.POSIXRlimit
+	}{
+		{"rootless, cgroup v1", v1, 100, []rspec.POSIXRlimit{files, procs}},
+		{"rootless, pids not delegated", v2NoPids, 100, []rspec.POSIXRlimit{files, procs}},
+		{"rootless, pids cgroup", v2, 100, []rspec.POSIXRlimit{files}},
+		{"rootless, unlimited", v1, 0, []rspec.POSIXRlimit{files}},
+		{"rootful", rootful, 100, []rspec.POSIXRlimit{files, procs}},
+		{"rootful, unlimited", rootful, 0, nil},
+	}
+	for _, tt := range tests {
+		j := testJob("/r", "a", "img")
+		j.Options.PIDs = tt.pids
+		s, err := Spec(j, "/data", "/tmp/co", time.Second, false, nil, &tt.host)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.Rlimits, tt.want) {
+			t.Errorf("%s: rlimits %+v, want %+v", tt.name, s.Rlimits, tt.want)
+		}
+		if s.OOMScoreAdj == nil || *s.OOMScoreAdj != 1000 {
+			t.Errorf("%s: oom_score_adj %v", tt.name, s.OOMScoreAdj)
+		}
+	}
+}
+
 func TestNotApplied(t *testing.T) {
 	j := testJob("/r", "a", "img")
 	j.Options.Memory, j.Options.CPUs, j.Options.PIDs = 64<<20, 0, 40
@@ -177,9 +218,10 @@ func TestNotApplied(t *testing.T) {
 	}{
 		{hostInfo{Rootless: false, Cgroup: "v1"}, ""},
 		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory", "pids"}}, ""},
-		{hostInfo{Rootless: true, Cgroup: "v1"}, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1\n" +
-			"jobq: JOBQ_PIDS is not applied: rootless Podman cannot limit a container on cgroup v1\n"},
-		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}, "jobq: JOBQ_PIDS is not applied: the pids cgroup controller is not delegated to this account\n"},
+		{hostInfo{Rootless: true, Cgroup: "v1"}, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1; " +
+			"the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj 1000)\n" +
+			"jobq: JOBQ_PIDS=40 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: rootless Podman cannot limit a container on cgroup v1\n"},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}, "jobq: JOBQ_PIDS=40 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: the pids cgroup controller is not delegated to this account\n"},
 	}
 	for _, tt := range tests {
 		var b strings.Builder

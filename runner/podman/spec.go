@@ -33,6 +33,20 @@ const (
 // cpuPeriod is the CFS period JOBQ_CPUS is expressed in, as podman --cpus.
 const cpuPeriod = 100000
 
+// nofile is every job process's limit on open files, soft and hard. Without
+// it a job gets the Podman service's own (20,000 here, 2^20 on many hosts),
+// and the kernel memory that many files take is charged to nobody the OOM
+// killer would choose. 4096 is the kernel's default hard limit: a service
+// whose hard limit nobody lowered allows it, where a limit above the
+// service's own fails the container's start.
+const nofile = 4096
+
+// oomScoreAdj makes a job the OOM killer's first choice, before sshd, a
+// worker or the Podman service: where the host cannot cap a job's memory,
+// this is what keeps the rest of the host alive. An unprivileged process
+// may raise its score.
+const oomScoreAdj = 1000
+
 // Spec translates a job of the data directory home into the container to
 // create: no I/O. checkout is mounted at /source; selinux adds the private
 // relabel option. Without a checkout (a remote service) /source is a
@@ -40,7 +54,9 @@ const cpuPeriod = 100000
 // not pure here), filled before start and removed with the container. ids,
 // if set, is the job's own ID range: the container's IDs map to it, in a
 // user namespace of the job's own, and Podman chowns the checkout to it.
-func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange) (*specgen.SpecGenerator, error) {
+// h is what the service can do: where its cgroup cannot apply JOBQ_PIDS,
+// JOBQ_PIDS becomes the job's RLIMIT_NPROC (rlimits).
+func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange, h *hostInfo) (*specgen.SpecGenerator, error) {
 	args, err := push.ImageArgs(j.Options.Command)
 	if err != nil {
 		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
@@ -112,6 +128,9 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 	if set {
 		s.ResourceLimits = &res
 	}
+	s.Rlimits = rlimits(j.Options.PIDs, h)
+	adj := oomScoreAdj
+	s.OOMScoreAdj = &adj
 	if n := j.Options.Network; n != "" {
 		ns, nets, netOpts, err := specgen.ParseNetworkFlag([]string{n})
 		if err != nil {
@@ -120,4 +139,34 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 		s.NetNS, s.Networks, s.NetworkOptions = ns, nets, netOpts
 	}
 	return s, nil
+}
+
+// rlimits are the job's resource limits (ulimit). Podman gives a container
+// whose spec names any rlimit the maximum of each one it does not name: a
+// rootless service its own (32,768 processes here), a rootful one 2^20,
+// which fails where the service lacks CAP_SYS_RESOURCE (in a container, on
+// these hosts). A job without JOBQ_PIDS on a rootful service therefore
+// names none, and keeps the service's own limits.
+//
+// Where the cgroup cannot limit the job's processes, JOBQ_PIDS becomes its
+// RLIMIT_NPROC; otherwise a job could take every process the account may
+// have, and sshd's sessions as the account (pushes), workers and the
+// Podman service with them. The kernel counts RLIMIT_NPROC per user ID
+// within a user namespace (since Linux 5.14; per user ID on the whole host
+// before), and each job has a namespace and an ID range of its own (a job
+// never runs without: acquire fails instead), so the limit holds each of
+// the job's user IDs to JOBQ_PIDS processes and threads. A job that is root
+// in its container may switch to more of its IDs and have JOBQ_PIDS for
+// each: what bounds it then is the Podman service's own limit, which all
+// jobs share. Where the cgroup applies JOBQ_PIDS to all of the job's
+// processes, RLIMIT_NPROC never binds first.
+func rlimits(pids int64, h *hostInfo) []spec.POSIXRlimit {
+	lim := []spec.POSIXRlimit{{Type: "nofile", Soft: nofile, Hard: nofile}}
+	switch {
+	case pids > 0 && (!h.Rootless || !h.cgroupApplies("pids")):
+		lim = append(lim, spec.POSIXRlimit{Type: "nproc", Soft: uint64(pids), Hard: uint64(pids)})
+	case pids <= 0 && !h.Rootless:
+		return nil
+	}
+	return lim
 }

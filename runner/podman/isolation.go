@@ -123,8 +123,8 @@ func (h *hostInfo) cgroupApplies(controller string) bool {
 }
 
 // notApplied writes to the job's log each limit it asks for that the
-// host's cgroup cannot apply, and what bounds the job instead (Spec).
-func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
+// host's cgroup cannot apply, and what bounds the job instead (rlimits).
+func notApplied(j *queue.Job, h *hostInfo, hard hardLimits, log io.Writer) {
 	limits := []struct {
 		name, controller string
 		set              bool
@@ -143,7 +143,12 @@ func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
 		}
 		switch l.controller {
 		case "pids":
-			fmt.Fprintf(log, "jobq: JOBQ_PIDS=%d is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: %s\n", j.Options.PIDs, why)
+			n := nproc(j.Options.PIDs, h, hard)
+			if n == uint64(j.Options.PIDs) {
+				fmt.Fprintf(log, "jobq: JOBQ_PIDS=%d is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: %s\n", n, why)
+			} else {
+				fmt.Fprintf(log, "jobq: JOBQ_PIDS=%d is applied as %d, the Podman service's own limit, to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: %s\n", j.Options.PIDs, n, why)
+			}
 		case "memory":
 			fmt.Fprintf(log, "jobq: %s is not applied: %s; the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj %d)\n", l.name, why, oomScoreAdj)
 		default:

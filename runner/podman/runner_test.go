@@ -90,14 +90,14 @@ func TestSpec(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := *j
 			tt.edit(&j)
-			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false, nil, &hostInfo{})
+			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false, nil, &hostInfo{}, hardLimits{nofile: 20000, nproc: 32768})
 			if err != nil {
 				t.Fatal(err)
 			}
 			tt.check(t, s)
 		})
 	}
-	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false, nil, &hostInfo{}); err == nil {
+	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false, nil, &hostInfo{}, hardLimits{nofile: 20000, nproc: 32768}); err == nil {
 		t.Error("an unterminated quote made a spec")
 	}
 }

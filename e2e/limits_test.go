@@ -3,7 +3,6 @@ package e2e
 import (
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -33,40 +32,18 @@ repo limits-other
 
 func init() { confParts = append(confParts, limitsConf) }
 
-// bombScript starts at most bombMax sleeping processes, each counted in a
-// file, until a fork fails (busybox's sh then ends the shell that tried).
-// It then holds them without forking (sh's builtins only) until the test
-// writes /source/release, and ends them: the job ends by itself, within
-// its timeout at worst, and its sleepers end with it. It must not be
-// unbounded: bombMax is what the job starts where nothing limits it.
-const bombMax = 2000
-
-var bombScript = `echo "ulimit -u $(ulimit -u) -n $(ulimit -n); oom_score_adj $(cat /proc/self/oom_score_adj)"
-mkfifo /tmp/tick
-sh -c 'i=0; while [ $i -lt ` + strconv.Itoa(bombMax) + ` ]; do i=$((i+1)); sh -c "echo >>/tmp/started; exec sleep 150" & done'
-# No fork from here on while the sleepers hold the job's processes.
-exec 3<>/tmp/tick
-read -t 1 x <&3
-n=0; while read l; do n=$((n+1)); done </tmp/started
-echo "bomb held: $n processes started"
-while [ ! -e /source/release ]; do read -t 1 x <&3; done
-kill -9 -1
-echo "bomb released"
-`
-
 // A job that tries to start 2000 processes under JOBQ_PIDS=100 is held
 // near 100, on a cgroup v1 host too (RLIMIT_NPROC); meanwhile another
 // user's push over ssh succeeds and its job runs. The job is the OOM
 // killer's first choice and has a bound on open files.
 func TestLimitsProcessBomb(t *testing.T) {
-	pushScript(t, "alice", "limits-bomb", bombScript)
-	held := regexp.MustCompile(`bomb held: (\d+) processes started`)
-	testenv.WaitUntil(t, "the bomb is held", 2*time.Minute, func() bool { return held.MatchString(readLog("limits-bomb", 0)) })
+	pushScript(t, "alice", "limits-bomb", testenv.BombScript)
+	testenv.WaitUntil(t, "the bomb is held", 2*time.Minute, func() bool { return testenv.BombHeld.MatchString(readLog("limits-bomb", 0)) })
 	logA := readLog("limits-bomb", 0)
-	n, _ := strconv.Atoi(held.FindStringSubmatch(logA)[1])
+	n, _ := strconv.Atoi(testenv.BombHeld.FindStringSubmatch(logA)[1])
 	// The job's sh, the bomb's sh and the sleepers share the 100.
 	if n > 100 || n < 50 {
-		t.Errorf("the bomb started %d of %d processes under JOBQ_PIDS=100:\n%s", n, bombMax, logA)
+		t.Errorf("the bomb started %d of %d processes under JOBQ_PIDS=100:\n%s", n, testenv.BombMax, logA)
 	}
 	if !strings.Contains(logA, "-n 4096; oom_score_adj 1000") {
 		t.Errorf("no bound on open files or no OOM score:\n%s", logA)
@@ -81,7 +58,7 @@ func TestLimitsProcessBomb(t *testing.T) {
 	if strings.Contains(logA, "JOBQ_MEMORY is not applied") && !strings.Contains(logA, "the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj 1000)") {
 		t.Errorf("the log does not say that the job's memory is not capped:\n%s", logA)
 	}
-	t.Logf("the bomb started %d of %d processes", n, bombMax)
+	t.Logf("the bomb started %d of %d processes", n, testenv.BombMax)
 
 	// While the bomb holds every process it may have, another user's push
 	// over the real sshd succeeds, and its job runs.

@@ -70,7 +70,7 @@ const oomScoreAdj = 1000
 // not pure here), filled before start and removed with the container. ids,
 // if set, is the job's own ID range: the container's IDs map to it, in a
 // user namespace of the job's own, and Podman chowns the checkout to it.
-// h is what the service can do, and max its hard limits: where its cgroup
+// h is what the service can do, and hard its hard limits: where its cgroup
 // cannot apply JOBQ_PIDS, JOBQ_PIDS becomes the job's RLIMIT_NPROC
 // (rlimits).
 func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange, h *hostInfo, hard hardLimits) (*specgen.SpecGenerator, error) {

@@ -133,7 +133,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	notApplied(j, host, log)
+	var hard hardLimits
+	if !l.remote {
+		hard = localHard()
+	}
+	notApplied(j, host, hard, log)
 	hostDir := ""
 	if l.remote {
 		hostDir = r.hostDir(m)
@@ -150,7 +154,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids)
+	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids, host, hard)
 	if err != nil {
 		return 0, err
 	}

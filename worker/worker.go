@@ -318,29 +318,29 @@ func (w *Worker) acquireSlot(ctx context.Context, q string, j *queue.Job) (relea
 // release frees both, the reservation first: a job that holds a slot
 // finds a reservation free.
 func (w *Worker) acquire(ctx context.Context, q string, j *queue.Job) (release func(), host string, err error) {
-	release, host, err = w.acquireSlot(ctx, q, j)
+	slot, host, err := w.acquireSlot(ctx, q, j)
 	if err != nil {
 		return nil, "", err
 	}
 	r, ok := w.Runners[j.Options.Runner].(Reserver)
 	if !ok {
-		return release, host, nil
+		return slot, host, nil
 	}
 	placed := *j
 	placed.Host = host
-	free, err := w.reserve(ctx, r, &placed)
+	reserved, err := w.reserve(ctx, r, &placed)
 	if err != nil {
-		if release != nil {
-			release()
+		if slot != nil {
+			slot()
 		}
 		return nil, "", err
 	}
 	return func() {
-		if free != nil {
-			free()
+		if reserved != nil {
+			reserved()
 		}
-		if release != nil {
-			release()
+		if slot != nil {
+			slot()
 		}
 	}, host, nil
 }

@@ -54,9 +54,10 @@ func accountRanges(t *testing.T) int {
 	return min(count("/etc/subuid"), count("/etc/subgid")) / 4096
 }
 
-// holdRanges holds the account's ID ranges 0..n-1 until the test ends, as
-// jobs (running, or still being cleaned up after) would.
-func holdRanges(t *testing.T, n int) {
+// holdRanges holds n of the account's ID ranges until the test ends, as
+// jobs (running, or still being cleaned up after) would: any n, as an
+// earlier test's worker may still be cleaning up in one.
+func holdRanges(t *testing.T, total, n int) {
 	t.Helper()
 	dir := filepath.Join(env.DataDir(), "idranges")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -64,20 +65,29 @@ func holdRanges(t *testing.T, n int) {
 	if out, err := env.AsUser(ctx, nil, "mkdir", "-p", "-m", "700", dir); err != nil {
 		t.Fatalf("mkdir %s: %v: %s", dir, err, out)
 	}
-	for i := range n {
-		path := filepath.Join(dir, strconv.Itoa(i)+".lock")
-		f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			t.Fatal(err)
+	held := map[int]bool{}
+	testenv.WaitUntil(t, fmt.Sprintf("%d ID ranges are held", n), 2*time.Minute, func() bool {
+		for i := 0; i < total && len(held) < n; i++ {
+			if held[i] {
+				continue
+			}
+			path := filepath.Join(dir, strconv.Itoa(i)+".lock")
+			f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := f.Chown(env.UID, env.GID); err != nil {
+				t.Fatal(err)
+			}
+			if syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB) != nil {
+				f.Close()
+				continue
+			}
+			held[i] = true
+			t.Cleanup(func() { f.Close() })
 		}
-		t.Cleanup(func() { f.Close() })
-		if err := f.Chown(env.UID, env.GID); err != nil {
-			t.Fatal(err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			t.Fatalf("range %d is held already: %v", i, err)
-		}
-	}
+		return len(held) == n
+	})
 }
 
 type rangeJob struct {
@@ -116,7 +126,7 @@ func TestJobWaitsQueuedForIDRange(t *testing.T) {
 				ssh("alice", "jobq", "wk-range-a").String()+ssh("alice", "jobq", "wk-range-b").String())
 		}
 	})
-	holdRanges(t, n-1)
+	holdRanges(t, n, n-1)
 	if r, _ := push(t, "wk-range-a", map[string]string{"ci.sh": rangeScript}); !strings.Contains(r.Stderr, "jobq: queued wk-range-a job 0") {
 		t.Fatalf("push: %s", r)
 	}

@@ -216,19 +216,41 @@ func (r *Runner) Reserve(ctx context.Context, j *queue.Job) (release func(), wai
 	if err != nil {
 		return nil, "", nil
 	}
-	l, err := r.cfg.Service.link(ctx, m.ep)
-	if err != nil {
-		return nil, "", nil
+	// A connection only when needed: the service's info is usually kept,
+	// and a range's last holder usually cleaned up after itself.
+	var conn context.Context
+	connect := func() (context.Context, error) {
+		if conn == nil {
+			l, err := r.cfg.Service.link(ctx, m.ep)
+			if err != nil {
+				return nil, err
+			}
+			conn = l.conn
+		}
+		return conn, nil
 	}
-	h, err := r.host(l.conn, m.ep.uri, l.remote)
-	if err != nil {
-		return nil, "", nil
+	h := r.cachedHost(m.ep.uri)
+	if h == nil {
+		c, err := connect()
+		if err != nil {
+			return nil, "", nil
+		}
+		if h, err = r.host(c, m.ep.uri, m.remote()); err != nil {
+			return nil, "", nil
+		}
 	}
 	hostDir := ""
-	if l.remote {
+	if m.remote() {
 		hostDir = r.hostDir(m)
 	}
-	ids, n, _, err := r.ranges(h, hostDir).tryAcquire(h.Rootless, jobKey(j), r.stale(l.conn))
+	stale := func(index int) error {
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		return r.stale(c)(index)
+	}
+	ids, n, _, err := r.ranges(h, hostDir).tryAcquire(h.Rootless, jobKey(j), stale)
 	switch {
 	case err != nil:
 		return nil, "", nil

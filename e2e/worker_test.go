@@ -187,7 +187,7 @@ func TestOnePusherCannotTakeEverySlot(t *testing.T) {
 	})
 	testenv.WaitUntil(t, "bob's other job says why it waits", time.Minute, func() bool {
 		r := ssh("bob", "jobq", second)
-		return strings.Contains(r.Stdout, "queued (0 ahead; waiting: its pusher runs 1 job, JOBQ_USER_SLOTS=1)")
+		return strings.Contains(r.Stdout, "queued (0 ahead)  ") && strings.HasSuffix(r.Stdout, "  waiting: its pusher runs 1 job, JOBQ_USER_SLOTS=1\n")
 	})
 	open("wk-alice")
 	if j := waitFinal(t, "wk-alice", 1)[0]; j.State != "succeeded" {
@@ -223,7 +223,7 @@ func TestJobsWaitForSpace(t *testing.T) {
 	}
 	testenv.WaitUntil(t, "the listing says why job 0 waits", time.Minute, func() bool {
 		ls := ssh("alice", "jobq", "wk-disk").Stdout
-		return strings.Contains(ls, "queued (0 ahead; waiting: ") && strings.Contains(ls, " free, JOBQ_MIN_FREE=100000g)")
+		return strings.Contains(ls, "queued (0 ahead)  ") && strings.Contains(ls, "  waiting: ") && strings.Contains(ls, " free, JOBQ_MIN_FREE=100000g\n")
 	})
 	for _, id := range []string{"0", "1"} {
 		if r := ssh("alice", "jobq", "cancel", "wk-disk", id); r.Code != 0 || !strings.Contains(r.Stdout, "cancelled") {

@@ -128,6 +128,10 @@ var (
 	// ErrLost, wrapped in a runner's error, says that the job's fate is
 	// not known (its build host went away): the job ends lost.
 	ErrLost = errors.New("lost")
+	// ErrUnreachable, wrapped in a build-host placer's error, says that
+	// no host of the job's pool can be reached (as opposed to all busy):
+	// the job waits for one no longer than its timeout.
+	ErrUnreachable = errors.New("build host unreachable")
 )
 
 // TimeFormat is how jobq shows times to people.

@@ -51,9 +51,27 @@ type Runner interface {
 type Placer interface {
 	// Place reserves a host for queued job j: its name, and release, to
 	// call once j's clean-up is done. host "" and wait "": j runs on this
-	// machine. With no host free, wait says why j waits. err is jobq's own
-	// failure.
+	// machine. With every host busy, wait says why j waits, for j's
+	// readers: no addresses or paths. An err wrapping queue.ErrUnreachable
+	// says that no host can be reached at all, in detail for the worker's
+	// log: j waits for one at most its timeout, then fails. Any other err
+	// is jobq's own failure.
 	Place(ctx context.Context, j *queue.Job) (host string, release func(), wait string, err error)
+}
+
+// Reserver is a Runner that needs more than a slot for each running job
+// (the podman runner: a range of subordinate IDs of its own). The worker
+// has it reserved while the job is still queued, once the job has its
+// slot or build host: a job that waits for it waits queued, with a
+// reason, its timeout not begun, and no pusher holds more of it than its
+// cap of slots allows.
+type Reserver interface {
+	// Reserve takes, without waiting, what Run will use for queued job j
+	// (Job.Host set as it will be): release frees it unless Run took it
+	// (then Cleanup does). With nothing free it returns why j waits, for
+	// j's readers; with nothing to reserve, or nothing it can tell before
+	// Run, nil and "". err is jobq's own failure.
+	Reserve(ctx context.Context, j *queue.Job) (release func(), wait string, err error)
 }
 
 // Sweeper is a Runner that can remove what its jobs left and no clean-up
@@ -82,6 +100,10 @@ const maxBackoff = 30 * time.Second
 // errNotQueued ends the wait for a slot of a job that is no longer queued
 // (cancelled while it waited): the claim then skips it.
 var errNotQueued = errors.New("no longer queued")
+
+// errUnreachable ends the wait of a job none of whose build hosts could
+// be reached for as long as its timeout: it fails without running.
+var errUnreachable = errors.New("no build host could be reached")
 
 // Worker drains queues, one job at a time per queue, at most Slots jobs at a
 // time on the host.
@@ -291,9 +313,46 @@ func (w *Worker) acquireSlot(ctx context.Context, q string, j *queue.Job) (relea
 	return slot.Release, "", nil
 }
 
-// acquireHost waits until a Placer gives queued job j a build host, as
-// acquireSlot waits for a local slot; done false: j runs on this machine.
-func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (release func(), host string, done bool, err error) {
+// acquire waits until queued job j of queue q may start: for its slot or
+// build host (acquireSlot), then for what its runner reserves (reserve).
+// release frees both, the reservation first: a job that holds a slot
+// finds a reservation free.
+func (w *Worker) acquire(ctx context.Context, q string, j *queue.Job) (release func(), host string, err error) {
+	slot, host, err := w.acquireSlot(ctx, q, j)
+	if err != nil {
+		return nil, "", err
+	}
+	r, ok := w.Runners[j.Options.Runner].(Reserver)
+	if !ok {
+		return slot, host, nil
+	}
+	placed := *j
+	placed.Host = host
+	reserved, err := w.reserve(ctx, r, &placed)
+	if err != nil {
+		if slot != nil {
+			slot()
+		}
+		return nil, "", err
+	}
+	return func() {
+		if reserved != nil {
+			reserved()
+		}
+		if slot != nil {
+			slot()
+		}
+	}, host, nil
+}
+
+// reserve waits until r has reserved what queued job j needs besides its
+// slot, which j holds meanwhile: a reservation is only taken with a slot,
+// so a pusher's cap of slots caps its reservations too, and with no more
+// slots than reservations (jobq-worker caps JOBQ_SLOTS at the account's
+// ID ranges) a job waits here only for one whose clean-up is under way or
+// whose job is still to adopt. Why it waits goes to the listing and its
+// log, as for a slot.
+func (w *Worker) reserve(ctx context.Context, r Reserver, j *queue.Job) (release func(), err error) {
 	shown := ""
 	defer func() {
 		if shown != "" {
@@ -301,8 +360,39 @@ func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (relea
 		}
 	}()
 	for {
+		release, reason, err := r.Reserve(ctx, j)
+		if err != nil || reason == "" {
+			return release, err
+		}
+		if reason != shown {
+			w.Store.SetWaiting(j, reason)
+			w.logWait(j, reason)
+			shown = reason
+		}
+		if !w.wait(ctx, w.poll()) {
+			return nil, ctx.Err()
+		}
+		if cur, err := w.Store.Job(j.Repo, j.ID); err == nil && cur.State != queue.Queued {
+			return nil, errNotQueued
+		}
+	}
+}
+
+// acquireHost waits until a Placer gives queued job j a build host, as
+// acquireSlot waits for a local slot; done false: j runs on this machine.
+// While no host of j's pool can be reached at all (not merely all busy),
+// j waits at most its timeout (unreachable).
+func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (release func(), host string, done bool, err error) {
+	shown := ""
+	defer func() {
+		if shown != "" {
+			w.Store.SetWaiting(j, "")
+		}
+	}()
+	var down unreachable
+	for {
 		host, release, reason, err := p.Place(ctx, j)
-		if err != nil || host != "" {
+		if reason, err = down.look(w, j, reason, err); err != nil || host != "" {
 			return release, host, true, err
 		}
 		if reason == "" {
@@ -322,6 +412,36 @@ func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (relea
 			return nil, "", true, errNotQueued
 		}
 	}
+}
+
+// unreachable is how long a job has waited for a build host that cannot be
+// reached: a host that is down, or whose key known_hosts lacks, is no
+// reason to block the job's queue forever, where a busy one frees.
+type unreachable struct {
+	since  time.Time // zero: a host was reachable at the last look
+	logged string    // the detail last logged
+}
+
+// look turns Place's answer into why j waits: a reader sees one generic
+// line, the worker's log the detail (addresses, known_hosts) once per
+// change. It returns errUnreachable once no host could be reached for
+// j's timeout.
+func (u *unreachable) look(w *Worker, j *queue.Job, reason string, err error) (string, error) {
+	if !errors.Is(err, queue.ErrUnreachable) {
+		u.since, u.logged = time.Time{}, ""
+		return reason, err
+	}
+	if msg := oneLine(err); msg != u.logged {
+		w.logf("%s %d waits: %s", j.Repo, j.ID, msg)
+		u.logged = msg
+	}
+	if u.since.IsZero() {
+		u.since = time.Now()
+	}
+	if time.Since(u.since) >= j.Options.Timeout {
+		return "", errUnreachable
+	}
+	return queue.ErrUnreachable.Error(), nil
 }
 
 // acquireLocalSlot waits for a slot of this machine's (see acquireSlot).
@@ -391,9 +511,12 @@ func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.
 		return nil // never committed: the entry is gone
 	}
 	if c.Job.State == queue.Queued {
-		release, host, err := w.acquireSlot(ctx, q, c.Job)
+		release, host, err := w.acquire(ctx, q, c.Job)
 		switch {
 		case errors.Is(err, errNotQueued): // the claim below skips it
+		case errors.Is(err, errUnreachable):
+			return w.failUnstarted(h, c, fmt.Sprintf("%v: none of its build hosts could be reached within JOBQ_TIMEOUT=%s; it never started",
+				queue.ErrUnreachable, c.Job.Options.Timeout))
 		case err != nil:
 			h.Drop(c)
 			return err
@@ -419,6 +542,30 @@ func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.
 		return err
 	}
 	w.finishClaim(ctx, h, c, false)
+	return nil
+}
+
+// failUnstarted claims queued job c and records it failed for reason,
+// without running it: the log gets its header and result line as a run's
+// does. A job cancelled meanwhile stays cancelled.
+func (w *Worker) failUnstarted(h *queue.Hold, c *queue.Claim, reason string) error {
+	if err := h.Claim(c); err != nil {
+		h.Drop(c)
+		return err
+	}
+	j := c.Job
+	if j.State == queue.Running {
+		log, err := os.OpenFile(w.Store.LogPath(j.Repo, j.ID), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+		if err == nil {
+			io.WriteString(log, header(j))
+			defer log.Close()
+		}
+		w.finish(j, queue.Failed, nil, reason, log)
+	}
+	h.Done(c)
+	if err := w.Store.Prune(j.Repo, j.Options.Keep); err != nil {
+		w.logf("%v", err)
+	}
 	return nil
 }
 

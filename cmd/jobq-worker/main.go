@@ -120,6 +120,14 @@ func newWorker() (*worker.Worker, error) {
 			return nil, fmt.Errorf("JOBQ_SLOTS=%q is not a positive number", v)
 		}
 	}
+	// Each podman job runs in an ID range of its own: a slot with none
+	// free would leave its job waiting for one, however long, and let a
+	// pusher hold more ranges than its cap. An account with no ranges
+	// runs no podman job, and is not capped.
+	if n, err := podman.Ranges("", ""); err == nil && n > 0 && n < slots {
+		log.Printf("JOBQ_SLOTS lowered from %d to %d: /etc/subuid and /etc/subgid give this account %d ranges of subordinate IDs, one per running job (4096 IDs each)", slots, n, n)
+		slots = n
+	}
 	userSlots := 0 // the queue's default: every slot but one
 	if v := os.Getenv("JOBQ_USER_SLOTS"); v != "" {
 		if userSlots, err = strconv.Atoi(v); err != nil || userSlots < 1 {

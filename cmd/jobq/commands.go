@@ -75,6 +75,19 @@ func (a *app) summary(jsonOut bool) error {
 	return tw.Flush()
 }
 
+// maxWaiting bounds the waiting reason a listing's row shows (runes);
+// the job's log and --json show it whole.
+const maxWaiting = 80
+
+// cut shortens s to at most n runes, the last one "…" if it cut.
+func cut(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n-1]) + "…"
+}
+
 // listed is one job of a listing: the record, and its place in its queue.
 type listed struct {
 	*queue.Job
@@ -153,8 +166,6 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		}
 		state := string(r.State)
 		switch {
-		case r.Ahead != nil && r.Waiting != "":
-			state += fmt.Sprintf(" (%d ahead; waiting: %s)", *r.Ahead, r.Waiting)
 		case r.Ahead != nil:
 			state += fmt.Sprintf(" (%d ahead)", *r.Ahead)
 		case r.Adopted > 0:
@@ -171,8 +182,14 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		if r.Host != "" {
 			host = termsafe.Line(r.Host)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, state, termsafe.Line(r.Ref), jobview.Short(r.NewRev),
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, state, termsafe.Line(r.Ref), jobview.Short(r.NewRev),
 			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit, host)
+		// Why a job waits, however long, follows the row, past the last
+		// column: a cell of its own would widen its column for every row.
+		if r.Ahead != nil && r.Waiting != "" {
+			fmt.Fprintf(tw, "\twaiting: %s", cut(termsafe.Line(r.Waiting), maxWaiting))
+		}
+		fmt.Fprintln(tw)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

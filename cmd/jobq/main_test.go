@@ -116,6 +116,58 @@ func TestListShowsPlaceInQueue(t *testing.T) {
 	}
 }
 
+// Why a queued job waits follows its row: a long reason (cut) or one
+// with control characters leaves the columns as narrow as without it.
+func TestListWaitingReason(t *testing.T) {
+	home := t.TempDir()
+	s, _ := queue.Open(home)
+	for range 2 {
+		s.Enqueue(&queue.Job{Repo: "a", Queue: "a", Ref: "refs/heads/main", NewRev: strings.Repeat("c", 40),
+			Options: queue.Options{Command: "x", Timeout: time.Minute, Keep: 5}})
+	}
+	h, err := s.HoldQueue("a", false)
+	if err != nil || h == nil {
+		t.Fatalf("hold: %v", err)
+	}
+	defer h.Unlock()
+	es, _ := h.Pending()
+	c, err := h.Peek(es[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Drop(c)
+	long := "waiting for a build host: " + strings.Repeat("very ", 40) + "busy\x1b[2J\nsecond line"
+	s.SetWaiting(c.Job, long)
+	code, out, _ := invoke(t, map[string]string{"JOBQ_HOME": home}, "", "a")
+	if code != 0 {
+		t.Fatal(code)
+	}
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("listing:\n%s", out)
+	}
+	waiting := lines[2] // the oldest job, listed last
+	if !strings.Contains(waiting, "queued (0 ahead)  ") || !strings.Contains(waiting, "  waiting: waiting for a build host: very very") ||
+		!strings.HasSuffix(waiting, "…") || strings.Contains(waiting, "second line") || strings.ContainsRune(out, 0x1b) {
+		t.Errorf("row of the waiting job: %q", waiting)
+	}
+	if n := len([]rune(waiting[strings.Index(waiting, "waiting: ")+len("waiting: "):])); n != maxWaiting {
+		t.Errorf("reason of %d runes shown, want %d", n, maxWaiting)
+	}
+	for _, col := range []string{"REF", "DURATION", "HOST"} {
+		i := strings.Index(lines[0], col)
+		for _, l := range lines[1:] {
+			if len(l) <= i || l[i-1] != ' ' || l[i] == ' ' {
+				t.Errorf("%s does not line up:\n%s", col, out)
+			}
+		}
+	}
+	// ID, then STATE as wide as "queued (0 ahead)", then REF.
+	if i := strings.Index(lines[0], "REF"); i != len("ID  queued (0 ahead)  ") {
+		t.Errorf("STATE is widened:\n%s", out)
+	}
+}
+
 func TestUsageAndBadArguments(t *testing.T) {
 	home := t.TempDir()
 	vars := map[string]string{"JOBQ_HOME": home}

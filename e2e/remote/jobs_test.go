@@ -42,6 +42,7 @@ repo radopt-timeout
 
 repo rstranger
     option ENV.JOBQ_CONNECTION = "stranger"
+    option ENV.JOBQ_TIMEOUT = "8s"
 
 repo rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7
     option ENV.JOBQ_CONNECTION = "pool"
@@ -312,28 +313,51 @@ func TestRemoteJobs(t *testing.T) {
 	})
 
 	// Attack: a host whose key is not in known_hosts (the same machine
-	// under another name) is refused, with one line saying how to add
-	// it, and nothing is added to known_hosts.
+	// under another name) is refused, and nothing is added to known_hosts.
+	// The job's readers see that its host cannot be reached, and no
+	// address or path; the worker's log says which key to add, and how.
+	// The job fails after its JOBQ_TIMEOUT without running, and the
+	// queue's next job is not held behind it: it gets its own timeout.
 	t.Run("unknown host key", func(t *testing.T) {
+		pushed := time.Now()
 		pushScript(t, "rstranger", "echo must-not-run\n")
+		pushScript(t, "rstranger", "echo must-not-run either\n")
 		var v []jobView
 		testenv.WaitUntil(t, "rstranger 0 waits", 2*time.Minute, func() bool {
 			v = listing(t, "rstranger")
-			return len(v) == 1 && v[0].Waiting != ""
+			return len(v) == 2 && v[1].ID == 0 && v[1].Waiting != ""
 		})
-		want := fmt.Sprintf("build host localhost:%d is not in %s; after checking its key, add it: ssh-keyscan -p %d localhost >> %s",
-			hosts[1].Port, knownHosts, hosts[1].Port, knownHosts)
-		if !strings.Contains(v[0].Waiting, want) || strings.Contains(v[0].Waiting, "\n") {
-			t.Errorf("waiting: %q, want it to contain %q", v[0].Waiting, want)
+		if v[1].Waiting != "build host unreachable" || v[1].State != "queued" {
+			t.Errorf("rstranger 0: %s, waiting %q", v[1].State, v[1].Waiting)
 		}
-		if log := readLog("rstranger", 0); !strings.Contains(log, want) || strings.Contains(log, "must-not-run") {
-			t.Errorf("log:\n%s", log)
-		}
+		secrets := []string{"localhost:" + strconv.Itoa(hosts[1].Port), "known_hosts", env.Home}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		env.SSH(ctx, "alice", "jobq", "cancel", "rstranger", "0")
-		if r := follow(t, "rstranger", 0); !strings.Contains(r.Stdout, "jobq: cancelled") {
-			t.Errorf("jobq rstranger 0: %s", r)
+		ls := env.SSH(ctx, "alice", "jobq", "rstranger").Stdout
+		if !strings.Contains(ls, "  waiting: build host unreachable\n") {
+			t.Errorf("jobq rstranger:\n%s", ls)
+		}
+		for id := range 2 {
+			r := follow(t, "rstranger", id)
+			want := "\njobq: failed: build host unreachable: none of its build hosts could be reached within JOBQ_TIMEOUT=8s; it never started, after "
+			if !strings.Contains(r.Stdout, "jobq: job "+strconv.Itoa(id)+" waits to start: build host unreachable\n") ||
+				!strings.Contains(r.Stdout, want) || strings.Contains(r.Stdout, "must-not-run") {
+				t.Errorf("jobq rstranger %d: %s", id, r)
+			}
+			for _, s := range secrets {
+				if strings.Contains(r.Stdout, s) || strings.Contains(ls, s) {
+					t.Errorf("a reader of rstranger %d sees %q:\n%s\n%s", id, s, ls, r.Stdout)
+				}
+			}
+		}
+		v = listing(t, "rstranger")
+		if v[1].State != "failed" || v[0].State != "failed" || v[1].FinishedAt.Sub(pushed) < 8*time.Second || v[0].FinishedAt.Sub(v[1].FinishedAt) < 8*time.Second {
+			t.Errorf("pushed at %s, jobs: %+v", pushed, v)
+		}
+		want := fmt.Sprintf("build host localhost:%d is not in %s; after checking its key, add it: ssh-keyscan -p %d localhost >> %s",
+			hosts[1].Port, knownHosts, hosts[1].Port, knownHosts)
+		if b, _ := os.ReadFile(filepath.Join(env.DataDir(), "worker.log")); !strings.Contains(string(b), "rstranger 0 waits: ") || !strings.Contains(string(b), want) {
+			t.Errorf("worker.log lacks %q:\n%s", want, b)
 		}
 		if b, err := os.ReadFile(knownHosts); err != nil || string(b) != string(kh) {
 			t.Errorf("known_hosts changed:\n%s", b)

@@ -65,25 +65,10 @@ func rootfulRemoteIDs() []idtools.IDMap {
 // a range whose last holder died before its clean-up was done: it must
 // remove what may still run with those IDs.
 func (a idRanges) acquire(ctx context.Context, rootless bool, owner string, stale func(index int) error) (*idRange, error) {
-	uids, gids, err := a.ids(rootless)
-	if err != nil {
-		return nil, err
-	}
-	n := min(total(uids), total(gids)) / idRangeSize
-	if err := os.MkdirAll(a.dir, 0o700); err != nil {
-		return nil, fmt.Errorf("ID range: %w", err)
-	}
-	var staleErr error
 	for wait := 50 * time.Millisecond; ; wait = min(2*wait, time.Second) {
-		for i := range n {
-			f, err := a.try(i, owner, stale)
-			if err != nil {
-				staleErr = err
-				continue
-			}
-			if f != nil {
-				return &idRange{index: i, uids: slice(uids, i*idRangeSize), gids: slice(gids, i*idRangeSize), lock: f}, nil
-			}
+		r, n, staleErr, err := a.tryAcquire(rootless, owner, stale)
+		if r != nil || err != nil {
+			return r, err
 		}
 		select {
 		case <-ctx.Done():
@@ -94,6 +79,43 @@ func (a idRanges) acquire(ctx context.Context, rootless bool, owner string, stal
 		case <-time.After(wait):
 		}
 	}
+}
+
+// tryAcquire takes a free range, if one is: else nil, how many ranges there
+// are, and the error of the last range whose clean-up after a dead holder
+// failed. err is a failure to read or lock the ranges at all.
+func (a idRanges) tryAcquire(rootless bool, owner string, stale func(index int) error) (r *idRange, n int, staleErr, err error) {
+	uids, gids, err := a.ids(rootless)
+	if err != nil {
+		return nil, 0, nil, err
+	}
+	n = min(total(uids), total(gids)) / idRangeSize
+	if err := os.MkdirAll(a.dir, 0o700); err != nil {
+		return nil, 0, nil, fmt.Errorf("ID range: %w", err)
+	}
+	for i := range n {
+		f, err := a.try(i, owner, stale)
+		if err != nil {
+			staleErr = err
+			continue
+		}
+		if f != nil {
+			return &idRange{index: i, uids: slice(uids, i*idRangeSize), gids: slice(gids, i*idRangeSize), lock: f}, n, nil, nil
+		}
+	}
+	return nil, n, staleErr, nil
+}
+
+// Ranges is how many jobs can run at once on this machine's Podman: the
+// ID ranges the account's subordinate IDs hold (subuid and subgid: files
+// in /etc/subuid's format; those when empty). jobq-worker caps JOBQ_SLOTS
+// at it, so that a job given a slot finds a range.
+func Ranges(subuid, subgid string) (int, error) {
+	uids, gids, err := idRanges{subuid: subuid, subgid: subgid}.ids(false)
+	if err != nil {
+		return 0, err
+	}
+	return min(total(uids), total(gids)) / idRangeSize, nil
 }
 
 // ids are the IDs to hand out, as the service sees them.

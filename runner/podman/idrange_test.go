@@ -279,3 +279,38 @@ func TestHostInfoKept(t *testing.T) {
 		}
 	}
 }
+
+// Ranges counts the ranges the fewer of the account's subordinate UIDs
+// and GIDs allow: what jobq-worker caps JOBQ_SLOTS at. tryAcquire never
+// waits: with every range held it says how many there are.
+func TestRangesAndTry(t *testing.T) {
+	a := testRanges(t, 3)
+	if n, err := Ranges(a.subuid, a.subgid); n != 3 || err != nil {
+		t.Errorf("Ranges: %d %v, want 3", n, err)
+	}
+	two := testRanges(t, 2)
+	if n, err := Ranges(a.subuid, two.subgid); n != 2 || err != nil {
+		t.Errorf("Ranges with 2 ranges of GIDs: %d %v, want 2", n, err)
+	}
+	if n, err := Ranges(testRanges(t, 0).subuid, a.subgid); n != 0 || err == nil {
+		t.Errorf("Ranges with no UIDs: %d %v", n, err)
+	}
+	var held []*idRange
+	for range 3 {
+		r, n, _, err := a.tryAcquire(false, "job", noStale)
+		if r == nil || n != 3 || err != nil {
+			t.Fatalf("tryAcquire: %v %d %v", r, n, err)
+		}
+		held = append(held, r)
+	}
+	start := time.Now()
+	if r, n, staleErr, err := a.tryAcquire(false, "waits", noStale); r != nil || n != 3 || staleErr != nil || err != nil {
+		t.Errorf("all held: %v %d %v %v", r, n, staleErr, err)
+	}
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("tryAcquire took %s", d)
+	}
+	for _, r := range held {
+		r.release(true)
+	}
+}

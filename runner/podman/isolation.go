@@ -159,10 +159,27 @@ func notApplied(j *queue.Job, h *hostInfo, hard hardLimits, log io.Writer) {
 
 func jobKey(j *queue.Job) string { return j.Repo + "/" + strconv.FormatInt(j.ID, 10) }
 
-// acquire gives the job an ID range of its own, held until its Cleanup.
-// A remote host's ranges come from its own subordinate IDs (as its
-// service reports them), under locks of its own.
+// acquire gives the job an ID range of its own, held until its Cleanup:
+// the one Reserve took for it, else one it waits for here.
 func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job, h *hostInfo, hostDir string) (*idRange, error) {
+	r.mu.Lock()
+	ids := r.reserved[jobKey(j)]
+	delete(r.reserved, jobKey(j))
+	r.mu.Unlock()
+	if ids == nil {
+		var err error
+		if ids, err = r.ranges(h, hostDir).acquire(ctx, h.Rootless, jobKey(j), r.stale(conn)); err != nil {
+			return nil, err
+		}
+	}
+	r.hold(j, ids)
+	return ids, nil
+}
+
+// ranges are the ID ranges of the service h: a remote host's come from
+// its own subordinate IDs (as its service reports them), under locks of
+// its own in hostDir.
+func (r *Runner) ranges(h *hostInfo, hostDir string) idRanges {
 	a := idRanges{dir: filepath.Join(r.cfg.Home, "idranges"), subuid: r.cfg.SubUID, subgid: r.cfg.SubGID}
 	if hostDir != "" {
 		a.dir = rangesDir(hostDir)
@@ -172,8 +189,13 @@ func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job
 			a.uids, a.gids = rootfulRemoteIDs(), rootfulRemoteIDs()
 		}
 	}
-	ids, err := a.acquire(ctx, h.Rootless, jobKey(j), func(index int) error {
-		// A worker died holding this range: its container may still run.
+	return a
+}
+
+// stale removes, through conn, what a worker that died holding a range
+// left running in it; an error if its job still runs (to adopt).
+func (r *Runner) stale(conn context.Context) func(index int) error {
+	return func(index int) error {
 		filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelIDRange + "=" + strconv.Itoa(index)}}
 		list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
 		if err != nil {
@@ -192,17 +214,90 @@ func (r *Runner) acquire(ctx context.Context, conn context.Context, j *queue.Job
 			}
 		}
 		return nil
-	})
-	if err != nil {
-		return nil, err
 	}
+}
+
+func (r *Runner) hold(j *queue.Job, ids *idRange) {
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	if r.held == nil {
 		r.held = map[string]*idRange{}
 	}
 	r.held[jobKey(j)] = ids
+}
+
+// Reserve implements the worker's Reserver: it takes queued job j's ID
+// range now, if one is free, for Run; the worker asks only once j has its
+// slot or build host. Anything that keeps it from telling (the service
+// does not answer, the account has no subordinate IDs) is Run's to
+// report: it reserves nothing then.
+func (r *Runner) Reserve(ctx context.Context, j *queue.Job) (release func(), wait string, err error) {
+	m, err := r.member(j)
+	if err != nil {
+		return nil, "", nil
+	}
+	// A connection only when needed: the service's info is usually kept,
+	// and a range's last holder usually cleaned up after itself.
+	var conn context.Context
+	connect := func() (context.Context, error) {
+		if conn == nil {
+			l, err := r.cfg.Service.link(ctx, m.ep)
+			if err != nil {
+				return nil, err
+			}
+			conn = l.conn
+		}
+		return conn, nil
+	}
+	h := r.cachedHost(m.ep.uri)
+	if h == nil {
+		c, err := connect()
+		if err != nil {
+			return nil, "", nil
+		}
+		if h, err = r.host(c, m.ep.uri, m.remote()); err != nil {
+			return nil, "", nil
+		}
+	}
+	hostDir := ""
+	if m.remote() {
+		hostDir = r.hostDir(m)
+	}
+	stale := func(index int) error {
+		c, err := connect()
+		if err != nil {
+			return err
+		}
+		return r.stale(c)(index)
+	}
+	ids, n, _, err := r.ranges(h, hostDir).tryAcquire(h.Rootless, jobKey(j), stale)
+	switch {
+	case err != nil:
+		return nil, "", nil
+	case ids == nil:
+		return nil, fmt.Sprintf("waiting for an ID range: all %d in use", n), nil
+	}
+	key := jobKey(j)
+	r.mu.Lock()
+	if r.reserved == nil {
+		r.reserved = map[string]*idRange{}
+	}
+	if old := r.reserved[key]; old != nil {
+		old.release(true) // reserved again by this worker; never used
+	}
+	r.reserved[key] = ids
 	r.mu.Unlock()
-	return ids, nil
+	return func() {
+		r.mu.Lock()
+		own := r.reserved[key] == ids
+		if own {
+			delete(r.reserved, key)
+		}
+		r.mu.Unlock()
+		if own {
+			ids.release(true) // Run never took it: nothing ran in it
+		}
+	}, "", nil
 }
 
 // adoptRange takes over the ID range of an adopted job's container (its
@@ -219,12 +314,7 @@ func (r *Runner) adoptRange(j *queue.Job, label string, dir string) {
 	if ids == nil {
 		return
 	}
-	r.mu.Lock()
-	if r.held == nil {
-		r.held = map[string]*idRange{}
-	}
-	r.held[jobKey(j)] = ids
-	r.mu.Unlock()
+	r.hold(j, ids)
 }
 
 func (r *Runner) release(j *queue.Job, cleanedUp bool) {

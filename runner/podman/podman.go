@@ -62,7 +62,9 @@ type Runner struct {
 	swept map[string]bool      // by service URI: the sweep ran, and no Cleanup failed since
 	hosts map[string]*hostInfo // by service URI: what the service can do
 	held  map[string]*idRange  // by job: its ID range, until its Cleanup
-	slots map[string]*os.File  // by job: an adopted job's build host slot, until its Cleanup
+	// reserved: by queued job, the ID range Reserve took for its Run.
+	reserved map[string]*idRange
+	slots    map[string]*os.File // by job: an adopted job's build host slot, until its Cleanup
 }
 
 // needSweep reports whether leftovers may exist that no Cleanup will

@@ -101,7 +101,8 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 		cap, busy int
 	}
 	var cands []cand
-	var down, full []string
+	var down []string
+	full := 0
 	for _, m := range ms {
 		if why := r.isDown(m); why != "" {
 			down = append(down, m.name+": "+why)
@@ -124,7 +125,7 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 			return "", nil, "", err
 		}
 		if lock == nil {
-			full = append(full, fmt.Sprintf("%s %d/%d", c.m.name, c.cap, c.cap))
+			full++
 			continue
 		}
 		// The slot is ours: can the host be reached now?
@@ -136,13 +137,18 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 		}
 		return c.m.name, func() { lock.Close() }, "", nil
 	}
+	// The job's readers see why it waits: no address, account or path
+	// (a known_hosts file), which only the worker's log gets.
 	pool := j.Options.Connection
-	if len(full) == 0 {
-		return "", nil, fmt.Sprintf("no build host of %s can be reached (%s)", pool, strings.Join(down, "; ")), nil
+	if full == 0 {
+		return "", nil, "", fmt.Errorf("no build host of %s can be reached (%s): %w", pool, strings.Join(down, "; "), queue.ErrUnreachable)
 	}
-	why := fmt.Sprintf("every build host of %s is busy (%s jobs)", pool, strings.Join(full, ", "))
+	why := fmt.Sprintf("waiting for a build host: all %d busy", full)
+	if len(ms) == 1 {
+		why = "waiting for its build host: busy"
+	}
 	if len(down) > 0 {
-		why += "; not reachable: " + strings.Join(down, "; ")
+		why += fmt.Sprintf(", %d unreachable", len(down))
 	}
 	return "", nil, why, nil
 }
@@ -293,9 +299,10 @@ func (r *Runner) skipped(j *queue.Job, log io.Writer) {
 		if m.name == j.Host {
 			continue
 		}
+		// Why, with its address and paths, is the worker's log's.
 		if why, until := r.downUntil(m); why != "" {
-			fmt.Fprintf(log, "jobq: build host %s was skipped: it cannot be reached (%s); it is tried again after %s\n",
-				m.name, why, until.Local().Format("15:04:05"))
+			fmt.Fprintf(log, "jobq: build host %s was skipped: it cannot be reached; it is tried again after %s\n",
+				m.name, until.Local().Format("15:04:05"))
 		}
 	}
 }

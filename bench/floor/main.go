@@ -101,7 +101,7 @@ func once(conn context.Context, j *queue.Job, gitDir string, uids, gids []idtool
 	if err := podman.Checkout(conn, gitDir, j.NewRev, dir, podman.DefaultCheckoutLimits()); err != nil {
 		return err
 	}
-	s, err := podman.Spec(j, "floor", dir, runner.DefaultGrace, false, nil)
+	s, err := podman.Spec(j, "floor", dir, runner.DefaultGrace, false, nil, nil, podman.LocalHard())
 	if err != nil {
 		return err
 	}

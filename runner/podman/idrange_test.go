@@ -188,26 +188,28 @@ func TestSpecRlimits(t *testing.T) {
 	}
 	tests := []struct {
 		name string
-		host hostInfo
+		host *hostInfo
 		hard hardLimits
 		pids int64
 		want []rspec.POSIXRlimit
 	}{
-		{"rootless, cgroup v1", v1, here, 100, lim(4096, 100)},
-		{"rootless, pids not delegated", v2NoPids, here, 100, lim(4096, 100)},
-		{"rootless, pids cgroup", v2, here, 100, lim(4096, 32768)},
-		{"rootless, unlimited", v1, here, 0, lim(4096, 32768)},
-		{"rootless, low hard limits", v1, low, 100, lim(1024, 64)},
-		{"rootful", rootful, here, 100, lim(4096, 100)},
-		{"rootful, unlimited", rootful, here, 0, lim(4096, 32768)},
-		{"build host, rootless, cgroup v1", v1, remote, 100, []rspec.POSIXRlimit{{Type: "nproc", Soft: 100, Hard: 100}}},
-		{"build host, rootless, pids cgroup", v2, remote, 100, nil},
-		{"build host, rootful", rootful, remote, 100, nil},
+		{"rootless, cgroup v1", &v1, here, 100, lim(4096, 100)},
+		{"rootless, pids not delegated", &v2NoPids, here, 100, lim(4096, 100)},
+		{"rootless, pids cgroup", &v2, here, 100, lim(4096, 32768)},
+		{"rootless, unlimited", &v1, here, 0, lim(4096, 32768)},
+		{"rootless, low hard limits", &v1, low, 100, lim(1024, 64)},
+		{"rootful", &rootful, here, 100, lim(4096, 100)},
+		{"rootful, unlimited", &rootful, here, 0, lim(4096, 32768)},
+		{"build host, rootless, cgroup v1", &v1, remote, 100, []rspec.POSIXRlimit{{Type: "nproc", Soft: 100, Hard: 100}}},
+		{"build host, rootless, pids cgroup", &v2, remote, 100, nil},
+		{"build host, rootful", &rootful, remote, 100, nil},
+		{"no host info: rootful", nil, here, 100, lim(4096, 100)},
+		{"no host info, build host", nil, remote, 100, nil},
 	}
 	for _, tt := range tests {
 		j := testJob("/r", "a", "img")
 		j.Options.PIDs = tt.pids
-		s, err := Spec(j, "/data", "/tmp/co", time.Second, false, nil, &tt.host, tt.hard)
+		s, err := Spec(j, "/data", "/tmp/co", time.Second, false, nil, tt.host, tt.hard)
 		if err != nil {
 			t.Fatal(err)
 		}

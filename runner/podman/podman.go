@@ -137,7 +137,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	}
 	var hard hardLimits
 	if !l.remote {
-		hard = localHard()
+		hard = LocalHard()
 	}
 	notApplied(j, host, hard, log)
 	hostDir := ""

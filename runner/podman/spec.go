@@ -46,10 +46,10 @@ const nofile = 4096
 // CAP_SYS_RESOURCE, as in a container or on these hosts). 0: not known.
 type hardLimits struct{ nofile, nproc uint64 }
 
-// localHard are the hard limits of the local service: the worker's own,
+// LocalHard are the hard limits of the local service: the worker's own,
 // which a service jobq starts inherits (connection.go), and which one the
 // account started otherwise has as well, as a rule.
-func localHard() hardLimits {
+func LocalHard() hardLimits {
 	var files, procs unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &files) != nil || unix.Getrlimit(unix.RLIMIT_NPROC, &procs) != nil {
 		return hardLimits{}
@@ -70,9 +70,9 @@ const oomScoreAdj = 1000
 // not pure here), filled before start and removed with the container. ids,
 // if set, is the job's own ID range: the container's IDs map to it, in a
 // user namespace of the job's own, and Podman chowns the checkout to it.
-// h is what the service can do, and hard its hard limits: where its cgroup
-// cannot apply JOBQ_PIDS, JOBQ_PIDS becomes the job's RLIMIT_NPROC
-// (rlimits).
+// h is what the service can do (nil: a rootful service), and hard its hard
+// limits: where its cgroup cannot apply JOBQ_PIDS, JOBQ_PIDS becomes the
+// job's RLIMIT_NPROC (rlimits).
 func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange, h *hostInfo, hard hardLimits) (*specgen.SpecGenerator, error) {
 	args, err := push.ImageArgs(j.Options.Command)
 	if err != nil {
@@ -181,7 +181,7 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 func rlimits(pids int64, h *hostInfo, hard hardLimits) []spec.POSIXRlimit {
 	procs := nproc(pids, h, hard)
 	if hard.nofile == 0 || hard.nproc == 0 {
-		if procs == 0 || !h.Rootless {
+		if procs == 0 || h == nil || !h.Rootless {
 			return nil
 		}
 		return []spec.POSIXRlimit{{Type: "nproc", Soft: procs, Hard: procs}}
@@ -198,7 +198,7 @@ func rlimits(pids int64, h *hostInfo, hard hardLimits) []spec.POSIXRlimit {
 // where Podman would otherwise fill in its own; at most the service's hard
 // limit, where known.
 func nproc(pids int64, h *hostInfo, hard hardLimits) uint64 {
-	if pids <= 0 || h.Rootless && h.cgroupApplies("pids") {
+	if pids <= 0 || h != nil && h.Rootless && h.cgroupApplies("pids") {
 		return 0
 	}
 	if hard.nproc > 0 {

@@ -72,10 +72,10 @@ func TestWaitForSpace(t *testing.T) {
 	waits := make(chan struct{}) // each pause waits for the test
 	rec := &recorder{}
 	w := &Worker{Store: s, Runners: runWith(rec.run), MinFree: 1 << 30,
-		FreeSpace: func(string) (int64, error) {
+		FreeSpace: func(string) (Free, error) {
 			mu.Lock()
 			defer mu.Unlock()
-			return free, nil
+			return Free{Bytes: free, Inodes: -1}, nil
 		}}
 	w.pause = func(ctx context.Context, d time.Duration) bool {
 		waits <- struct{}{}
@@ -213,12 +213,12 @@ func TestClaimFailurePutsEntryBack(t *testing.T) {
 	w := &Worker{Store: s, Runners: runWith(rec.run), MinFree: 1,
 		// Called between Peek and Claim: the first time, the repository's
 		// lock breaks there, so Claim's update fails after its rename.
-		FreeSpace: func(string) (int64, error) {
+		FreeSpace: func(string) (Free, error) {
 			if looks++; looks == 1 {
 				os.Remove(lock)
 				os.Mkdir(lock, 0o700)
 			}
-			return 1 << 40, nil
+			return Free{Bytes: 1 << 40, Inodes: -1}, nil
 		}}
 	w.pause = func(context.Context, time.Duration) bool {
 		pauses++

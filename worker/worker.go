@@ -95,11 +95,19 @@ type Worker struct {
 	// across all queues and workers; < 1: every slot but one when there
 	// are two or more, else 1.
 	UserSlots int
-	// MinFree is the free space the data directory's filesystem must keep:
-	// while it has less, no job starts (jobs wait). <= 0: no check.
+	// MinFree is the free space the data directory's filesystem (and each
+	// of WatchDirs') must keep: while one has less, no job starts (jobs
+	// wait), and a running job is stopped, and fails, when one has less
+	// than half. <= 0: no check.
 	MinFree int64
-	// FreeSpace reports the free space of dir's filesystem; nil: FreeSpace.
-	FreeSpace func(dir string) (int64, error)
+	// MinFreeInodes is as MinFree, in free inodes; <= 0: no check.
+	MinFreeInodes int64
+	// WatchDirs are other directories jobs write to whose filesystems
+	// MinFree and MinFreeInodes guard too (the podman runner's checkouts,
+	// in the temporary directory).
+	WatchDirs []string
+	// FreeSpace reports what is free on dir's filesystem; nil: FreeSpace.
+	FreeSpace func(dir string) (Free, error)
 	// LogLimit bounds each job's output in its log; a job that writes more
 	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
 	LogLimit int64
@@ -479,16 +487,23 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	go func() {
 		t := time.NewTicker(w.poll())
 		defer t.Stop()
+		var looked time.Time
 		for {
 			select {
 			case <-jctx.Done():
 				return
-			case <-t.C:
+			case now := <-t.C:
 				if w.Store.CancelRequested(j.Repo, j.ID) {
 					cancel(queue.ErrCancelled)
 				}
 				if fi, err := log.Stat(); err == nil && fi.Size() > limit {
 					cancel(queue.ErrLogLimit)
+				}
+				if now.Sub(looked) >= spaceEvery {
+					looked = now
+					if why := w.spaceGone(); why != "" {
+						cancel(lowSpaceError(why))
+					}
 				}
 			}
 		}
@@ -513,6 +528,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	}
 	var state queue.State
 	var reason string
+	var low lowSpaceError
 	switch cause := context.Cause(jctx); {
 	case errors.Is(runErr, queue.ErrGone):
 		state, reason = queue.Lost, fmt.Sprintf("its worker died while it ran, and %v", runErr)
@@ -527,6 +543,8 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
 	case errors.Is(cause, queue.ErrStopping):
 		state, reason = queue.Cancelled, "the worker was stopped before the job started"
+	case errors.As(cause, &low):
+		state, reason = queue.Failed, "the job was stopped: "+string(low)
 	case errors.Is(runErr, queue.ErrLost):
 		state, reason, code = queue.Lost, oneLine(runErr), nil
 	case runErr != nil:

@@ -1,0 +1,93 @@
+package e2e
+
+import (
+	"fmt"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+// The data directory on a small filesystem (an 8 MiB tmpfs of 1500
+// inodes, this test's alone): a job whose output drives it under half of
+// JOBQ_MIN_FREE is stopped and fails with a result line that says so, and
+// the next push still queues a job; a job does not start while it has
+// fewer than JOBQ_MIN_FREE_INODES inodes free, and says why.
+func TestJobStoppedOnLowSpace(t *testing.T) {
+	// A job before: the data directory exists.
+	push(t, "podfull", map[string]string{"ci.sh": "echo warm\n"})
+	if log := follow(t, "alice", "podfull", 0); log.Code != 0 {
+		t.Fatalf("jobq podfull 0: %s", log)
+	}
+	data := env.DataDir()
+	// Over the data directory for this test (the jobs of the other tests
+	// are under it, untouched, and back after).
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=8m,nr_inodes=1500,mode=0700,uid=%d,gid=%d", env.UID, env.GID), "jobq-space", data).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	defer func() {
+		testenv.WaitUntil(t, "no worker holds the small filesystem", 2*time.Minute, func() bool { return userProcesses("jobq-worker") == "" })
+		if out, err := exec.Command("umount", data).CombinedOutput(); err != nil {
+			holders, _ := exec.Command("fuser", "-vm", data).CombinedOutput()
+			t.Errorf("umount: %v %s\n%s", err, out, holders)
+			exec.Command("umount", "-l", data).Run()
+		}
+	}()
+
+	t.Run("bytes", func(t *testing.T) {
+		setRC(t, map[string]string{"JOBQ_MIN_FREE": "4m", "JOBQ_MIN_FREE_INODES": "1000"})
+		// 128 KiB of text every 0.1 s, 10 MiB in all: more than the
+		// filesystem holds, under JOBQ_LOG_LIMIT. The container's first
+		// process ignores SIGTERM without a trap.
+		push(t, "podfull", map[string]string{"ci.sh": "trap 'exit 143' TERM\n" +
+			"i=0; while [ $i -lt 80 ]; do yes 0123456789abcdef | head -c 131072; i=$((i+1)); sleep 0.1; done; echo wrote all\n"})
+		log := follow(t, "alice", "podfull", 0) // IDs count from 0 again here
+		last := lastLine(log.Stdout)
+		if log.Code == 0 || !strings.HasPrefix(last, "jobq: failed, exit code ") ||
+			!strings.Contains(last, "the job was stopped: ") || !strings.Contains(last, " free, under half of JOBQ_MIN_FREE=4m, after ") ||
+			strings.Contains(log.Stdout, "wrote all") {
+			t.Errorf("jobq podfull 0: exit %d, %d bytes, last line %q; want it stopped under half of JOBQ_MIN_FREE", log.Code, len(log.Stdout), last)
+		}
+		// The stopped job left the margin: the next push queues a job (its
+		// log, kept, holds the space, so the job waits, and says why).
+		r, _ := push(t, "podfull", map[string]string{"ci.sh": "echo fine\n"})
+		if !strings.Contains(r.Stderr, "jobq: queued podfull job 1") {
+			t.Fatalf("push: %s", r)
+		}
+		testenv.WaitUntil(t, "the listing says why job 1 waits", time.Minute, func() bool {
+			return strings.Contains(ssh("alice", "jobq", "podfull").Stdout, " free, JOBQ_MIN_FREE=4m)")
+		})
+		if r := ssh("alice", "jobq", "cancel", "podfull", "1"); r.Code != 0 {
+			t.Errorf("cancel: %s", r)
+		}
+		workerGone(t, "podfull")
+		checkNothingLeft(t, "podfull")
+	})
+
+	t.Run("inodes", func(t *testing.T) {
+		setRC(t, map[string]string{"JOBQ_MIN_FREE": "0", "JOBQ_MIN_FREE_INODES": "100000"})
+		r, _ := push(t, "podfull", nil)
+		if !strings.Contains(r.Stderr, "jobq: queued podfull job 2") {
+			t.Fatalf("push: %s", r)
+		}
+		testenv.WaitUntil(t, "the listing says why job 2 waits", time.Minute, func() bool {
+			ls := ssh("alice", "jobq", "podfull").Stdout
+			return strings.Contains(ls, " inodes free, JOBQ_MIN_FREE_INODES=100000)")
+		})
+		if r := ssh("alice", "jobq", "cancel", "podfull", "2"); r.Code != 0 {
+			t.Errorf("cancel: %s", r)
+		}
+		workerGone(t, "podfull")
+		if log := follow(t, "alice", "podfull", 2); !strings.Contains(log.Stdout, "jobq: job 2 waits to start: ") ||
+			!strings.Contains(log.Stdout, " inodes free, JOBQ_MIN_FREE_INODES=100000\n") {
+			t.Errorf("jobq podfull 2: %s", log)
+		}
+	})
+}
+
+func lastLine(s string) string {
+	s = strings.TrimRight(s, "\n")
+	return s[strings.LastIndexByte(s, '\n')+1:]
+}

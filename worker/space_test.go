@@ -64,7 +64,7 @@ func TestStopJobOnLowSpace(t *testing.T) {
 				inodes = -1
 			}
 			disk := &fakeDisk{free: map[string]Free{
-				s.Dir():  {Bytes: 10 << 20, Inodes: inodes},
+				s.Dir(): {Bytes: 10 << 20, Inodes: inodes},
 				scratch: {Bytes: 10 << 20, Inodes: inodes},
 			}}
 			dir := tt.dir

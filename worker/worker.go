@@ -384,7 +384,7 @@ func (w *Worker) logWait(j *queue.Job, reason string) {
 	if err != nil {
 		return
 	}
-	fmt.Fprintf(f, "jobq: job %d waits to start: %s\n", j.ID, reason)
+	queue.WriteOwn(f, fmt.Sprintf("jobq: job %d waits to start: %s\n", j.ID, reason))
 	f.Close()
 }
 
@@ -469,7 +469,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	hdr := header(j)
 	start := int64(len(hdr))
 	if !adopted {
-		io.WriteString(log, hdr)
+		queue.WriteOwn(log, hdr)
 		start, _ = log.Seek(0, io.SeekEnd)
 	}
 	limit := start + w.logLimit()
@@ -563,12 +563,6 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason string, log *os.File) {
 	now := time.Now().UTC()
 	if log != nil {
-		if fi, err := log.Stat(); err == nil && fi.Size() > 0 {
-			b := make([]byte, 1)
-			if _, err := log.ReadAt(b, fi.Size()-1); err == nil && b[0] != '\n' {
-				io.WriteString(log, "\n")
-			}
-		}
 		line := "jobq: " + string(state)
 		if code != nil {
 			line += fmt.Sprintf(", exit code %d", *code)
@@ -577,7 +571,8 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 			line += ": " + reason
 		}
 		line += fmt.Sprintf(", after %s\n", now.Sub(j.StartedAt).Round(time.Millisecond))
-		io.WriteString(log, line)
+		// On a line of its own, recorded as jobq's (queue.WriteOwn).
+		queue.WriteOwn(log, line)
 		log.Sync()
 	}
 	_, err := w.Store.Update(j.Repo, j.ID, func(r *queue.Job) error {

@@ -117,7 +117,12 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		return 0, err
 	}
 	conn := l.conn
-	r.skipped(j, log)
+	// jobq's lines, recorded as such (queue.WriteOwn).
+	var own strings.Builder
+	if r.skipped(j, &own); own.Len() > 0 {
+		queue.WriteOwn(log, own.String())
+		own.Reset()
+	}
 	// An image that is present costs no question to the service: create
 	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
 	// first.
@@ -133,7 +138,10 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	notApplied(j, host, log)
+	notApplied(j, host, &own)
+	if own.Len() > 0 {
+		queue.WriteOwn(log, own.String())
+	}
 	hostDir := ""
 	if l.remote {
 		hostDir = r.hostDir(m)

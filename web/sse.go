@@ -113,7 +113,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	ka := time.NewTimer(keepAlive)
 	defer ka.Stop()
 
-	render := newLineRenderer()
+	own := queue.OpenOwn(path)
+	defer own.Close()
+	render := newLineRenderer().withOwn(own, offset)
 	var f *os.File
 	defer func() {
 		if f != nil {
@@ -146,6 +148,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			if f, err = os.Open(path); err == nil {
 				if fi, err := f.Stat(); err == nil && offset > fi.Size() {
 					offset = fi.Size()
+					render.withOwn(own, offset)
 				}
 			} else {
 				f = nil

@@ -9,6 +9,7 @@
 //	repos/NAME/incarnation     the incarnation token of NAME's history, and its bare repository
 //	repos/NAME/ID/job.json     the job record (Job), replaced atomically
 //	repos/NAME/ID/log          header, the job's output, one result line
+//	repos/NAME/ID/own          which lines of log are jobq's: offset and text of each (own.go)
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
 //	repos/NAME/ID/lock         flock: held by the worker handling the job (Claim), Peek to Done
 //	repos/NAME/ID/waiting      why a queued job has not started (shown while its lock is held)

@@ -127,8 +127,12 @@ func (r *lineRenderer) judged(out *bytes.Buffer, b []byte, whole bool) {
 	// shows "jobq:" first is marked.
 	html := out.Bytes()[from:]
 	marked := false
-	for l := range bytes.Lines(html) {
-		marked = marked || imitatesHTML(l)
+	if bytes.IndexByte(html[:len(html)-1], '\n') < 0 {
+		marked = imitatesHTML(html) // one line, as most are
+	} else {
+		for l := range bytes.Lines(html) {
+			marked = marked || imitatesHTML(l)
+		}
 	}
 	if !marked {
 		return

@@ -1,0 +1,59 @@
+package queue
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+)
+
+// WriteOwn records each line of jobq's at the offset it lands on (after
+// the newline it adds to end a job's line), before it writes it; a log
+// that held bytes before any record (an old job's) is legacy up to there;
+// a record line read half-written is taken once it is whole.
+func TestWriteOwnRecords(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "log")
+	log, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	log.WriteString("old header\npartial") // 18 bytes, before any record
+	if n, err := WriteOwn(log, "jobq: a\njobq: b\n"); n != 17 || err != nil {
+		t.Fatalf("WriteOwn: %d, %v", n, err)
+	}
+	own := OpenOwn(path)
+	defer own.Close()
+	own.Refresh()
+	for _, tt := range []struct {
+		off    int64
+		lines  []string
+		legacy bool
+	}{
+		{0, nil, true}, {11, nil, true}, {18, nil, false}, {19, []string{"jobq: a\n"}, false}, {27, []string{"jobq: b\n"}, false},
+	} {
+		if lines, legacy := own.At(tt.off); !slices.Equal(lines, tt.lines) || legacy != tt.legacy {
+			t.Errorf("At(%d) = %q, %v; want %q, %v", tt.off, lines, legacy, tt.lines, tt.legacy)
+		}
+	}
+	// Half a record line, then the rest.
+	rec, _ := os.OpenFile(filepath.Join(dir, "own"), os.O_WRONLY|os.O_APPEND, 0)
+	rec.WriteString(`35 "jobq: c`)
+	own.Refresh()
+	if lines, _ := own.At(35); lines != nil {
+		t.Errorf("a half-written record line was taken: %q", lines)
+	}
+	rec.WriteString(`\n"` + "\nnonsense\n")
+	rec.Close()
+	own.Refresh()
+	if lines, _ := own.At(35); !slices.Equal(lines, []string{"jobq: c\n"}) {
+		t.Errorf("At(35) = %q once whole", lines)
+	}
+	// No record at all: every offset is legacy.
+	none := OpenOwn(filepath.Join(t.TempDir(), "log"))
+	none.Refresh()
+	if _, legacy := none.At(0); !legacy {
+		t.Error("a log without a record is not legacy")
+	}
+}

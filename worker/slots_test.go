@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -252,8 +253,14 @@ func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- w.Drain(context.Background(), "q", false) }()
 	defer func() { <-drained }() // the worker's last writes before the test's clean-up
+	// As jobq REPO ID follows it: the result line, read again from where
+	// the cut log has it, is shown as jobq's, not marked as the job's.
 	var out syncBuffer
-	j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond, nil)
+	own := queue.OpenOwn(s.LogPath("r", 0))
+	defer own.Close()
+	shown := termsafe.NewLogWriter(&out, own)
+	j, err := s.Follow(context.Background(), "r", 0, shown, 5*time.Millisecond, nil)
+	shown.Close()
 	if err != nil || j.State != queue.Failed {
 		t.Fatalf("follow: %+v, %v", j, err)
 	}

@@ -117,3 +117,20 @@ func TestLogWriterRecordWithoutLine(t *testing.T) {
 		t.Errorf("got %q, want %q", got, want)
 	}
 }
+
+// A reader's own remark after the log (jobq: cancelled before it
+// started) is shown as jobq's, on a line of its own.
+func TestLogWriterNote(t *testing.T) {
+	path := writeLog(t, []step{{own: "jobq: job 0 waits to start: no slot\n"}, {job: "jobq: x"}})
+	b, _ := os.ReadFile(path)
+	own := queue.OpenOwn(path)
+	defer own.Close()
+	var out bytes.Buffer
+	w := termsafe.NewLogWriter(&out, own)
+	w.Write(b)
+	w.Note("jobq: cancelled before it started")
+	w.Close()
+	if want := "jobq: job 0 waits to start: no slot\n[job] jobq: x\njobq: cancelled before it started\n"; out.String() != want {
+		t.Errorf("got %q, want %q", out.String(), want)
+	}
+}

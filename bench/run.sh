@@ -40,6 +40,7 @@ make -s build BINDIR="$B"
 go build -trimpath -ldflags "-s -w" -o "$B/empty" ./bench/empty
 go build -trimpath -o "$B/seed" ./bench/seed
 go build -tags "$TAGS" -trimpath -o "$B/checkout" ./bench/checkout
+go build -tags "$TAGS" -trimpath -o "$B/floor" ./bench/floor
 # A jobq with no jobq-worker beside it: where the benchmark times the
 # worker itself, the hook must not start one.
 install -D "$B/jobq" "$W/alone/jobq"
@@ -105,6 +106,12 @@ hyperfine -w 3 -r "$RUNS" --export-json "$W/overhead.json" "$W/jobq-sync.sh" "$W
 grep -q "succeeded" "$W/home/repos/trivial/0/log"
 o=$(ms "$W/overhead.json" 0); a=$(ms "$W/overhead.json" 1)
 row "job overhead (push to result, \`true\`, --network=none)" "$(fmt "$o") ms" "article pipeline: $(fmt "$a") ms" "$(ratio "$o" "$a")" "≤ 0.6×"
+# Podman's own floor: the same container (jobq's Spec, the checkout, an ID
+# range) through the bindings alone, create to removal, in one process:
+# what is left of a push's time is jobq's.
+"$B/floor" "$IMG" "$W/repo.git" "$REV" "$RUNS" >"$W/floor"
+f=$(median "$W/floor")
+row "job overhead against Podman's floor (the same container through the bindings alone: checkout, create, init, start, wait, remove)" "$(fmt "$o") ms" "bindings alone: $(fmt "$f") ms" "$(ratio "$o" "$f")" "≤ 1.15×"
 
 # 4. Checkout of a real repository: the podman, common, image and storage
 # module sources (dependencies, so in the module cache).

@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -23,7 +24,7 @@ import (
 	"github.com/jobq/jobq/internal/testenv"
 )
 
-func init() { confParts = append(confParts, webConf) }
+func init() { confParts = append(confParts, webConf, webRevokeConf) }
 
 // webpub and webpod are readable anonymously (R = gitweb); websecret only
 // by alice and carol. webpub's job waits at gates the test opens, so that
@@ -51,6 +52,66 @@ repo webpod
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+
+repo webskip
+    RW+ = alice
+    R   = gitweb
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/web-burst %[1]s/web-gate"
+
+repo webshare
+    RW+ = alice
+    R   = gitweb
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/web-ticker %[1]s/web-gate"
+`
+
+// webRevokeConf lets carol read webrevoke; testWebRevoked takes that away
+// while she follows its job.
+const webRevokeConf = `
+repo webrevoke
+    RW+ = alice
+    R   = carol
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/web-ticker %[1]s/web-gate"
+`
+
+// webTicker writes a line every half second until GATE/REPO-ID-end
+// exists (five minutes at most).
+const webTicker = `#!/bin/sh
+gate="$1/$GL_REPO-$JOBQ_JOB_ID"
+n=0
+while [ ! -e "$gate-end" ] && [ $n -lt 600 ]; do
+    n=$((n + 1))
+    echo "tick $n"
+    sleep 0.5
+done
+`
+
+// webBurst writes a line, then, once GATE/REPO-ID-1 exists, about 3 MB
+// at once, ending in lines that pass for jobq's notice of skipped bytes
+// or for the stream's own fields, then waits for gate 2.
+const webBurst = `#!/bin/sh
+gate="$1/$GL_REPO-$JOBQ_JOB_ID"
+echo "before the gap"
+while [ ! -e "$gate-1" ]; do sleep 0.05; done
+i=0
+while [ $i -lt 30000 ]; do
+    printf 'filler line %06d ................................................................................\n' $i
+    i=$((i + 1))
+done
+printf 'jobq: 999 bytes skipped here; the raw log has them.\n'
+printf 'event: skipped\ndata: {"bytes":7}\n\n'
+printf '<p class="skipped">forged</p>\n'
+echo "after the gap"
+while [ ! -e "$gate-2" ]; do sleep 0.05; done
+echo "the end"
 `
 
 // webJob prints coloured output and markup meant to run in a browser,
@@ -119,8 +180,10 @@ func startWeb(t *testing.T) *webStack {
 	// fcgiwrap, as the account, makes its socket here.
 	os.Chown(s.dir, env.UID, env.GID)
 	os.Chown(filepath.Join(s.dir, "tmp"), env.UID, env.GID)
-	if err := os.WriteFile(filepath.Join(env.Bin, "web-job"), []byte(webJob), 0o755); err != nil {
-		t.Fatal(err)
+	for name, body := range map[string]string{"web-job": webJob, "web-ticker": webTicker, "web-burst": webBurst} {
+		if err := os.WriteFile(filepath.Join(env.Bin, name), []byte(body), 0o755); err != nil {
+			t.Fatal(err)
+		}
 	}
 	t.Cleanup(s.stop)
 
@@ -211,6 +274,47 @@ func (s *webStack) startListener() {
 func (s *webStack) stopListener() {
 	s.listener.Process.Signal(syscall.SIGTERM)
 	s.listener.Wait()
+}
+
+// otherListener is one more listener, with options of its own, on a port
+// of its own.
+type otherListener struct {
+	s    *webStack
+	addr string
+	args []string
+	cmd  *exec.Cmd
+}
+
+func (s *webStack) otherListener(t *testing.T, args ...string) *otherListener {
+	t.Helper()
+	l := &otherListener{s: s, addr: fmt.Sprintf("127.0.0.1:%d", freePort(t)), args: args}
+	l.start(t)
+	return l
+}
+
+func (l *otherListener) start(t *testing.T) {
+	t.Helper()
+	args := append([]string{"web", "--listen", l.addr}, l.args...)
+	cmd := asAccount([]string{"HOME=" + env.Home, "PATH=/usr/local/bin:/usr/bin:/bin"}, filepath.Join(env.Bin, "jobq"), args...)
+	out, _ := os.OpenFile(filepath.Join(l.s.dir, "jobq.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	cmd.Stdout, cmd.Stderr = out, out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	l.s.procs = append(l.s.procs, cmd) // the stack's end kills it, if nothing did before
+	l.cmd = cmd
+	testenv.WaitUntil(t, "the other listener answers", 10*time.Second, func() bool {
+		resp, err := http.Get("http://" + l.addr + "/")
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err == nil
+	})
+}
+
+func (l *otherListener) stop() {
+	l.cmd.Process.Signal(syscall.SIGTERM)
+	l.cmd.Wait()
 }
 
 func (s *webStack) stop() {
@@ -330,6 +434,9 @@ func TestWeb(t *testing.T) {
 	t.Run("LiveLog", func(t *testing.T) { testWebLive(t, s) })
 	t.Run("Access", func(t *testing.T) { testWebAccess(t, s) })
 	t.Run("PodmanJob", func(t *testing.T) { testWebPodman(t, s) })
+	t.Run("Revoked", func(t *testing.T) { testWebRevoked(t, s) })
+	t.Run("Skipped", func(t *testing.T) { testWebSkipped(t, s) })
+	t.Run("Share", func(t *testing.T) { testWebShare(t, s) })
 }
 
 // The job page of a running job shows lines while the job runs, keeps
@@ -595,4 +702,291 @@ func testWebPodman(t *testing.T, s *webStack) {
 func userProcessIDs(name string) string {
 	out, _ := exec.Command("pgrep", "-u", env.User, "-x", name).Output()
 	return strings.TrimSpace(string(out))
+}
+
+// openNamedGate opens the gate named name of repo's job id.
+func openNamedGate(t *testing.T, repo string, id int, name string) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(env.Bin, "web-gate", fmt.Sprintf("%s-%d-%s", repo, id, name)), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// sseLines reads a stream's lines into a channel, closed at its end.
+func sseLines(body io.Reader) <-chan string {
+	c := make(chan string, 10000)
+	go func() {
+		defer close(c)
+		sc := bufio.NewScanner(body)
+		sc.Buffer(make([]byte, 1<<20), 1<<22)
+		for sc.Scan() {
+			c <- sc.Text()
+		}
+	}()
+	return c
+}
+
+// A visitor whose read access is taken away (the admin pushes a
+// gitolite.conf without their rule) stops getting a running job's log
+// within the access TTL and a keep-alive, although the job writes far
+// more often than that: the check was put off by every event, and the
+// stream went on to the job's end (found by the hardening review).
+func testWebRevoked(t *testing.T, s *webStack) {
+	const ttl, keepAlive = time.Second, 2 * time.Second
+	l := s.otherListener(t, "--user-header", "X-Remote-User", "--access-ttl", ttl.String(), "--keep-alive", keepAlive.String())
+	defer l.stop()
+	push(t, "webrevoke", nil)
+	t.Cleanup(func() { openNamedGate(t, "webrevoke", 0, "end") })
+	t.Cleanup(func() { restoreConf(t) })
+	get := func(path string) (*http.Response, error) {
+		req, _ := http.NewRequest("GET", "http://"+l.addr+path, nil)
+		req.Header.Set("X-Remote-User", "carol")
+		return http.DefaultClient.Do(req)
+	}
+	testenv.WaitUntil(t, "webrevoke's job ticks", time.Minute, func() bool { return strings.Contains(readLog("webrevoke", 0), "tick 2") })
+	resp, err := get("/webrevoke/0/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("carol's stream: %s", resp.Status)
+	}
+	lines := sseLines(resp.Body)
+	ticks := 0
+	for ticks < 3 {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				t.Fatal("carol's stream ended before her access did")
+			}
+			if strings.HasPrefix(line, "data: tick ") {
+				ticks++
+			}
+		case <-time.After(time.Minute):
+			t.Fatal("carol's stream gets no ticks")
+		}
+	}
+
+	pushing := time.Now()
+	reconfigure(t, webRevokeConf, strings.Replace(webRevokeConf, "    R   = carol\n", "", 1))
+	revoked := time.Now()
+	// New requests are refused within the TTL.
+	testenv.WaitUntil(t, "carol's new requests get 404", 30*time.Second, func() bool {
+		r, err := get("/webrevoke/0")
+		if err != nil {
+			return false
+		}
+		r.Body.Close()
+		return r.StatusCode == 404
+	})
+	// The open stream ends within TTL + keep-alive (3 s); a loaded machine
+	// gets 10 s more. The job writes two lines a second all along.
+	deadline := time.After(ttl + keepAlive + 10*time.Second)
+	var last string
+	for ended := false; !ended; {
+		select {
+		case line, ok := <-lines:
+			if !ok {
+				ended = true
+				break
+			}
+			if strings.HasPrefix(line, "data: tick ") {
+				last = line
+			}
+		case <-deadline:
+			t.Fatalf("carol still gets webrevoke's log %v after her access was taken away (bound: TTL %v + keep-alive %v); the last line: %q",
+				time.Since(revoked).Round(time.Second), ttl, keepAlive, last)
+		}
+	}
+	took := time.Since(revoked)
+	t.Logf("carol's stream ended %v after the admin's push that took her access away returned (%v after it began; last line %q)",
+		took.Round(10*time.Millisecond), time.Since(pushing).Round(10*time.Millisecond), last)
+	// It ended for that, not with the job: the job goes on ticking.
+	n, _ := strconv.Atoi(strings.TrimPrefix(last, "data: tick "))
+	testenv.WaitUntil(t, "the job goes on after carol's stream ended", time.Minute, func() bool {
+		return strings.Contains(readLog("webrevoke", 0), fmt.Sprintf("tick %d\n", n+3))
+	})
+	if log := readLog("webrevoke", 0); strings.Contains(log, "jobq: ") && strings.Contains(log, "exit code") {
+		t.Errorf("the job ended before the check:\n%s", log)
+	}
+}
+
+// A page whose follower comes back more than 1 MiB behind the log's end
+// shows a notice of jobq's, outside the log, of how many bytes it skipped,
+// with the raw log linked, and goes on from a line's start; lines of the
+// job that pass for the notice stay text in the log (found by the
+// hardening review: the page went on silently, mid-line). Two pages of one
+// job fall behind while it writes 3 MB: one from a listener that is down
+// meanwhile, one from the CGI program whose visits the browser blocks
+// meanwhile (a laptop asleep).
+func testWebSkipped(t *testing.T, s *webStack) {
+	l := s.otherListener(t)
+	defer l.stop()
+	push(t, "webskip", nil)
+	t.Cleanup(func() {
+		openGate(t, "webskip", 0, 1)
+		openGate(t, "webskip", 0, 2)
+	})
+	ctx := browser(t)
+	listenTab, cgiTab := ctx, tab(t, ctx)
+	pages := []struct {
+		name string
+		ctx  context.Context
+		url  string
+		raw  string
+	}{
+		{"listener", listenTab, "http://" + l.addr + "/webskip/0", "/webskip/0/log"},
+		{"CGI", cgiTab, s.nginx + "/jobq/webskip/0", "/jobq/webskip/0/log"},
+	}
+	if _, err := chromedp.Call(cgiTab, network.Enable, network.EnableParams{}); err != nil {
+		t.Fatal(err)
+	}
+	status := func(ctx context.Context) string {
+		return eval[string](t, ctx, `document.getElementById("live").textContent`)
+	}
+	for _, p := range pages {
+		runBrowser(t, p.ctx, chromedp.Navigate(p.url))
+		waitText(t, p.ctx, "#log", "before the gap")
+		testenv.WaitUntil(t, p.name+": the page follows", time.Minute, func() bool { return status(p.ctx) == "following live" })
+	}
+
+	l.stop()
+	block := func(on bool) {
+		var patterns []*network.BlockPattern
+		if on {
+			patterns = []*network.BlockPattern{{URLPattern: s.nginx + "/jobq/webskip/0/events?*", Block: true}}
+		}
+		if _, err := chromedp.Call(cgiTab, network.SetBlockedURLs, network.SetBlockedURLsParams{URLPatterns: patterns}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	block(true)
+	// A visit under way when the block came ends at once (the log holds
+	// no more); the next ones are blocked.
+	time.Sleep(2 * time.Second)
+	for range 20 {
+		if st := status(cgiTab); st != "connection lost; reconnecting" {
+			t.Fatalf("CGI: the page's status is %q while its visits are blocked", st)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	openGate(t, "webskip", 0, 1)
+	testenv.WaitUntil(t, "the job writes past the gap", time.Minute, func() bool { return strings.Contains(readLog("webskip", 0), "after the gap\n") })
+	log := readLog("webskip", 0)
+	l.start(t)
+	block(false)
+
+	// What each page is told: from where it stopped to the first line that
+	// starts in the last MiB.
+	const window = 1 << 20
+	from := int64(strings.Index(log, "before the gap\n") + len("before the gap\n"))
+	to := int64(len(log)) - window
+	to += int64(strings.IndexByte(log[to-1:], '\n'))
+	logs := `[...document.querySelectorAll("pre.log")].map(function (p) { return p.textContent; })`
+	for _, p := range pages {
+		testenv.WaitUntil(t, p.name+": the page shows what follows the gap", 2*time.Minute, func() bool {
+			return strings.Contains(eval[string](t, p.ctx, logs+`.join("\n")`), "after the gap")
+		})
+		note := eval[string](t, p.ctx, `(function () {
+			var n = document.querySelectorAll(".skipped, [role=note]");
+			if (n.length !== 1) { return n.length + " notices"; }
+			var p = n[0], prev = p.previousElementSibling, next = p.nextElementSibling;
+			return [p.tagName, p.closest("pre") ? "inside a log" : "outside the logs", prev && prev.id, next && next.tagName + "." + next.className,
+				p.textContent, p.querySelector("a").getAttribute("href")].join(" | ");
+		})()`)
+		want := fmt.Sprintf("P | outside the logs | log | PRE.log | jobq: %d bytes skipped here; the raw log has them. | %s", to-from, p.raw)
+		if note != want {
+			t.Errorf("%s: the notice: %s\nwant %s", p.name, note, want)
+		}
+		parts := eval[[]string](t, p.ctx, logs)
+		if len(parts) != 2 {
+			for i, part := range parts {
+				t.Logf("%s: log box %d: %.300q ... %q", p.name, i, part, part[max(len(part)-300, 0):])
+			}
+			t.Fatalf("%s: %d log boxes, want 2", p.name, len(parts))
+		}
+		if !strings.HasSuffix(parts[0], "before the gap\n") || strings.Contains(parts[0], "filler") {
+			t.Errorf("%s: the log before the notice:\n%s", p.name, parts[0])
+		}
+		// The log goes on with a whole line, the one at the notice's end.
+		wantFirst, _, _ := strings.Cut(log[to:], "\n")
+		if first, _, _ := strings.Cut(parts[1], "\n"); first != wantFirst || !strings.HasPrefix(first, "filler line ") {
+			t.Errorf("%s: the log after the notice starts with %q, want the whole line %q", p.name, first, wantFirst)
+		}
+		// The job's imitations are text in the log, and made no element.
+		for _, line := range []string{"jobq: 999 bytes skipped here; the raw log has them.", "event: skipped", `<p class="skipped">forged</p>`, "after the gap"} {
+			if !strings.Contains(parts[1], line+"\n") {
+				t.Errorf("%s: the log after the notice lacks %q", p.name, line)
+			}
+		}
+		if n := eval[float64](t, p.ctx, `document.querySelectorAll("pre.log *:not(span)").length`); n != 0 {
+			t.Errorf("%s: the job's output made %v elements", p.name, n)
+		}
+	}
+	openGate(t, "webskip", 0, 2)
+	for _, p := range pages {
+		waitText(t, p.ctx, "#state", "succeeded")
+		testenv.WaitUntil(t, p.name+": the page shows the end", time.Minute, func() bool {
+			return strings.Contains(eval[string](t, p.ctx, logs+`.join("\n")`), "the end")
+		})
+	}
+	// The page is 10,000 lines long: the screen around the notice.
+	eval[any](t, cgiTab, `document.querySelector("p.skipped").scrollIntoView({block: "center"})`)
+	c, cancel := context.WithTimeout(cgiTab, time.Minute)
+	defer cancel()
+	png, err := chromedp.Run(c, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(artifacts(t), "web-job-skipped.png")
+	if err := os.WriteFile(path, png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("screenshot: %s", path)
+}
+
+// One client follows at most --max-followers-per-client logs at once; one
+// more is refused with 429 and a line saying why, while another address
+// still gets its place (found by the hardening review: one client could
+// take every --max-followers place).
+func testWebShare(t *testing.T, s *webStack) {
+	l := s.otherListener(t, "--max-followers-per-client", "2")
+	defer l.stop()
+	push(t, "webshare", nil)
+	t.Cleanup(func() { openNamedGate(t, "webshare", 0, "end") })
+	testenv.WaitUntil(t, "webshare's job ticks", time.Minute, func() bool { return strings.Contains(readLog("webshare", 0), "tick 1") })
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	follow := func(ip string) (int, string) {
+		t.Helper()
+		resp, err := from(ip).Get("http://" + l.addr + "/webshare/0/events")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			return resp.StatusCode, string(b)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		// Served: the first tick arrives.
+		for line := range sseLines(resp.Body) {
+			if strings.HasPrefix(line, "data: tick") {
+				return 200, ""
+			}
+		}
+		return 0, "the stream ended"
+	}
+	for i, c := range []struct {
+		ip   string
+		code int
+	}{{"127.0.0.1", 200}, {"127.0.0.1", 200}, {"127.0.0.1", 429}, {"127.0.0.2", 200}, {"127.0.0.1", 429}, {"127.0.0.2", 200}, {"127.0.0.2", 429}} {
+		code, body := follow(c.ip)
+		if code != c.code || code == 429 && body != "too many live logs followed from your address at once; close some\n" {
+			t.Errorf("follower %d from %s: %d %q, want %d", i, c.ip, code, body, c.code)
+		}
+	}
 }

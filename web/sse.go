@@ -51,8 +51,10 @@ const pollEvery = 500 * time.Millisecond
 // events streams a job's log as Server-Sent Events: each event is whole
 // lines as HTML, its id the log offset after them, so that a browser that
 // reconnects (Last-Event-ID) resumes exactly there. An "end" event carries
-// the job's fields when it has ended. The stream wakes on the job
-// directory's changes (one shared inotify watch), not by polling.
+// the job's fields when it has ended; a "skipped" event, first, says what
+// of the log the stream does not send (more than maxReplay behind). The
+// stream wakes on the job directory's changes (one shared inotify watch),
+// not by polling.
 func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id int64) error {
 	ctx, user := r.Context(), s.user(r)
 	if _, err := s.job(ctx, user, repo, id); err != nil {
@@ -66,13 +68,16 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	if n, ok := parseID(from); ok {
 		offset = n
 	}
-	// A stream starts at most maxReplay before the log's end: the job page
-	// shows less than that, the raw log has it all, and rendering a whole
-	// big log again costs minutes of CPU per GiB (found by the review).
-	if fi, err := os.Stat(s.Store.LogPath(repo, id)); err == nil {
-		offset = max(offset, fi.Size()-maxReplay)
-	}
 	if !s.Short {
+		// A client's share first: one client holding every place would
+		// leave none for the others.
+		client := s.client(r, user)
+		if !s.shares.take(client, s.perClient()) {
+			w.Header().Set("Retry-After", "10")
+			http.Error(w, "too many live logs followed from your address at once; close some", http.StatusTooManyRequests)
+			return nil
+		}
+		defer s.shares.give(client)
 		if !s.follow() {
 			w.Header().Set("Retry-After", "10")
 			http.Error(w, "too many live logs followed at once; try again later", http.StatusServiceUnavailable)
@@ -112,6 +117,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 	}
 	ka := time.NewTimer(keepAlive)
 	defer ka.Stop()
+	// Access is asked again on a clock of its own, which no event resets:
+	// a job that writes more often than the keep-alive would otherwise be
+	// followed to its end by a visitor whose read access was taken away.
+	// gitolite's answers are kept for the access TTL, so the follower stops
+	// at most TTL + keepAlive after the change.
+	recheck := time.NewTicker(keepAlive)
+	defer recheck.Stop()
+	mayRead := func() bool {
+		_, err := s.job(ctx, user, repo, id)
+		return err == nil
+	}
 
 	own := queue.OpenOwn(path)
 	defer own.Close()
@@ -146,8 +162,20 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		final := j.State.Final()
 		if f == nil {
 			if f, err = os.Open(path); err == nil {
-				if fi, err := f.Stat(); err == nil && offset > fi.Size() {
-					offset = fi.Size()
+				if fi, err := f.Stat(); err == nil {
+					size := fi.Size()
+					offset = min(offset, size)
+					// A stream starts at most maxReplay before the log's
+					// end: rendering a whole big log again costs minutes of
+					// CPU per GiB, and the raw log has it all. The follower
+					// is told what it misses, and lines start whole.
+					if from := size - maxReplay; offset < from {
+						start := lineStart(f, from, size, buf)
+						if err := sendSkipped(w, &ev, offset, start); err != nil {
+							return nil
+						}
+						offset = start
+					}
 					render.withOwn(own, offset)
 				}
 			} else {
@@ -172,6 +200,15 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 				offset += int64(sent)
 				pending = append(pending[:0], pending[sent:]...)
 				ka.Reset(keepAlive)
+			}
+			// A log written faster than it is sent keeps this loop going:
+			// access is asked here too when its time has come.
+			select {
+			case <-recheck.C:
+				if !mayRead() {
+					return nil
+				}
+			default:
 			}
 			if n == 0 || err != nil {
 				break
@@ -203,13 +240,11 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			return nil
 		case <-wake:
 		case <-poll:
-		case <-ka.C:
-			// Access is asked again (gitolite's answers are kept briefly):
-			// a visitor whose read access was taken away stops getting the
-			// log (found by the review).
-			if _, err := s.job(ctx, user, repo, id); err != nil {
+		case <-recheck.C:
+			if !mayRead() {
 				return nil
 			}
+		case <-ka.C:
 			if _, err := io.WriteString(w, ": keep-alive\n\n"); err != nil {
 				return nil
 			}
@@ -217,6 +252,36 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			ka.Reset(keepAlive)
 		}
 	}
+}
+
+// lineStart returns where the first line that starts at or after off
+// starts, looking no further than end; buf is the caller's. A line longer
+// than what is looked through has no start there: off is returned, and the
+// line is sent in pieces, as such a line always is (maxPartial).
+func lineStart(f *os.File, off, end int64, buf []byte) int64 {
+	// off starts a line when the byte before it is a newline.
+	for pos := off - 1; pos < end; {
+		n, err := f.ReadAt(buf[:min(int64(len(buf)), end-pos)], pos)
+		if i := bytes.IndexByte(buf[:n], '\n'); i >= 0 {
+			return pos + int64(i) + 1
+		}
+		pos += int64(n)
+		if n == 0 || err != nil {
+			break
+		}
+	}
+	return off
+}
+
+// sendSkipped writes the event that tells a follower that the log from
+// offset from to offset to is not sent: a "skipped" event, which the page
+// shows outside the log, where no job's output can be. Its id is where
+// the stream goes on, so that a reconnection is not told twice.
+func sendSkipped(w io.Writer, ev *bytes.Buffer, from, to int64) error {
+	ev.Reset()
+	fmt.Fprintf(ev, "event: skipped\nid: %d\ndata: {\"from\":%d,\"to\":%d,\"bytes\":%d}\n\n", to, from, to, to-from)
+	_, err := w.Write(ev.Bytes())
+	return err
 }
 
 // sendLines writes one event: the lines as data, the offset as its id. ev

@@ -41,6 +41,7 @@ pre.log .jobq{color:#8cf;box-shadow:inset 3px 0 #8cf;padding-left:.5em}pre.log .
 .succeeded{color:#1a7f37}.failed,.lost,.timed-out{color:#c62828}.running{color:#b26a00}.queued,.cancelled{color:#666}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em 1em;margin:.5em 0}dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
 .note{color:#666}
+p.skipped{margin:.3em 0;padding:.3em .6em;border-left:4px solid #b26a00;background:#fff4e0;color:#222}
 svg.chart{max-width:100%;height:auto}
 .term-fg1{font-weight:bold}.term-fg2{opacity:.7}.term-fg3{font-style:italic}.term-fg4{text-decoration:underline}.term-fg9{text-decoration:line-through}
 .term-fg30{color:#666}.term-fg31{color:#f55}.term-fg32{color:#5d5}.term-fg33{color:#dd5}.term-fg34{color:#68f}.term-fg35{color:#d6d}.term-fg36{color:#5dd}.term-fg37{color:#eee}
@@ -52,10 +53,16 @@ svg.chart{max-width:100%;height:auto}
 // shows the result when the job ends. It resumes where it stopped after a
 // cut (EventSource sends Last-Event-ID; after a failed reconnect it starts
 // anew from the last offset it has).
+//
+// The job's output is only ever put inside a <pre class="log">. What jobq
+// itself says about the log (that part of it was skipped: a "skipped"
+// event, which no job output can make) goes between two of them, in an
+// element made here with its text: no output can look like it from where
+// it is.
 const script = `
 (function () {
   var log = document.getElementById("log"), status = document.getElementById("live");
-  var url = log.getAttribute("data-events"), offset = log.getAttribute("data-offset"), es, done = false;
+  var url = log.getAttribute("data-events"), offset = log.getAttribute("data-offset"), raw = log.getAttribute("data-raw"), es, done = false;
   function pad(n) { return (n < 10 ? "0" : "") + n; }
   function time(s) {
     var d = new Date(s);
@@ -72,6 +79,21 @@ const script = `
       offset = e.lastEventId;
       if (bottom) { window.scrollTo(0, document.body.scrollHeight); }
     };
+    es.addEventListener("skipped", function (e) {
+      var j = JSON.parse(e.data), note = document.createElement("p"), a = document.createElement("a"), pre = document.createElement("pre");
+      note.className = "skipped";
+      note.setAttribute("role", "note");
+      note.appendChild(document.createTextNode("jobq: " + String(Number(j.bytes)) + " bytes skipped here; "));
+      a.href = raw;
+      a.textContent = "the raw log";
+      note.appendChild(a);
+      note.appendChild(document.createTextNode(" has them."));
+      pre.className = "log";
+      log.parentNode.insertBefore(note, log.nextSibling);
+      note.parentNode.insertBefore(pre, note.nextSibling);
+      log = pre;
+      offset = e.lastEventId;
+    });
     es.addEventListener("end", function (e) {
       var j = JSON.parse(e.data);
       done = true;
@@ -150,7 +172,7 @@ const jobTmpl = `{{define "head"}}{{if .Live}}<noscript><meta http-equiv="refres
 <h2>{{.Repo}} job {{.ID}}</h2>
 <dl>{{range .Header}}<dt>{{.Name}}</dt><dd{{if .ID}} id="{{.ID}}"{{end}}{{if eq .Name "state"}} class="{{$.State}}"{{end}}>{{.Value}}</dd>{{end}}{{if .Error}}<dt>reason</dt><dd>{{.Error}}</dd>{{end}}</dl>
 <p>{{if gt .Log.Start 0}}The last {{bytes .Log.End .Log.Start}} of {{bytes .Log.Size 0}} of log. {{end}}<a href="{{.Raw}}">Raw log</a> · <a href="?json">JSON</a>{{if .Live}} · <span id="live">following needs JavaScript; this page reloads without it</span>{{end}}</p>
-<pre class="log" id="log" data-events="{{.Events}}" data-offset="{{.Log.End}}">{{.Log.HTML | trusted}}</pre>
+<pre class="log" id="log" data-events="{{.Events}}" data-raw="{{.Raw}}" data-offset="{{.Log.End}}">{{.Log.HTML | trusted}}</pre>
 {{if .Live}}<script>{{script}}</script>{{end}}
 {{template "bottom" .}}`
 

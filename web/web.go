@@ -11,6 +11,7 @@
 //	/REPO/ID               a job: its fields and the tail of its log
 //	/REPO/ID/log           the raw log (Range requests)
 //	/REPO/ID/events        the log as Server-Sent Events, from ?from=OFFSET or Last-Event-ID
+//	                       (at most 1 MiB before its end; a "skipped" event says so)
 //	/REPO/badge.svg        the latest result (?ref=REF: of that ref)
 //
 // A repository page ends in "/", as a repository name never does: "/a/5"
@@ -55,9 +56,17 @@ type Server struct {
 	// MaxFollowers bounds the streams served at once (listener mode;
 	// 0: 256); one more is told to come back later (503).
 	MaxFollowers int
+	// MaxFollowersPerClient bounds the streams one client is served at
+	// once (0: 16): an authenticated visitor, else an address (see
+	// client). One more is refused (429).
+	MaxFollowersPerClient int
+	// ClientHeader names the request header that carries the visitor's
+	// address, set by the proxy in front ("": the connection's address).
+	ClientHeader string
 	// followers counts the streams being served (MaxFollowers), made once.
 	followers     chan struct{}
 	followersOnce sync.Once
+	shares        shares
 	// Log receives errors the visitor is not shown (default: stderr).
 	Log *log.Logger
 }

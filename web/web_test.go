@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/jobview"
+	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -625,5 +627,306 @@ func TestEventsFollowerCap(t *testing.T) {
 	second.Body.Close()
 	if second.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("a follower over the cap: %d, want 503", second.StatusCode)
+	}
+}
+
+// A follower whose read access is taken away stops getting the log within
+// the access TTL and a keep-alive, however often the job writes: each
+// event put the check off, so a job writing more often than the keep-alive
+// was followed to its end (found by the hardening review: lines for 60 s
+// after the rule was gone).
+func TestEventsEndWhenAccessIsRevokedWhileChatty(t *testing.T) {
+	f := newFixture(t)
+	f.srv.KeepAlive = 100 * time.Millisecond
+	f.srv.Access.TTL = 50 * time.Millisecond
+	id := f.job("secret", "refs/heads/master", queue.Running, "before\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	// The job writes a line every 10 ms, ten times the keep-alive's rate.
+	stop := make(chan struct{})
+	writerDone := make(chan struct{})
+	go func() {
+		defer close(writerDone)
+		lf, err := os.OpenFile(f.store.LogPath("secret", id), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer lf.Close()
+		for n := 0; ; n++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(10 * time.Millisecond):
+				fmt.Fprintf(lf, "tick %d\n", n)
+			}
+		}
+	}()
+	defer func() { close(stop); <-writerDone }()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	req, _ := http.NewRequestWithContext(ctx, "GET", fmt.Sprintf("%s/secret/%d/events", ts.URL, id), nil)
+	req.Header.Set("X-User", "alice")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	events := make(chan sseEvent, 1000)
+	go readEvents(t, resp.Body, events)
+	for ev := range events {
+		if strings.Contains(ev.data, "tick") {
+			break // it follows
+		}
+	}
+	os.WriteFile(f.rules, []byte("gitweb pub\nalice pub\n"), 0o644) // alice loses secret
+	revoked := time.Now()
+	// The bound is TTL + keep-alive (150 ms); a loaded machine gets more.
+	deadline := time.After(5 * time.Second)
+	for {
+		select {
+		case _, open := <-events:
+			if !open {
+				t.Logf("the stream ended %v after the revocation", time.Since(revoked).Round(time.Millisecond))
+				return
+			}
+		case <-deadline:
+			t.Fatalf("the revoked follower still gets the log 5s after the revocation (bound: TTL %v + keep-alive %v)", f.srv.Access.TTL, f.srv.KeepAlive)
+		}
+	}
+}
+
+// skipLog is a log of lines of many lengths, past 3 MiB, with lines that
+// try to pass for jobq's own notice or for the stream's fields.
+func skipLog() string {
+	var b strings.Builder
+	for i := 0; b.Len() < 3*maxReplay; i++ {
+		fmt.Fprintf(&b, "line %07d %s\n", i, strings.Repeat("y", i%301))
+		if i%5000 == 0 {
+			b.WriteString("jobq: 5 bytes skipped here; the raw log has them.\n")
+			b.WriteString("event: skipped\ndata: {\"from\":0,\"to\":1,\"bytes\":1}\n\n")
+			b.WriteString("\r\nevent: skipped\r\nid: 1\rdata: {\"bytes\":2}\r\r\n")
+			b.WriteString("<p class=\"skipped\">forged</p>\n")
+		}
+	}
+	return b.String()
+}
+
+// A follower that comes back more than maxReplay behind the log's end is
+// told how much it skips (a "skipped" event, its id where the stream goes
+// on) and gets whole lines from there: it silently got the log from the
+// middle of a line (found by the hardening review). The job's output
+// cannot make such an event, whatever it writes.
+func TestEventsSkipNotice(t *testing.T) {
+	log := skipLog()
+	size := int64(len(log))
+	lineAt := func(off int64) int64 { // the start of the first line at or after off
+		return off + int64(strings.IndexByte(log[off-1:], '\n'))
+	}
+	long := strings.Repeat("z", 2*maxReplay) // no newline in the last MiB
+	for _, c := range []struct {
+		name        string
+		log         string
+		state       queue.State
+		short       bool
+		from        string // ?from=
+		lastEventID string
+		skipFrom    int64 // -1: no skip
+		skipTo      int64
+	}{
+		{"CGI, from the start", log, queue.Running, true, "0", "", 0, lineAt(size - maxReplay)},
+		{"CGI, Last-Event-ID mid-line", log, queue.Running, true, "", "12345", 12345, lineAt(size - maxReplay)},
+		{"listener, finished job", log, queue.Succeeded, false, "7", "", 7, lineAt(size - maxReplay)},
+		{"CGI, within the window", log, queue.Running, true, fmt.Sprint(lineAt(size - 1000)), "", -1, 0},
+		{"CGI, past the end", log, queue.Running, true, fmt.Sprint(size + 99), "", -1, 0},
+		// A line longer than the window: its end starts the next line; a
+		// line without its end yet has no start in the window, and is sent
+		// in pieces from the window's start, as such a line always is.
+		{"CGI, a line longer than the window", long + "\n", queue.Running, true, "0", "", 0, int64(len(long) + 1)},
+		{"CGI, an unfinished line longer than the window", long, queue.Running, true, "0", "", 0, int64(len(long)) - maxReplay},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			f := newFixture(t)
+			f.srv.Short = c.short
+			id := f.job("pub", "refs/heads/master", c.state, c.log)
+			target := fmt.Sprintf("/pub/%d/events", id)
+			if c.from != "" {
+				target += "?from=" + c.from
+			}
+			req := httptest.NewRequest("GET", "http://jobq.example"+target, nil)
+			if c.lastEventID != "" {
+				req.Header.Set("Last-Event-ID", c.lastEventID)
+			}
+			rec := httptest.NewRecorder()
+			f.srv.ServeHTTP(rec, req)
+			events := make(chan sseEvent, 1<<16)
+			readEvents(t, strings.NewReader(rec.Body.String()), events)
+			var skipped []sseEvent
+			var lines []string
+			first := ""
+			for ev := range events {
+				switch ev.event {
+				case "skipped":
+					skipped = append(skipped, ev)
+				case "":
+					if first == "" {
+						first = ev.data
+					}
+					lines = append(lines, strings.Split(ev.data, "\n")...)
+				}
+			}
+			if c.skipFrom < 0 {
+				if len(skipped) != 0 {
+					t.Fatalf("skipped events %v, want none", skipped)
+				}
+				return
+			}
+			if len(skipped) != 1 {
+				t.Fatalf("%d skipped events %v, want jobq's one", len(skipped), skipped)
+			}
+			var n struct{ From, To, Bytes int64 }
+			if err := json.Unmarshal([]byte(skipped[0].data), &n); err != nil {
+				t.Fatalf("skipped event %q: %v", skipped[0].data, err)
+			}
+			if n.From != c.skipFrom || n.To != c.skipTo || n.Bytes != c.skipTo-c.skipFrom || skipped[0].id != fmt.Sprint(c.skipTo) {
+				t.Errorf("skipped event %+v (id %s), want from %d to %d", n, skipped[0].id, c.skipFrom, c.skipTo)
+			}
+			if c.log == long {
+				return
+			}
+			if c.log[c.skipTo-1] != '\n' {
+				t.Errorf("the stream goes on at %d, not at a line's start", c.skipTo)
+			}
+			wantFirst, _, _ := strings.Cut(c.log[c.skipTo:], "\n")
+			if !strings.HasPrefix(first, wantFirst) {
+				t.Errorf("the first line sent is %.80q, want %.80q", first, wantFirst)
+			}
+			if got, want := len(lines), strings.Count(c.log[c.skipTo:], "\n"); got != want {
+				t.Errorf("%d lines sent after the notice, want %d", got, want)
+			}
+			// What the job wrote to pass for the notice is sent as text.
+			body := rec.Body.String()
+			if c.log == log && (!strings.Contains(body, "data: jobq: 5 bytes skipped here; the raw log has them.\n") ||
+				!strings.Contains(body, "data: event: skipped\n") || !strings.Contains(body, "data: &lt;p class=&quot;skipped&quot;&gt;forged&lt;&#47;p&gt;\n")) {
+				i := strings.Index(body, "jobq: 5 bytes")
+				t.Errorf("the forged lines are not text in the stream: %q", body[max(i-200, 0):min(i+400, len(body))])
+			}
+		})
+	}
+}
+
+// One client may hold MaxFollowersPerClient of the listener's followers;
+// one more is refused (429) while other clients still get theirs. A
+// client is an authenticated visitor, else an address: the connection's,
+// or the proxy's header where one is named (found by the hardening review:
+// one client could take every place).
+func TestEventsClientShare(t *testing.T) {
+	f := newFixture(t)
+	f.srv.MaxFollowers = 100
+	f.srv.MaxFollowersPerClient = 2
+	f.srv.KeepAlive = time.Hour
+	id := f.job("pub", "refs/heads/master", queue.Running, "x\n")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	from := func(ip string) *http.Client {
+		d := &net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(ip)}}
+		return &http.Client{Transport: &http.Transport{DialContext: d.DialContext}}
+	}
+	type stream struct {
+		code  int
+		body  string
+		retry string
+		close func()
+	}
+	open := func(ip string, header ...string) stream {
+		t.Helper()
+		req, _ := http.NewRequest("GET", fmt.Sprintf("%s/pub/%d/events", ts.URL, id), nil)
+		for i := 0; i+1 < len(header); i += 2 {
+			req.Header.Set(header[i], header[i+1])
+		}
+		resp, err := from(ip).Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		s := stream{code: resp.StatusCode, retry: resp.Header.Get("Retry-After"), close: func() { resp.Body.Close() }}
+		if resp.StatusCode == 200 {
+			bufio.NewReader(resp.Body).ReadString('\n') // it is being served
+			t.Cleanup(s.close)
+		} else {
+			b, _ := io.ReadAll(resp.Body)
+			s.body = string(b)
+			resp.Body.Close()
+		}
+		return s
+	}
+	want := func(s stream, code int, what string) {
+		t.Helper()
+		if s.code != code {
+			t.Errorf("%s: %d %q, want %d", what, s.code, s.body, code)
+		}
+		if code == http.StatusTooManyRequests && (s.retry == "" || s.body != "too many live logs followed from your address at once; close some\n") {
+			t.Errorf("%s: refused with Retry-After %q and %q", what, s.retry, s.body)
+		}
+	}
+	first := open("127.0.0.1")
+	want(first, 200, "127.0.0.1's first")
+	want(open("127.0.0.1"), 200, "127.0.0.1's second")
+	want(open("127.0.0.1"), http.StatusTooManyRequests, "127.0.0.1's third")
+	want(open("127.0.0.2"), 200, "127.0.0.2's first, while 127.0.0.1 holds its share")
+	want(open("127.0.0.1", "X-User", "alice"), 200, "alice from 127.0.0.1")
+	want(open("127.0.0.1", "X-Forwarded-For", "192.0.2.9"), http.StatusTooManyRequests, "127.0.0.1 naming another address, with no header trusted")
+	first.close()
+	testenv.WaitUntil(t, "127.0.0.1's first place is given back", 10*time.Second, func() bool {
+		s := open("127.0.0.1")
+		if s.code == 200 {
+			s.close()
+		}
+		return s.code == 200
+	})
+
+	// Behind a proxy that names the visitor's address.
+	f.srv.ClientHeader = "X-Real-IP"
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.1"), 200, "192.0.2.1's first")
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.1"), 200, "192.0.2.1's second")
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.1"), http.StatusTooManyRequests, "192.0.2.1's third")
+	want(open("127.0.0.3", "X-Real-IP", "192.0.2.2"), 200, "192.0.2.2's first, through the same proxy")
+}
+
+// Who counts as one client.
+func TestClientKey(t *testing.T) {
+	for _, c := range []struct {
+		header, remote, user string
+		values               []string
+		want                 string
+	}{
+		{"", "192.0.2.1:5555", "", nil, "addr 192.0.2.1"},
+		{"", "192.0.2.1:5555", "alice", nil, "user alice"},
+		{"", "[2001:db8:1:2:3::1]:5", "", nil, "addr 2001:db8:1:2::/64"},
+		{"", "[2001:db8:1:2:ffff::9]:6", "", nil, "addr 2001:db8:1:2::/64"},
+		{"", "[::ffff:192.0.2.1]:5", "", nil, "addr 192.0.2.1"},
+		{"", "192.0.2.1", "", nil, "addr 192.0.2.1"}, // a CGI gateway's, without a port
+		{"", "garbage", "", nil, "addr ?"},
+		{"", "192.0.2.1:5", "", []string{"198.51.100.7"}, "addr 192.0.2.1"}, // no header is trusted
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{"203.0.113.5, 198.51.100.7"}, "addr 198.51.100.7"},
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{"203.0.113.5", "198.51.100.8"}, "addr 198.51.100.8"},
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{"evil"}, "addr 127.0.0.1"},
+		{"X-Forwarded-For", "127.0.0.1:5", "", []string{""}, "addr 127.0.0.1"},
+		{"X-Real-IP", "127.0.0.1:5", "", []string{" 2001:db8::7 "}, "addr 2001:db8::/64"},
+		{"X-Real-IP", "127.0.0.1:5", "bob", []string{"198.51.100.7"}, "user bob"},
+	} {
+		s := &Server{ClientHeader: c.header}
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = c.remote
+		for _, v := range c.values {
+			r.Header.Add("X-Forwarded-For", v)
+			r.Header.Add("X-Real-IP", v)
+		}
+		user := c.user
+		if user == "" {
+			user = Anonymous
+		}
+		if got := s.client(r, user); got != c.want {
+			t.Errorf("%s %q from %s as %q: %q, want %q", c.header, c.values, c.remote, c.user, got, c.want)
+		}
 	}
 }

@@ -26,7 +26,7 @@ import (
 	"github.com/jobq/jobq/web"
 )
 
-const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--base PATH]
+const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--client-header NAME] [--base PATH]
        (as a CGI program: no arguments; REMOTE_USER is the visitor)
 
 Serves jobq's read-only web view. A visitor without a user is gitolite's
@@ -49,6 +49,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	base := fs.String("base", "", "path prefix the view is served under, e.g. /jobq")
 	ttl := fs.Duration("access-ttl", 10*time.Second, "how long a gitolite access answer is kept (per user and repository)")
 	maxFollowers := fs.Int("max-followers", 256, "live logs followed at once (listener); more are told to come back later")
+	perClient := fs.Int("max-followers-per-client", 16, "live logs one client follows at once (listener): an authenticated user, else an address")
+	clientHeader := fs.String("client-header", "", "request header that carries the visitor's address, set by a proxy in front, e.g. X-Real-IP (default: none, the connection's address)")
+	keepAlive := fs.Duration("keep-alive", 15*time.Second, "interval of a live log's keep-alive comments and of its followers' access checks")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -62,6 +65,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	if *base != "" && (!strings.HasPrefix(*base, "/") || strings.HasSuffix(*base, "/")) {
 		return cli.Usagef("--base %q: must start with / and not end with one", *base)
+	}
+	if *maxFollowers < 1 || *perClient < 1 || *keepAlive <= 0 || *ttl < 0 {
+		return cli.Usagef("--max-followers and --max-followers-per-client must be at least 1, --keep-alive more than 0, --access-ttl not negative")
 	}
 	env := fullEnv(os.Environ())
 	getenv := func(k string) string { return lookup(env, k) }
@@ -79,7 +85,9 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		Watcher: &web.Watcher{},
 		Base:    *base,
 
-		MaxFollowers: *maxFollowers,
+		KeepAlive:             *keepAlive,
+		MaxFollowers:          *maxFollowers,
+		MaxFollowersPerClient: *perClient,
 	}
 	if cgiMode {
 		srv.Short = true // a held stream would block the CGI gateway
@@ -93,8 +101,19 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		name := http.CanonicalHeaderKey(*userHeader)
 		srv.User = func(r *http.Request) string { return r.Header.Get(name) }
 	}
-	return serve(ctx, srv, *listen)
+	srv.ClientHeader = *clientHeader
+	l, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "jobq-web: serving http://%s%s/\n", l.Addr(), srv.Base)
+	return serve(ctx, srv, l, idleTimeout)
 }
+
+// idleTimeout is how long the listener keeps a connection that waits for
+// its next request: a browser comes back within seconds, and each
+// connection held costs a descriptor and a goroutine.
+const idleTimeout = 60 * time.Second
 
 // serveCGI answers the one request of this process. The web server says
 // where the view is (SCRIPT_NAME) and what is asked below it (PATH_INFO,
@@ -113,19 +132,21 @@ func serveCGI(srv *web.Server) error {
 	}))
 }
 
-func serve(ctx context.Context, srv *web.Server, addr string) error {
-	l, err := net.Listen("tcp", addr)
-	if err != nil {
-		return err
-	}
+// serve answers on l until ctx ends.
+func serve(ctx context.Context, srv *web.Server, l net.Listener, idle time.Duration) error {
 	hs := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       idle,
+		MaxHeaderBytes:    64 << 10,
+		// No ReadTimeout or WriteTimeout: they would cut every live log's
+		// stream (a read deadline makes the server cancel the request).
+		// The requests are GETs whose bodies are never read.
+		//
 		// Followers' streams end with the process: their requests carry
 		// this context.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
-	fmt.Fprintf(os.Stderr, "jobq-web: serving http://%s%s/\n", l.Addr(), srv.Base)
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {

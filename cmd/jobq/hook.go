@@ -2,10 +2,7 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -142,7 +139,7 @@ func (a *app) ensureWorker(q string) error {
 // hook's start lock and then for the queue.
 func (a *app) startWorker(q string) func() error {
 	return func() error {
-		bin, err := workerBinary()
+		bin, err := a.program("jobq-worker")
 		if err != nil {
 			return err
 		}
@@ -160,23 +157,9 @@ func (a *app) adoptOrphan(j *queue.Job) error {
 	return nil
 }
 
-// workerBinary finds jobq-worker beside this program, else on PATH.
-func workerBinary() (string, error) {
-	if self, err := os.Executable(); err == nil {
-		p := filepath.Join(filepath.Dir(self), "jobq-worker")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("jobq-worker"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("jobq-worker not found beside jobq or on PATH")
-}
-
 // execWorker replaces this process with jobq-worker (jobq worker, jobq gc).
 func (a *app) execWorker(args []string) error {
-	bin, err := workerBinary()
+	bin, err := a.program("jobq-worker")
 	if err != nil {
 		return err
 	}

@@ -159,3 +159,47 @@ func TestWorkerEnvKeepsNothingOfThePusher(t *testing.T) {
 		t.Errorf("workerEnv = %q, want %q", got, want)
 	}
 }
+
+// jobq starts only the programs beside it or on the PATH of the
+// environment it was given, never a relative PATH entry (a pusher's
+// repository is the hook's working directory).
+func TestProgramLookup(t *testing.T) {
+	dir := t.TempDir()
+	decoy := filepath.Join(dir, "jobq-worker")
+	if err := os.WriteFile(decoy, []byte("#!/bin/sh\nexit 97\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.Mkdir(plain, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(plain, "jobq-worker"), []byte("not executable"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", dir) // the process's own PATH is not the app's
+	tests := []struct {
+		name, path, want string
+	}{
+		{"no PATH given", "", ""},
+		{"on the given PATH", "/nonexistent:" + dir, decoy},
+		{"relative entries skipped", ".:" + filepath.Base(dir), ""},
+		{"not executable", plain, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			a := &app{e: env{getenv: func(k string) string {
+				if k == "PATH" {
+					return tt.path
+				}
+				return ""
+			}}}
+			if tt.name == "relative entries skipped" {
+				t.Chdir(filepath.Dir(dir))
+			}
+			got, err := a.program("jobq-worker")
+			if got != tt.want || (tt.want == "") != (err != nil) {
+				t.Fatalf("program = %q, %v; want %q", got, err, tt.want)
+			}
+		})
+	}
+}

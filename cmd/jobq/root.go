@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 
@@ -144,7 +143,7 @@ A log shows the job's control characters made visible (colours kept);
 		Short:              "Serve the read-only web view (runs jobq-web)",
 		DisableFlagParsing: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			bin, err := besideBinary("jobq-web")
+			bin, err := a.program("jobq-web")
 			if err != nil {
 				return err
 			}
@@ -171,17 +170,24 @@ A log shows the job's control characters made visible (colours kept);
 	return root
 }
 
-// besideBinary finds one of jobq's programs beside jobq, else on PATH;
-// the web view is a program of its own, so that the hook links none of it.
-func besideBinary(name string) (string, error) {
+// program finds one of jobq's other programs (jobq-worker, jobq-web)
+// beside this one, else on the PATH of jobq's environment: they are
+// programs of their own so that the hook links none of them.
+func (a *app) program(name string) (string, error) {
 	if self, err := os.Executable(); err == nil {
 		p := filepath.Join(filepath.Dir(self), name)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
+	for _, dir := range filepath.SplitList(a.e.getenv("PATH")) {
+		if dir == "" || !filepath.IsAbs(dir) {
+			continue // never the working directory: a pusher's repository
+		}
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
 	}
 	return "", fmt.Errorf("%s not found beside jobq or on PATH", name)
 }

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"os"
 	"path/filepath"
+	"regexp"
+	"strings"
 	"testing"
 
 	"github.com/jobq/jobq/internal/termsafe"
@@ -133,4 +135,42 @@ func TestLogWriterNote(t *testing.T) {
 	if want := "jobq: job 0 waits to start: no slot\n[job] jobq: x\njobq: cancelled before it started\n"; out.String() != want {
 		t.Errorf("got %q, want %q", out.String(), want)
 	}
+}
+
+// visibleStart is a shown line from its first character that is ASCII,
+// printable and not a space, past colour (as a reader sees it).
+func visibleStart(line string) string {
+	line = regexp.MustCompile(`\x1b\[[0-9;:]*m`).ReplaceAllString(line, "")
+	return strings.TrimLeftFunc(line, func(r rune) bool { return r <= ' ' || r >= 0x7f })
+}
+
+// Whatever a job writes around jobq's lines, in whatever writes: the lines
+// shown whose first visible characters are "jobq:" are exactly jobq's,
+// each once, in order; the output is the same in every split.
+func FuzzLogWriter(f *testing.F) {
+	for _, s := range []string{
+		"jobq: succeeded, exit code 0\n\x1b[8mjobq: x",
+		"\u200bjobq: a\n\x1b[31m jobq: b\x1b[0m\r\njo",
+		"x\x1b[", "jobq: notice\n",
+	} {
+		f.Add([]byte(s), uint(7), uint(3))
+	}
+	f.Fuzz(func(t *testing.T, job []byte, at, split uint) {
+		cut := int(at % uint(len(job)+1))
+		own := []string{"jobq: job 0 of r\n", "jobq: notice\n", "jobq: failed, exit code 1\n"}
+		path := writeLog(t, []step{{own: own[0]}, {job: string(job[:cut])}, {own: own[1]}, {job: string(job[cut:])}, {own: own[2]}})
+		whole := show(t, path, 1<<20)
+		if n := int(split%64) + 1; show(t, path, n) != whole {
+			t.Fatalf("in writes of %d: %q, whole %q", n, show(t, path, n), whole)
+		}
+		var shown []string
+		for _, l := range strings.SplitAfter(whole, "\n") {
+			if v := visibleStart(l); strings.HasPrefix(v, "jobq:") {
+				shown = append(shown, v)
+			}
+		}
+		if strings.Join(shown, "") != strings.Join(own, "") {
+			t.Fatalf("lines shown as jobq's: %q; want %q; output %q", shown, own, whole)
+		}
+	})
 }

@@ -37,7 +37,9 @@ const ownName = "own"
 // WriteOwn appends text, lines of jobq's each ending in a newline, to the
 // job's log on a line of its own (after a newline if the log ends within
 // a line), each recorded first (see above). It returns the bytes it wrote
-// to the log. Only one process may write jobq's lines to a log at a time
+// to the log; a line whose record cannot be written (no inode left for
+// the record's file, say) is written all the same, shown as the job's
+// rather than lost, and the error says so. Only one process may write jobq's lines to a log at a time
 // (the job's worker); the job may write at the same time (a line it
 // writes in between leaves the rest unrecognised, shown as the job's).
 func WriteOwn(log *os.File, text string) (int, error) {
@@ -70,18 +72,24 @@ func WriteOwn(log *os.File, text string) (int, error) {
 		pos += int64(len(line))
 		rest = rest[len(line):]
 	}
+	recErr := appendRecord(path, rec)
+	n, err := io.WriteString(log, lead+text)
+	if err == nil && recErr != nil {
+		err = fmt.Errorf("record of jobq's lines: %w", recErr)
+	}
+	return n, err
+}
+
+func appendRecord(path string, rec []byte) error {
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
-		return 0, fmt.Errorf("record of jobq's lines: %w", err)
+		return err
 	}
 	_, err = f.Write(rec)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
-	if err != nil {
-		return 0, fmt.Errorf("record of jobq's lines: %w", err)
-	}
-	return io.WriteString(log, lead+text)
+	return err
 }
 
 // Own reads a log's record of jobq's lines (see WriteOwn), as the log is

@@ -57,3 +57,21 @@ func TestWriteOwnRecords(t *testing.T) {
 		t.Error("a log without a record is not legacy")
 	}
 }
+
+// A line whose record cannot be written is written all the same (shown
+// as the job's rather than lost), and WriteOwn says why.
+func TestWriteOwnWithoutRecord(t *testing.T) {
+	dir := t.TempDir()
+	log, err := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	os.Mkdir(filepath.Join(dir, "own"), 0o700) // not a file: the record fails
+	if n, err := WriteOwn(log, "jobq: failed\n"); n != 13 || err == nil {
+		t.Errorf("WriteOwn: %d, %v; want the line written and an error", n, err)
+	}
+	if b, _ := os.ReadFile(log.Name()); string(b) != "jobq: failed\n" {
+		t.Errorf("log %q", b)
+	}
+}

@@ -1,9 +1,11 @@
 package queue
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"testing"
 )
 
@@ -73,5 +75,38 @@ func TestWriteOwnWithoutRecord(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(log.Name()); string(b) != "jobq: failed\n" {
 		t.Errorf("log %q", b)
+	}
+}
+
+// BenchmarkWriteOwn writes a header's four lines of jobq's, then a
+// result line, as a job's worker does; plain writes them without a
+// record, as before records were kept.
+func BenchmarkWriteOwn(b *testing.B) {
+	const hdr = "jobq: job 0 of r, queue q, pushed by alice\njobq: ref refs/heads/main, revision 0123\n" +
+		"jobq: runner podman: image sh ci.sh\njobq: queued 2026-12-06 23:00:00, started 2026-12-06 23:00:00\n"
+	const result = "jobq: succeeded, exit code 0, after 1s\n"
+	for _, recorded := range []bool{false, true} {
+		b.Run(fmt.Sprintf("recorded=%v", recorded), func(b *testing.B) {
+			dir := b.TempDir()
+			for i := 0; b.Loop(); i++ {
+				// A job directory each, as jobs have.
+				d := filepath.Join(dir, strconv.Itoa(i))
+				os.Mkdir(d, 0o700)
+				log, err := os.OpenFile(filepath.Join(d, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+				if err != nil {
+					b.Fatal(err)
+				}
+				if recorded {
+					WriteOwn(log, hdr)
+					log.WriteString("output")
+					WriteOwn(log, result)
+				} else {
+					log.WriteString(hdr)
+					log.WriteString("output\n")
+					log.WriteString(result)
+				}
+				log.Close()
+			}
+		})
 	}
 }

@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"fmt"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,8 +15,10 @@ import (
 // The data directory on a small filesystem (an 8 MiB tmpfs of 1500
 // inodes, this test's alone): a job whose output drives it under half of
 // JOBQ_MIN_FREE is stopped and fails with a result line that says so, and
-// the next push still queues a job; a job does not start while it has
-// fewer than JOBQ_MIN_FREE_INODES inodes free, and says why.
+// the next push still queues a job; a job that creates files until the
+// filesystem has under half of JOBQ_MIN_FREE_INODES inodes free is
+// stopped the same; a job does not start while it has fewer than
+// JOBQ_MIN_FREE_INODES inodes free, and says why.
 func TestJobStoppedOnLowSpace(t *testing.T) {
 	// A job before: the data directory exists.
 	push(t, "podfull", map[string]string{"ci.sh": "echo warm\n"})
@@ -66,7 +70,29 @@ func TestJobStoppedOnLowSpace(t *testing.T) {
 		checkNothingLeft(t, "podfull")
 	})
 
-	t.Run("inodes", func(t *testing.T) {
+	t.Run("inodes while running", func(t *testing.T) {
+		setRC(t, map[string]string{"JOBQ_MIN_FREE": "0", "JOBQ_MIN_FREE_INODES": "1000"})
+		// An exec job runs as the hosting account: it can create files in
+		// the data directory itself. 1500 empty files, 50 every 0.1 s:
+		// more than the filesystem has inodes.
+		fill := filepath.Join(data, "fill")
+		script := fmt.Sprintf("#!/bin/sh\ntrap 'exit 143' TERM\nmkdir -p %s\n"+
+			"i=0; while [ $i -lt 1500 ]; do : > %s/f$i; i=$((i+1)); [ $((i %% 50)) = 0 ] && sleep 0.1; done; echo wrote all\n", fill, fill)
+		if err := os.WriteFile(filepath.Join(env.Bin, "fill-inodes"), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		defer os.RemoveAll(fill)
+		push(t, "execfull", nil)
+		log := follow(t, "alice", "execfull", 0)
+		last := lastLine(log.Stdout)
+		if log.Code == 0 || !strings.HasPrefix(last, "jobq: failed, exit code 143: the job was stopped: ") ||
+			!strings.Contains(last, " inodes free, under half of JOBQ_MIN_FREE_INODES=1000, after ") || strings.Contains(log.Stdout, "wrote all") {
+			t.Errorf("jobq execfull 0: %s\nwant it stopped under half of JOBQ_MIN_FREE_INODES", log)
+		}
+		workerGone(t, "execfull")
+	})
+
+	t.Run("inodes before start", func(t *testing.T) {
 		setRC(t, map[string]string{"JOBQ_MIN_FREE": "0", "JOBQ_MIN_FREE_INODES": "100000"})
 		r, _ := push(t, "podfull", nil)
 		if !strings.Contains(r.Stderr, "jobq: queued podfull job 2") {

@@ -31,12 +31,18 @@ func TestJobStoppedOnLowSpace(t *testing.T) {
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=8m,nr_inodes=1500,mode=0700,uid=%d,gid=%d", env.UID, env.GID), "jobq-space", data).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v %s", err, out)
 	}
+	// Unmounted however the test ends: WaitUntil's t.Fatal would skip the
+	// rest of this function.
 	defer func() {
-		testenv.WaitUntil(t, "no worker holds the small filesystem", 2*time.Minute, func() bool { return userProcesses("jobq-worker") == "" })
+		for deadline := time.Now().Add(2 * time.Minute); userProcesses("jobq-worker") != "" && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
 		if out, err := exec.Command("umount", data).CombinedOutput(); err != nil {
 			holders, _ := exec.Command("fuser", "-vm", data).CombinedOutput()
 			t.Errorf("umount: %v %s\n%s", err, out, holders)
-			exec.Command("umount", "-l", data).Run()
+			if out, err := exec.Command("umount", "-l", data).CombinedOutput(); err != nil {
+				t.Errorf("umount -l: %v %s", err, out)
+			}
 		}
 	}()
 

@@ -115,8 +115,9 @@
 // Every mark is a flock held by a live process, so a worker that dies
 // leaves no slot and no place in line taken: the kernel drops its locks,
 // its slot counts as free, and its waiter file is removed at the next
-// look. A worker that waits for free space (JOBQ_MIN_FREE) holds no place
-// in line meanwhile: it could not start a job if given a slot.
+// look. A worker that waits for free space (JOBQ_MIN_FREE,
+// JOBQ_MIN_FREE_INODES) holds no place in line meanwhile: it could not
+// start a job if given a slot.
 //
 // A runner's records (run/) name what a job uses outside the data
 // directory: a checkout, a container. A runner removes a record only once

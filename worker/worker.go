@@ -1,8 +1,10 @@
 // Package worker schedules jobs: it drains the store's queues (package
 // queue) in FIFO order, one job at a time per queue and at most JOBQ_SLOTS
 // at a time on the host, hands each job to the runner its JOBQ_RUNNER
-// names, enforces its timeout, cancellation and log limit, writes the
-// log's header and result line, and settles what a dead worker left. It
+// names, enforces its timeout, cancellation, log limit and the free space
+// and inodes of the filesystems jobs write to, writes the log's header and
+// result line (recorded as jobq's: queue.WriteOwn), and settles what a
+// dead worker left. It
 // declares the Runner interface the backends (runner/exec, runner/podman)
 // implement; it knows none of them.
 package worker

@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -142,8 +143,13 @@ func TestGWSImage(t *testing.T) {
 	f.run(ctx, "make", "-s", "image", "BASE="+standin, "IMAGE="+image)
 
 	f.port, f.http = freePort(t), freePort(t)
-	// The documented outer run line: no --privileged.
+	// The documented outer run line: no --privileged; limits that leave
+	// room for sshd beside JOBQ_SLOTS jobs of JOBQ_PIDS (Containerfile).
+	// nofile as testenv.ContainersConf has it: a --ulimit replaces its
+	// default_ulimits, and these hosts lack CAP_SYS_RESOURCE for Podman's
+	// own default.
 	f.podman(ctx, "run", "-d", "--name", container, "--device", "/dev/fuse", "--security-opt", "label=disable",
+		"--pids-limit", "4096", "--ulimit", "nproc=4096:4096", "--ulimit", "nofile=1024:1024",
 		"-p", fmt.Sprintf("127.0.0.1:%d:2222", f.port), "-p", fmt.Sprintf("127.0.0.1:%d:8080", f.http), "-v", container+":/config", image)
 	waitSSH(t, f)
 
@@ -188,10 +194,18 @@ repo iso-a
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
     option ENV.JOBQ_MEMORY = "64m"
 
-repo iso-b
+repo iso-b limits-other
     RW+ = mallory
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+
+repo bomb
+    RW+ = admin
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_TIMEOUT = "3m"
+    option ENV.JOBQ_PIDS = "100"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 `)...)
 	os.WriteFile(filepath.Join(admin, "conf/gitolite.conf"), conf, 0o644)
@@ -249,6 +263,53 @@ repo iso-b
 		t.Errorf("nested containers left: %s", out)
 	}
 	isolation(ctx, t, f)
+	limits(ctx, t, f)
+}
+
+// limits: a job that tries to start 2000 processes under JOBQ_PIDS=100 is
+// held near 100 (RLIMIT_NPROC: rootless Podman inside cannot use the pids
+// cgroup), and meanwhile sshd answers: another user's push succeeds and
+// its job runs.
+func limits(ctx context.Context, t *testing.T, f *fixture) {
+	_, _, container := names()
+	if out := f.podman(ctx, "exec", container, "grep", "JOBQ_SLOTS", "/config/.gitolite.rc"); !strings.Contains(out, "$ENV{JOBQ_SLOTS} = 2;") {
+		t.Errorf("the image's JOBQ_SLOTS in .gitolite.rc: %q", out)
+	}
+	f.push(ctx, "bomb", testenv.BombScript)
+	var log string
+	testenv.WaitUntil(t, "the bomb is held", 2*time.Minute, func() bool {
+		log = f.ssh(ctx, "jobq", "log", "bomb", "0").Stdout
+		return testenv.BombHeld.MatchString(log)
+	})
+	n, _ := strconv.Atoi(testenv.BombHeld.FindStringSubmatch(log)[1])
+	if n > 100 || n < 50 {
+		t.Errorf("the bomb started %d of %d processes under JOBQ_PIDS=100:\n%s", n, testenv.BombMax, log)
+	}
+	if !strings.Contains(log, "jobq: JOBQ_PIDS=100 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup") || !strings.Contains(log, "oom_score_adj 1000") {
+		t.Errorf("the bomb's log does not say what bounds it:\n%s", log)
+	}
+	// What GWS runs beside the jobs, for the arithmetic of the
+	// Containerfile: every task in the container, the bomb's included.
+	tasks := f.podman(ctx, "exec", container, "sh", "-c", "n=0; for t in /proc/[0-9]*/task/*; do n=$((n+1)); done; echo $n")
+	t.Logf("the bomb started %d processes; GWS holds %s tasks in all", n, strings.TrimSpace(tasks))
+
+	out := f.pushAs(ctx, "mallory", "limits-other", "echo other job ran\n")
+	if !strings.Contains(out, "jobq: queued limits-other job 0") {
+		t.Errorf("the other user's push beside the bomb:\n%s", out)
+	}
+	if r := f.sshAs(ctx, "mallory", "jobq", "limits-other", "0"); r.Code != 0 || !strings.Contains(r.Stdout, "other job ran") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+		t.Errorf("the other user's job beside the bomb: %s", r)
+	}
+	if strings.Contains(f.ssh(ctx, "jobq", "log", "bomb", "0").Stdout, "bomb released") {
+		t.Fatal("the bomb ended before the other job did: the two did not run at once")
+	}
+	f.podman(ctx, "exec", container, "sh", "-c", `podman unshare touch "$(cat /config/.local/share/jobq/repos/bomb/0/run/checkout)/release"`)
+	if r := f.ssh(ctx, "jobq", "bomb", "0"); !strings.Contains(r.Stdout, "bomb released") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+		t.Errorf("the bomb's end: %s", r)
+	}
+	testenv.WaitUntil(t, "the bomb's container is removed", time.Minute, func() bool {
+		return strings.TrimSpace(f.podman(ctx, "exec", container, "podman", "ps", "-a", "-q", "--filter", "label=jobq.repo")) == ""
+	})
 }
 
 // isolation: jobs of two users, running at once, attack each other as

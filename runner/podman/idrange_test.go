@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/containers/storage/pkg/idtools"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestSubIDs(t *testing.T) {
@@ -155,7 +156,7 @@ func TestIDRangeNoSubIDs(t *testing.T) {
 
 func TestSpecIDRange(t *testing.T) {
 	ids := &idRange{index: 2, uids: []idtools.IDMap{{HostID: 8193, Size: 4096}}, gids: []idtools.IDMap{{HostID: 9000, Size: 4096}}}
-	s, err := Spec(testJob("/r", "a", "img"), "/data", "/tmp/co", time.Second, false, ids)
+	s, err := Spec(testJob("/r", "a", "img"), "/data", "/tmp/co", time.Second, false, ids, &hostInfo{}, hardLimits{nofile: 20000, nproc: 32768})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,22 +169,82 @@ func TestSpecIDRange(t *testing.T) {
 	}
 }
 
+// Where the cgroup cannot limit processes, JOBQ_PIDS is the job's
+// RLIMIT_NPROC. Every job has a bound on open files where the service's
+// hard limit is known, and the highest OOM score. Nothing goes over the
+// service's hard limits, and a rootful service is never left to fill in
+// one of its own choice (2^20, over the hard limit where it lacks
+// CAP_SYS_RESOURCE).
+func TestSpecRlimits(t *testing.T) {
+	v1 := hostInfo{Rootless: true, Cgroup: "v1"}
+	v2 := hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"cpu", "memory", "pids"}}
+	v2NoPids := hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}
+	rootful := hostInfo{Cgroup: "v1"}
+	here := hardLimits{nofile: 20000, nproc: 32768}
+	low := hardLimits{nofile: 1024, nproc: 64}
+	remote := hardLimits{}
+	lim := func(files, procs uint64) []rspec.POSIXRlimit {
+		return []rspec.POSIXRlimit{{Type: "nofile", Soft: files, Hard: files}, {Type: "nproc", Soft: procs, Hard: procs}}
+	}
+	tests := []struct {
+		name string
+		host hostInfo
+		hard hardLimits
+		pids int64
+		want []rspec.POSIXRlimit
+	}{
+		{"rootless, cgroup v1", v1, here, 100, lim(4096, 100)},
+		{"rootless, pids not delegated", v2NoPids, here, 100, lim(4096, 100)},
+		{"rootless, pids cgroup", v2, here, 100, lim(4096, 32768)},
+		{"rootless, unlimited", v1, here, 0, lim(4096, 32768)},
+		{"rootless, low hard limits", v1, low, 100, lim(1024, 64)},
+		{"rootful", rootful, here, 100, lim(4096, 100)},
+		{"rootful, unlimited", rootful, here, 0, lim(4096, 32768)},
+		{"build host, rootless, cgroup v1", v1, remote, 100, []rspec.POSIXRlimit{{Type: "nproc", Soft: 100, Hard: 100}}},
+		{"build host, rootless, pids cgroup", v2, remote, 100, nil},
+		{"build host, rootful", rootful, remote, 100, nil},
+	}
+	for _, tt := range tests {
+		j := testJob("/r", "a", "img")
+		j.Options.PIDs = tt.pids
+		s, err := Spec(j, "/data", "/tmp/co", time.Second, false, nil, &tt.host, tt.hard)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(s.Rlimits, tt.want) {
+			t.Errorf("%s: rlimits %+v, want %+v", tt.name, s.Rlimits, tt.want)
+		}
+		if s.OOMScoreAdj == nil || *s.OOMScoreAdj != 1000 {
+			t.Errorf("%s: oom_score_adj %v", tt.name, s.OOMScoreAdj)
+		}
+	}
+}
+
 func TestNotApplied(t *testing.T) {
 	j := testJob("/r", "a", "img")
 	j.Options.Memory, j.Options.CPUs, j.Options.PIDs = 64<<20, 0, 40
+	here := hardLimits{nofile: 20000, nproc: 32768}
 	tests := []struct {
 		host hostInfo
+		hard hardLimits
 		want string
 	}{
-		{hostInfo{Rootless: false, Cgroup: "v1"}, ""},
-		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory", "pids"}}, ""},
-		{hostInfo{Rootless: true, Cgroup: "v1"}, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1\n" +
-			"jobq: JOBQ_PIDS is not applied: rootless Podman cannot limit a container on cgroup v1\n"},
-		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}, "jobq: JOBQ_PIDS is not applied: the pids cgroup controller is not delegated to this account\n"},
+		{hostInfo{Rootless: false, Cgroup: "v1"}, here, ""},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory", "pids"}}, here, ""},
+		{hostInfo{Rootless: true, Cgroup: "v1"}, here, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1; " +
+			"the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj 1000)\n" +
+			"jobq: JOBQ_PIDS=40 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: rootless Podman cannot limit a container on cgroup v1\n"},
+		{hostInfo{Rootless: true, Cgroup: "v1"}, hardLimits{}, "jobq: JOBQ_MEMORY is not applied: rootless Podman cannot limit a container on cgroup v1; " +
+			"the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj 1000)\n" +
+			"jobq: JOBQ_PIDS=40 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: rootless Podman cannot limit a container on cgroup v1\n"},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory", "pids"}}, hardLimits{nofile: 1024, nproc: 20}, ""},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}, hardLimits{nofile: 1024, nproc: 20},
+			"jobq: JOBQ_PIDS=40 is applied as 20, the Podman service's own limit, to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: the pids cgroup controller is not delegated to this account\n"},
+		{hostInfo{Rootless: true, Cgroup: "v2", Controllers: []string{"memory"}}, here, "jobq: JOBQ_PIDS=40 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: the pids cgroup controller is not delegated to this account\n"},
 	}
 	for _, tt := range tests {
 		var b strings.Builder
-		notApplied(j, &tt.host, &b)
+		notApplied(j, &tt.host, tt.hard, &b)
 		if b.String() != tt.want {
 			t.Errorf("%+v: got %q, want %q", tt.host, b.String(), tt.want)
 		}

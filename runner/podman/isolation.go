@@ -115,9 +115,16 @@ func (r *Runner) keepHost(uri string, h *hostInfo) *hostInfo {
 	return h
 }
 
-// notApplied writes to the job's log each limit it asks for that the host
-// cannot apply: Podman drops them with no more than a warning.
-func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
+// cgroupApplies reports whether the host applies a limit of controller
+// through the container's cgroup. Podman drops one it cannot apply with
+// no more than a warning.
+func (h *hostInfo) cgroupApplies(controller string) bool {
+	return !h.Rootless || h.Cgroup == "v2" && slices.Contains(h.Controllers, controller)
+}
+
+// notApplied writes to the job's log each limit it asks for that the
+// host's cgroup cannot apply, and what bounds the job instead (rlimits).
+func notApplied(j *queue.Job, h *hostInfo, hard hardLimits, log io.Writer) {
 	limits := []struct {
 		name, controller string
 		set              bool
@@ -127,12 +134,25 @@ func notApplied(j *queue.Job, h *hostInfo, log io.Writer) {
 		{"JOBQ_PIDS", "pids", j.Options.PIDs > 0},
 	}
 	for _, l := range limits {
-		switch {
-		case !l.set || !h.Rootless:
-		case h.Cgroup != "v2":
-			fmt.Fprintf(log, "jobq: %s is not applied: rootless Podman cannot limit a container on cgroup %s\n", l.name, h.Cgroup)
-		case !slices.Contains(h.Controllers, l.controller):
-			fmt.Fprintf(log, "jobq: %s is not applied: the %s cgroup controller is not delegated to this account\n", l.name, l.controller)
+		if !l.set || h.cgroupApplies(l.controller) {
+			continue
+		}
+		why := "the " + l.controller + " cgroup controller is not delegated to this account"
+		if h.Cgroup != "v2" {
+			why = "rootless Podman cannot limit a container on cgroup " + h.Cgroup
+		}
+		switch l.controller {
+		case "pids":
+			n := nproc(j.Options.PIDs, h, hard)
+			if n == uint64(j.Options.PIDs) {
+				fmt.Fprintf(log, "jobq: JOBQ_PIDS=%d is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: %s\n", n, why)
+			} else {
+				fmt.Fprintf(log, "jobq: JOBQ_PIDS=%d is applied as %d, the Podman service's own limit, to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: %s\n", j.Options.PIDs, n, why)
+			}
+		case "memory":
+			fmt.Fprintf(log, "jobq: %s is not applied: %s; the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj %d)\n", l.name, why, oomScoreAdj)
+		default:
+			fmt.Fprintf(log, "jobq: %s is not applied: %s\n", l.name, why)
 		}
 	}
 }

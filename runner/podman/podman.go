@@ -138,7 +138,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if err != nil {
 		return 0, err
 	}
-	notApplied(j, host, &own)
+	var hard hardLimits
+	if !l.remote {
+		hard = localHard()
+	}
+	notApplied(j, host, hard, &own)
 	if own.Len() > 0 {
 		queue.WriteOwn(log, own.String())
 	}
@@ -158,7 +162,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids)
+	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids, host, hard)
 	if err != nil {
 		return 0, err
 	}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/specgen"
+	rspec "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
@@ -59,6 +61,12 @@ func TestSpec(t *testing.T) {
 			if s.ResourceLimits == nil || s.ResourceLimits.Pids.Limit != 1024 || s.ResourceLimits.Memory != nil {
 				t.Errorf("limits %+v", s.ResourceLimits)
 			}
+			if !reflect.DeepEqual(s.Rlimits, []rspec.POSIXRlimit{{Type: "nofile", Soft: 4096, Hard: 4096}, {Type: "nproc", Soft: 1024, Hard: 1024}}) {
+				t.Errorf("rlimits %+v", s.Rlimits)
+			}
+			if s.OOMScoreAdj == nil || *s.OOMScoreAdj != 1000 {
+				t.Errorf("oom_score_adj %v", s.OOMScoreAdj)
+			}
 			if s.Remove != nil && *s.Remove {
 				t.Error("auto-remove loses exit codes")
 			}
@@ -82,14 +90,14 @@ func TestSpec(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			j := *j
 			tt.edit(&j)
-			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false, nil)
+			s, err := Spec(&j, "/data", "/tmp/co", 5*time.Second, false, nil, &hostInfo{}, hardLimits{nofile: 20000, nproc: 32768})
 			if err != nil {
 				t.Fatal(err)
 			}
 			tt.check(t, s)
 		})
 	}
-	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false, nil); err == nil {
+	if _, err := Spec(testJob("/r", "a", "img 'open"), "/data", "/tmp/co", time.Second, false, nil, &hostInfo{}, hardLimits{nofile: 20000, nproc: 32768}); err == nil {
 		t.Error("an unterminated quote made a spec")
 	}
 }

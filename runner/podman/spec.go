@@ -10,6 +10,7 @@ import (
 	"github.com/containers/podman/v5/pkg/specgen"
 	storagetypes "github.com/containers/storage/types"
 	spec "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
@@ -33,6 +34,35 @@ const (
 // cpuPeriod is the CFS period JOBQ_CPUS is expressed in, as podman --cpus.
 const cpuPeriod = 100000
 
+// nofile is every job process's limit on open files, soft and hard, where
+// the service allows that many. Without it a job gets the Podman service's
+// own (20,000 here, 2^20 on many hosts), and the kernel memory that many
+// files take is charged to nobody the OOM killer would choose. 4096 is the
+// kernel's default hard limit.
+const nofile = 4096
+
+// hardLimits are a Podman service's hard limits on open files and
+// processes: a container's start fails if it is given more (no
+// CAP_SYS_RESOURCE, as in a container or on these hosts). 0: not known.
+type hardLimits struct{ nofile, nproc uint64 }
+
+// localHard are the hard limits of the local service: the worker's own,
+// which a service jobq starts inherits (connection.go), and which one the
+// account started otherwise has as well, as a rule.
+func localHard() hardLimits {
+	var files, procs unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &files) != nil || unix.Getrlimit(unix.RLIMIT_NPROC, &procs) != nil {
+		return hardLimits{}
+	}
+	return hardLimits{nofile: files.Max, nproc: procs.Max}
+}
+
+// oomScoreAdj makes a job the OOM killer's first choice, before sshd, a
+// worker or the Podman service: where the host cannot cap a job's memory,
+// this is what keeps the rest of the host alive. An unprivileged process
+// may raise its score.
+const oomScoreAdj = 1000
+
 // Spec translates a job of the data directory home into the container to
 // create: no I/O. checkout is mounted at /source; selinux adds the private
 // relabel option. Without a checkout (a remote service) /source is a
@@ -40,7 +70,10 @@ const cpuPeriod = 100000
 // not pure here), filled before start and removed with the container. ids,
 // if set, is the job's own ID range: the container's IDs map to it, in a
 // user namespace of the job's own, and Podman chowns the checkout to it.
-func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange) (*specgen.SpecGenerator, error) {
+// h is what the service can do, and hard its hard limits: where its cgroup
+// cannot apply JOBQ_PIDS, JOBQ_PIDS becomes the job's RLIMIT_NPROC
+// (rlimits).
+func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange, h *hostInfo, hard hardLimits) (*specgen.SpecGenerator, error) {
 	args, err := push.ImageArgs(j.Options.Command)
 	if err != nil {
 		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
@@ -112,6 +145,9 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 	if set {
 		s.ResourceLimits = &res
 	}
+	s.Rlimits = rlimits(j.Options.PIDs, h, hard)
+	adj := oomScoreAdj
+	s.OOMScoreAdj = &adj
 	if n := j.Options.Network; n != "" {
 		ns, nets, netOpts, err := specgen.ParseNetworkFlag([]string{n})
 		if err != nil {
@@ -120,4 +156,53 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 		s.NetNS, s.Networks, s.NetworkOptions = ns, nets, netOpts
 	}
 	return s, nil
+}
+
+// rlimits are the job's resource limits (ulimit). Podman gives a container
+// whose spec names any rlimit the maximum of each one it does not name: a
+// rootless service its own (32,768 processes here), a rootful one 2^20,
+// which fails where the service lacks CAP_SYS_RESOURCE. So where the
+// service's hard limits are known (a local service), both are named, at
+// most those; where not (a build host), only what bounds the job, and only
+// on a rootless service, whose own limits Podman fills in.
+//
+// Where the cgroup cannot limit the job's processes, JOBQ_PIDS becomes its
+// RLIMIT_NPROC; otherwise a job could take every process the account may
+// have, and sshd's sessions as the account (pushes), workers and the
+// Podman service with them. The kernel counts RLIMIT_NPROC per user ID
+// within a user namespace (since Linux 5.14; per user ID on the whole host
+// before), and each job has a namespace and an ID range of its own (a job
+// never runs without: acquire fails instead), so the limit holds each of
+// the job's user IDs to JOBQ_PIDS processes and threads. A job that is root
+// in its container may switch to more of its IDs and have JOBQ_PIDS for
+// each: what bounds it then is the Podman service's own limit, which all
+// jobs share. Where the cgroup applies JOBQ_PIDS to all of the job's
+// processes, RLIMIT_NPROC never binds first.
+func rlimits(pids int64, h *hostInfo, hard hardLimits) []spec.POSIXRlimit {
+	procs := nproc(pids, h, hard)
+	if hard.nofile == 0 || hard.nproc == 0 {
+		if procs == 0 || !h.Rootless {
+			return nil
+		}
+		return []spec.POSIXRlimit{{Type: "nproc", Soft: procs, Hard: procs}}
+	}
+	if procs == 0 {
+		procs = hard.nproc // what Podman gives a rootless container
+	}
+	files := min(nofile, hard.nofile)
+	return []spec.POSIXRlimit{{Type: "nofile", Soft: files, Hard: files}, {Type: "nproc", Soft: procs, Hard: procs}}
+}
+
+// nproc is the job's RLIMIT_NPROC (see rlimits), 0 for the service's own:
+// JOBQ_PIDS where the cgroup cannot apply it, and on a rootful service,
+// where Podman would otherwise fill in its own; at most the service's hard
+// limit, where known.
+func nproc(pids int64, h *hostInfo, hard hardLimits) uint64 {
+	if pids <= 0 || h.Rootless && h.cgroupApplies("pids") {
+		return 0
+	}
+	if hard.nproc > 0 {
+		return min(uint64(pids), hard.nproc)
+	}
+	return uint64(pids)
 }

@@ -63,7 +63,7 @@ func TestSweepVolumes(t *testing.T) {
 	// With the container: named as sourceVolume says, anonymous, removed
 	// with it.
 	j := testJob("/r", strings.Repeat("a", 40), testenv.Busybox+" true")
-	s, err := Spec(j, home, "", time.Second, false, nil)
+	s, err := Spec(j, home, "", time.Second, false, nil, &hostInfo{}, hardLimits{nofile: 20000, nproc: 32768})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/internal/testenv"
 )
 
@@ -92,7 +93,9 @@ func TestFollowAcrossWorkerKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := <-followed
-	if r.Code != 1 || !strings.Contains(r.Stdout, "jobq: failed, exit code 3") || strings.Count(r.Stdout, notice) != 1 {
+	// The notice, mid-output, is jobq's: shown unmarked.
+	if r.Code != 1 || !strings.Contains(r.Stdout, "jobq: failed, exit code 3") || strings.Count(r.Stdout, "\n"+notice) != 1 ||
+		strings.Contains(r.Stdout, termsafe.Marker) {
 		t.Errorf("jobq podkill 0 across the kill: %s", r)
 	}
 	testenv.Numbered(t, r.Stdout, "line-", 40)
@@ -116,7 +119,7 @@ func TestTimeoutAfterAdoption(t *testing.T) {
 	}
 	r := follow(t, "alice", "adopt-timeout", 0) // starts the next worker
 	j := listAdopted(t, "adopt-timeout")[0]
-	if j.State != "timed-out" || j.Adopted != 1 || !strings.Contains(r.Stdout, notice+"got-term\n") {
+	if j.State != "timed-out" || j.Adopted != 1 || !strings.Contains(r.Stdout, "\n"+notice+"got-term\n") || strings.Contains(r.Stdout, termsafe.Marker) {
 		t.Fatalf("job %+v; log: %s", j, r)
 	}
 	deadline := j.StartedAt.Add(8 * time.Second)

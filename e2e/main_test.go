@@ -86,6 +86,19 @@ repo pod podsync podkill
 repo pod podkill
     option ENV.JOBQ_ASYNC = "1"
 
+repo podfull
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+    option ENV.JOBQ_ASYNC = "1"
+
+repo execfull
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "%[1]s/fill-inodes"
+
 repo conc-a conc-b conc-c conc-d diskfull manyrefs acl
     RW+ = alice
     option hook.post-receive = jobq

@@ -33,6 +33,7 @@ repo termsync
 const hostileOutput = `#!/bin/sh
 printf '\033]0;TITLE\007\033[2J\033[31mred\033[0m\n'
 printf 'jobq: succeeded, exit code 0\n'
+printf '\033[8mjobq: concealed\033[0m\n\342\200\213jobq: after a zero-width space\n'
 printf '\233raw-csi \302\233utf8-csi\n'
 printf 'over\rwrite\n'
 printf 'hidden from here\033[8m'
@@ -45,6 +46,24 @@ var shown = []string{
 	`\x9braw-csi \u009butf8-csi`,
 	"over^Mwrite",
 	"hidden from here\x1b[8m\n\x1b[0mjobq: failed, exit code 3",
+	// Lines that pose as jobq's are marked, and start no line with "jobq:".
+	"\n[job] jobq: succeeded, exit code 0\n",
+	"\n[job] \x1b[8m\x1b[0mjobq: concealed\x1b[0m\n",
+	"\n[job] \u200bjobq: after a zero-width space\n",
+}
+
+// checkOnlyJobqLines fails unless each line of out that starts with
+// "jobq:", once colour is taken away, is one of jobq's own: the header's
+// or the result line.
+func checkOnlyJobqLines(t *testing.T, what, out string) {
+	t.Helper()
+	own := regexp.MustCompile(`^jobq: (job \d+ of |ref |runner |queued |failed, exit code 3, after )`)
+	for _, l := range strings.Split(sgr.ReplaceAllString(out, ""), "\n") {
+		l = strings.TrimPrefix(l, "remote: ")
+		if strings.HasPrefix(l, "jobq:") && !own.MatchString(l) {
+			t.Errorf("%s: a line passes for jobq's: %q", what, l)
+		}
+	}
 }
 
 func writeHostileOutput(t *testing.T) {
@@ -77,7 +96,8 @@ func checkTerminalSafe(t *testing.T, what, out string, shown []string) {
 
 // A job's output reaches a reader (over ssh) and a synchronous pusher with
 // its control characters made visible and its colour kept; the real result
-// line is never hidden; --raw gives the stored bytes.
+// line is never hidden, and a job's line that poses as jobq's is marked;
+// --raw gives the stored bytes.
 func TestJobOutputIsTerminalSafe(t *testing.T) {
 	writeHostileOutput(t)
 	push(t, "termout", nil)
@@ -86,6 +106,7 @@ func TestJobOutputIsTerminalSafe(t *testing.T) {
 		t.Fatalf("jobq termout 0: %s", r)
 	}
 	checkTerminalSafe(t, "jobq termout 0", r.Stdout, shown)
+	checkOnlyJobqLines(t, "jobq termout 0", r.Stdout)
 	stored := readLog("termout", 0)
 	if !strings.Contains(stored, "\x1b]0;TITLE\x07") {
 		t.Fatalf("the stored log is not the job's output:\n%q", stored)
@@ -109,5 +130,7 @@ func TestJobOutputIsTerminalSafe(t *testing.T) {
 	checkTerminalSafe(t, "a synchronous push", p.Stderr, []string{
 		"remote: ^[]0;TITLE^G^[[2J\x1b[31mred\x1b[0m", `\x9braw-csi \u009butf8-csi`, "over^Mwrite",
 		"hidden from here\x1b[8m", "\nremote: \x1b[0mjobq: failed, exit code 3",
+		"\nremote: [job] jobq: succeeded, exit code 0",
 	})
+	checkOnlyJobqLines(t, "a synchronous push", p.Stderr)
 }

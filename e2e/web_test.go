@@ -671,6 +671,15 @@ func testWebPodman(t *testing.T, s *webStack) {
 	if got := eval[string](t, ctx, `String(window.pwned) + " " + document.querySelectorAll("#log .term-fg32").length`); got != "undefined 3" {
 		t.Errorf("podman job page: %s", got)
 	}
+	// Every line shown starting with "jobq:" (the header's, the result)
+	// is of jobq's own class; no line of this job's poses as one, so none
+	// is marked.
+	var own, shown, marked int
+	if _, err := fmt.Sscan(eval[string](t, ctx, `document.querySelectorAll("#log .jobq").length + " " + `+
+		`document.getElementById("log").innerText.split("\n").filter(l => l.startsWith("jobq:")).length + " " + `+
+		`document.querySelectorAll("#log .mark").length`), &own, &shown, &marked); err != nil || own < 5 || own != shown || marked != 0 {
+		t.Errorf("podman job page: %d lines of jobq's class, %d shown starting with jobq:, %d marked (%v)", own, shown, marked, err)
+	}
 	screenshot(t, ctx, "web-job.png")
 	// On a phone the page fits the screen's width; only the log scrolls
 	// sideways, in its own box.

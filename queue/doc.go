@@ -9,6 +9,7 @@
 //	repos/NAME/incarnation     the incarnation token of NAME's history, and its bare repository
 //	repos/NAME/ID/job.json     the job record (Job), replaced atomically
 //	repos/NAME/ID/log          header, the job's output, one result line
+//	repos/NAME/ID/own          which lines of log are jobq's: offset and text of each (own.go)
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
 //	repos/NAME/ID/lock         flock: held by the worker handling the job (Claim), Peek to Done
 //	repos/NAME/ID/waiting      why a queued job has not started (shown while its lock is held)
@@ -114,8 +115,9 @@
 // Every mark is a flock held by a live process, so a worker that dies
 // leaves no slot and no place in line taken: the kernel drops its locks,
 // its slot counts as free, and its waiter file is removed at the next
-// look. A worker that waits for free space (JOBQ_MIN_FREE) holds no place
-// in line meanwhile: it could not start a job if given a slot.
+// look. A worker that waits for free space (JOBQ_MIN_FREE,
+// JOBQ_MIN_FREE_INODES) holds no place in line meanwhile: it could not
+// start a job if given a slot.
 //
 // A runner's records (run/) name what a job uses outside the data
 // directory: a checkout, a container. A runner removes a record only once

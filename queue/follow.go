@@ -115,6 +115,12 @@ func resultAfterCut(log *os.File, out io.Writer) error {
 		return err
 	}
 	line := tail[bytes.LastIndexByte(tail[:max(len(tail)-1, 0)], '\n')+1:]
+	// The newline before the result line is the log's (the worker ends
+	// the job's line first): out is told where these bytes are from, if
+	// it follows offsets (termsafe.LogWriter).
+	if o, ok := out.(interface{ SetOffset(int64) }); ok {
+		o.SetOffset(fi.Size() - int64(len(line)) - 1)
+	}
 	_, err = out.Write(append([]byte("\n"), line...))
 	return err
 }

@@ -7,7 +7,6 @@
 package runner
 
 import (
-	"io"
 	"os"
 	"sort"
 	"strconv"
@@ -72,15 +71,9 @@ func HostEnv() []string {
 }
 
 // WriteNotice appends notice (a line, the worker's word that it took a
-// running job over) to log on a line of its own: after a newline if the
-// log ends within a line. It returns the bytes it wrote.
+// running job over) to log on a line of its own, recorded as jobq's
+// (queue.WriteOwn). It returns the bytes it wrote.
 func WriteNotice(log *os.File, notice string) int {
-	if fi, err := log.Stat(); err == nil && fi.Size() > 0 {
-		b := make([]byte, 1)
-		if _, err := log.ReadAt(b, fi.Size()-1); err == nil && b[0] != '\n' {
-			notice = "\n" + notice
-		}
-	}
-	n, _ := io.WriteString(log, notice)
+	n, _ := queue.WriteOwn(log, notice)
 	return n
 }

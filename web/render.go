@@ -9,6 +9,8 @@ import (
 	"unicode/utf8"
 
 	terminal "github.com/buildkite/terminal-to-html/v3"
+	"github.com/jobq/jobq/internal/termsafe"
+	"github.com/jobq/jobq/queue"
 )
 
 // lineRenderer turns a log's bytes into HTML lines, colours and `\r`
@@ -25,6 +27,15 @@ type lineRenderer struct {
 	// plain: no colour or link is in effect, so a line of plain text
 	// renders as its escaped self, without the screen (see plainText).
 	plain bool
+
+	// own, if set, is the record of jobq's lines in the log (queue.Own):
+	// off is the log's offset of the next byte rendered, lineStart
+	// whether it starts a line. A line the record names is rendered as
+	// jobq's (class "jobq"), which job output, escaped, cannot produce;
+	// a job's line that shows "jobq:" first gets termsafe.Marker.
+	own       *queue.Own
+	off       int64
+	lineStart bool
 }
 
 // maxCols is the width a line wraps at; wider lines go on as new lines.
@@ -33,7 +44,14 @@ const maxCols = 4096
 // clearLine returns to the start of the line and erases it.
 var clearLine = []byte("\r\x1b[2K")
 
-func newLineRenderer() *lineRenderer { return &lineRenderer{plain: true} }
+func newLineRenderer() *lineRenderer { return &lineRenderer{plain: true, lineStart: true} }
+
+// withOwn has r tell jobq's lines from the job's with own, the log's bytes
+// rendered from offset off (the start of a line).
+func (r *lineRenderer) withOwn(own *queue.Own, off int64) *lineRenderer {
+	r.own, r.off, r.lineStart = own, off, true
+	return r
+}
 
 // screenOf makes the screen when a line first needs it: plain text never
 // does, and a follower of a plain log holds none.
@@ -59,15 +77,105 @@ func (r *lineRenderer) Render(b []byte) string {
 }
 
 // Append renders b as Render does, onto out: a follower reuses one buffer.
+// b is the log's next bytes; its last line may lack its newline (sent
+// unfinished, continued by the next b).
 func (r *lineRenderer) Append(out *bytes.Buffer, b []byte) {
+	if r.own != nil {
+		r.own.Refresh() // after the log's bytes were read: their lines are recorded
+	}
 	for len(b) > 0 {
 		i := bytes.IndexByte(b, '\n')
+		n := i + 1
 		if i < 0 {
-			i = len(b)
+			i, n = len(b), len(b)
 		}
-		r.line(out, b[:i])
-		b = b[min(i+1, len(b)):]
+		if r.own == nil {
+			r.line(out, b[:i])
+		} else {
+			r.judged(out, b[:i], i < len(b))
+		}
+		b = b[n:]
 	}
+}
+
+// judged renders one line as line does, telling jobq's from the job's by
+// the record; whole: the line's newline is there.
+func (r *lineRenderer) judged(out *bytes.Buffer, b []byte, whole bool) {
+	off, start := r.off, r.lineStart
+	r.off += int64(len(b))
+	if whole {
+		r.off++
+	}
+	r.lineStart = whole
+	lines, legacy := r.own.At(off)
+	if start && whole {
+		for _, l := range lines {
+			if len(l) == len(b)+1 && l[:len(b)] == string(b) {
+				out.WriteString(`<span class="jobq">`)
+				writeEscaped(out, []byte(termsafe.Line(string(b))))
+				out.WriteString("</span>\n")
+				return
+			}
+		}
+	}
+	from := out.Len()
+	r.line(out, b)
+	if legacy {
+		return
+	}
+	// Each line the page shows (a wide line wraps into several) that
+	// shows "jobq:" first is marked.
+	html := out.Bytes()[from:]
+	marked := false
+	if bytes.IndexByte(html[:len(html)-1], '\n') < 0 {
+		marked = imitatesHTML(html) // one line, as most are
+	} else {
+		for l := range bytes.Lines(html) {
+			marked = marked || imitatesHTML(l)
+		}
+	}
+	if !marked {
+		return
+	}
+	rendered := append([]byte(nil), html...)
+	out.Truncate(from)
+	for l := range bytes.Lines(rendered) {
+		if imitatesHTML(l) {
+			out.WriteString(markerHTML)
+		}
+		out.Write(l)
+	}
+}
+
+// markerHTML is termsafe.Marker on the page.
+const markerHTML = `<span class="mark">` + termsafe.Marker + `</span>`
+
+// imitatesHTML reports whether a rendered line of a job's could pass for
+// one of jobq's: whether its first visible characters are "jobq:". As
+// termsafe.Imitates does, it looks past what may show as nothing: tags,
+// spaces, character references, any non-ASCII character.
+func imitatesHTML(b []byte) bool {
+	for i := 0; i < len(b); {
+		switch c := b[i]; {
+		case c == '<':
+			j := bytes.IndexByte(b[i:], '>')
+			if j < 0 {
+				return false
+			}
+			i += j + 1
+		case c == '&':
+			j := bytes.IndexByte(b[i:], ';')
+			if j < 0 {
+				return false
+			}
+			i += j + 1
+		case c <= ' ' || c >= 0x7f:
+			i++
+		default:
+			return bytes.HasPrefix(b[i:], []byte("jobq:"))
+		}
+	}
+	return false
 }
 
 // line renders one line, without its newline.
@@ -102,6 +210,10 @@ func (r *lineRenderer) RenderEnd(b []byte) string {
 
 // AppendEnd renders as RenderEnd does, onto out.
 func (r *lineRenderer) AppendEnd(out *bytes.Buffer, b []byte) {
+	if r.own != nil {
+		r.Append(out, b) // a last line without its newline is the job's
+		return
+	}
 	if len(b) > 0 && b[len(b)-1] != '\n' {
 		b = append(b[:len(b):len(b)], '\n')
 	}
@@ -238,7 +350,9 @@ func readTail(path string, finished bool) (logTail, error) {
 		}
 	}
 	end := start + int64(len(buf))
-	r := newLineRenderer()
+	own := queue.OpenOwn(path)
+	defer own.Close()
+	r := newLineRenderer().withOwn(own, start)
 	var html string
 	if finished {
 		html = r.RenderEnd(buf)

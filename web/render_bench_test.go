@@ -2,8 +2,12 @@ package web
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/jobq/jobq/queue"
 )
 
 // BenchmarkRender renders 1 MiB of 100-byte log lines as a follower does,
@@ -14,12 +18,31 @@ func BenchmarkRender(b *testing.B) {
 		fmt.Fprintf(&sb, "%08d %s\n", i, strings.Repeat("x", 90))
 	}
 	data := []byte(sb.String())
+	// The log's record of jobq's lines: a header's.
+	path := filepath.Join(b.TempDir(), "log")
+	f, _ := os.Create(path)
+	queue.WriteOwn(f, "jobq: job 0 of r\njobq: ref refs/heads/main\n")
+	f.Close()
+	for _, judged := range []bool{false, true} {
+		b.Run(fmt.Sprintf("judged=%v", judged), func(b *testing.B) { benchRender(b, data, path, judged) })
+	}
+}
+
+func benchRender(b *testing.B, data []byte, path string, judged bool) {
 	b.SetBytes(int64(len(data)))
 	for b.Loop() {
 		r := newLineRenderer()
+		var own *queue.Own
+		if judged {
+			own = queue.OpenOwn(path)
+			r.withOwn(own, 0)
+		}
 		for off := 0; off < len(data); off += 64 << 10 {
 			chunk := data[off:min(off+64<<10, len(data))]
 			r.Render(chunk)
+		}
+		if own != nil {
+			own.Close()
 		}
 	}
 }

@@ -129,7 +129,9 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		return err == nil
 	}
 
-	render := newLineRenderer()
+	own := queue.OpenOwn(path)
+	defer own.Close()
+	render := newLineRenderer().withOwn(own, offset)
 	var f *os.File
 	defer func() {
 		if f != nil {
@@ -174,6 +176,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 						}
 						offset = start
 					}
+					render.withOwn(own, offset)
 				}
 			} else {
 				f = nil

@@ -37,6 +37,7 @@ th,td{text-align:left;padding:.15em .6em .15em 0;white-space:nowrap}
 th{border-bottom:1px solid #ccc}
 code,pre{font-family:monospace}
 pre.log{background:#111;color:#ddd;padding:.5em;overflow-x:auto;white-space:pre;font-size:13px;line-height:1.3}
+pre.log .jobq{color:#8cf;box-shadow:inset 3px 0 #8cf;padding-left:.5em}pre.log .mark{color:#fa0}
 .succeeded{color:#1a7f37}.failed,.lost,.timed-out{color:#c62828}.running{color:#b26a00}.queued,.cancelled{color:#666}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.1em 1em;margin:.5em 0}dt{color:#666}dd{margin:0;overflow-wrap:anywhere}
 .note{color:#666}

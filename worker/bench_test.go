@@ -25,3 +25,14 @@ func BenchmarkListNewest50(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkFreeSpace is one look at a filesystem's free space and inodes,
+// which a running job's poll makes at most every spaceEvery per directory.
+func BenchmarkFreeSpace(b *testing.B) {
+	dir := b.TempDir()
+	for b.Loop() {
+		if _, err := FreeSpace(dir); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

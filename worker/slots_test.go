@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobq/jobq/internal/termsafe"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -72,10 +73,10 @@ func TestWaitForSpace(t *testing.T) {
 	waits := make(chan struct{}) // each pause waits for the test
 	rec := &recorder{}
 	w := &Worker{Store: s, Runners: runWith(rec.run), MinFree: 1 << 30,
-		FreeSpace: func(string) (int64, error) {
+		FreeSpace: func(string) (Free, error) {
 			mu.Lock()
 			defer mu.Unlock()
-			return free, nil
+			return Free{Bytes: free, Inodes: -1}, nil
 		}}
 	w.pause = func(ctx context.Context, d time.Duration) bool {
 		waits <- struct{}{}
@@ -213,12 +214,12 @@ func TestClaimFailurePutsEntryBack(t *testing.T) {
 	w := &Worker{Store: s, Runners: runWith(rec.run), MinFree: 1,
 		// Called between Peek and Claim: the first time, the repository's
 		// lock breaks there, so Claim's update fails after its rename.
-		FreeSpace: func(string) (int64, error) {
+		FreeSpace: func(string) (Free, error) {
 			if looks++; looks == 1 {
 				os.Remove(lock)
 				os.Mkdir(lock, 0o700)
 			}
-			return 1 << 40, nil
+			return Free{Bytes: 1 << 40, Inodes: -1}, nil
 		}}
 	w.pause = func(context.Context, time.Duration) bool {
 		pauses++
@@ -252,8 +253,14 @@ func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 	drained := make(chan error, 1)
 	go func() { drained <- w.Drain(context.Background(), "q", false) }()
 	defer func() { <-drained }() // the worker's last writes before the test's clean-up
+	// As jobq REPO ID follows it: the result line, read again from where
+	// the cut log has it, is shown as jobq's, not marked as the job's.
 	var out syncBuffer
-	j, err := s.Follow(context.Background(), "r", 0, &out, 5*time.Millisecond, nil)
+	own := queue.OpenOwn(s.LogPath("r", 0))
+	defer own.Close()
+	shown := termsafe.NewLogWriter(&out, own)
+	j, err := s.Follow(context.Background(), "r", 0, shown, 5*time.Millisecond, nil)
+	shown.Close()
 	if err != nil || j.State != queue.Failed {
 		t.Fatalf("follow: %+v, %v", j, err)
 	}

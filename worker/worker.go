@@ -1,8 +1,10 @@
 // Package worker schedules jobs: it drains the store's queues (package
 // queue) in FIFO order, one job at a time per queue and at most JOBQ_SLOTS
 // at a time on the host, hands each job to the runner its JOBQ_RUNNER
-// names, enforces its timeout, cancellation and log limit, writes the
-// log's header and result line, and settles what a dead worker left. It
+// names, enforces its timeout, cancellation, log limit and the free space
+// and inodes of the filesystems jobs write to, writes the log's header and
+// result line (recorded as jobq's: queue.WriteOwn), and settles what a
+// dead worker left. It
 // declares the Runner interface the backends (runner/exec, runner/podman)
 // implement; it knows none of them.
 package worker
@@ -117,11 +119,19 @@ type Worker struct {
 	// across all queues and workers; < 1: every slot but one when there
 	// are two or more, else 1.
 	UserSlots int
-	// MinFree is the free space the data directory's filesystem must keep:
-	// while it has less, no job starts (jobs wait). <= 0: no check.
+	// MinFree is the free space the data directory's filesystem (and each
+	// of WatchDirs') must keep: while one has less, no job starts (jobs
+	// wait), and a running job is stopped, and fails, when one has less
+	// than half. <= 0: no check.
 	MinFree int64
-	// FreeSpace reports the free space of dir's filesystem; nil: FreeSpace.
-	FreeSpace func(dir string) (int64, error)
+	// MinFreeInodes is as MinFree, in free inodes; <= 0: no check.
+	MinFreeInodes int64
+	// WatchDirs are other directories jobs write to whose filesystems
+	// MinFree and MinFreeInodes guard too (the podman runner's checkouts,
+	// in the temporary directory).
+	WatchDirs []string
+	// FreeSpace reports what is free on dir's filesystem; nil: FreeSpace.
+	FreeSpace func(dir string) (Free, error)
 	// LogLimit bounds each job's output in its log; a job that writes more
 	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
 	LogLimit int64
@@ -496,7 +506,7 @@ func (w *Worker) logWait(j *queue.Job, reason string) {
 	if err != nil {
 		return
 	}
-	fmt.Fprintf(f, "jobq: job %d waits to start: %s\n", j.ID, reason)
+	queue.WriteOwn(f, fmt.Sprintf("jobq: job %d waits to start: %s\n", j.ID, reason))
 	f.Close()
 }
 
@@ -608,7 +618,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	hdr := header(j)
 	start := int64(len(hdr))
 	if !adopted {
-		io.WriteString(log, hdr)
+		queue.WriteOwn(log, hdr)
 		start, _ = log.Seek(0, io.SeekEnd)
 	}
 	limit := start + w.logLimit()
@@ -626,16 +636,23 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	go func() {
 		t := time.NewTicker(w.poll())
 		defer t.Stop()
+		var looked time.Time
 		for {
 			select {
 			case <-jctx.Done():
 				return
-			case <-t.C:
+			case now := <-t.C:
 				if w.Store.CancelRequested(j.Repo, j.ID) {
 					cancel(queue.ErrCancelled)
 				}
 				if fi, err := log.Stat(); err == nil && fi.Size() > limit {
 					cancel(queue.ErrLogLimit)
+				}
+				if now.Sub(looked) >= spaceEvery {
+					looked = now
+					if why := w.spaceGone(); why != "" {
+						cancel(lowSpaceError(why))
+					}
 				}
 			}
 		}
@@ -660,6 +677,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	}
 	var state queue.State
 	var reason string
+	var low lowSpaceError
 	switch cause := context.Cause(jctx); {
 	case errors.Is(runErr, queue.ErrGone):
 		state, reason = queue.Lost, fmt.Sprintf("its worker died while it ran, and %v", runErr)
@@ -674,6 +692,8 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
 	case errors.Is(cause, queue.ErrStopping):
 		state, reason = queue.Cancelled, "the worker was stopped before the job started"
+	case errors.As(cause, &low):
+		state, reason = queue.Failed, "the job was stopped: "+string(low)
 	case errors.Is(runErr, queue.ErrLost):
 		state, reason, code = queue.Lost, oneLine(runErr), nil
 	case runErr != nil:
@@ -692,12 +712,6 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason string, log *os.File) {
 	now := time.Now().UTC()
 	if log != nil {
-		if fi, err := log.Stat(); err == nil && fi.Size() > 0 {
-			b := make([]byte, 1)
-			if _, err := log.ReadAt(b, fi.Size()-1); err == nil && b[0] != '\n' {
-				io.WriteString(log, "\n")
-			}
-		}
 		line := "jobq: " + string(state)
 		if code != nil {
 			line += fmt.Sprintf(", exit code %d", *code)
@@ -706,7 +720,8 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 			line += ": " + reason
 		}
 		line += fmt.Sprintf(", after %s\n", now.Sub(j.StartedAt).Round(time.Millisecond))
-		io.WriteString(log, line)
+		// On a line of its own, recorded as jobq's (queue.WriteOwn).
+		queue.WriteOwn(log, line)
 		log.Sync()
 	}
 	_, err := w.Store.Update(j.Repo, j.ID, func(r *queue.Job) error {

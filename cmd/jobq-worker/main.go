@@ -140,6 +140,12 @@ func newWorker() (*worker.Worker, error) {
 			return nil, fmt.Errorf("JOBQ_MIN_FREE=%q is not a size (like 512m or 2g; 0: no check)", v)
 		}
 	}
+	minInodes := int64(worker.DefaultMinFreeInodes)
+	if v := os.Getenv("JOBQ_MIN_FREE_INODES"); v != "" {
+		if minInodes, err = strconv.ParseInt(v, 10, 64); err != nil || minInodes < 0 {
+			return nil, fmt.Errorf("JOBQ_MIN_FREE_INODES=%q is not a number (0: no check)", v)
+		}
+	}
 	logLimit := int64(worker.DefaultLogLimit)
 	if v := os.Getenv("JOBQ_LOG_LIMIT"); v != "" {
 		n, err := push.ParseBytes(v)
@@ -177,8 +183,11 @@ func newWorker() (*worker.Worker, error) {
 		Slots:     slots,
 		UserSlots: userSlots,
 		MinFree:   minFree,
-		LogLimit:  logLimit,
-		Logf:      log.Printf,
+		// The podman runner's checkouts, which its jobs write in.
+		MinFreeInodes: minInodes,
+		WatchDirs:     []string{os.TempDir()},
+		LogLimit:      logLimit,
+		Logf:          log.Printf,
 	}, nil
 }
 

@@ -113,6 +113,11 @@ func TestWorkerSettings(t *testing.T) {
 		{"JOBQ_MIN_FREE", "512m", func(w *worker.Worker) bool { return w.MinFree == 512<<20 }},
 		{"JOBQ_MIN_FREE", "-1", nil},
 		{"JOBQ_MIN_FREE", "1x", nil},
+		{"JOBQ_MIN_FREE_INODES", "", func(w *worker.Worker) bool { return w.MinFreeInodes == worker.DefaultMinFreeInodes }},
+		{"JOBQ_MIN_FREE_INODES", "0", func(w *worker.Worker) bool { return w.MinFreeInodes == 0 }},
+		{"JOBQ_MIN_FREE_INODES", "1000", func(w *worker.Worker) bool { return w.MinFreeInodes == 1000 }},
+		{"JOBQ_MIN_FREE_INODES", "-1", nil},
+		{"JOBQ_MIN_FREE_INODES", "1k", nil},
 	} {
 		t.Run(tt.name+"="+tt.value, func(t *testing.T) {
 			t.Setenv("JOBQ_HOME", t.TempDir())

@@ -225,11 +225,14 @@ func (a *app) log(repo, idArg string, follow, raw bool) error {
 		return err
 	}
 	// With raw, stdout is the stored bytes and nothing else.
-	out, note := a.e.stdout, a.e.stderr
+	out, note := a.e.stdout, func(line string) { fmt.Fprintln(a.e.stderr, line) }
 	if !raw {
-		safe := termsafe.NewWriter(a.e.stdout)
+		// The record of jobq's own lines tells them from the job's.
+		own := queue.OpenOwn(a.store.LogPath(repo, id))
+		defer own.Close()
+		safe := termsafe.NewLogWriter(a.e.stdout, own)
 		defer safe.Close()
-		out, note = safe, safe
+		out, note = safe, func(line string) { safe.Note(line) }
 	}
 	if follow {
 		j, err = a.store.Follow(a.ctx, repo, id, out, 200*time.Millisecond, a.adoptOrphan)
@@ -240,7 +243,7 @@ func (a *app) log(repo, idArg string, follow, raw bool) error {
 		return err
 	}
 	if j.State == queue.Cancelled && j.StartedAt.IsZero() {
-		fmt.Fprintf(note, "jobq: cancelled before it started\n")
+		note("jobq: cancelled before it started")
 	}
 	if j.State.Final() && j.State != queue.Succeeded {
 		return &cli.ExitError{Code: cli.Failed}

@@ -46,9 +46,11 @@ func runHook(ctx context.Context, e env) int {
 		}
 		// The pusher watches; if they go, the job still runs to its end.
 		// The job's output reaches their terminal: made safe.
-		out := termsafe.NewWriter(e.stderr)
+		own := queue.OpenOwn(a.store.LogPath(qj.job.Repo, qj.job.ID))
+		out := termsafe.NewLogWriter(e.stderr, own)
 		_, err := a.store.Follow(ctx, qj.job.Repo, qj.job.ID, out, 200*time.Millisecond, a.adoptOrphan)
 		out.Close()
+		own.Close()
 		if err != nil {
 			say("%v", err)
 		}

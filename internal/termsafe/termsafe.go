@@ -260,3 +260,30 @@ func Line(s string) string {
 	}
 	return string(b)
 }
+
+// Marker starts, on a terminal and on the web page, a line of a job's
+// output that could pass for one of jobq's (see Imitates).
+const Marker = "[job] "
+
+// writeMarker writes Marker at the start of a line, after resetting the
+// attributes if a colour passed: the job's colour cannot hide it.
+func (t *Writer) writeMarker() {
+	if t.coloured {
+		t.out = append(t.out, reset...)
+		t.coloured = false
+	}
+	t.out = append(t.out, Marker...)
+}
+
+// writeOwn writes a line of jobq's own (without its newline) at the start
+// of a line: attributes reset first, every control character made
+// visible, then a newline.
+func (t *Writer) writeOwn(line []byte) {
+	if t.coloured {
+		t.out = append(t.out, reset...)
+		t.coloured = false
+	}
+	t.out = append(t.out, Line(string(line))...)
+	t.out = append(t.out, '\n')
+	t.lineStart = true
+}

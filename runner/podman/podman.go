@@ -119,7 +119,12 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		return 0, err
 	}
 	conn := l.conn
-	r.skipped(j, log)
+	// jobq's lines, recorded as such (queue.WriteOwn).
+	var own strings.Builder
+	if r.skipped(j, &own); own.Len() > 0 {
+		queue.WriteOwn(log, own.String())
+		own.Reset()
+	}
 	// An image that is present costs no question to the service: create
 	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
 	// first.
@@ -139,7 +144,10 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if !l.remote {
 		hard = LocalHard()
 	}
-	notApplied(j, host, hard, log)
+	notApplied(j, host, hard, &own)
+	if own.Len() > 0 {
+		queue.WriteOwn(log, own.String())
+	}
 	hostDir := ""
 	if l.remote {
 		hostDir = r.hostDir(m)

@@ -279,7 +279,14 @@ func TestFullDisk(t *testing.T) {
 	setRC(t, map[string]string{"JOBQ_MIN_FREE": "0"}) // jobs start on this small filesystem
 	data := env.DataDir()
 	// A 2 MB tmpfs over the data directory for this test (the jobs of the
-	// other tests are under it, untouched, and back after).
+	// other tests are under it, untouched, and back after). It exists
+	// already unless this test runs first.
+	if err := os.MkdirAll(data, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, env.UID, env.GID); err != nil {
+		t.Fatal(err)
+	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=2m,mode=0700,uid=%d,gid=%d", env.UID, env.GID), "jobq-full", data).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v %s", err, out)
 	}

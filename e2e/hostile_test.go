@@ -281,11 +281,8 @@ func TestFullDisk(t *testing.T) {
 	// A 2 MB tmpfs over the data directory for this test (the jobs of the
 	// other tests are under it, untouched, and back after). It exists
 	// already unless this test runs first.
-	if err := os.MkdirAll(data, 0o700); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chown(data, env.UID, env.GID); err != nil {
-		t.Fatal(err)
+	if out, err := env.AsUser(context.Background(), nil, "mkdir", "-p", data); err != nil {
+		t.Fatalf("mkdir: %v %s", err, out)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=2m,mode=0700,uid=%d,gid=%d", env.UID, env.GID), "jobq-full", data).CombinedOutput(); err != nil {
 		t.Fatalf("mount: %v %s", err, out)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -100,7 +101,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	}
 	// One more than shown, to know whether older jobs were left out.
 	fetch := limit
-	if limit > 0 {
+	if limit > 0 && limit < math.MaxInt {
 		fetch = limit + 1
 	}
 	jobs, err := a.store.Jobs(repo, fetch)

@@ -356,7 +356,7 @@ func (a *app) retry(repo, idArg string) error {
 			}
 		}
 	}
-	opts, hooked, err := a.repoOptions(repo)
+	opts, env, hooked, err := a.repoOptions(repo)
 	switch {
 	case !hooked:
 		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
@@ -369,7 +369,7 @@ func (a *app) retry(repo, idArg string) error {
 	}
 	j := &queue.Job{
 		Repo: repo, Queue: opts.Queue, Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
-		User: old.User, GitDir: gitDir, Env: passEnv(a.e.lookup, opts.PassEnv), Options: opts, RetryOf: &old.ID,
+		User: old.User, GitDir: gitDir, Env: env, Options: opts, RetryOf: &old.ID,
 	}
 	if a.user != "" {
 		j.User = a.user

@@ -41,7 +41,7 @@ func listJSON(t *testing.T, user, repo string) []jobJSON {
 func TestPushRunsArticleDeployment(t *testing.T) {
 	makefile := "deploy:\n\t@echo deploying from $(CURDIR) && cat VERSION\n"
 	r, rev := push(t, "demo", map[string]string{"Makefile.ci": makefile, "VERSION": "v-e2e-1\n"})
-	if !strings.Contains(r.Stderr, "jobq: queued demo job 0 in queue demo (0 ahead)") {
+	if !strings.Contains(r.Stderr, "jobq: queued demo job 0 in queue repo:demo (0 ahead)") {
 		t.Fatalf("push output lacks the queued line:\n%s", r.Stderr)
 	}
 	log := follow(t, "alice", "demo", 0)

@@ -79,7 +79,7 @@ func decodeJob(data []byte) (*Job, error) {
 	default:
 		return nil, fmt.Errorf("unknown state %q", j.State)
 	}
-	if ValidName(j.Repo) != nil || ValidName(j.Queue) != nil || j.ID < 0 {
+	if ValidName(j.Repo) != nil || ValidQueue(j.Queue) != nil || j.ID < 0 {
 		return nil, fmt.Errorf("bad repository, queue or ID")
 	}
 	return &j, nil

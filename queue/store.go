@@ -87,7 +87,7 @@ func (s *Store) Enqueue(j *Job) (ahead int, err error) {
 	if err := ValidName(j.Repo); err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
-	if err := ValidName(j.Queue); err != nil {
+	if err := ValidQueue(j.Queue); err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
 	}
 	// The repository's incarnation (see incarnation.go); a job without a

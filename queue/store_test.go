@@ -99,3 +99,74 @@ func TestNextIDWithoutNextFile(t *testing.T) {
 		}
 	}
 }
+
+func TestQueueNames(t *testing.T) {
+	for q, ok := range map[string]bool{
+		"deploy": true, "team/deploy": true, DefaultQueue("r"): true, DefaultQueue("team/app"): true,
+		"repo:": false, "repo:../x": false, "repo:repo:x": false, ":x": false, "repo:/x": false, "x:y": false, "": false,
+	} {
+		if err := ValidQueue(q); (err == nil) != ok {
+			t.Errorf("ValidQueue(%q) = %v", q, err)
+		}
+	}
+	// Every queue name is one directory entry of its own.
+	if escape(DefaultQueue("a/b")) == escape("a/b") || strings.Contains(escape(DefaultQueue("a/b")), "/") {
+		t.Errorf("DefaultQueue(a/b) escapes to %q", escape(DefaultQueue("a/b")))
+	}
+}
+
+// A repository's own queue had its bare name before; while jobs of it
+// queued then wait or run there, new ones join them, so that the queue
+// still runs them one at a time, in order; then the repository's jobs go
+// to its own queue. Jobs of other repositories in a queue of that name
+// (one the administrator named) do not draw it there.
+func TestQueueForOldQueue(t *testing.T) {
+	s, _ := Open(t.TempDir())
+	own := DefaultQueue("r")
+	if q := s.QueueFor("r", own); q != own {
+		t.Fatalf("QueueFor with no old queue = %q", q)
+	}
+	other := &Job{Repo: "other", Queue: "r", Ref: "refs/heads/x", Options: Options{Keep: 5}}
+	if _, err := s.Enqueue(other); err != nil {
+		t.Fatal(err)
+	}
+	if q := s.QueueFor("r", own); q != own {
+		t.Errorf("another repository's job in queue r drew r's jobs there: %q", q)
+	}
+	old := &Job{Repo: "r", Queue: "r", Ref: "refs/heads/x", Options: Options{Keep: 5}}
+	if _, err := s.Enqueue(old); err != nil {
+		t.Fatal(err)
+	}
+	if q := s.QueueFor("r", own); q != "r" {
+		t.Errorf("QueueFor with an old job waiting = %q, want r", q)
+	}
+	if q := s.QueueFor("r", "deploy"); q != "deploy" {
+		t.Errorf("QueueFor a named queue = %q", q)
+	}
+	// The jobs are claimed (running/), then done, oldest first.
+	h, err := s.HoldQueue("r", false)
+	if err != nil || h == nil {
+		t.Fatal(h, err)
+	}
+	defer h.Release()
+	es, err := h.Pending()
+	if err != nil || len(es) != 2 {
+		t.Fatal(es, err)
+	}
+	for _, e := range es {
+		c, err := h.Peek(e)
+		if err != nil || c == nil {
+			t.Fatal(c, err)
+		}
+		if err := h.Claim(c); err != nil {
+			t.Fatal(err)
+		}
+		if q := s.QueueFor("r", own); q != "r" {
+			t.Errorf("QueueFor with an old job of r in queue r (%s running) = %q, want r", e.Repo, q)
+		}
+		h.Done(c)
+	}
+	if q := s.QueueFor("r", own); q != own {
+		t.Errorf("QueueFor once the old queue has none of r's jobs = %q", q)
+	}
+}

@@ -368,7 +368,7 @@ func (a *app) retry(repo, idArg string) error {
 		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
 	}
 	j := &queue.Job{
-		Repo: repo, Queue: opts.Queue, Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
+		Repo: repo, Queue: a.store.QueueFor(repo, opts.Queue), Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
 		User: old.User, GitDir: gitDir, Env: env, Options: opts, RetryOf: &old.ID,
 	}
 	if a.user != "" {

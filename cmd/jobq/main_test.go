@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,7 @@ func TestSyncHookWithoutWorkerDoesNotHang(t *testing.T) {
 	if code != 0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("exit %d after %s", code, time.Since(start))
 	}
-	for _, want := range []string{"jobq: queued r job 0 in queue r (0 ahead)", "jobq-worker not found", "the job waits for the next worker"} {
+	for _, want := range []string{"jobq: queued r job 0 in queue repo:r (0 ahead)", "jobq-worker not found", "the job waits for the next worker"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("hook output lacks %q:\n%s", want, stderr)
 		}
@@ -64,7 +65,7 @@ func TestHookInputAndOptions(t *testing.T) {
 		{"garbage input", map[string]string{"JOBQ_COMMAND": "x"}, "garbage\n", 0, "hook input line 1 is not OLD NEW REF"},
 		{"deletion", map[string]string{"JOBQ_COMMAND": "x"}, strings.Repeat("a", 40) + " " + strings.Repeat("0", 40) + " refs/heads/x\n", 0, ""},
 		{"filter", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_REF_FILTER": "refs/tags/*"}, hookLine("refs/heads/main") + hookLine("refs/tags/v1"), 1, "queued r job 0"},
-		{"many refs", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_ASYNC": "1"}, strings.Repeat(hookLine("refs/heads/b"), 3), 3, "queued r job 2 in queue r (2 ahead)"},
+		{"many refs", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_ASYNC": "1"}, strings.Repeat(hookLine("refs/heads/b"), 3), 3, "queued r job 2 in queue repo:r (2 ahead)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +85,49 @@ func TestHookInputAndOptions(t *testing.T) {
 				t.Errorf("%d jobs queued, want %d", len(jobs), tt.queued)
 			}
 		})
+	}
+}
+
+// A repository's own queue is no other's: a repository named like the
+// queue another is configured with ("deploy" sets JOBQ_QUEUE=prod; a user
+// creates a repository "prod") does not join it, and one named like
+// another's own queue neither; two repositories share a queue only where
+// both name it.
+func TestOwnQueueIsNoOtherQueue(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	home := t.TempDir()
+	push := func(repo string, vars map[string]string) string {
+		t.Helper()
+		vars["JOBQ_HOME"], vars["GL_REPO"], vars["GIT_DIR"], vars["JOBQ_ASYNC"] = home, repo, t.TempDir(), "1"
+		vars["JOBQ_COMMAND"] = "img true"
+		if code, _, stderr := invoke(t, vars, hookLine("refs/heads/main"), "post-receive"); code != 0 || !strings.Contains(stderr, "queued "+repo+" job 0") {
+			t.Fatalf("%s: exit %d\n%s", repo, code, stderr)
+		}
+		s, _ := queue.Open(home)
+		j, err := s.Job(repo, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Queue
+	}
+	for _, tt := range []struct {
+		repo string
+		vars map[string]string
+		want string
+	}{
+		{"deploy", map[string]string{"GL_OPTION_JOBQ_QUEUE": "prod"}, "prod"},
+		{"prod", map[string]string{}, "repo:prod"},
+		{"repo", map[string]string{}, "repo:repo"},
+		{"other", map[string]string{"GL_OPTION_JOBQ_QUEUE": "prod"}, "prod"},
+	} {
+		if q := push(tt.repo, tt.vars); q != tt.want {
+			t.Errorf("%s's job is in queue %q, want %q", tt.repo, q, tt.want)
+		}
+	}
+	s, _ := queue.Open(home)
+	ahead, _ := s.Ahead("prod")
+	if want := map[string]int{"deploy 0": 0, "other 0": 1}; !maps.Equal(ahead, want) {
+		t.Errorf("queue prod holds %v, want %v", ahead, want)
 	}
 }
 

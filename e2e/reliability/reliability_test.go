@@ -342,8 +342,8 @@ func TestCrashMatrix(t *testing.T) {
 					t.Errorf("round %d: left behind: %v", i, left)
 				}
 			}
-			running, _ := filepath.Glob(filepath.Join(s.home, "queues", repo, "running", "*"))
-			pending, _ := filepath.Glob(filepath.Join(s.home, "queues", repo, "pending", "*"))
+			running, _ := filepath.Glob(filepath.Join(s.home, "queues", "repo:"+repo, "running", "*"))
+			pending, _ := filepath.Glob(filepath.Join(s.home, "queues", "repo:"+repo, "pending", "*"))
 			if len(running)+len(pending) > 0 {
 				t.Errorf("entries left: %v %v", running, pending)
 			}

@@ -48,7 +48,7 @@ func TestPushRunsArticleDeployment(t *testing.T) {
 	if log.Code != 0 {
 		t.Fatalf("jobq demo 0: %s", log)
 	}
-	for _, want := range []string{"jobq: job 0 of demo, queue demo, pushed by alice", "revision " + rev, "deploying from /tmp/", "v-e2e-1", "jobq: succeeded, exit code 0"} {
+	for _, want := range []string{"jobq: job 0 of demo, queue repo:demo, pushed by alice", "revision " + rev, "deploying from /tmp/", "v-e2e-1", "jobq: succeeded, exit code 0"} {
 		if !strings.Contains(log.Stdout, want) {
 			t.Errorf("log lacks %q:\n%s", want, log.Stdout)
 		}

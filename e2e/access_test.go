@@ -152,9 +152,9 @@ func TestRetryNeedsWriteAndRewind(t *testing.T) {
 	}{
 		{"carol", "0", 1, "jobq: carol may not retry rollback job 0: that needs write access (W) on refs/heads/master\n"},
 		{"carol", "1", 1, fmt.Sprintf("jobq: carol may not retry rollback job 1: refs/heads/dev points at %s, so running %s again is a rollback; that needs force-push access (+) on it\n", devNow[:8], devOld[:8])},
-		{"carol", "2", 0, "jobq: queued rollback job 3 in queue rollback (0 ahead), a retry of job 2\n"},
-		{"alice", "1", 0, "jobq: queued rollback job 4 in queue rollback"},
-		{"alice", "0", 0, "jobq: queued rollback job 5 in queue rollback"},
+		{"carol", "2", 0, "jobq: queued rollback job 3 in queue repo:rollback (0 ahead), a retry of job 2\n"},
+		{"alice", "1", 0, "jobq: queued rollback job 4 in queue repo:rollback"},
+		{"alice", "0", 0, "jobq: queued rollback job 5 in queue repo:rollback"},
 	} {
 		r := ssh(tt.user, "jobq", "retry", "rollback", tt.id)
 		if r.Code != tt.code || !strings.Contains(r.Stdout+r.Stderr, tt.says) {

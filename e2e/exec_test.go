@@ -41,14 +41,14 @@ func listJSON(t *testing.T, user, repo string) []jobJSON {
 func TestPushRunsArticleDeployment(t *testing.T) {
 	makefile := "deploy:\n\t@echo deploying from $(CURDIR) && cat VERSION\n"
 	r, rev := push(t, "demo", map[string]string{"Makefile.ci": makefile, "VERSION": "v-e2e-1\n"})
-	if !strings.Contains(r.Stderr, "jobq: queued demo job 0 in queue demo (0 ahead)") {
+	if !strings.Contains(r.Stderr, "jobq: queued demo job 0 in queue repo:demo (0 ahead)") {
 		t.Fatalf("push output lacks the queued line:\n%s", r.Stderr)
 	}
 	log := follow(t, "alice", "demo", 0)
 	if log.Code != 0 {
 		t.Fatalf("jobq demo 0: %s", log)
 	}
-	for _, want := range []string{"jobq: job 0 of demo, queue demo, pushed by alice", "revision " + rev, "deploying from /tmp/", "v-e2e-1", "jobq: succeeded, exit code 0"} {
+	for _, want := range []string{"jobq: job 0 of demo, queue repo:demo, pushed by alice", "revision " + rev, "deploying from /tmp/", "v-e2e-1", "jobq: succeeded, exit code 0"} {
 		if !strings.Contains(log.Stdout, want) {
 			t.Errorf("log lacks %q:\n%s", want, log.Stdout)
 		}

@@ -21,7 +21,7 @@ echo "HOME passed: $HOME"
 // pushed revision at /source; ssh jobq REPO ID shows its output.
 func TestPodmanJobFromPush(t *testing.T) {
 	r, rev := push(t, "pod", map[string]string{"ci.sh": ciScript, "VERSION": "pod-v1\n"})
-	if !strings.Contains(r.Stderr, "jobq: queued pod job 0 in queue pod") {
+	if !strings.Contains(r.Stderr, "jobq: queued pod job 0 in queue repo:pod") {
 		t.Fatalf("push output:\n%s", r.Stderr)
 	}
 	log := follow(t, "alice", "pod", 0)

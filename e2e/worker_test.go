@@ -218,7 +218,7 @@ func TestJobsWaitForSpace(t *testing.T) {
 		t.Fatalf("push: %s", r)
 	}
 	r, _ = push(t, "wk-disk", nil)
-	if !strings.Contains(r.Stderr, "jobq: queued wk-disk job 1 in queue wk-disk (1 ahead)") {
+	if !strings.Contains(r.Stderr, "jobq: queued wk-disk job 1 in queue repo:wk-disk (1 ahead)") {
 		t.Fatalf("second push: %s", r)
 	}
 	testenv.WaitUntil(t, "the listing says why job 0 waits", time.Minute, func() bool {

@@ -21,8 +21,8 @@ const (
 var ErrNoCommand = errors.New("JOBQ_COMMAND is not set")
 
 // ParseOptions reads the options through lookup, which gets JOBQ_X and then
-// GL_OPTION_JOBQ_X (gitolite's name for "option ENV.JOBQ_X"). repo names the
-// default queue. Errors are one line naming the option and its value; the
+// GL_OPTION_JOBQ_X (gitolite's name for "option ENV.JOBQ_X"). repo's own
+// queue (queue.DefaultQueue) is the default. Errors are one line naming the option and its value; the
 // caller says what follows from them.
 func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Options, error) {
 	get := func(name string) (string, bool) {
@@ -33,7 +33,7 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 	}
 	o := queue.Options{
 		RefFilter: DefaultRefFilter,
-		Queue:     repo,
+		Queue:     queue.DefaultQueue(repo),
 		Timeout:   DefaultTimeout,
 		Runner:    "podman",
 		Pull:      "missing",

@@ -17,7 +17,7 @@ func TestParseOptions(t *testing.T) {
 		wantErr string
 	}{
 		{"defaults", map[string]string{"JOBQ_COMMAND": "img make"}, func(o queue.Options) bool {
-			return o.Queue == "repo" && o.Timeout == 600*time.Second && o.Runner == "podman" && o.Pull == "missing" &&
+			return o.Queue == "repo:repo" && o.Timeout == 600*time.Second && o.Runner == "podman" && o.Pull == "missing" &&
 				o.PIDs == 1024 && o.Keep == 200 && !o.Async && o.RefFilter == DefaultRefFilter
 		}, ""},
 		{"gitolite names", map[string]string{"GL_OPTION_JOBQ_COMMAND": "img", "GL_OPTION_JOBQ_QUEUE": "deploy", "GL_OPTION_JOBQ_ASYNC": "1"},
@@ -32,6 +32,10 @@ func TestParseOptions(t *testing.T) {
 			func(o queue.Options) bool { return o.Runner == "exec" }, ""},
 		{"pass env", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_PASS_ENV": "TOKEN  HOME_URL"},
 			func(o queue.Options) bool { return slices.Equal(o.PassEnv, []string{"TOKEN", "HOME_URL"}) }, ""},
+		// A repository named like a queue does not join it: only a queue
+		// the administrator names is shared.
+		{"own queue", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_QUEUE": " "}, func(o queue.Options) bool { return o.Queue == "repo:repo" }, ""},
+		{"queue named as a repository's own", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_QUEUE": "repo:other"}, nil, `JOBQ_QUEUE="repo:other" is not a valid queue name`},
 		{"no command", map[string]string{}, nil, "JOBQ_COMMAND is not set"},
 		{"blank command", map[string]string{"JOBQ_COMMAND": "  "}, nil, "JOBQ_COMMAND is not set"},
 		{"bad timeout", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_TIMEOUT": "abc"}, nil, `JOBQ_TIMEOUT="abc" is not a duration`},

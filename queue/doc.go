@@ -33,6 +33,11 @@
 //
 // NAME is a repository or queue name with '%' and '/' escaped, so every name
 // is one directory entry; names are validated before they touch a path.
+// A queue is one a JOBQ_QUEUE names, shared by the repositories that name
+// it, or a repository's own, repo:REPO (DefaultQueue), which no JOBQ_QUEUE
+// can name: a repository does not join a queue by being named like it.
+// Own queues once had the repository's bare name; QueueFor sends a
+// repository's new jobs after its jobs still in such a queue.
 //
 // # Protocol
 //

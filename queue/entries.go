@@ -130,11 +130,31 @@ func (s *Store) Queues() ([]string, error) {
 	}
 	var qs []string
 	for _, e := range ents {
-		if q := unescape(e.Name()); e.IsDir() && ValidName(q) == nil {
+		if q := unescape(e.Name()); e.IsDir() && ValidQueue(q) == nil {
 			qs = append(qs, q)
 		}
 	}
 	return qs, nil
+}
+
+// QueueFor is the queue a job of repo goes to when its options name queue
+// q: q, except that a repository's own queue had the repository's bare
+// name before it had a name of its own (DefaultQueue), and while jobs of
+// repo queued then are still in that queue, new ones join them there, so
+// that they run after them, one at a time, as before.
+func (s *Store) QueueFor(repo, q string) string {
+	if q != DefaultQueue(repo) || ValidName(repo) != nil {
+		return q
+	}
+	for _, sub := range []string{"running", "pending"} {
+		es, _ := s.entries(repo, sub)
+		for _, e := range es {
+			if e.Repo == repo {
+				return repo
+			}
+		}
+	}
+	return q
 }
 
 // HasPending reports whether queue q has jobs waiting.
@@ -145,7 +165,7 @@ func (s *Store) HasPending(q string) (bool, error) {
 
 // queueLock is queue q's worker lock: held by the one process draining q.
 func (s *Store) queueLock(q string) (*flock.Flock, error) {
-	if err := ValidName(q); err != nil {
+	if err := ValidQueue(q); err != nil {
 		return nil, err
 	}
 	if err := s.makeQueue(q); err != nil {

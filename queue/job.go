@@ -79,7 +79,7 @@ func decodeJob(data []byte) (*Job, error) {
 	default:
 		return nil, fmt.Errorf("unknown state %q", j.State)
 	}
-	if ValidName(j.Repo) != nil || ValidName(j.Queue) != nil || j.ID < 0 {
+	if ValidName(j.Repo) != nil || ValidQueue(j.Queue) != nil || j.ID < 0 {
 		return nil, fmt.Errorf("bad repository, queue or ID")
 	}
 	return &j, nil
@@ -104,7 +104,8 @@ type Options struct {
 	Keep       int           `json:"keep"`
 }
 
-// DefaultKeep is how many finished jobs a repository keeps (JOBQ_KEEP).
+// DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200
+// jobs, and up to 200 more as each ref's newest (Store.Prune).
 const DefaultKeep = 200
 
 // Why a job's run ends early: the cause (context.Cause) of the context

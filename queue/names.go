@@ -29,9 +29,35 @@ func ValidName(name string) error {
 	return nil
 }
 
-// escape maps a valid name to one directory entry.
+// ownQueue begins the name of a repository's own queue, the one its jobs
+// go to unless the administrator names one (JOBQ_QUEUE). No JOBQ_QUEUE
+// can begin so (ValidName refuses ':'), so a repository joins another's
+// queue only where the administrator named the same queue for both: not
+// by being named like another repository's queue.
+const ownQueue = "repo:"
+
+// DefaultQueue is repository repo's own queue.
+func DefaultQueue(repo string) string { return ownQueue + repo }
+
+// ValidQueue reports whether q can be a queue's name: a name as
+// ValidName takes it (JOBQ_QUEUE's), or a repository's own queue.
+func ValidQueue(q string) error {
+	if repo, ok := strings.CutPrefix(q, ownQueue); ok {
+		if err := ValidName(repo); err != nil {
+			return fmt.Errorf("invalid queue %q: %w", q, err)
+		}
+		return nil
+	}
+	return ValidName(q)
+}
+
+// escape maps a valid name to one directory entry. Every path of the
+// store goes through it: most names need no change, and cost nothing.
 func escape(name string) string {
-	return strings.NewReplacer("%", "%25", "/", "%2F").Replace(name)
+	if !strings.ContainsAny(name, "%/") {
+		return name
+	}
+	return strings.ReplaceAll(strings.ReplaceAll(name, "%", "%25"), "/", "%2F")
 }
 
 func unescape(s string) string {

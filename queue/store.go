@@ -87,7 +87,7 @@ func (s *Store) Enqueue(j *Job) (ahead int, err error) {
 	if err := ValidName(j.Repo); err != nil {
 		return 0, fmt.Errorf("enqueue: %w", err)
 	}
-	if err := ValidName(j.Queue); err != nil {
+	if err := ValidQueue(j.Queue); err != nil {
 		return 0, fmt.Errorf("enqueue %s: %w", j.Repo, err)
 	}
 	// The repository's incarnation (see incarnation.go); a job without a
@@ -407,8 +407,28 @@ func (s *Store) CancelRequested(repo string, id int64) bool {
 	return err == nil
 }
 
-// Prune removes the oldest finished jobs of repo beyond the newest keep, and
-// what enqueues that crashed before their commit point left.
+// RefKeep is the per-ref minimum of Prune: each ref's newest jobs it keeps
+// beyond a repository's newest keep (fewer where keep is smaller).
+const RefKeep = 5
+
+// Prune applies JOBQ_KEEP = keep to repo, and removes what enqueues that
+// crashed before their commit point left. It keeps:
+//
+//   - the repository's newest keep jobs;
+//   - besides them, each ref's newest min(RefKeep, keep) jobs, at most keep
+//     of them in all, shared out among the pushers whose jobs they are:
+//     each pusher's newest first, a job of each pusher in turn;
+//   - every job not ended yet, and every job whose runner records remain
+//     (its clean-up is retried by jobq gc).
+//
+// So a repository holds at most 2 × keep ended jobs, and no writer of one
+// ref can push another's recent jobs out: the repository's newest keep
+// are a writer's to fill, but a ref's newest jobs stay while their pusher's
+// share lasts, and one pusher's share is at least keep divided by the
+// number of pushers with such jobs, whatever the others push.
+//
+// Prune reads every job's record once: its time and memory grow with the
+// jobs the repository holds, and the rule bounds those.
 func (s *Store) Prune(repo string, keep int) error {
 	lock, err := s.lockRepo(repo)
 	if err != nil {
@@ -428,35 +448,127 @@ func (s *Store) Prune(repo string, keep int) error {
 		}
 	}
 	slices.Sort(ids)
-	// Jobs of a deleted incarnation that were still running when it was
-	// retired go after it, once they have ended.
-	if st, err := s.storedIncarnation(repo); err == nil && st.token != "" {
-		live := ids[:0]
-		for _, id := range ids {
-			j, err := s.Job(repo, id)
-			if err == nil && j.State.Final() && j.Incarnation != "" && j.Incarnation != st.token && !s.runnerState(repo, id) {
+	slices.Reverse(ids) // newest first
+	live, err := s.storedIncarnation(repo)
+	if err != nil {
+		live.token = ""
+	}
+	keep = max(keep, 1)
+	refKeep := min(RefKeep, keep)
+	// intern keeps one copy of each ref and user name: a long history
+	// names the same few thousands of times.
+	names := map[string]string{}
+	intern := func(s string) string {
+		if v, ok := names[s]; ok {
+			return v
+		}
+		names[s] = s
+		return s
+	}
+	type record struct {
+		id        int64
+		ref, user string
+		readable  bool
+		final     bool
+		protected bool // among its ref's newest refKeep
+	}
+	recs := make([]record, 0, len(ids))
+	perRef := map[string]int{}
+	for _, id := range ids {
+		r := record{id: id}
+		j, err := s.pruneRecord(repo, id)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			continue // removed meanwhile
+		case err == nil:
+			// Jobs of a deleted incarnation that were still running when it
+			// was retired go after it, once they have ended.
+			if live.token != "" && j.State.Final() && j.Incarnation != "" && j.Incarnation != live.token && !s.runnerState(repo, id) {
 				if err := s.moveRetired(repo, j.Incarnation, id); err != nil {
 					return fmt.Errorf("prune %s: %w", repo, err)
 				}
 				continue
 			}
-			live = append(live, id)
+			r.ref, r.user, r.readable, r.final = intern(j.Ref), intern(j.User), true, j.State.Final()
+			perRef[r.ref]++
+			r.protected = perRef[r.ref] <= refKeep
 		}
-		ids = live
+		// An unreadable record (err != nil) has no ref: only the newest
+		// keep protect it.
+		recs = append(recs, r)
 	}
-	for _, id := range ids[:max(len(ids)-max(keep, 1), 0)] {
-		j, err := s.Job(repo, id)
-		if err == nil && !j.State.Final() {
-			continue // still queued or running: it goes when it ends
+	// Beyond the newest keep, the jobs the per-ref minimum protects, by
+	// pusher, each pusher's newest first.
+	var older []record
+	if len(recs) > keep {
+		older = recs[keep:]
+	}
+	byUser := map[string][]int{}
+	var users []string
+	for i, r := range older {
+		if r.final && r.protected {
+			if _, ok := byUser[r.user]; !ok {
+				users = append(users, r.user)
+			}
+			byUser[r.user] = append(byUser[r.user], i)
 		}
-		if s.runnerState(repo, id) {
+	}
+	kept := make([]bool, len(older))
+	for round, share := 0, keep; share > 0; round++ {
+		more := false
+		// users is in the order of each pusher's newest such job.
+		for _, u := range users {
+			if round < len(byUser[u]) && share > 0 {
+				kept[byUser[u][round]], more = true, true
+				share--
+			}
+		}
+		if !more {
+			break
+		}
+	}
+	for i, r := range older {
+		switch {
+		case kept[i]:
+			continue
+		case r.readable && !r.final:
+			continue // still queued or running: it goes when it ends
+		case s.runnerState(repo, r.id):
 			continue // its records point at what is not removed yet: jobq gc retries
 		}
-		if err := os.RemoveAll(s.jobDir(repo, id)); err != nil {
+		if err := os.RemoveAll(s.jobDir(repo, r.id)); err != nil {
 			return fmt.Errorf("prune %s: %w", repo, err)
 		}
 	}
 	return nil
+}
+
+// pruneRecord reads what Prune needs of a job's record.
+func (s *Store) pruneRecord(repo string, id int64) (*Job, error) {
+	data, err := os.ReadFile(filepath.Join(s.jobDir(repo, id), "job.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		if _, serr := os.Lstat(s.jobDir(repo, id)); errors.Is(serr, fs.ErrNotExist) {
+			return nil, ErrNotFound
+		}
+	}
+	if err != nil {
+		return nil, err
+	}
+	var j struct {
+		Ref         string `json:"ref"`
+		User        string `json:"user"`
+		State       State  `json:"state"`
+		Incarnation string `json:"incarnation"`
+	}
+	if err := json.Unmarshal(data, &j); err != nil {
+		return nil, err
+	}
+	switch j.State {
+	case Queued, Running, Succeeded, Failed, TimedOut, Cancelled, Lost:
+	default:
+		return nil, fmt.Errorf("unknown state %q", j.State)
+	}
+	return &Job{Ref: j.Ref, User: j.User, State: j.State, Incarnation: j.Incarnation}, nil
 }
 
 // JobFile is a file of the job's own where a runner records what the job

@@ -128,13 +128,14 @@ func refValue(ctx context.Context, gitDir, ref string) (string, error) {
 // and without GL_USER where the account has a gitolite (~/.gitolite.rc);
 // on a plain git server the environment is all there is. hooked reports
 // whether the repository still runs jobq as its post-receive hook (true
-// without gitolite: nothing else says).
-func (a *app) repoOptions(repo string) (opts queue.Options, hooked bool, err error) {
+// without gitolite: nothing else says). env is the job's JOBQ_PASS_ENV
+// variables as a push now would take them (see pushEnv).
+func (a *app) repoOptions(repo string) (opts queue.Options, env map[string]string, hooked bool, err error) {
 	var gl map[string]string
 	hooked = true
 	if a.user != "" || a.hasGitolite() {
 		if gl, err = a.gitoliteOptions(repo); err != nil {
-			return opts, false, err
+			return opts, nil, false, err
 		}
 		hooked = hasJobqHook(gl)
 	}
@@ -149,7 +150,29 @@ func (a *app) repoOptions(repo string) (opts queue.Options, hooked bool, err err
 		return "", false
 	}
 	opts, err = push.ParseOptions(lookup, repo)
-	return opts, hooked, err
+	if err != nil {
+		return opts, nil, hooked, err
+	}
+	return opts, pushEnv(a.e.lookup, gl, opts.PassEnv), hooked, nil
+}
+
+// pushEnv is the JOBQ_PASS_ENV variables a push would give a job now.
+// A push's hook gets GL_OPTION_X from gitolite, which sets each of them
+// from the repository's "option ENV.X" (and clears any other) for the
+// push alone: so GL_OPTION_ variables come from gitolite's options gl
+// (nil without gitolite: then, as every other name, from this process's
+// environment, lookup).
+func pushEnv(lookup func(string) (string, bool), gl map[string]string, names []string) map[string]string {
+	if gl == nil {
+		return passEnv(lookup, names)
+	}
+	return passEnv(func(name string) (string, bool) {
+		if opt, ok := strings.CutPrefix(name, "GL_OPTION_"); ok {
+			v, ok := gl["gitolite-options.ENV."+opt]
+			return v, ok
+		}
+		return lookup(name)
+	}, names)
 }
 
 // hasGitolite reports whether the account runs a gitolite.
@@ -162,11 +185,12 @@ func (a *app) hasGitolite() bool {
 	return err == nil
 }
 
-// gitoliteOptions asks gitolite for repo's jobq options and hooks, keyed
-// as gitolite keeps them (gitolite-options.ENV.JOBQ_COMMAND,
+// gitoliteOptions asks gitolite for repo's "option ENV.X" (jobq's, and
+// those a push exports as GL_OPTION_X for JOBQ_PASS_ENV to name) and
+// hooks, keyed as gitolite keeps them (gitolite-options.ENV.JOBQ_COMMAND,
 // gitolite-options.hook.post-receive).
 func (a *app) gitoliteOptions(repo string) (map[string]string, error) {
-	cmd := exec.CommandContext(a.ctx, gitolite.Program(a.e.getenv), "git-config", "-r", repo, `^gitolite-options\.(ENV\.JOBQ_|hook\.)`)
+	cmd := exec.CommandContext(a.ctx, gitolite.Program(a.e.getenv), "git-config", "-r", repo, `^gitolite-options\.(ENV\.|hook\.)`)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -160,9 +161,9 @@ func TestChangeNeedsTheJobsRef(t *testing.T) {
 		{"carol", "retry", devOld, 1, "carol may not retry r job 1: refs/heads/dev points at " + jobview.Short(b) + ", so running " + jobview.Short(a) + " again is a rollback; that needs force-push access (+) on it",
 			[]string{"access_-q_r_carol_W_refs/heads/dev", "access_-q_r_carol_+_refs/heads/dev"}},
 		{"carol", "retry", devNow, 0, "queued r job 3 in queue r (3 ahead), a retry of job 2",
-			[]string{"access_-q_r_carol_W_refs/heads/dev", "git-config_-r_r_^gitolite-options\\.(ENV\\.JOBQ_|hook\\.)"}},
+			[]string{"access_-q_r_carol_W_refs/heads/dev", "git-config_-r_r_^gitolite-options\\.(ENV\\.|hook\\.)"}},
 		{"alice", "retry", devOld, 0, "queued r job 4 in queue r (4 ahead), a retry of job 1",
-			[]string{"access_-q_r_alice_W_refs/heads/dev", "access_-q_r_alice_+_refs/heads/dev", "git-config_-r_r_^gitolite-options\\.(ENV\\.JOBQ_|hook\\.)"}},
+			[]string{"access_-q_r_alice_W_refs/heads/dev", "access_-q_r_alice_+_refs/heads/dev", "git-config_-r_r_^gitolite-options\\.(ENV\\.|hook\\.)"}},
 		{"carol", "cancel", devNow, 0, "jobq: r job 2 cancelled",
 			[]string{"access_-q_r_carol_W_refs/heads/dev"}},
 		{"alice", "cancel", master, 0, "jobq: r job 0 cancelled",
@@ -206,6 +207,38 @@ func TestChangeNeedsTheJobsRef(t *testing.T) {
 	}
 	if j, _ := s.Job("r", 3); j.User != "carol" {
 		t.Errorf("retry 3 is by %q, want carol", j.User)
+	}
+}
+
+// A retry takes the JOBQ_PASS_ENV variables as a push now would: a push's
+// hook gets GL_OPTION_X from gitolite's "option ENV.X" (gitolite clears
+// any other GL_OPTION_ first), so a retry asks gitolite for them too, and
+// never takes them from the caller's environment; other names come from
+// that environment, as from the hook's.
+func TestRetryPassEnvFromGitoliteOptions(t *testing.T) {
+	home, base := t.TempDir(), t.TempDir()
+	_, b := bareRepo(t, base, "r")
+	g := newFakeGitolite(t, "r alice R any", "r alice W any", "r alice W refs/heads/dev")
+	g.options(t, "r", "gitolite-options.hook.post-receive", "jobq", "gitolite-options.ENV.JOBQ_COMMAND", "img run",
+		"gitolite-options.ENV.JOBQ_PASS_ENV", "GL_OPTION_DEPLOY_HOST GL_OPTION_UNSET SSH_CLIENT GL_OPTION_EMPTY",
+		"gitolite-options.ENV.DEPLOY_HOST", "prod.example", "gitolite-options.ENV.EMPTY", "")
+	s, _ := queue.Open(home)
+	id := queueJob(t, s, "r", "refs/heads/dev", b, filepath.Join(base, "r.git"))
+	vars := map[string]string{"JOBQ_HOME": home, "GL_USER": "alice", "GL_BINDIR": g.dir, "GL_REPO_BASE": base,
+		"SSH_CLIENT": "10.0.0.1 1 22",
+		// The caller's own, which a push's hook would not have had.
+		"GL_OPTION_DEPLOY_HOST": "evil.example", "GL_OPTION_UNSET": "evil"}
+	code, out, stderr := invoke(t, vars, "", "retry", "r", fmt.Sprint(id))
+	if code != 0 {
+		t.Fatalf("exit %d\n%s%s", code, out, stderr)
+	}
+	j, err := s.Job("r", id+1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"GL_OPTION_DEPLOY_HOST": "prod.example", "GL_OPTION_EMPTY": "", "SSH_CLIENT": "10.0.0.1 1 22"}
+	if !maps.Equal(j.Env, want) {
+		t.Errorf("the retry's environment is %q, want %q", j.Env, want)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -113,7 +114,7 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 	}
 	// One more than shown, to know whether older jobs were left out.
 	fetch := limit
-	if limit > 0 {
+	if limit > 0 && limit < math.MaxInt {
 		fetch = limit + 1
 	}
 	jobs, err := a.store.Jobs(repo, fetch)
@@ -375,7 +376,7 @@ func (a *app) retry(repo, idArg string) error {
 			}
 		}
 	}
-	opts, hooked, err := a.repoOptions(repo)
+	opts, env, hooked, err := a.repoOptions(repo)
 	switch {
 	case !hooked:
 		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
@@ -387,8 +388,8 @@ func (a *app) retry(repo, idArg string) error {
 		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
 	}
 	j := &queue.Job{
-		Repo: repo, Queue: opts.Queue, Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
-		User: old.User, GitDir: gitDir, Env: passEnv(a.e.lookup, opts.PassEnv), Options: opts, RetryOf: &old.ID,
+		Repo: repo, Queue: a.store.QueueFor(repo, opts.Queue), Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
+		User: old.User, GitDir: gitDir, Env: env, Options: opts, RetryOf: &old.ID,
 	}
 	if a.user != "" {
 		j.User = a.user

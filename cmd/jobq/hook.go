@@ -104,13 +104,14 @@ func (a *app) queueJobs() ([]queued, error) {
 	}
 	// The worker starts while the jobs are enqueued (queue.StartWorker);
 	// it takes the queue once done lets it.
-	done, started, _ := a.store.StartWorker(opts.Queue, a.startWorker(opts.Queue))
+	q := a.store.QueueFor(repo, opts.Queue)
+	done, started, _ := a.store.StartWorker(q, a.startWorker(q))
 	defer done()
 	a.started = started
 	var jobs []queued
 	for _, u := range selected {
 		j := &queue.Job{
-			Repo: repo, Queue: opts.Queue, Ref: u.Ref, OldRev: u.Old, NewRev: u.New,
+			Repo: repo, Queue: q, Ref: u.Ref, OldRev: u.Old, NewRev: u.New,
 			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts,
 		}
 		ahead, err := a.store.Enqueue(j)

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -43,7 +44,7 @@ func TestSyncHookWithoutWorkerDoesNotHang(t *testing.T) {
 	if code != 0 || time.Since(start) > 5*time.Second {
 		t.Fatalf("exit %d after %s", code, time.Since(start))
 	}
-	for _, want := range []string{"jobq: queued r job 0 in queue r (0 ahead)", "jobq-worker not found", "the job waits for the next worker"} {
+	for _, want := range []string{"jobq: queued r job 0 in queue repo:r (0 ahead)", "jobq-worker not found", "the job waits for the next worker"} {
 		if !strings.Contains(stderr, want) {
 			t.Errorf("hook output lacks %q:\n%s", want, stderr)
 		}
@@ -64,7 +65,7 @@ func TestHookInputAndOptions(t *testing.T) {
 		{"garbage input", map[string]string{"JOBQ_COMMAND": "x"}, "garbage\n", 0, "hook input line 1 is not OLD NEW REF"},
 		{"deletion", map[string]string{"JOBQ_COMMAND": "x"}, strings.Repeat("a", 40) + " " + strings.Repeat("0", 40) + " refs/heads/x\n", 0, ""},
 		{"filter", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_REF_FILTER": "refs/tags/*"}, hookLine("refs/heads/main") + hookLine("refs/tags/v1"), 1, "queued r job 0"},
-		{"many refs", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_ASYNC": "1"}, strings.Repeat(hookLine("refs/heads/b"), 3), 3, "queued r job 2 in queue r (2 ahead)"},
+		{"many refs", map[string]string{"JOBQ_COMMAND": "x", "JOBQ_ASYNC": "1"}, strings.Repeat(hookLine("refs/heads/b"), 3), 3, "queued r job 2 in queue repo:r (2 ahead)"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -84,6 +85,49 @@ func TestHookInputAndOptions(t *testing.T) {
 				t.Errorf("%d jobs queued, want %d", len(jobs), tt.queued)
 			}
 		})
+	}
+}
+
+// A repository's own queue is no other's: a repository named like the
+// queue another is configured with ("deploy" sets JOBQ_QUEUE=prod; a user
+// creates a repository "prod") does not join it, and one named like
+// another's own queue neither; two repositories share a queue only where
+// both name it.
+func TestOwnQueueIsNoOtherQueue(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	home := t.TempDir()
+	push := func(repo string, vars map[string]string) string {
+		t.Helper()
+		vars["JOBQ_HOME"], vars["GL_REPO"], vars["GIT_DIR"], vars["JOBQ_ASYNC"] = home, repo, t.TempDir(), "1"
+		vars["JOBQ_COMMAND"] = "img true"
+		if code, _, stderr := invoke(t, vars, hookLine("refs/heads/main"), "post-receive"); code != 0 || !strings.Contains(stderr, "queued "+repo+" job 0") {
+			t.Fatalf("%s: exit %d\n%s", repo, code, stderr)
+		}
+		s, _ := queue.Open(home)
+		j, err := s.Job(repo, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return j.Queue
+	}
+	for _, tt := range []struct {
+		repo string
+		vars map[string]string
+		want string
+	}{
+		{"deploy", map[string]string{"GL_OPTION_JOBQ_QUEUE": "prod"}, "prod"},
+		{"prod", map[string]string{}, "repo:prod"},
+		{"repo", map[string]string{}, "repo:repo"},
+		{"other", map[string]string{"GL_OPTION_JOBQ_QUEUE": "prod"}, "prod"},
+	} {
+		if q := push(tt.repo, tt.vars); q != tt.want {
+			t.Errorf("%s's job is in queue %q, want %q", tt.repo, q, tt.want)
+		}
+	}
+	s, _ := queue.Open(home)
+	ahead, _ := s.Ahead("prod")
+	if want := map[string]int{"deploy 0": 0, "other 0": 1}; !maps.Equal(ahead, want) {
+		t.Errorf("queue prod holds %v, want %v", ahead, want)
 	}
 }
 
@@ -176,7 +220,19 @@ func TestUsageAndBadArguments(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"a", "b", "c"}, 2, "usage: jobq"},
+		{[]string{"a", "b", "c"}, 2, `unknown command "a" (commands: cancel, gc, hook, log, ls, retry, web, worker; or jobq [REPO [ID]])`},
+		{[]string{"secret", "set", "x"}, 2, `unknown command "secret" (commands: cancel, gc, hook, log, ls, retry, web, worker; or jobq [REPO [ID]])`},
+		{[]string{"secret", "ls"}, 2, `unknown command "secret", and "ls" is not a job ID (commands: cancel,`},
+		{[]string{"ls"}, 2, "usage: jobq ls REPO\n"},
+		{[]string{"cancel", "r"}, 2, "usage: jobq cancel REPO ID\n"},
+		{[]string{"-n", "5"}, 2, "-n is for a repository's jobs: jobq REPO -n N"},
+		{[]string{"r", "0", "-n", "5"}, 2, "-n is for a repository's jobs: jobq REPO -n N"},
+		{[]string{"r", "-n", "-1"}, 2, `invalid argument "-1" for "-n, --limit" flag: not a number of jobs (0: all that are kept)`},
+		{[]string{"r", "-n", "abc"}, 2, `invalid argument "abc" for "-n, --limit" flag: not a number of jobs`},
+		{[]string{"r", "-n", ""}, 2, `not a number of jobs`},
+		{[]string{"r", "-n"}, 2, `flag needs an argument`},
+		{[]string{"ls", "r", "-n", "-99999999999999999999"}, 2, `not a number of jobs`},
+		{[]string{"ls", "r", "-n", "1e3"}, 2, `not a number of jobs`},
 		{[]string{"--bogus"}, 2, "unknown flag"},
 		{[]string{"log", "r"}, 2, "usage: jobq log REPO ID"},
 		{[]string{"log", "r", "x"}, 2, "is not a number"},
@@ -187,7 +243,7 @@ func TestUsageAndBadArguments(t *testing.T) {
 	}
 	for _, tt := range tests {
 		code, _, stderr := invoke(t, vars, "", tt.args...)
-		if code != tt.code || !strings.Contains(stderr, tt.says) || strings.Count(stderr, "\n") != 1 {
+		if code != tt.code || !strings.Contains(stderr, strings.ReplaceAll(tt.says, `\n`, "\n")) || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("jobq %q: exit %d, %q; want %d, %q", tt.args, code, stderr, tt.code, tt.says)
 		}
 	}
@@ -195,6 +251,58 @@ func TestUsageAndBadArguments(t *testing.T) {
 	ents, _ := os.ReadDir(filepath.Join(home, "repos"))
 	if len(ents) != 0 {
 		t.Errorf("repos created: %v", ents)
+	}
+}
+
+// Through gitolite an unknown command's answer names only the commands a
+// user may run: the host's own are refused there.
+func TestUnknownCommandThroughGitolite(t *testing.T) {
+	vars := map[string]string{"JOBQ_HOME": t.TempDir(), "GL_USER": "alice"}
+	code, out, stderr := invoke(t, vars, "", "secret", "set", "x")
+	want := "jobq: unknown command \"secret\" (commands: cancel, log, ls, retry; or jobq [REPO [ID]])\n"
+	if code != 2 || out != "" || stderr != want {
+		t.Errorf("exit %d, %q%q; want 2, %q", code, out, stderr, want)
+	}
+}
+
+// -n N lists the newest N jobs, at the top level as after ls; 0 and a
+// number past any int list all of them.
+func TestListLimit(t *testing.T) {
+	home := t.TempDir()
+	s, _ := queue.Open(home)
+	for range 4 {
+		s.Enqueue(&queue.Job{Repo: "r", Queue: "r", Ref: "refs/heads/main", NewRev: strings.Repeat("c", 40),
+			Options: queue.Options{Command: "x", Timeout: time.Minute, Keep: 5}})
+	}
+	vars := map[string]string{"JOBQ_HOME": home}
+	for _, tt := range []struct {
+		args []string
+		ids  string
+		more bool
+	}{
+		{[]string{"r", "-n", "2"}, "3 2", true},
+		{[]string{"-n", "1", "r"}, "3", true},
+		{[]string{"ls", "-n", "3", "r"}, "3 2 1", true},
+		{[]string{"r", "-n", "4"}, "3 2 1 0", false},
+		{[]string{"r", "-n", "0"}, "3 2 1 0", false},
+		{[]string{"r", "--limit=5"}, "3 2 1 0", false},
+		{[]string{"r", "-n", "99999999999999999999"}, "3 2 1 0", false},
+		{[]string{"ls", "r", "-n", "9223372036854775807"}, "3 2 1 0", false},
+		{[]string{"r"}, "3 2 1 0", false},
+	} {
+		code, out, stderr := invoke(t, vars, "", tt.args...)
+		lines := strings.Split(strings.TrimSpace(out), "\n")
+		more := strings.HasPrefix(lines[len(lines)-1], "(the newest")
+		if more {
+			lines = lines[:len(lines)-1]
+		}
+		var ids []string
+		for _, l := range lines[1:] {
+			ids = append(ids, strings.Fields(l)[0])
+		}
+		if code != 0 || stderr != "" || strings.Join(ids, " ") != tt.ids || more != tt.more {
+			t.Errorf("jobq %q: exit %d, jobs %v, more %v; want %s, more %v\n%s%s", tt.args, code, ids, more, tt.ids, tt.more, out, stderr)
+		}
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 
 	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/queue"
@@ -46,6 +47,7 @@ func (a *app) open() error {
 func newRoot(ctx context.Context, e env) *cobra.Command {
 	a := &app{ctx: ctx, e: e, user: e.getenv("GL_USER")}
 	var jsonOut, raw bool
+	rootLimit := jobCount(defaultLimit)
 	root := &cobra.Command{
 		Use:   "jobq [REPO [ID]]",
 		Short: "Queue and follow jobs run by git pushes",
@@ -53,23 +55,26 @@ func newRoot(ctx context.Context, e env) *cobra.Command {
 each queue one at a time, in containers or as host commands.
 
   jobq              repositories you can read that have jobs
-  jobq REPO         REPO's jobs (= jobq ls REPO)
+  jobq REPO         REPO's newest 50 jobs (= jobq ls REPO); -n N: the newest N, 0: all
   jobq REPO ID      job ID's log; follows it while it runs (= jobq log -f REPO ID)
 
 A log shows the job's control characters made visible (colours kept);
 --raw writes its bytes as they are.` + "\n" + helpTail,
-		Args:          maxArgs(2),
+		Args:          rootArgs,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if raw && len(args) != 2 {
 				return cli.Usagef("--raw is for a job's log: jobq REPO ID --raw")
 			}
+			if cmd.Flags().Changed("limit") && len(args) != 1 {
+				return cli.Usagef("-n is for a repository's jobs: jobq REPO -n N")
+			}
 			switch len(args) {
 			case 0:
 				return a.summary(jsonOut)
 			case 1:
-				return a.list(args[0], defaultLimit, jsonOut)
+				return a.list(args[0], int(rootLimit), jsonOut)
 			default:
 				return a.log(args[0], args[1], true, raw)
 			}
@@ -81,17 +86,18 @@ A log shows the job's control characters made visible (colours kept);
 	root.SetErr(e.stderr)
 	root.Flags().BoolVar(&jsonOut, "json", false, "print JSON")
 	root.Flags().BoolVar(&raw, "raw", false, "write a job's log as stored, control characters and all")
+	root.Flags().VarP(&rootLimit, "limit", "n", "with REPO: show the newest N jobs (0: all that are kept)")
 
 	var lsJSON bool
-	var limit int
+	limit := jobCount(defaultLimit)
 	ls := &cobra.Command{
 		Use:   "ls REPO",
 		Short: "List a repository's jobs, newest first",
 		Args:  exactArgs(1),
-		RunE:  func(cmd *cobra.Command, args []string) error { return a.list(args[0], limit, lsJSON) },
+		RunE:  func(cmd *cobra.Command, args []string) error { return a.list(args[0], int(limit), lsJSON) },
 	}
 	ls.Flags().BoolVar(&lsJSON, "json", false, "print JSON")
-	ls.Flags().IntVarP(&limit, "limit", "n", defaultLimit, "show the newest N jobs (0: all that are kept)")
+	ls.Flags().VarP(&limit, "limit", "n", "show the newest N jobs (0: all that are kept)")
 
 	var follow, logRaw bool
 	logCmd := &cobra.Command{
@@ -199,19 +205,56 @@ const defaultLimit = 50
 func exactArgs(n int) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
 		if len(args) != n {
-			return cli.Usagef("usage: jobq %s", cmd.Use)
+			return cli.Usagef("usage: %s", strings.TrimSuffix(cmd.UseLine(), " [flags]"))
 		}
 		return nil
 	}
 }
 
-func maxArgs(n int) cobra.PositionalArgs {
-	return func(cmd *cobra.Command, args []string) error {
-		if len(args) > n {
-			return cli.Usagef("usage: jobq %s", cmd.Use)
+// rootArgs are jobq's own arguments, REPO [ID]; more, or an ID that is
+// not a number, is most likely a command this jobq does not have
+// ("jobq secret set NAME"), and the answer names it and those it has.
+func rootArgs(cmd *cobra.Command, args []string) error {
+	switch {
+	case len(args) > 2:
+		return cli.Usagef("unknown command %.40q (commands: %s; or jobq [REPO [ID]])", args[0], commandNames(cmd))
+	case len(args) == 2:
+		if _, err := parseID(args[1]); err != nil {
+			return cli.Usagef("unknown command %.40q, and %.40q is not a job ID (commands: %s; or jobq [REPO [ID]])", args[0], args[1], commandNames(cmd))
 		}
-		return nil
 	}
+	return nil
+}
+
+// commandNames lists the commands the caller may use, for an answer to
+// one it may not: the host's own are hidden through ssh.
+func commandNames(root *cobra.Command) string {
+	var names []string
+	for _, c := range root.Commands() {
+		if c.IsAvailableCommand() {
+			names = append(names, c.Name())
+		}
+	}
+	return strings.Join(names, ", ")
+}
+
+// jobCount is the value of -n: a number of jobs, 0 for all. A number too
+// large for an int asks for all there are, as 0 does.
+type jobCount int
+
+func (n *jobCount) String() string { return strconv.Itoa(int(*n)) }
+func (n *jobCount) Type() string   { return "N" }
+
+func (n *jobCount) Set(s string) error {
+	v, err := strconv.Atoi(s)
+	if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(s, "-") {
+		v, err = 0, nil
+	}
+	if err != nil || v < 0 {
+		return errors.New("not a number of jobs (0: all that are kept)")
+	}
+	*n = jobCount(v)
+	return nil
 }
 
 // parseID reads a job ID argument.

@@ -216,7 +216,7 @@ repo bomb
 
 	// A push runs a job in a nested rootless container.
 	out := f.push(ctx, "app", "echo \"nested job $JOBQ_JOB_ID of $GL_REPO in $(pwd)\"\ncat /proc/self/uid_map\n")
-	if !strings.Contains(out, "jobq: queued app job 0 in queue app") {
+	if !strings.Contains(out, "jobq: queued app job 0 in queue repo:app") {
 		t.Fatalf("push output:\n%s", out)
 	}
 	r := f.ssh(ctx, "jobq", "app", "0")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/testenv"
+	"github.com/jobq/jobq/queue"
 )
 
 // h is the harness the tests share: binaries, a rootful Podman service,
@@ -121,11 +122,12 @@ func (s *store) hook(repo string, opts ...string) string {
 	return string(out)
 }
 
-// worker runs the fault-injection worker on queue q until it drains the
-// queue or is killed at crashAt; it reports whether it was killed.
-func (s *store) worker(q, crashAt string, extra ...string) bool {
+// worker runs the fault-injection worker on repo's own queue until it
+// drains the queue or is killed at crashAt; it reports whether it was
+// killed.
+func (s *store) worker(repo, crashAt string, extra ...string) bool {
 	s.t.Helper()
-	cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", q)
+	cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", queue.DefaultQueue(repo))
 	cmd.Env = s.env(append(extra, "JOBQ_CRASH_AT="+crashAt)...)
 	out, err := cmd.CombinedOutput()
 	if ee, ok := err.(*exec.ExitError); ok && ee.ExitCode() == -1 {
@@ -342,8 +344,8 @@ func TestCrashMatrix(t *testing.T) {
 					t.Errorf("round %d: left behind: %v", i, left)
 				}
 			}
-			running, _ := filepath.Glob(filepath.Join(s.home, "queues", repo, "running", "*"))
-			pending, _ := filepath.Glob(filepath.Join(s.home, "queues", repo, "pending", "*"))
+			running, _ := filepath.Glob(filepath.Join(s.home, "queues", queue.DefaultQueue(repo), "running", "*"))
+			pending, _ := filepath.Glob(filepath.Join(s.home, "queues", queue.DefaultQueue(repo), "pending", "*"))
 			if len(running)+len(pending) > 0 {
 				t.Errorf("entries left: %v %v", running, pending)
 			}
@@ -366,7 +368,7 @@ func TestKillMidOutput(t *testing.T) {
 			exact := 0
 			for i := range n {
 				s.hook(repo, "JOBQ_RUNNER="+tt.runner, "JOBQ_COMMAND="+tt.command)
-				cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", repo)
+				cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", queue.DefaultQueue(repo))
 				cmd.Env = s.env()
 				if err := cmd.Start(); err != nil {
 					t.Fatal(err)
@@ -503,7 +505,7 @@ func TestServiceRestart(t *testing.T) {
 			s := newStore(t)
 			repo := "svc-" + strings.ReplaceAll(tt.name, " ", "-")
 			s.hook(repo, "JOBQ_COMMAND="+testenv.Busybox+" sh -c '"+adoptScript+"'")
-			cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", repo)
+			cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", queue.DefaultQueue(repo))
 			cmd.Env = s.env()
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)

@@ -95,7 +95,11 @@ var errPlan = errors.New("refused")
 // depth, path lengths, and the entry limit. An error wrapping errPlan is
 // the tree's fault; any other, the repository's.
 func plan(ctx context.Context, st storer.EncodedObjectStorer, rev string, lim CheckoutLimits, validate bool) (*checkouter, *scanned, error) {
-	tree, err := treeOf(st, plumbing.NewHash(rev))
+	commit, err := peel(st, plumbing.NewHash(rev))
+	if err != nil {
+		return nil, nil, err
+	}
+	tree, err := treeOf(st, commit)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -120,6 +124,54 @@ type planError struct{ err error }
 func (e planError) Error() string        { return e.err.Error() }
 func (e planError) Unwrap() error        { return e.err }
 func (e planError) Is(target error) bool { return target == errPlan }
+
+// maxTagChain bounds how many tags peel follows to a commit: git needs
+// no bound (a chain of SHA-1 names cannot loop), but a pusher can make a
+// chain of any length, and no one tags a tag of a tag this deep.
+const maxTagChain = 32
+
+// peel is the commit that h names: h itself, or, for an annotated tag
+// (a push of refs/tags/v1 hands the hook the tag object's name), the
+// object the tag points at, tags of tags followed as git follows them.
+// A tag of a tree or a blob has no commit to check out. Only the tags'
+// headers are read: a tag's message can be of any size.
+func peel(st storer.EncodedObjectStorer, h plumbing.Hash) (plumbing.Hash, error) {
+	for range maxTagChain + 1 {
+		o, err := st.EncodedObject(plumbing.AnyObject, h)
+		if err != nil {
+			return plumbing.ZeroHash, err
+		}
+		switch o.Type() {
+		case plumbing.CommitObject:
+			return h, nil
+		case plumbing.TagObject:
+		default:
+			return plumbing.ZeroHash, planError{fmt.Errorf("%s is a %s, not a commit (or a tag of one): there is nothing to check out", short(h.String()), o.Type())}
+		}
+		next, err := tagTarget(o)
+		if err != nil {
+			return plumbing.ZeroHash, planError{fmt.Errorf("tag %s: %w", short(h.String()), err)}
+		}
+		h = next
+	}
+	return plumbing.ZeroHash, planError{fmt.Errorf("tags of tags over %d deep", maxTagChain)}
+}
+
+// tagTarget reads the object a tag points at from its first header, as
+// git requires it: "object HASH".
+func tagTarget(o plumbing.EncodedObject) (plumbing.Hash, error) {
+	r, err := o.Reader()
+	if err != nil {
+		return plumbing.ZeroHash, err
+	}
+	defer r.Close()
+	line, err := bufio.NewReaderSize(r, 128).ReadSlice('\n')
+	name, value, _ := strings.Cut(strings.TrimSuffix(string(line), "\n"), " ")
+	if err != nil || name != "object" || !plumbing.IsHash(value) {
+		return plumbing.ZeroHash, errors.New("its headers do not begin with the object it tags, as git requires")
+	}
+	return plumbing.NewHash(value), nil
+}
 
 // treeOf is the tree of commit h as git reads it. git takes a commit's
 // first "tree" header and go-git its last: a commit with two would show

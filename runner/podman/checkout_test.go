@@ -772,3 +772,78 @@ func TestCheckoutStreamsLargeBlobs(t *testing.T) {
 		t.Errorf("checking out a %d MiB blob allocated %d MiB: it was held whole", n>>20, alloc>>20)
 	}
 }
+
+// tag writes an annotated tag of target, of the type it claims.
+func (r *rawRepo) tag(target plumbing.Hash, typ string) plumbing.Hash {
+	return r.object(plumbing.TagObject, fmt.Appendf(nil, "object %s\ntype %s\ntag v1\ntagger a <a@b> 1 +0000\n\nrelease\n", target, typ))
+}
+
+// A push of an annotated tag hands the hook the tag object's name: the
+// checkout peels it, and tags of tags, to the commit (a chain of at most
+// maxTagChain tags); a tag of a tree or a blob, a chain too long and a
+// tag without its object header fail in one line, with nothing written;
+// Archive does as Checkout does.
+func TestCheckoutPeelsTags(t *testing.T) {
+	r := newRawRepo(t)
+	tree := r.tree(fileE("ci.sh", r.blob("echo tagged\n")))
+	commit := plumbing.NewHash(r.commit(tree))
+	chain := func(n int) plumbing.Hash {
+		h := commit
+		for i := range n {
+			typ := "tag"
+			if i == 0 {
+				typ = "commit"
+			}
+			h = r.tag(h, typ)
+		}
+		return h
+	}
+	tests := []struct {
+		name string
+		rev  plumbing.Hash
+		err  string // "": checks out ci.sh
+	}{
+		{"commit", commit, ""},
+		{"tag", chain(1), ""},
+		{"tag of a tag", chain(2), ""},
+		{"longest chain", chain(maxTagChain), ""},
+		{"chain too long", chain(maxTagChain + 1), "tags of tags over 32 deep; nothing was"},
+		{"tag of a tree", r.tag(tree, "tree"), "is a tree, not a commit (or a tag of one): there is nothing to check out; nothing was"},
+		{"tag of a blob", r.tag(r.blob("x"), "blob"), "is a blob, not a commit (or a tag of one)"},
+		{"tag of a tag of a tree", r.tag(r.tag(tree, "tree"), "tag"), "is a tree, not a commit"},
+		{"tree", tree, "is a tree, not a commit"},
+		{"tag lying about its type", r.tag(tree, "commit"), "is a tree, not a commit"},
+		{"tag without object header", r.object(plumbing.TagObject, fmt.Appendf(nil, "type commit\nobject %s\n\n", commit)), "its headers do not begin with the object it tags"},
+		{"tag of a missing object", r.tag(plumbing.NewHash(strings.Repeat("1", 40)), "commit"), "object not found"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSandbox(t)
+			err := checkout(context.Background(), r.st, tt.rev.String(), s.co, DefaultCheckoutLimits(), true)
+			var tarBuf strings.Builder
+			aerr := archive(context.Background(), r.st, tt.rev.String(), &tarBuf, DefaultCheckoutLimits(), true)
+			if tt.err == "" {
+				if err != nil || aerr != nil {
+					t.Fatalf("checkout: %v; archive: %v", err, aerr)
+				}
+				if b, _ := os.ReadFile(filepath.Join(s.co, "ci.sh")); string(b) != "echo tagged\n" {
+					t.Errorf("ci.sh is %q", b)
+				}
+				if !strings.Contains(tarBuf.String(), "echo tagged") {
+					t.Error("the archive lacks ci.sh")
+				}
+				return
+			}
+			want := "checkout " + tt.rev.String()[:12] + ": "
+			if err == nil || !strings.HasPrefix(err.Error(), want) || !strings.Contains(err.Error(), tt.err) || strings.Contains(err.Error(), "\n") {
+				t.Errorf("checkout: %v; want %q…%q", err, want, tt.err)
+			}
+			if aerr == nil || !strings.Contains(aerr.Error(), strings.TrimSuffix(tt.err, "; nothing was")) || tarBuf.Len() != 0 {
+				t.Errorf("archive: %v, %d bytes written", aerr, tarBuf.Len())
+			}
+			if got := entries(t, s.co); len(got) != 0 {
+				t.Errorf("written: %v", got)
+			}
+		})
+	}
+}

@@ -51,154 +51,185 @@ install -D "$B/jobq" "$W/alone/jobq"
 median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 fmt() { awk -v a="$1" 'BEGIN {printf (a < 10) ? "%.2f" : "%.0f", a}'; }
-rows=()
-row() { rows+=("| $1 | $2 | $3 | $4 | $5 |"); }
+# row WHAT JOBQ BASELINE RATIO TARGET: one row of the table, kept in a file
+# as soon as it is measured, so that a section that fails later loses
+# nothing measured before it.
+export NQDIR=$W/nq # nq's queue, the baseline of sections 1 and 2
+: >"$W/rows"
+row() { printf '| %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "$5" >>"$W/rows"; }
+# section NAME FUNCTION: runs one section, in a process of its own that
+# stops at its first failure (set -e); a failed section gets a row that
+# says so, the others still run, and the run fails at the end.
+failed=()
+section() {
+    echo "bench: $1" >&2
+    "$2" &
+    if ! wait $!; then
+        row "$1" "FAILED (its output is above)" "" "" ""
+        failed+=("$1")
+    fi
+}
 
 # 1. Hook cost: one-ref async push into a repository with a long history;
 # nq enqueueing one job. Both through a shell (hyperfine subtracts it).
-echo "bench: hook cost" >&2
-"$B/seed" "$W/home" hist "$HISTORY" "$W/repo.git"
-script hook.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=hist JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_KEEP=1000000 exec $B/jobq hook < $W/line > /dev/null 2>&1"
-export NQDIR=$W/nq
-mkdir -p "$NQDIR"
-hyperfine -w 5 -r $((RUNS * 4)) --export-json "$W/hook.json" "$W/hook.sh" "nq true" >/dev/null 2>&1
-h=$(ms "$W/hook.json" 0); n=$(ms "$W/hook.json" 1)
-row "hook cost (async, $HISTORY jobs of history)" "$(fmt "$h") ms" "nq: $(fmt "$n") ms" "$(ratio "$h" "$n")" "≤ 10 ms and ≤ 1.5×"
+s1() {
+    "$B/seed" "$W/home" hist "$HISTORY" "$W/repo.git"
+    script hook.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=hist JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_KEEP=1000000 exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    mkdir -p "$NQDIR"
+    hyperfine -w 5 -r $((RUNS * 4)) --export-json "$W/hook.json" "$W/hook.sh" "nq true" >/dev/null 2>&1
+    h=$(ms "$W/hook.json" 0); n=$(ms "$W/hook.json" 1)
+    row "hook cost (async, $HISTORY jobs of history)" "$(fmt "$h") ms" "nq: $(fmt "$n") ms" "$(ratio "$h" "$n")" "≤ 10 ms and ≤ 1.5×"
+}
+section "hook cost" s1
 
 # 2. Enqueue under load: 50 hooks at once into one queue, against 50 nq;
 # into one repository (its enqueues take turns on its lock) and into 50
 # repositories that share the queue.
-echo "bench: enqueue under load" >&2
-for mode in one many; do
-    : >"$W/burst-$mode"
-    repo=burst
-    [ "$mode" = many ] && repo='burst$1'
-    script "hookb-$mode.sh" "cd $W/repo.git && JOBQ_HOME=\$BURST GL_REPO=$repo JOBQ_QUEUE=one JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
-done
-: >"$W/burst-nq"
-for i in $(seq "$BURSTS"); do
+s2() {
     for mode in one many; do
-        export BURST=$W/burst-$mode-$i # a directory each: the last burst's workers may still run
-        s=$(date +%s%N); seq 50 | xargs -P 50 -I{} "$W/hookb-$mode.sh" {}; e=$(date +%s%N)
-        n=$(find "$BURST/repos" -mindepth 2 -maxdepth 2 -name '[0-9]*' | wc -l)
-        [ "$n" = 50 ] || { echo "bench: only $n of 50 jobs present" >&2; exit 1; }
-        awk -v d=$((e - s)) 'BEGIN {print 50 * 1e9 / d}' >>"$W/burst-$mode"
+        : >"$W/burst-$mode"
+        repo=burst
+        [ "$mode" = many ] && repo='burst$1'
+        script "hookb-$mode.sh" "cd $W/repo.git && JOBQ_HOME=\$BURST GL_REPO=$repo JOBQ_QUEUE=one JOBQ_ASYNC=1 JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
     done
-    rm -rf "$NQDIR"; mkdir -p "$NQDIR"
-    s=$(date +%s%N); seq 50 | xargs -P 50 -I{} nq true >/dev/null; e=$(date +%s%N)
-    awk -v d=$((e - s)) 'BEGIN {print 50 * 1e9 / d}' >>"$W/burst-nq"
-    pkill -f "$B/jobq-worker" 2>/dev/null || true
-done
-n=$(median "$W/burst-nq")
-for mode in one many; do
-    j=$(median "$W/burst-$mode")
-    what="one repository"
-    [ "$mode" = many ] && what="50 repositories"
-    row "enqueue under load (50 hooks at once, $what, one queue; all 50 present)" "$(fmt "$j") jobs/s" "nq: $(fmt "$n") jobs/s" "$(ratio "$j" "$n")" "≥ 1.0× nq"
-done
+    : >"$W/burst-nq"
+    for i in $(seq "$BURSTS"); do
+        for mode in one many; do
+            export BURST=$W/burst-$mode-$i # a directory each: the last burst's workers may still run
+            s=$(date +%s%N); seq 50 | xargs -P 50 -I{} "$W/hookb-$mode.sh" {}; e=$(date +%s%N)
+            n=$(find "$BURST/repos" -mindepth 2 -maxdepth 2 -name '[0-9]*' | wc -l)
+            [ "$n" = 50 ] || { echo "bench: only $n of 50 jobs present" >&2; exit 1; }
+            awk -v d=$((e - s)) 'BEGIN {print 50 * 1e9 / d}' >>"$W/burst-$mode"
+        done
+        rm -rf "$NQDIR"; mkdir -p "$NQDIR"
+        s=$(date +%s%N); seq 50 | xargs -P 50 -I{} nq true >/dev/null; e=$(date +%s%N)
+        awk -v d=$((e - s)) 'BEGIN {print 50 * 1e9 / d}' >>"$W/burst-nq"
+        pkill -f "$B/jobq-worker" 2>/dev/null || true
+    done
+    n=$(median "$W/burst-nq")
+    for mode in one many; do
+        j=$(median "$W/burst-$mode")
+        what="one repository"
+        [ "$mode" = many ] && what="50 repositories"
+        row "enqueue under load (50 hooks at once, $what, one queue; all 50 present)" "$(fmt "$j") jobs/s" "nq: $(fmt "$n") jobs/s" "$(ratio "$j" "$n")" "≥ 1.0× nq"
+    done
+}
+section "enqueue under load" s2
 
 # 3. Job overhead: push to result of a trivial job in synchronous mode,
 # against the article's pipeline (git checkout into a temporary directory,
 # then podman run --rm), same image, --network=none.
-echo "bench: job overhead" >&2
-script jobq-sync.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' exec $B/jobq hook < $W/line > /dev/null 2>&1"
-hyperfine -w 3 -r "$RUNS" --export-json "$W/overhead.json" "$W/jobq-sync.sh" "$W/article.sh" >/dev/null 2>&1
-grep -q "succeeded" "$W/home/repos/trivial/0/log"
-o=$(ms "$W/overhead.json" 0); a=$(ms "$W/overhead.json" 1)
-row "job overhead (push to result, \`true\`, --network=none)" "$(fmt "$o") ms" "article pipeline: $(fmt "$a") ms" "$(ratio "$o" "$a")" "≤ 0.6×"
-# Podman's own floor: the same container (jobq's Spec, the checkout, an ID
-# range) through the bindings alone, create to removal, in one process:
-# what is left of a push's time is jobq's.
-"$B/floor" "$IMG" "$W/repo.git" "$REV" "$RUNS" >"$W/floor"
-f=$(median "$W/floor")
-row "job overhead against Podman's floor (the same container through the bindings alone: checkout, create, init, start, wait, remove)" "$(fmt "$o") ms" "bindings alone: $(fmt "$f") ms" "$(ratio "$o" "$f")" "≤ 1.15×"
+s3() {
+    script jobq-sync.sh "cd $W/repo.git && JOBQ_HOME=$W/home GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/overhead.json" "$W/jobq-sync.sh" "$W/article.sh" >/dev/null 2>&1
+    grep -q "succeeded" "$W/home/repos/trivial/0/log"
+    o=$(ms "$W/overhead.json" 0); a=$(ms "$W/overhead.json" 1)
+    row "job overhead (push to result, \`true\`, --network=none)" "$(fmt "$o") ms" "article pipeline: $(fmt "$a") ms" "$(ratio "$o" "$a")" "≤ 0.6×"
+    # Podman's own floor: the same container (jobq's Spec, the checkout, an ID
+    # range) through the bindings alone, create to removal, in one process:
+    # what is left of a push's time is jobq's.
+    "$B/floor" "$IMG" "$W/repo.git" "$REV" "$RUNS" >"$W/floor"
+    f=$(median "$W/floor")
+    row "job overhead against Podman's floor (the same container through the bindings alone: checkout, create, init, start, wait, remove)" "$(fmt "$o") ms" "bindings alone: $(fmt "$f") ms" "$(ratio "$o" "$f")" "≤ 1.15×"
+}
+section "job overhead" s3
 
 # 4. Checkout of a real repository: the podman, common, image and storage
 # module sources (dependencies, so in the module cache).
-echo "bench: checkout" >&2
-big_repo
-hyperfine -w 2 -r "$RUNS" -p "rm -rf $W/co && mkdir $W/co" --export-json "$W/co.json" \
-    "$B/checkout $W/big.git $BIGREV $W/co" "git --work-tree=$W/co --git-dir=$W/big.git checkout -q --force $BIGREV" >/dev/null 2>&1
-c=$(ms "$W/co.json" 0); g=$(ms "$W/co.json" 1)
-row "checkout ($files files, packed)" "$(fmt "$c") ms" "git checkout --force: $(fmt "$g") ms" "$(ratio "$c" "$g")" "≤ 1.0×"
-# Locally, the checkout (bind-mounted) or the tar a build host gets (into
-# a created container's volume, through the service)? The runner keeps the
-# checkout where this says it is not slower. Create and removal untimed.
-: >"$W/ship"
-for _ in $(seq "$RUNS"); do "$B/checkout" ship "$IMG" "$W/big.git" "$BIGREV" >>"$W/ship"; done
-t=$(median "$W/ship")
-row "the same tree as a tar into a created container (local service)" "$(fmt "$t") ms" "the checkout above: $(fmt "$c") ms" "$(ratio "$t" "$c")" "informs the choice: the checkout stays while this is ≥ 1.0×"
+s4() {
+    big_repo
+    hyperfine -w 2 -r "$RUNS" -p "rm -rf $W/co && mkdir $W/co" --export-json "$W/co.json" \
+        "$B/checkout $W/big.git $BIGREV $W/co" "git --work-tree=$W/co --git-dir=$W/big.git checkout -q --force $BIGREV" >/dev/null 2>&1
+    c=$(ms "$W/co.json" 0); g=$(ms "$W/co.json" 1)
+    row "checkout ($files files, packed)" "$(fmt "$c") ms" "git checkout --force: $(fmt "$g") ms" "$(ratio "$c" "$g")" "≤ 1.0×"
+    # Locally, the checkout (bind-mounted) or the tar a build host gets (into
+    # a created container's volume, through the service)? The runner keeps the
+    # checkout where this says it is not slower. Create and removal untimed.
+    : >"$W/ship"
+    for _ in $(seq "$RUNS"); do "$B/checkout" ship "$IMG" "$W/big.git" "$BIGREV" >>"$W/ship"; done
+    t=$(median "$W/ship")
+    row "the same tree as a tar into a created container (local service)" "$(fmt "$t") ms" "the checkout above: $(fmt "$c") ms" "$(ratio "$t" "$c")" "informs the choice: the checkout stays while this is ≥ 1.0×"
+}
+section "checkout" s4
 
 # 5. Log capture: a container writing LOGBYTES to stdout, into the job's
 # log (worker: /usr/bin/time) and into a file through the podman CLI.
-echo "bench: log capture" >&2
-: >"$W/cap-jobq"
-: >"$W/cap-cli"
-: >"$W/cap-rss"
-for _ in $(seq "$REPEAT"); do
-    rm -rf "$W/caphome"
-    # No worker beside this jobq: the benchmark runs the worker, timed.
-    (cd "$W/repo.git" && JOBQ_HOME=$W/caphome GL_REPO=cap JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
-        JOBQ_COMMAND="$IMG head -c $LOGBYTES /dev/zero" "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
-    /usr/bin/time -f "%e %M" -o "$W/time" env JOBQ_HOME="$W/caphome" JOBQ_LOG_LIMIT=4g "$B/jobq-worker" drain --queue cap
-    read -r secs rss <"$W/time"
-    grep -q "succeeded" "$W/caphome/repos/cap/0/log"
-    awk -v b="$LOGBYTES" -v s="$secs" 'BEGIN {print b / 1048576 / s}' >>"$W/cap-jobq"
-    echo "$rss" >>"$W/cap-rss"
-    # k8s-file, as jobq: both write the output twice.
-    s=$(date +%s%N); cli run --rm --network=none --log-driver k8s-file "$IMG" head -c "$LOGBYTES" /dev/zero >"$W/cli.out"; e=$(date +%s%N)
-    awk -v b="$LOGBYTES" -v d=$((e - s)) 'BEGIN {print b / 1048576 * 1e9 / d}' >>"$W/cap-cli"
-    rm -f "$W/cli.out"
-done
-j=$(median "$W/cap-jobq"); c=$(median "$W/cap-cli")
-row "log capture ($((LOGBYTES >> 20)) MiB to stdout)" "$(fmt "$j") MiB/s, worker peak RSS $(($(median "$W/cap-rss") / 1024)) MiB" "podman run > file: $(fmt "$c") MiB/s" "$(ratio "$j" "$c")" "≥ 1.0×, RSS ≤ 40 MiB"
+s5() {
+    : >"$W/cap-jobq"
+    : >"$W/cap-cli"
+    : >"$W/cap-rss"
+    for _ in $(seq "$REPEAT"); do
+        rm -rf "$W/caphome"
+        # No worker beside this jobq: the benchmark runs the worker, timed.
+        (cd "$W/repo.git" && JOBQ_HOME=$W/caphome GL_REPO=cap JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
+            JOBQ_COMMAND="$IMG head -c $LOGBYTES /dev/zero" "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
+        /usr/bin/time -f "%e %M" -o "$W/time" env JOBQ_HOME="$W/caphome" JOBQ_LOG_LIMIT=4g "$B/jobq-worker" drain --queue cap
+        read -r secs rss <"$W/time"
+        grep -q "succeeded" "$W/caphome/repos/cap/0/log"
+        awk -v b="$LOGBYTES" -v s="$secs" 'BEGIN {print b / 1048576 / s}' >>"$W/cap-jobq"
+        echo "$rss" >>"$W/cap-rss"
+        # k8s-file, as jobq: both write the output twice.
+        s=$(date +%s%N); cli run --rm --network=none --log-driver k8s-file "$IMG" head -c "$LOGBYTES" /dev/zero >"$W/cli.out"; e=$(date +%s%N)
+        awk -v b="$LOGBYTES" -v d=$((e - s)) 'BEGIN {print b / 1048576 * 1e9 / d}' >>"$W/cap-cli"
+        rm -f "$W/cli.out"
+    done
+    j=$(median "$W/cap-jobq"); c=$(median "$W/cap-cli")
+    row "log capture ($((LOGBYTES >> 20)) MiB to stdout)" "$(fmt "$j") MiB/s, worker peak RSS $(($(median "$W/cap-rss") / 1024)) MiB" "podman run > file: $(fmt "$c") MiB/s" "$(ratio "$j" "$c")" "≥ 1.0×, RSS ≤ 40 MiB"
+}
+section "log capture" s5
 
 # 6. Listing with a long history.
-echo "bench: listing" >&2
-"$B/seed" "$W/home" big "$LISTHISTORY"
-hyperfine -N -w 5 -r $((RUNS * 4)) --export-json "$W/list.json" \
-    "env JOBQ_HOME=$W/home $B/jobq big" "env JOBQ_HOME=$W/home $B/jobq big 7" >/dev/null 2>&1
-row "\`jobq REPO\` ($LISTHISTORY jobs of history)" "$(fmt "$(ms "$W/list.json" 0)") ms" "" "" "≤ 50 ms"
-row "\`jobq REPO ID\` (a finished job)" "$(fmt "$(ms "$W/list.json" 1)") ms" "" "" "≤ 20 ms"
+s6() {
+    "$B/seed" "$W/home" big "$LISTHISTORY"
+    hyperfine -N -w 5 -r $((RUNS * 4)) --export-json "$W/list.json" \
+        "env JOBQ_HOME=$W/home $B/jobq big" "env JOBQ_HOME=$W/home $B/jobq big 7" >/dev/null 2>&1
+    row "\`jobq REPO\` ($LISTHISTORY jobs of history)" "$(fmt "$(ms "$W/list.json" 0)") ms" "" "" "≤ 50 ms"
+    row "\`jobq REPO ID\` (a finished job)" "$(fmt "$(ms "$W/list.json" 1)") ms" "" "" "≤ 20 ms"
+}
+section "listing" s6
 
 # 7. Footprint: the worker while a job runs; start-up of the program every
 # push and every ssh call runs, against an empty Go program.
-echo "bench: footprint" >&2
-: >"$W/rss"
-for _ in $(seq "$REPEAT"); do
-    rm -rf "$W/fp"
-    (cd "$W/repo.git" && JOBQ_HOME=$W/fp GL_REPO=fp JOBQ_ASYNC=1 JOBQ_COMMAND="$IMG sleep 2" PATH=/usr/bin:/bin \
-        "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
-    /usr/bin/time -f "%M" -o "$W/time" env JOBQ_HOME="$W/fp" "$B/jobq-worker" drain --queue fp
-    cat "$W/time" >>"$W/rss"
-done
-row "worker peak RSS while a job runs" "$(($(median "$W/rss") / 1024)) MiB" "" "" "≤ 30 MiB"
-ln -sf "$B/jobq" "$W/post-receive.h00-jobq"
-# All three through env, as jobq needs its environment set.
-hyperfine -N -i -w 20 -r $((RUNS * 20)) --export-json "$W/start.json" "env JOBQ_HOME=$W/home $B/empty" \
-    "env JOBQ_HOME=$W/home $B/jobq nosuch" "env JOBQ_HOME=$W/home $W/post-receive.h00-jobq" >/dev/null 2>&1
-e=$(ms "$W/start.json" 0); s=$(ms "$W/start.json" 1); h=$(ms "$W/start.json" 2)
-row "start-up: an ssh command (\`jobq REPO\`, unknown repository)" "$(fmt "$s") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$s" "$e")" "≤ 1.5×"
-row "start-up: the hook (no JOBQ_COMMAND set)" "$(fmt "$h") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$h" "$e")" "≤ 1.5×"
+s7() {
+    : >"$W/rss"
+    for _ in $(seq "$REPEAT"); do
+        rm -rf "$W/fp"
+        (cd "$W/repo.git" && JOBQ_HOME=$W/fp GL_REPO=fp JOBQ_ASYNC=1 JOBQ_COMMAND="$IMG sleep 2" PATH=/usr/bin:/bin \
+            "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
+        /usr/bin/time -f "%M" -o "$W/time" env JOBQ_HOME="$W/fp" "$B/jobq-worker" drain --queue fp
+        cat "$W/time" >>"$W/rss"
+    done
+    row "worker peak RSS while a job runs" "$(($(median "$W/rss") / 1024)) MiB" "" "" "≤ 30 MiB"
+    ln -sf "$B/jobq" "$W/post-receive.h00-jobq"
+    # All three through env, as jobq needs its environment set.
+    hyperfine -N -i -w 20 -r $((RUNS * 20)) --export-json "$W/start.json" "env JOBQ_HOME=$W/home $B/empty" \
+        "env JOBQ_HOME=$W/home $B/jobq nosuch" "env JOBQ_HOME=$W/home $W/post-receive.h00-jobq" >/dev/null 2>&1
+    e=$(ms "$W/start.json" 0); s=$(ms "$W/start.json" 1); h=$(ms "$W/start.json" 2)
+    row "start-up: an ssh command (\`jobq REPO\`, unknown repository)" "$(fmt "$s") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$s" "$e")" "≤ 1.5×"
+    row "start-up: the hook (no JOBQ_COMMAND set)" "$(fmt "$h") ms" "empty Go program: $(fmt "$e") ms" "$(ratio "$h" "$e")" "≤ 1.5×"
+}
+section "footprint" s7
 
-# 8. Build hosts (issue 13): two build hosts (containers of this machine,
+# 8. Build hosts: two build hosts (containers of this machine,
 # each with sshd and a rootless Podman of its own, internal/testenv), from
 # e2e/remote's benchmarks: shipping the checkout repository's tree, a
 # trivial remote job against the article's pipeline by hand, and 8 jobs on
 # a pool of 2 hosts against 1. They append their rows to $W/remote-rows.
-echo "bench: build hosts" >&2
-: >"$W/remote-rows"
-CI=true JOBQ_TEST_ACCOUNT=jobq-bench JOBQ_BENCH_RUNS=$((smoke ? 2 : 7)) JOBQ_BENCH_TREE="$W/big.git" JOBQ_BENCH_ROWS="$W/remote-rows" \
-    go test -tags "$TAGS" -count=1 -timeout 30m -run XXX -bench Remote -benchtime 1x ./e2e/remote/ >"$W/remote.out" 2>&1 ||
-    { cat "$W/remote.out" >&2; exit 1; }
-while IFS= read -r line; do rows+=("$line"); done <"$W/remote-rows"
+s8() {
+    : >"$W/remote-rows"
+    CI=true JOBQ_TEST_ACCOUNT=jobq-bench JOBQ_BENCH_RUNS=$((smoke ? 2 : 7)) JOBQ_BENCH_TREE="$W/big.git" JOBQ_BENCH_ROWS="$W/remote-rows" \
+        go test -tags "$TAGS" -count=1 -timeout 30m -run XXX -bench Remote -benchtime 1x ./e2e/remote/ >"$W/remote.out" 2>&1 ||
+        { cat "$W/remote.out" >&2; exit 1; }
+    cat "$W/remote-rows" >>"$W/rows"
+}
+section "build hosts" s8
 
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo
     echo "| what | jobq | baseline (same run) | ratio | target |"
     echo "| --- | --- | --- | --- | --- |"
-    printf '%s\n' "${rows[@]}"
+    cat "$W/rows"
 } >"$out"
 
 # The web view's own table (bench/out/web.md); its smoke mode takes seconds.
@@ -207,3 +238,7 @@ if ((smoke)); then bench/web.sh --smoke; fi
 echo "bench: go test -bench" >&2
 go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./runner >bench/out/go-bench.txt 2>&1
 cat "$out"
+if ((${#failed[@]})); then
+    echo "bench: failed: ${failed[*]}" >&2
+    exit 1
+fi

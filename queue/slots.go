@@ -146,6 +146,10 @@ func (s *Store) liveWaiters(self string) ([]waiter, error) {
 	var ws []waiter
 	for _, e := range ents {
 		path := filepath.Join(dir, e.Name())
+		if user, ok := s.mine.get(e.Name()); ok {
+			ws = append(ws, waiter{name: e.Name(), user: user})
+			continue // held here: alive, and its pusher known
+		}
 		if e.Name() != self {
 			l := newLock(path)
 			got, err := l.TryLock()
@@ -222,6 +226,7 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 			return nil, "", fmt.Errorf("job slot: %w", err)
 		}
 		sw.me = me
+		sw.s.mine.add(sw.name, sw.user)
 	}
 	t, err := sw.s.lookSlots(limit, sw.name)
 	if err != nil {
@@ -289,6 +294,7 @@ func (t *slotTable) reason(user string, limit, userCap int) string {
 func (sw *SlotWait) Leave() {
 	sw.place = 0
 	if sw.me != nil {
+		sw.s.mine.remove(sw.name)
 		os.Remove(sw.me.Path())
 		sw.me.Unlock()
 		sw.me = nil

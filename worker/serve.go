@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -88,7 +89,16 @@ func (w *Worker) serve(ctx context.Context, d *queue.Dispatcher, own func(contex
 			if err != nil {
 				w.logf("%v", err)
 			}
-			qs = append(qs, handed...)
+			for _, q := range handed {
+				start(q, func(ctx context.Context) error {
+					h, err := w.Store.HoldQueue(q, false)
+					if err != nil || h == nil {
+						return err // held still by the worker handing it off, which wakes us again
+					}
+					faults.Point("dispatch-took")
+					return w.drainHeld(ctx, h, q)
+				})
+			}
 		}
 		for _, q := range qs {
 			start(q, func(ctx context.Context) error { return w.Drain(ctx, q, false) })

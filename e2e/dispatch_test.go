@@ -158,6 +158,7 @@ func TestWaitingQueuesShareOneProcess(t *testing.T) {
 	mu.Lock()
 	waiting := most
 	mu.Unlock()
+	t.Logf("at most %d jobq-worker processes while %d queues waited", waiting, n)
 	// The blocking job's worker, the dispatcher, and a hook's worker that
 	// has not exited yet.
 	if waiting > 4 {

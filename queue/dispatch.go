@@ -18,10 +18,26 @@ import (
 // dispatch.lock, and exits.
 
 // ownWaiters is what Store.mine holds: waiter file names, and their
-// pushers, whose locks this process holds.
+// pushers, whose locks this process holds; and the turn of its goroutines
+// at slots/lock.
 type ownWaiters struct {
 	mu sync.Mutex
 	m  map[string]string
+	// look is held by the one goroutine of this process that takes, or
+	// waits for, slots/lock: the others wait here, on a mutex, and not in
+	// flock(2), where each would hold a thread (hundreds, in the
+	// dispatcher).
+	look sync.Mutex
+}
+
+// lookOne waits for this process's turn at slots/lock; the caller calls
+// what it returns when its look is done.
+func (o *ownWaiters) lookOne() func() {
+	if o == nil {
+		return func() {}
+	}
+	o.look.Lock()
+	return o.look.Unlock
 }
 
 func (o *ownWaiters) add(name, user string) {

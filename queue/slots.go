@@ -203,6 +203,7 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 	if err := os.Mkdir(filepath.Join(sw.s.slotsDir(), "wait"), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
+	defer sw.s.mine.lookOne()()
 	g := newLock(filepath.Join(sw.s.slotsDir(), "lock"))
 	if err := g.Lock(); err != nil {
 		return nil, "", fmt.Errorf("job slot: %w", err)
@@ -252,6 +253,7 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 // if every slot below it is taken meanwhile. It is held and names user, so
 // that waiters count the job as the slots and the pusher's cap require.
 func (s *Store) AdoptSlot(user string) (*Slot, error) {
+	defer s.mine.lookOne()()
 	g := newLock(filepath.Join(s.slotsDir(), "lock"))
 	if err := g.Lock(); err != nil {
 		return nil, fmt.Errorf("job slot: %w", err)

@@ -26,8 +26,65 @@ type ownWaiters struct {
 	// look is held by the one goroutine of this process that takes, or
 	// waits for, slots/lock: the others wait here, on a mutex, and not in
 	// flock(2), where each would hold a thread (hundreds, in the
-	// dispatcher).
+	// dispatcher). It guards line too.
 	look sync.Mutex
+	// line is this process's last look at the slots, for lineAge: its
+	// other waiters not chosen then need not look again meanwhile (a
+	// thousand waiting queues, one look, not forty, per poll interval).
+	// A slot or a waiter this process lets go ends it at once; another
+	// process's, within lineAge.
+	line *lineView
+}
+
+// lineAge is how long a look serves the process's other waiters.
+const lineAge = 100 * time.Millisecond
+
+// lineView is a look at the slots: the table, who it let start, and every
+// waiter's place.
+type lineView struct {
+	by             string // the waiter that looked
+	t              *slotTable
+	admitted       map[string]bool
+	places         map[string]int
+	limit, userCap int
+	at             time.Time
+}
+
+// recent is the last look, if it is recent, was made with the same limits
+// and by another waiter than name (which looks again because it waited);
+// the caller holds look.
+func (o *ownWaiters) recent(name string, limit, userCap int) *lineView {
+	if o == nil || o.line == nil || o.line.by == name || o.line.limit != limit || o.line.userCap != userCap || time.Since(o.line.at) > lineAge {
+		return nil
+	}
+	return o.line
+}
+
+// remember keeps a look for the process's other waiters; the caller holds
+// look.
+func (o *ownWaiters) remember(by string, t *slotTable, admitted map[string]bool, limit, userCap int) *lineView {
+	v := &lineView{by: by, t: t, admitted: admitted, places: places(t.waiters, t.running, userCap), limit: limit, userCap: userCap, at: time.Now()}
+	if o != nil {
+		o.line = v
+	}
+	return v
+}
+
+// forget ends the last look's use: something it saw changed.
+func (o *ownWaiters) forget() {
+	if o == nil {
+		return
+	}
+	o.look.Lock()
+	o.line = nil
+	o.look.Unlock()
+}
+
+// forgetLocked is forget for a caller that holds look.
+func (o *ownWaiters) forgetLocked() {
+	if o != nil {
+		o.line = nil
+	}
 }
 
 // lookOne waits for this process's turn at slots/lock; the caller calls

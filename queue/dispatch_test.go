@@ -161,3 +161,59 @@ func TestOwnWaitersSkipTheirFiles(t *testing.T) {
 		t.Error("a waiter left is still this process's")
 	}
 }
+
+// places gives every waiter the place that place gives it.
+func TestPlacesMatchPlace(t *testing.T) {
+	ws := []waiter{{"0", "bob"}, {"1", "bob"}, {"2", "alice"}, {"3", "bob"}, {"4", "carol"}, {"5", "alice"}}
+	for _, running := range []map[string]int{nil, {"bob": 1}, {"bob": 2, "alice": 1}, {"carol": 5}} {
+		for _, userCap := range []int{1, 2, 3} {
+			ps := places(ws, running, userCap)
+			for _, w := range ws {
+				if want := place(ws, running, userCap, w.name); ps[w.name] != want {
+					t.Errorf("running %v, cap %d: %s at %d, want %d", running, userCap, w.name, ps[w.name], want)
+				}
+			}
+		}
+	}
+}
+
+// A process's waiters share one look for a moment (lineAge): a slot that
+// another process frees is seen by the next look after it; one this
+// process frees, at once.
+func TestWaitersShareALook(t *testing.T) {
+	s := newStore(t)
+	other, _ := Open(s.Dir()) // another process
+	blocker, _, _ := other.WaitForSlot("o", queuedAt("carol", 0)).Try(1, 5)
+	a := s.WaitForSlot("a", queuedAt("alice", 1))
+	b := s.WaitForSlot("b", queuedAt("bob", 2))
+	defer a.Leave()
+	defer b.Leave()
+	for _, sw := range []*SlotWait{a, b} {
+		if slot, _, err := sw.Try(1, 5); slot != nil || err != nil {
+			t.Fatalf("Try with the slot busy: %v %v", slot, err)
+		}
+	}
+	time.Sleep(lineAge + 10*time.Millisecond)
+	a.Try(1, 5) // a looks: b may use that look for lineAge
+	blocker.Release()
+	// b uses a's look, made while the slot was busy.
+	if slot, why, _ := b.Try(1, 5); slot != nil || why != "all job slots taken, JOBQ_SLOTS=1" || b.Place() != 1 {
+		t.Fatalf("b within lineAge of a's look: %v, %q, place %d; want a's look", slot, why, b.Place())
+	}
+	time.Sleep(lineAge + 10*time.Millisecond)
+	if slot, why, _ := b.Try(1, 5); slot != nil || why != "older jobs are first in line for a slot" {
+		t.Fatalf("b after lineAge: %v, %q; want a look of its own, and the slot left to a, older", slot, why)
+	}
+	slot, _, err := a.Try(1, 5)
+	if err != nil || slot == nil {
+		t.Fatalf("a, first in line, with the slot free: %v %v", slot, err)
+	}
+	// Freed in this process: b sees it at once.
+	a.Leave()
+	slot.Release()
+	if got, _, err := b.Try(1, 5); err != nil || got == nil {
+		t.Fatalf("b after a's slot was let go here: %v %v", got, err)
+	} else {
+		got.Release()
+	}
+}

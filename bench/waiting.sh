@@ -65,11 +65,11 @@ sleep 2
 [ "$n" -ge "$N" ] || { echo "waiting.sh: only $n of $N jobs wait" >&2; exit 1; }
 
 # Every process of this build's jobq-worker (job supervisors aside).
-procs=0 rss=0 threads=0 fds=0
+procs=0 rss=0 threads=0 fds=0 each=""
 for p in $(pgrep -f "^$B/jobq-worker drain"); do
     r=$(awk '/^VmRSS:/ {print $2}' "/proc/$p/status" 2>/dev/null) || continue
     t=$(awk '/^Threads:/ {print $2}' "/proc/$p/status")
-    procs=$((procs + 1)) rss=$((rss + r)) threads=$((threads + t))
+    procs=$((procs + 1)) rss=$((rss + r)) threads=$((threads + t)) each="$each $((r / 1024))"
     fds=$((fds + $(ls "/proc/$p/fd" | wc -l)))
 done
 # Their CPU while the jobs wait: 10 s of it.
@@ -95,7 +95,7 @@ hookms=$(jq -r '.results[0].median * 1000' "$W/hook.json")
     echo "| --- | --- | --- |"
     echo "| $N pushes to new repositories, the slot busy | $(awk -v d=$((e - s)) -v n="$N" 'BEGIN {printf "%.1f s, %.1f ms a push", d / 1e9, d / 1e6 / n}') | |"
     echo "| jobq-worker processes, $N queues waiting (and the running job's) | $procs | ≤ 10 |"
-    echo "| their RSS, summed | $((rss / 1024)) MiB | ≤ 64 MiB |"
+    echo "| their RSS, summed | $((rss / 1024)) MiB (each:$each) | ≤ 64 MiB |"
     echo "| their threads, open files | $threads, $fds | |"
     echo "| their CPU while the jobs wait (10 s) | $cpupct % of a core | |"
     echo "| hook cost (async, exec runner) with $N queues waiting | $(printf %.2f "$hookms") ms | ≤ 10 ms |"

@@ -112,7 +112,12 @@
 // intervals (at most 25), P its place in line, those the cap holds back
 // last: the first in line looks often, a hundred waiting queues do not
 // each look every interval. Whoever looks first, only the oldest eligible
-// jobs start.
+// jobs start. Within one process (the dispatcher holds hundreds of
+// waiters) one goroutine at a time takes slots/lock, and for 100 ms after
+// a look the process's other waiters that look did not let start take
+// their place and reason from it instead of looking again; only a look
+// under slots/lock hands out a slot, and a slot or waiter the process
+// lets go ends the shared look at once.
 // Every mark is a flock held by a live process, so a worker that dies
 // leaves no slot and no place in line taken: the kernel drops its locks,
 // its slot counts as free, and its waiter file is removed at the next

@@ -28,6 +28,8 @@
 //	slots/lock                 flock: held for the instant a worker decides
 //	slots/N.lock               flock: one per job running; names its pusher
 //	slots/wait/QUEUEDAT-QUEUE  flock: a job waiting for a slot; names its pusher
+//	dispatch.lock              flock: held by the data directory's one dispatcher
+//	handoff/NAME               queue NAME was handed to the dispatcher, not taken yet
 //	retired/NAME/TOKEN/ID/     jobs of a deleted incarnation of NAME (the administrator's)
 //	GIT_DIR/jobq-incarnation   in the bare repository: its incarnation token
 //
@@ -116,24 +118,78 @@
 // intervals (at most 25), P its place in line, those the cap holds back
 // last: the first in line looks often, a hundred waiting queues do not
 // each look every interval. Whoever looks first, only the oldest eligible
-// jobs start.
+// jobs start. Within one process (the dispatcher holds hundreds of
+// waiters) one goroutine at a time takes slots/lock, and for 100 ms after
+// a look the process's other waiters that look did not let start take
+// their place and reason from it instead of looking again; only a look
+// under slots/lock hands out a slot, and a slot or waiter the process
+// lets go ends the shared look at once.
 // Every mark is a flock held by a live process, so a worker that dies
 // leaves no slot and no place in line taken: the kernel drops its locks,
 // its slot counts as free, and its waiter file is removed at the next
+<<<<<<< HEAD
 // look. A worker that waits for free space (JOBQ_MIN_FREE,
 // JOBQ_MIN_FREE_INODES) holds no place in line meanwhile: it could not
 // start a job if given a slot.
+=======
+// look. A job handed off (below) leaves the line for the instant between
+// its worker's hand-off and the dispatcher's first look, and comes back
+// to its place: its waiter file's name is its queued time. A worker that waits for free space (JOBQ_MIN_FREE) holds no place
+// in line meanwhile: it could not start a job if given a slot.
+>>>>>>> h-wait
 //
 // A runner's records (run/) name what a job uses outside the data
 // directory: a checkout, a container. A runner removes a record only once
 // what it names is gone, and Prune keeps a job whose run/ is not empty, so
 // a failed clean-up is retried (jobq gc) instead of forgotten.
 //
+// Hand-off (dispatch.go): a queue whose next job cannot start yet (no
+// slot, no build host, no space) is not held by a process of its own. A
+// worker a hook started (jobq-worker drain --wait; DrainOrHandOff) that
+// finds its job cannot start at its first try lets the job's claim and
+// place in line go (the job stays pending, in the queue's order), and
+// hands the queue off: holding the queue still, it creates handoff/NAME
+// and keeps it open; then it try-locks dispatch.lock. Got: no dispatcher
+// runs, and this worker becomes it, keeping its queue (the mark goes).
+// Not got: it lets the queue go, and try-locks dispatch.lock once more
+// (got: it becomes the dispatcher, and takes its queue back through the
+// mark like any other); then it closes the mark and exits. The
+// dispatcher (or the service, below, once it holds dispatch.lock) watches
+// handoff/ with inotify, set up before its first look: a mark's close
+// (after the queue is let go, or the worker's death) wakes it, and it
+// try-locks each marked queue's worker.lock; one it gets it drains in a
+// goroutine, waiting for the job's slot in its place in line as any
+// worker does (the waiter file's name, the job's queued time, gives the
+// job its place back); one it does not get is held by the worker still
+// handing it off, whose close wakes it again. Whoever takes a queue
+// (HoldQueue, and Release's second take) removes its mark: the holder
+// answers for it, so a mark is left only on a queue nobody holds. The
+// dispatcher holds the queue from then on, so a push to it starts
+// nothing. It exits when it holds no queue: it lets dispatch.lock go,
+// then looks at handoff/ again, and if a mark is there try-locks
+// dispatch.lock again and goes on. No queue waits for a dispatcher gone:
+// a worker whose first try-lock failed lets its queue go before its
+// second; if that second fails too, the holder is either a dispatcher that
+// let go after the worker's mark was made and looks at handoff/ after
+// that (and sees the mark: it goes on, or another took the role), or one
+// that runs (and is woken by the mark's close, or looks first). Every
+// mark's queue is held, or is taken by the dispatcher, or (a worker or
+// the dispatcher killed) waits, unheld and marked, for the next push, the
+// next dispatcher (it looks at every mark when it starts) or jobq gc, as
+// a killed worker's queue always has. The dispatcher holds, per waiting
+// queue, a goroutine and three files (the queue's, the job's and its
+// waiter's locks); a look at the line skips the waiters this process
+// holds (Store.mine), so a thousand waiting queues cost one ReadDir a
+// look. A hook's worker gets its queue's name on its standard input:
+// every process on the host can read a command line.
+//
 // Serving and gc: jobq-worker drain --all (a service) drains every queue
 // that has entries, each in a goroutine holding its worker.lock as a hook's
-// worker would; jobq gc settles queues no worker holds (Recover: it adopts
-// their running jobs, and waits for them), retries failed clean-ups,
-// prunes, and drains queues with entries.
+// worker would, and is the dispatcher whenever no other process is (it
+// tries every second): with a service running, hooks' workers hand their
+// waiting queues to it; jobq gc settles queues no worker holds (Recover:
+// it adopts their running jobs, and waits for them), retries failed
+// clean-ups, prunes, and drains queues with entries.
 //
 // Wake-up (EnsureWorker; HoldQueue and Release): after enqueueing, the
 // hook try-locks worker.lock. If it gets it, no worker is draining the

@@ -83,7 +83,8 @@ type Hold struct {
 
 // HoldQueue takes queue q for a worker. With wait (a worker a hook
 // started), it waits for the hook to finish starting it, then for the
-// queue; without, it returns nil at once if another worker holds q.
+// queue; without, it returns nil at once if another worker holds q. The
+// holder answers for q: a hand-off of q (HandOff) is done with.
 func (s *Store) HoldQueue(q string, wait bool) (*Hold, error) {
 	l, err := s.queueLock(q)
 	if err != nil {
@@ -95,6 +96,7 @@ func (s *Store) HoldQueue(q string, wait bool) (*Hold, error) {
 		if err != nil || !ok {
 			return nil, err
 		}
+		s.clearHandOff(q)
 		return h, nil
 	}
 	starting := newLock(filepath.Join(s.queueDir(q), "start.lock"))
@@ -106,6 +108,7 @@ func (s *Store) HoldQueue(q string, wait bool) (*Hold, error) {
 	if err != nil {
 		return nil, fmt.Errorf("hold queue %s: %w", q, err)
 	}
+	s.clearHandOff(q)
 	return h, nil
 }
 
@@ -117,7 +120,10 @@ func (h *Hold) Release() (again bool, err error) {
 	if more, err := h.s.HasPending(h.q); err != nil || !more {
 		return false, err
 	}
-	return h.lock.TryLock()
+	if again, err = h.lock.TryLock(); again {
+		h.s.clearHandOff(h.q)
+	}
+	return again, err
 }
 
 // Unlock lets the queue go, whatever it holds.

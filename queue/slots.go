@@ -65,6 +65,25 @@ func place(waiters []waiter, running map[string]int, userCap int, name string) i
 	return ahead
 }
 
+// places is place for every waiter, in one pass.
+func places(waiters []waiter, running map[string]int, userCap int) map[string]int {
+	front := len(admit(waiters, running, len(waiters), userCap))
+	ps := make(map[string]int, len(waiters))
+	n := map[string]int{}
+	ahead, held := 0, 0
+	for _, w := range waiters {
+		if running[w.user]+n[w.user] >= userCap {
+			ps[w.name] = front + held
+			held++
+		} else {
+			ps[w.name] = ahead
+			n[w.user]++
+			ahead++
+		}
+	}
+	return ps
+}
+
 // slotTable is what a worker sees under slots/lock: the held slots, their
 // pushers, the free slots it could take, and the live waiters.
 type slotTable struct {
@@ -146,6 +165,10 @@ func (s *Store) liveWaiters(self string) ([]waiter, error) {
 	var ws []waiter
 	for _, e := range ents {
 		path := filepath.Join(dir, e.Name())
+		if user, ok := s.mine.get(e.Name()); ok {
+			ws = append(ws, waiter{name: e.Name(), user: user})
+			continue // held here: alive, and its pusher known
+		}
 		if e.Name() != self {
 			l := newLock(path)
 			got, err := l.TryLock()
@@ -182,10 +205,16 @@ func (s *Store) WaitForSlot(q string, j *Job) *SlotWait {
 }
 
 // Slot is a job slot, held while the job runs.
-type Slot struct{ lock *flock.Flock }
+type Slot struct {
+	lock *flock.Flock
+	s    *Store
+}
 
 // Release frees the slot.
-func (sl *Slot) Release() { sl.lock.Unlock() }
+func (sl *Slot) Release() {
+	sl.lock.Unlock()
+	sl.s.mine.forget() // this process's waiters look again
+}
 
 // Place is the job's place in line at the last try: 0 for the first of
 // those the cap lets start (see place).
@@ -198,6 +227,17 @@ func (sw *SlotWait) Place() int { return sw.place }
 func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 	if err := os.Mkdir(filepath.Join(sw.s.slotsDir(), "wait"), 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, "", fmt.Errorf("job slot: %w", err)
+	}
+	defer sw.s.mine.lookOne()()
+	if sw.me != nil {
+		// Another goroutine of this process looked a moment ago, and this
+		// job was not among those to start: no look of its own.
+		if v := sw.s.mine.recent(sw.name, limit, userCap); v != nil {
+			if p, ok := v.places[sw.name]; ok && !v.admitted[sw.name] {
+				sw.place = p
+				return nil, v.t.reason(sw.user, limit, userCap), nil
+			}
+		}
 	}
 	g := newLock(filepath.Join(sw.s.slotsDir(), "lock"))
 	if err := g.Lock(); err != nil {
@@ -222,24 +262,28 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 			return nil, "", fmt.Errorf("job slot: %w", err)
 		}
 		sw.me = me
+		sw.s.mine.add(sw.name, sw.user)
 	}
 	t, err := sw.s.lookSlots(limit, sw.name)
 	if err != nil {
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
 	defer t.release()
-	if !admit(t.waiters, t.running, len(t.free), userCap)[sw.name] {
-		sw.place = place(t.waiters, t.running, userCap, sw.name)
+	admitted := admit(t.waiters, t.running, len(t.free), userCap)
+	if !admitted[sw.name] {
+		v := sw.s.mine.remember(sw.name, t, admitted, limit, userCap)
+		sw.place = v.places[sw.name]
 		return nil, t.reason(sw.user, limit, userCap), nil
 	}
+	sw.s.mine.forgetLocked() // a slot taken
 	slot := t.free[0]
 	t.free = t.free[1:]
 	if err := os.WriteFile(slot.Path(), []byte(sw.user), 0o600); err != nil {
 		slot.Unlock()
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
-	sw.Leave()
-	return &Slot{slot}, "", nil
+	sw.leave()
+	return &Slot{slot, sw.s}, "", nil
 }
 
 // AdoptSlot takes a slot for a job that already runs (adopted from a
@@ -247,6 +291,7 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 // if every slot below it is taken meanwhile. It is held and names user, so
 // that waiters count the job as the slots and the pusher's cap require.
 func (s *Store) AdoptSlot(user string) (*Slot, error) {
+	defer s.mine.lookOne()()
 	g := newLock(filepath.Join(s.slotsDir(), "lock"))
 	if err := g.Lock(); err != nil {
 		return nil, fmt.Errorf("job slot: %w", err)
@@ -265,7 +310,7 @@ func (s *Store) AdoptSlot(user string) (*Slot, error) {
 			l.Unlock()
 			return nil, fmt.Errorf("job slot: %w", err)
 		}
-		return &Slot{l}, nil
+		return &Slot{l, s}, nil
 	}
 }
 
@@ -287,8 +332,16 @@ func (t *slotTable) reason(user string, limit, userCap int) string {
 
 // Leave gives up the job's place in slots/wait.
 func (sw *SlotWait) Leave() {
+	if sw.me != nil {
+		sw.s.mine.forget() // one fewer in line
+	}
+	sw.leave()
+}
+
+func (sw *SlotWait) leave() {
 	sw.place = 0
 	if sw.me != nil {
+		sw.s.mine.remove(sw.name)
 		os.Remove(sw.me.Path())
 		sw.me.Unlock()
 		sw.me = nil

@@ -27,6 +27,10 @@ var ErrUnreadable = errors.New("unreadable record")
 // number of processes on one host.
 type Store struct {
 	dir string
+	// mine is the waiters this process holds in slots/wait: a look at
+	// the line (liveWaiters) need not try their locks or read their
+	// files, which matters in the dispatcher, that holds hundreds.
+	mine *ownWaiters
 }
 
 // newLock is a flock on path, a file only the account may open.
@@ -42,12 +46,12 @@ func Open(dir string) (*Store, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("open store: %w", err)
 	}
-	for _, d := range []string{filepath.Join(dir, "repos"), filepath.Join(dir, "queues"), filepath.Join(dir, "slots")} {
+	for _, d := range []string{filepath.Join(dir, "repos"), filepath.Join(dir, "queues"), filepath.Join(dir, "slots"), filepath.Join(dir, "handoff")} {
 		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
 			return nil, fmt.Errorf("open store: %w", err)
 		}
 	}
-	return &Store{dir: dir}, nil
+	return &Store{dir: dir, mine: &ownWaiters{m: map[string]string{}}}, nil
 }
 
 // Dir is the data directory.

@@ -8,50 +8,125 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/queue"
 )
 
 // Serve drains every queue as jobs arrive, until ctx ends (jobq-worker
-// drain --all, a service).
+// drain --all, a service). It is the data directory's dispatcher too,
+// once no other process is (it tries every second): queues handed off
+// then come to it, at once, and no other process holds a waiting queue.
 func (w *Worker) Serve(ctx context.Context) error {
+	return w.serve(ctx, nil, nil, "", true)
+}
+
+// dispatch is a worker a hook started that became the data directory's
+// dispatcher (DrainOrHandOff): it drains, each in a goroutine, its own
+// queue (own, if it kept it) and every queue handed off, and exits once it
+// holds none.
+func (w *Worker) dispatch(ctx context.Context, d *queue.Dispatcher, own func(context.Context) error, q string) error {
+	return w.serve(ctx, d, own, q, false)
+}
+
+// serve drains queues in goroutines, one a queue, each holding its
+// worker.lock as a hook's worker would: the queues handed to the
+// dispatcher (d) at once, woken by the hand-off; a service every queue
+// with entries too, once a second, until ctx ends.
+func (w *Worker) serve(ctx context.Context, d *queue.Dispatcher, own func(context.Context) error, ownQ string, service bool) error {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	active := map[string]bool{}
+	start := func(q string, drain func(context.Context) error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if active[q] {
+			return
+		}
+		active[q] = true
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := drain(ctx); err != nil && ctx.Err() == nil {
+				w.logf("%v", err)
+			}
+			mu.Lock()
+			delete(active, q)
+			mu.Unlock()
+		}()
+	}
+	defer func() {
+		wg.Wait()
+		if d != nil {
+			d.Close()
+		}
+	}()
+	if own != nil {
+		start(ownQ, own)
+	}
+	var scanned time.Time
 	for first := true; ctx.Err() == nil; first = false {
-		qs, err := w.Store.Queues()
-		if err != nil {
-			return err
+		if service && d == nil {
+			var err error
+			if d, err = w.Store.TakeDispatch(); err != nil {
+				w.logf("%v", err)
+			}
+		}
+		var qs []string
+		if service && time.Since(scanned) >= time.Second {
+			scanned = time.Now()
+			all, err := w.Store.Queues()
+			if err != nil {
+				return err
+			}
+			for _, q := range all {
+				if pending, _ := w.Store.HasPending(q); pending || first {
+					qs = append(qs, q)
+				}
+			}
+		}
+		if d != nil {
+			handed, err := d.HandedOff()
+			if err != nil {
+				w.logf("%v", err)
+			}
+			for _, q := range handed {
+				start(q, func(ctx context.Context) error {
+					h, err := w.Store.HoldQueue(q, false)
+					if err != nil || h == nil {
+						return err // held still by the worker handing it off, which wakes us again
+					}
+					faults.Point("dispatch-took")
+					return w.drainHeld(ctx, h, q)
+				})
+			}
 		}
 		for _, q := range qs {
+			start(q, func(ctx context.Context) error { return w.Drain(ctx, q, false) })
+		}
+		if !service {
 			mu.Lock()
-			busy := active[q]
+			idle := len(active) == 0
 			mu.Unlock()
-			if busy {
-				continue
-			}
-			if pending, _ := w.Store.HasPending(q); !pending && !first {
-				continue
-			}
-			mu.Lock()
-			active[q] = true
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				if err := w.Drain(ctx, q, false); err != nil && ctx.Err() == nil {
-					w.logf("%v", err)
+			if idle {
+				again, err := d.Release()
+				if err != nil || !again {
+					return err
 				}
-				mu.Lock()
-				delete(active, q)
-				mu.Unlock()
-			}()
+			}
+		}
+		tick := time.Second
+		if !service {
+			tick = w.poll() // how soon an idle dispatcher exits
+		}
+		if d != nil {
+			d.Wait(tick)
+			continue
 		}
 		select {
 		case <-ctx.Done():
-		case <-time.After(time.Second):
+		case <-time.After(tick):
 		}
 	}
-	wg.Wait()
 	return nil
 }
 

@@ -107,6 +107,10 @@ var errNotQueued = errors.New("no longer queued")
 // be reached for as long as its timeout: it fails without running.
 var errUnreachable = errors.New("no build host could be reached")
 
+// errHandOff ends, in a worker a hook started, the wait of a job that
+// cannot start at once: its queue goes to the dispatcher (DrainOrHandOff).
+var errHandOff = errors.New("hand the queue off")
+
 // Worker drains queues, one job at a time per queue, at most Slots jobs at a
 // time on the host.
 type Worker struct {
@@ -140,6 +144,9 @@ type Worker struct {
 	// pause, if set, replaces the worker's waits (for a slot, for space,
 	// after a failure): the tests count them.
 	pause func(ctx context.Context, d time.Duration) bool
+	// handOff: a job that cannot start at once ends its queue's drain
+	// with errHandOff instead of waiting (DrainOrHandOff).
+	handOff bool
 }
 
 // Drain runs queue q until it is empty. With wait (a worker a hook
@@ -150,6 +157,44 @@ func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
 	if err != nil || h == nil {
 		return err
 	}
+	return w.drainHeld(ctx, h, q)
+}
+
+// DrainOrHandOff is the worker a hook starts: it drains queue q as Drain
+// with wait does, but a job that cannot start at once (no slot, no build
+// host, no space) does not wait in this process: the queue goes to the
+// data directory's dispatcher, which holds every waiting queue in one
+// process (package queue, hand-off), or this process becomes the
+// dispatcher and runs until it holds no queue.
+func (w *Worker) DrainOrHandOff(ctx context.Context, q string) error {
+	h, err := w.Store.HoldQueue(q, true)
+	if err != nil || h == nil {
+		return err
+	}
+	hw := *w
+	hw.handOff = true
+	if err := hw.drainHeld(ctx, h, q); !errors.Is(err, errHandOff) {
+		return err
+	}
+	d, kept, err := h.HandOff()
+	switch {
+	case err != nil && kept:
+		w.logf("queue %s: %v; its jobs wait in this worker", q, err)
+		return w.drainHeld(ctx, h, q)
+	case err != nil:
+		return err
+	case d == nil:
+		return nil // the dispatcher takes the queue
+	case kept:
+		return w.dispatch(ctx, d, func(ctx context.Context) error { return w.drainHeld(ctx, h, q) }, q)
+	default:
+		return w.dispatch(ctx, d, nil, "")
+	}
+}
+
+// drainHeld is Drain's loop on held queue q. A worker that hands off
+// (handOff) returns errHandOff with q still held.
+func (w *Worker) drainHeld(ctx context.Context, h *queue.Hold, q string) error {
 	for {
 		w.recover(ctx, h)
 		var failed string // the last failure logged
@@ -164,6 +209,9 @@ func (w *Worker) Drain(ctx context.Context, q string, wait bool) error {
 				break
 			}
 			err = w.runEntry(ctx, h, q, es[0])
+			if errors.Is(err, errHandOff) {
+				return err
+			}
 			if err == nil || ctx.Err() != nil {
 				failed, backoff = "", 0
 				continue
@@ -374,6 +422,9 @@ func (w *Worker) reserve(ctx context.Context, r Reserver, j *queue.Job) (release
 		if err != nil || reason == "" {
 			return release, err
 		}
+		if w.handOff {
+			return nil, errHandOff // its slot goes with it, and the dispatcher waits
+		}
 		if reason != shown {
 			w.Store.SetWaiting(j, reason)
 			w.logWait(j, reason)
@@ -407,6 +458,9 @@ func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (relea
 		}
 		if reason == "" {
 			return nil, "", false, nil
+		}
+		if w.handOff {
+			return nil, "", true, errHandOff
 		}
 		if reason != shown {
 			w.Store.SetWaiting(j, reason)
@@ -472,6 +526,9 @@ func (w *Worker) acquireLocalSlot(ctx context.Context, q string, j *queue.Job) (
 		if reason != "" {
 			// No job may start here: not a waiter for a slot meanwhile.
 			sw.Leave()
+			if w.handOff {
+				return nil, errHandOff // the dispatcher logs the wait
+			}
 			if !logged {
 				w.logWait(j, reason)
 				logged = true
@@ -482,6 +539,9 @@ func (w *Worker) acquireLocalSlot(ctx context.Context, q string, j *queue.Job) (
 			if err != nil || slot != nil {
 				return slot, err
 			}
+		}
+		if w.handOff {
+			return nil, errHandOff // the dispatcher waits, in its place in line
 		}
 		if reason != shown {
 			w.Store.SetWaiting(j, reason)

@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"runtime"
 	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -65,19 +66,26 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			defer closeRunners(w)
+			if queueName == "-" {
+				if queueName, err = readQueueName(os.Stdin); err != nil {
+					return err
+				}
+			}
 			switch {
 			case all:
 				return w.Serve(cmd.Context())
+			case queueName != "" && wait:
+				return w.DrainOrHandOff(cmd.Context(), queueName)
 			case queueName != "":
-				return w.Drain(cmd.Context(), queueName, wait)
+				return w.Drain(cmd.Context(), queueName, false)
 			default:
 				return cli.Usagef("drain needs --queue Q or --all")
 			}
 		},
 	}
-	drain.Flags().StringVar(&queueName, "queue", "", "the queue to drain")
+	drain.Flags().StringVar(&queueName, "queue", "", "the queue to drain (-: its name on standard input, off the command line)")
 	drain.Flags().BoolVar(&all, "all", false, "serve every queue until stopped (a service)")
-	drain.Flags().BoolVar(&wait, "wait", false, "wait for the worker holding the queue to finish")
+	drain.Flags().BoolVar(&wait, "wait", false, "a hook's worker: wait for the hook, then the queue; hand the queue to the dispatcher while its next job cannot start")
 	gc := &cobra.Command{
 		Use:   "gc",
 		Short: "Retry failed clean-ups, apply JOBQ_KEEP, settle what crashed workers left, run jobs no worker is running",
@@ -93,6 +101,20 @@ func newRoot() *cobra.Command {
 	}
 	root.AddCommand(drain, gc)
 	return root
+}
+
+// readQueueName reads the queue's name from r, one line (jobq's hook
+// writes it there: a command line is anyone's to read).
+func readQueueName(r io.Reader) (string, error) {
+	b, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return "", fmt.Errorf("read the queue's name from standard input: %w", err)
+	}
+	q := strings.TrimSuffix(string(b), "\n")
+	if err := queue.ValidName(q); err != nil {
+		return "", cli.Usagef("--queue -: the name on standard input: %v", err)
+	}
+	return q, nil
 }
 
 // closeRunners lets go of what runners keep between jobs (the podman

@@ -181,3 +181,30 @@ func (f fakeRunner) Adopt(context.Context, *queue.Job, *os.File, string) (int, e
 }
 
 func (f fakeRunner) Cleanup(ctx context.Context, j *queue.Job) error { return f.cleanup(ctx, j) }
+
+// A hook's worker reads its queue's name from standard input (--queue -):
+// a name, then a newline. Anything else is one clear usage error.
+func TestQueueNameFromStdin(t *testing.T) {
+	for _, tt := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"team/app\n", "team/app", true},
+		{"plain", "plain", true},
+		{"", "", false},
+		{"\n", "", false},
+		{"two\nlines\n", "", false},
+		{"../etc\n", "", false},
+		{"a b\n", "", false},
+		{strings.Repeat("x", 5000), "", false},
+	} {
+		q, err := readQueueName(strings.NewReader(tt.in))
+		if tt.ok && (err != nil || q != tt.want) {
+			t.Errorf("%q: %q, %v; want %q", tt.in, q, err, tt.want)
+		}
+		var stderr strings.Builder
+		if code := cli.Exit(&stderr, "jobq-worker", err); !tt.ok && (code != cli.Usage || strings.Count(stderr.String(), "\n") != 1) {
+			t.Errorf("%q: exit %d, %q; want %d and one line", tt.in, code, stderr.String(), cli.Usage)
+		}
+	}
+}

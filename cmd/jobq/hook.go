@@ -137,14 +137,17 @@ func (a *app) ensureWorker(q string) error {
 }
 
 // startWorker starts a detached worker for queue q, which waits for the
-// hook's start lock and then for the queue.
+// hook's start lock and then for the queue. The queue's name goes on its
+// standard input, not its command line: every process on the host, jobs
+// too, can read a command line (/proc/PID/cmdline), and a name can tell
+// of a private repository.
 func (a *app) startWorker(q string) func() error {
 	return func() error {
 		bin, err := a.program("jobq-worker")
 		if err != nil {
 			return err
 		}
-		return startDetached(bin, []string{"drain", "--queue", q, "--wait"}, a.store.Dir())
+		return startDetached(bin, []string{"drain", "--queue", "-", "--wait"}, q, a.store.Dir())
 	}
 }
 

@@ -11,15 +11,28 @@ import (
 
 // startDetached starts a worker in a session of its own, with no tie to the
 // push: its output goes to worker.log in the data directory, so that git and
-// sshd do not wait for it, and a pusher's hang-up does not reach it.
-func startDetached(bin string, args []string, dataDir string) error {
+// sshd do not wait for it, and a pusher's hang-up does not reach it. input
+// is its standard input: a pipe, written and closed before it starts (a
+// name fits a pipe's buffer many times), so nothing waits on the worker.
+func startDetached(bin string, args []string, input, dataDir string) error {
 	logf, err := os.OpenFile(filepath.Join(dataDir, "worker.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}
 	defer logf.Close()
+	r, w, err := os.Pipe()
+	if err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	defer r.Close()
+	_, err = w.WriteString(input + "\n")
+	w.Close()
+	if err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
 	cmd := exec.Command(bin, args...)
 	cmd.Dir = "/"
+	cmd.Stdin = r
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Env = workerEnv(os.Environ(), dataDir)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}

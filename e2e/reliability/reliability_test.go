@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -541,6 +542,159 @@ func TestServiceRestart(t *testing.T) {
 				t.Errorf("left behind: %v", left)
 			}
 			report("| Podman service restarted while a job runs, %s | 1 | %s, %d notice(s) | |", tt.name, j.State, strings.Count(log, notice))
+		})
+	}
+}
+
+// hookWorker starts the fault-injection worker as the hook starts one
+// (drain --queue - --wait, the queue's name on its standard input): it
+// hands its queue off, or becomes the dispatcher, while the slot is busy.
+func (s *store) hookWorker(q, crashAt string) *exec.Cmd {
+	s.t.Helper()
+	cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", "-", "--wait")
+	cmd.Env = s.env("JOBQ_SLOTS=1", "JOBQ_CRASH_AT="+crashAt)
+	cmd.Stdin = strings.NewReader(q + "\n")
+	if err := cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	return cmd
+}
+
+// killed waits for cmd and reports whether SIGKILL ended it.
+func killed(cmd *exec.Cmd) bool {
+	err := cmd.Wait()
+	ee, ok := err.(*exec.ExitError)
+	return ok && ee.ExitCode() == -1
+}
+
+// busySlot takes the only slot (JOBQ_SLOTS=1) as a running job's worker
+// holds it, until the returned function lets it go.
+func (s *store) busySlot() func() {
+	s.t.Helper()
+	if err := os.MkdirAll(filepath.Join(s.home, "slots"), 0o700); err != nil {
+		s.t.Fatal(err)
+	}
+	f, err := os.OpenFile(filepath.Join(s.home, "slots", "0.lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		s.t.Fatal(err)
+	}
+	f.WriteString("blocker")
+	return func() { f.Close() }
+}
+
+// waiting waits until job id of repo says why it waits: a worker holds its
+// queue and waits for the slot.
+func (s *store) waiting(repo string, id int) {
+	s.t.Helper()
+	path := filepath.Join(s.home, "repos", repo, strconv.Itoa(id), "waiting")
+	deadline := time.Now().Add(time.Minute)
+	for b, _ := os.ReadFile(path); len(b) == 0; b, _ = os.ReadFile(path) {
+		if time.Now().After(deadline) {
+			s.t.Fatalf("%s %d does not wait for a slot", repo, id)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// The crash matrix of the hand-off: a hook's worker whose job cannot start
+// (the only slot busy) killed as it hands its queue off, and the
+// dispatcher killed as it takes a queue handed to it and while it runs a
+// job of one. Afterwards every job runs once (adopted where it had
+// started), nothing is left, no hand-off mark stays, and a dispatcher
+// that lives on exits once nothing waits.
+func TestCrashHandOff(t *testing.T) {
+	job := "JOBQ_COMMAND=" + testenv.Busybox + " sh -c '" + adoptScript + "'"
+	phases := []struct {
+		point, what string
+		// dispatcher: a dispatcher (the first queue's worker) runs before
+		// the second queue's worker, which is killed at point; else the
+		// first queue's worker is killed there, then the second hands its
+		// queue to it.
+		dispatcher bool
+		adoptions  int // notices in the first queue's job's log
+	}{
+		{"handoff-marked", "hook's worker, hand-off marked, queue still held", false, 0},
+		{"handoff-released", "hook's worker, queue let go to a running dispatcher", true, 0},
+		{"dispatch-took", "dispatcher, just after taking a queue handed off", false, 0},
+		{"container-started", "dispatcher, while a job of a queue handed off runs", false, 1},
+	}
+	n := max(rounds()/4, 2)
+	for pi, p := range phases {
+		t.Run(p.point, func(t *testing.T) {
+			s := newStore(t)
+			a, b := fmt.Sprintf("ho-%d-a", pi), fmt.Sprintf("ho-%d-b", pi)
+			counts := map[string]int{}
+			for i := range n {
+				release := s.busySlot()
+				s.hook(a, job)
+				s.hook(b, job)
+				var first *exec.Cmd
+				if p.dispatcher {
+					first = s.hookWorker(a, "") // becomes the dispatcher
+					s.waiting(a, i)
+					if !killed(s.hookWorker(b, p.point)) {
+						t.Fatalf("round %d: the worker of %s was not killed at %s", i, b, p.point)
+					}
+				} else {
+					first = s.hookWorker(a, p.point)
+					if p.point != "handoff-marked" {
+						s.waiting(a, i) // the dispatcher now
+						if err := s.hookWorker(b, "").Wait(); err != nil {
+							t.Fatalf("round %d: the worker of %s: %v", i, b, err)
+						}
+					}
+				}
+				switch {
+				case p.dispatcher:
+					// The dispatcher lives: it was woken by the killed
+					// worker's mark, took its queue, runs both, and exits.
+					release()
+					if err := first.Wait(); err != nil {
+						t.Fatalf("round %d: the dispatcher: %v", i, err)
+					}
+				case p.adoptions > 0: // killed while a job runs: after the slot frees
+					release()
+					if !killed(first) {
+						t.Fatalf("round %d: the worker of %s was not killed at %s", i, a, p.point)
+					}
+				default:
+					if !killed(first) {
+						t.Fatalf("round %d: the worker of %s was not killed at %s", i, a, p.point)
+					}
+					release()
+				}
+				// The next workers settle what is left.
+				s.worker(a, "")
+				s.worker(b, "")
+				for _, repo := range []string{a, b} {
+					j := s.job(repo, i)
+					counts[j.State]++
+					log := s.log(repo, i)
+					if j.State != "succeeded" {
+						t.Errorf("round %d: %s %d is %s (%s)", i, repo, i, j.State, j.Error)
+					} else if want := map[bool]int{true: p.adoptions, false: 0}[repo == a]; checkOutput(log, want) != "" {
+						t.Errorf("round %d: %s: %s; log:\n%q", i, repo, checkOutput(log, want), log)
+					}
+					if h := strings.Count(log, "jobq: job "+strconv.Itoa(i)+" of"); h != 1 {
+						t.Errorf("round %d: %s started %d times", i, repo, h)
+					}
+					if left := s.leftovers(repo); len(left) > 0 {
+						t.Errorf("round %d: left behind: %v", i, left)
+					}
+				}
+			}
+			var left []string
+			for _, pattern := range []string{"queues/*/running/*", "queues/*/pending/*", "handoff/*", "slots/wait/*"} {
+				m, _ := filepath.Glob(filepath.Join(s.home, pattern))
+				left = append(left, m...)
+			}
+			if len(left) > 0 {
+				t.Errorf("left: %v", left)
+			}
+			report("| %s | %d | %v | %d | %d |", p.what, n, counts, len(left), len(s.leftovers(a))+len(s.leftovers(b)))
 		})
 	}
 }

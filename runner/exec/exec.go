@@ -60,17 +60,25 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if err := syscall.Flock(int(record.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		return 0, fmt.Errorf("supervisor record: %w", err)
 	}
+	// The exit file is named through an open directory, not its path: a
+	// command line is anyone's on the host to read, jobs' too, and the
+	// path names the repository.
+	runDir, err := os.Open(filepath.Dir(pf))
+	if err != nil {
+		return 0, fmt.Errorf("supervisor record: %w", err)
+	}
+	defer runDir.Close()
 	cmd := &exec.Cmd{
 		// The running program itself, even if its file was replaced since.
 		Path: "/proc/self/exe",
-		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--exit=" + exitFile(pf),
+		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--dir-fd=4", "--exit=/proc/self/fd/4/exit",
 			"--", "/bin/sh", "-c", j.Options.Command},
 		Dir: j.GitDir,
 		Env: append(append(runner.HostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
 		// The log file itself, not a pipe: the processes write straight
 		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
-		ExtraFiles: []*os.File{record},
+		ExtraFiles: []*os.File{record, runDir},
 		// A session of its own: no terminal's or worker group's signals.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}

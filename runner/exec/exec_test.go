@@ -352,3 +352,36 @@ func TestExecAdoptKilledSupervisor(t *testing.T) {
 }
 
 const notice = "jobq: worker restarted; output continues\n"
+
+// The supervisor's command line names no repository (any process on the
+// host may read it, a job of another repository too): the exit file is
+// named through a directory it holds open, which the job does not get.
+// The exit status still arrives there.
+func TestSupervisorCommandLineNamesNoRepository(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	run := filepath.Join(t.TempDir(), "repos", "team%2Fapp", "7", "run")
+	if err := os.MkdirAll(run, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	r := New(time.Second, func(j *queue.Job) string { return filepath.Join(run, "supervisor") })
+	// The job's parent is its supervisor.
+	j := testJob(gitDir, rev, `tr '\0' ' ' </proc/$PPID/cmdline; echo; for f in /proc/$$/fd/*; do readlink $f; done; exit 3`)
+	f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
+	defer f.Close()
+	exit, err := r.Run(context.Background(), j, f)
+	log, _ := os.ReadFile(f.Name())
+	if err != nil || exit != 3 {
+		t.Fatalf("exit %d, %v; log %q", exit, err, log)
+	}
+	if !strings.Contains(string(log), " supervise ") || strings.Contains(string(log), "team") || strings.Contains(string(log), run) {
+		t.Errorf("the supervisor's command line: %q; want it without the repository or its path", log)
+	}
+	for _, l := range strings.Split(string(log), "\n")[1:] {
+		if l == run {
+			t.Errorf("the job got the supervisor's directory descriptor: %q", log)
+		}
+	}
+	if b, err := os.ReadFile(filepath.Join(run, "exit")); err != nil || string(b) != "3\n" {
+		t.Errorf("exit file: %q, %v", b, err)
+	}
+}

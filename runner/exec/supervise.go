@@ -21,7 +21,7 @@ import (
 // of jobq's own between the worker and the job, so that nothing the job
 // starts outlives it, and the job outlives its worker. args are
 //
-//	[--grace=DURATION] [--record-fd=N --exit=PATH] -- PROGRAM [ARG...]
+//	[--grace=DURATION] [--record-fd=N --exit=PATH [--dir-fd=M]] -- PROGRAM [ARG...]
 //
 // It makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so that every
 // orphan among the job's descendants (setsid -f, a double fork, nohup ... &)
@@ -37,7 +37,10 @@ import (
 // The worker starts it detached (a session of its own) with its record
 // open and locked at fd N: the supervisor writes "PID START" there (its pid
 // and start time) and holds the lock until it exits, so that a later
-// worker knows whether it still runs without trusting a pid.
+// worker knows whether it still runs without trusting a pid. The exit
+// file's directory is open at fd M, and PATH names it through that
+// (/proc/self/fd/M/exit): any process on the host may read a command
+// line, and the directory's path names the repository.
 //
 // The subreaper only catches processes that stay descendants: a job runs as
 // the hosting account and can start processes elsewhere (at, cron, systemd
@@ -49,9 +52,14 @@ func Supervise(args []string) int {
 	grace := flags.Duration("grace", runner.DefaultGrace, "time between SIGTERM and SIGKILL")
 	recordFD := flags.Int("record-fd", -1, "the open, locked record")
 	exitPath := flags.String("exit", "", "where to write the exit status")
-	if err := flags.Parse(args); err != nil || flags.NArg() == 0 || *recordFD == 0 || *recordFD == 1 || *recordFD == 2 {
-		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH] -- PROGRAM [ARG...]")
+	dirFD := flags.Int("dir-fd", -1, "an open directory, for --exit to name as /proc/self/fd/M")
+	if err := flags.Parse(args); err != nil || flags.NArg() == 0 || *recordFD == 0 || *recordFD == 1 || *recordFD == 2 ||
+		*dirFD >= 0 && *dirFD <= 2 {
+		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH [--dir-fd=M]] -- PROGRAM [ARG...]")
 		return 2
+	}
+	if *dirFD > 2 {
+		syscall.CloseOnExec(*dirFD) // the supervisor's, not the job's
 	}
 	if *recordFD > 2 {
 		// Not the job's: the lock must die with the supervisor alone.

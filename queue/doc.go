@@ -127,16 +127,11 @@
 // Every mark is a flock held by a live process, so a worker that dies
 // leaves no slot and no place in line taken: the kernel drops its locks,
 // its slot counts as free, and its waiter file is removed at the next
-<<<<<<< HEAD
-// look. A worker that waits for free space (JOBQ_MIN_FREE,
-// JOBQ_MIN_FREE_INODES) holds no place in line meanwhile: it could not
-// start a job if given a slot.
-=======
 // look. A job handed off (below) leaves the line for the instant between
 // its worker's hand-off and the dispatcher's first look, and comes back
-// to its place: its waiter file's name is its queued time. A worker that waits for free space (JOBQ_MIN_FREE) holds no place
-// in line meanwhile: it could not start a job if given a slot.
->>>>>>> h-wait
+// to its place: its waiter file's name is its queued time. A worker that
+// waits for free space (JOBQ_MIN_FREE, JOBQ_MIN_FREE_INODES) holds no
+// place in line meanwhile: it could not start a job if given a slot.
 //
 // A runner's records (run/) name what a job uses outside the data
 // directory: a checkout, a container. A runner removes a record only once

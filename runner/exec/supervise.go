@@ -63,11 +63,13 @@ func Supervise(args []string) int {
 	}
 	if *recordFD > 2 {
 		// Not the job's: the lock must die with the supervisor alone.
+		// Written through the bare descriptor, never an *os.File: a
+		// garbage-collected *os.File closes its descriptor, and with it
+		// would go the lock while the job still runs.
 		syscall.CloseOnExec(*recordFD)
-		record := os.NewFile(uintptr(*recordFD), "record")
 		if st, err := readStat(os.Getpid()); err == nil {
-			record.Truncate(0)
-			record.WriteAt([]byte(fmt.Sprintf("%d %d\n", os.Getpid(), st.startTime)), 0)
+			unix.Ftruncate(*recordFD, 0)
+			unix.Pwrite(*recordFD, []byte(fmt.Sprintf("%d %d\n", os.Getpid(), st.startTime)), 0)
 		}
 	}
 	code, err := supervise(*grace, flags.Args())

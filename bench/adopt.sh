@@ -51,7 +51,7 @@ median() { sort -g "$1" | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a
 hook() { # hook BUILD HOME REPO COMMAND [VAR=VALUE...]
     local b=$1 home=$2 repo=$3 command=$4
     shift 4
-    (cd "$W/repo.git" && env JOBQ_HOME="$home" GL_REPO="$repo" JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
+    (cd "$W/repo.git" && env JOBQ_HOME="$home" GL_REPO="$repo" JOBQ_QUEUE="$repo" JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
         JOBQ_COMMAND="$command" "$@" "$W/$b-alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
 }
 

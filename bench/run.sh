@@ -161,7 +161,7 @@ s5() {
     for _ in $(seq "$REPEAT"); do
         rm -rf "$W/caphome"
         # No worker beside this jobq: the benchmark runs the worker, timed.
-        (cd "$W/repo.git" && JOBQ_HOME=$W/caphome GL_REPO=cap JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
+        (cd "$W/repo.git" && JOBQ_HOME=$W/caphome GL_REPO=cap JOBQ_QUEUE=cap JOBQ_ASYNC=1 JOBQ_NETWORK=none PATH=/usr/bin:/bin \
             JOBQ_COMMAND="$IMG head -c $LOGBYTES /dev/zero" "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
         /usr/bin/time -f "%e %M" -o "$W/time" env JOBQ_HOME="$W/caphome" JOBQ_LOG_LIMIT=4g "$B/jobq-worker" drain --queue cap
         read -r secs rss <"$W/time"
@@ -194,9 +194,10 @@ s7() {
     : >"$W/rss"
     for _ in $(seq "$REPEAT"); do
         rm -rf "$W/fp"
-        (cd "$W/repo.git" && JOBQ_HOME=$W/fp GL_REPO=fp JOBQ_ASYNC=1 JOBQ_COMMAND="$IMG sleep 2" PATH=/usr/bin:/bin \
+        (cd "$W/repo.git" && JOBQ_HOME=$W/fp GL_REPO=fp JOBQ_QUEUE=fp JOBQ_ASYNC=1 JOBQ_COMMAND="$IMG sleep 2" PATH=/usr/bin:/bin \
             "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1) || true
         /usr/bin/time -f "%M" -o "$W/time" env JOBQ_HOME="$W/fp" "$B/jobq-worker" drain --queue fp
+        grep -q "succeeded" "$W/fp/repos/fp/0/log" # the worker measured ran the job
         cat "$W/time" >>"$W/rss"
     done
     row "worker peak RSS while a job runs" "$(($(median "$W/rss") / 1024)) MiB" "" "" "≤ 30 MiB"

@@ -4,7 +4,7 @@
 //
 //	floor IMAGE GIT_DIR REV RUNS
 //
-// Each run checks REV out into a new directory, then creates, inits,
+// Each run checks REV out into a new directory, then creates, attaches to,
 // starts and waits for a container of IMAGE running `true` with
 // the options of a jobq job (jobq's own Spec: the checkout at /source,
 // --network=none, the k8s-file log, the first ID range of the user's
@@ -17,6 +17,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -115,13 +116,26 @@ func once(conn context.Context, j *queue.Job, gitDir string, uids, gids []idtool
 		return err
 	}
 	defer remove(conn, c.ID)
-	if err := containers.ContainerInit(conn, c.ID, nil); err != nil {
-		return err
+	// As podman run does: attached before the start (which initialises
+	// the container), its end the sign that the container exits, then a
+	// fine wait for its state.
+	ready := make(chan bool, 1)
+	attached := make(chan error, 1)
+	go func() {
+		// Writers the bindings can tell from nil (they reflect on them).
+		var out bytes.Buffer
+		attached <- containers.Attach(conn, c.ID, nil, &out, &out, ready, new(containers.AttachOptions).WithStream(true))
+	}()
+	select {
+	case <-ready:
+	case err := <-attached:
+		return fmt.Errorf("attach: %w", err)
 	}
-	// Podman's wait polls the container's state: every millisecond here,
-	// the tightest the runner ever looks.
 	if err := containers.Start(conn, c.ID, nil); err != nil {
 		return err
+	}
+	if err := <-attached; err != nil {
+		return fmt.Errorf("attach: %w", err)
 	}
 	code, err := containers.Wait(conn, c.ID, new(containers.WaitOptions).WithInterval("1ms"))
 	if err != nil {

@@ -164,7 +164,7 @@ func (d *Dispatcher) HandedOff() ([]string, error) {
 	var qs []string
 	for _, e := range ents {
 		q := unescape(e.Name())
-		if ValidName(q) != nil || escape(q) != e.Name() {
+		if ValidQueue(q) != nil || escape(q) != e.Name() {
 			os.Remove(filepath.Join(d.s.handOffDir(), e.Name()))
 			continue
 		}

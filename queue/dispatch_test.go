@@ -112,11 +112,30 @@ func TestHandOff(t *testing.T) {
 		}
 		d2.Close()
 	})
+	t.Run("a repository's own queue goes to the dispatcher", func(t *testing.T) {
+		s := newStore(t)
+		d, _ := s.TakeDispatch()
+		defer d.Close()
+		q := DefaultQueue("team/app")
+		if _, err := s.Enqueue(&Job{Repo: "team/app", Queue: q, Ref: "refs/heads/main"}); err != nil {
+			t.Fatal(err)
+		}
+		h, err := s.HoldQueue(q, false)
+		if err != nil || h == nil {
+			t.Fatalf("hold %s: %v", q, err)
+		}
+		if d2, kept, err := h.HandOff(); err != nil || d2 != nil || kept {
+			t.Fatalf("HandOff: %v, kept %v, %v; want the queue let go", d2, kept, err)
+		}
+		if qs, err := d.HandedOff(); err != nil || !slices.Equal(qs, []string{q}) {
+			t.Fatalf("handed off: %q %v; want %q", qs, err, q)
+		}
+	})
 	t.Run("hostile markers are removed, not taken", func(t *testing.T) {
 		s := newStore(t)
 		d, _ := s.TakeDispatch()
 		defer d.Close()
-		for _, name := range []string{"..", "a%2F..%2Fb", "%2Fetc", "x%ZZ", "-x"} {
+		for _, name := range []string{"..", "a%2F..%2Fb", "%2Fetc", "x%ZZ", "-x", "repo:..", "repo:", "other:x"} {
 			os.WriteFile(filepath.Join(s.Dir(), "handoff", name), nil, 0o600)
 		}
 		if qs, err := d.HandedOff(); err != nil || len(qs) != 0 {

@@ -111,7 +111,7 @@ func readQueueName(r io.Reader) (string, error) {
 		return "", fmt.Errorf("read the queue's name from standard input: %w", err)
 	}
 	q := strings.TrimSuffix(string(b), "\n")
-	if err := queue.ValidName(q); err != nil {
+	if err := queue.ValidQueue(q); err != nil {
 		return "", cli.Usagef("--queue -: the name on standard input: %v", err)
 	}
 	return q, nil

@@ -191,6 +191,9 @@ func TestQueueNameFromStdin(t *testing.T) {
 	}{
 		{"team/app\n", "team/app", true},
 		{"plain", "plain", true},
+		{"repo:team/app\n", "repo:team/app", true}, // a repository's own queue
+		{"repo:../etc\n", "", false},
+		{"other:app\n", "", false},
 		{"", "", false},
 		{"\n", "", false},
 		{"two\nlines\n", "", false},

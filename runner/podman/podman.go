@@ -135,7 +135,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	}
 	var hard hardLimits
 	if !l.remote {
-		hard = localHard()
+		budget, err := serviceNproc(r.cfg.Service.Getenv)
+		if err != nil {
+			return 0, err
+		}
+		hard = localHard(budget)
 	}
 	notApplied(j, host, hard, log)
 	hostDir := ""

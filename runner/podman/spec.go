@@ -48,11 +48,15 @@ type hardLimits struct{ nofile, nproc uint64 }
 
 // localHard are the hard limits of the local service: the worker's own,
 // which a service jobq starts inherits (connection.go), and which one the
-// account started otherwise has as well, as a rule.
-func localHard() hardLimits {
+// account started otherwise has as well, as a rule; on processes, at most
+// jobsNproc, which a service jobq starts has as its hard limit (budget.go).
+func localHard(jobsNproc uint64) hardLimits {
 	var files, procs unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &files) != nil || unix.Getrlimit(unix.RLIMIT_NPROC, &procs) != nil {
 		return hardLimits{}
+	}
+	if jobsNproc > 0 {
+		procs.Max = min(procs.Max, jobsNproc)
 	}
 	return hardLimits{nofile: files.Max, nproc: procs.Max}
 }

@@ -180,7 +180,7 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 // the job's user IDs to JOBQ_PIDS processes and threads. A job that is root
 // in its container may switch to more of its IDs and have JOBQ_PIDS for
 // each: what bounds it then is the Podman service's own limit, which all
-// jobs share. Where the cgroup applies JOBQ_PIDS to all of the job's
+// jobs share (JOBQ_JOBS_NPROC for a service jobq starts: budget.go). Where the cgroup applies JOBQ_PIDS to all of the job's
 // processes, RLIMIT_NPROC never binds first.
 func rlimits(pids int64, h *hostInfo, hard hardLimits) []spec.POSIXRlimit {
 	procs := nproc(pids, h, hard)

@@ -116,3 +116,29 @@ func TestWithNprocBadRequest(t *testing.T) {
 		t.Errorf("exit %v, output %q", err, out)
 	}
 }
+
+// The hard limit a job's own limits are held within is at most the
+// budget, and at most pid_max, to which Podman 4 lowers its own.
+func TestLocalHard(t *testing.T) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NPROC, &lim); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile("/proc/sys/kernel/pid_max")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pidMax, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct{ budget, want uint64 }{
+		{0, min(lim.Max, pidMax)},
+		{77, min(lim.Max, pidMax, 77)},
+		{pidMax + 1, min(lim.Max, pidMax)},
+	} {
+		if got := localHard(tt.budget).nproc; got != tt.want {
+			t.Errorf("localHard(%d).nproc = %d, want %d", tt.budget, got, tt.want)
+		}
+	}
+}

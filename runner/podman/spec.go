@@ -3,6 +3,7 @@ package podman
 import (
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,8 +49,10 @@ type hardLimits struct{ nofile, nproc uint64 }
 
 // localHard are the hard limits of the local service: the worker's own,
 // which a service jobq starts inherits (connection.go), and which one the
-// account started otherwise has as well, as a rule; on processes, at most
-// jobsNproc, which a service jobq starts has as its hard limit (budget.go).
+// account started otherwise has as well, as a rule. On processes, at most
+// jobsNproc, which a service jobq starts has as its hard limit (budget.go),
+// and at most the kernel's pid_max, to which Podman 4 lowers its own
+// (containers/common's default ulimits).
 func localHard(jobsNproc uint64) hardLimits {
 	var files, procs unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &files) != nil || unix.Getrlimit(unix.RLIMIT_NPROC, &procs) != nil {
@@ -57,6 +60,11 @@ func localHard(jobsNproc uint64) hardLimits {
 	}
 	if jobsNproc > 0 {
 		procs.Max = min(procs.Max, jobsNproc)
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			procs.Max = min(procs.Max, n)
+		}
 	}
 	return hardLimits{nofile: files.Max, nproc: procs.Max}
 }

@@ -102,7 +102,7 @@ func once(conn context.Context, j *queue.Job, gitDir string, uids, gids []idtool
 	if err := podman.Checkout(conn, gitDir, j.NewRev, dir, podman.DefaultCheckoutLimits()); err != nil {
 		return err
 	}
-	s, err := podman.Spec(j, "floor", dir, runner.DefaultGrace, false, nil, nil, podman.LocalHard())
+	s, err := podman.Spec(j, "floor", dir, runner.DefaultGrace, false, nil, nil, podman.LocalHard(0))
 	if err != nil {
 		return err
 	}

@@ -194,13 +194,13 @@ repo iso-a
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
     option ENV.JOBQ_MEMORY = "64m"
 
-repo iso-b limits-other
+repo iso-b limits-other budget-other
     RW+ = mallory
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 
-repo bomb
+repo bomb uidbomb
     RW+ = admin
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
@@ -264,6 +264,7 @@ repo bomb
 	}
 	isolation(ctx, t, f)
 	limits(ctx, t, f)
+	budget(ctx, t, f)
 }
 
 // limits: a job that tries to start 2000 processes under JOBQ_PIDS=100 is
@@ -369,5 +370,75 @@ func waitSSH(t *testing.T, f *fixture) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		return f.ssh(ctx, "info").Code == 0
+	})
+}
+
+// budget: the Podman service inside, which jobq starts, has git's 4096
+// processes less 512 (JOBQ_JOBS_NPROC's default): a bound on all jobs
+// together that leaves sshd, nginx and the workers 512. With a budget of
+// 300, a job that is root in its container and switches among 5 of its
+// user IDs, each held to JOBQ_PIDS=100, is held to 300 together with the
+// service; meanwhile another user's push succeeds, and its job runs once
+// the bomb is released (one slot: a job that starts while another holds
+// the whole budget fails to start).
+func budget(ctx context.Context, t *testing.T, f *fixture) {
+	_, _, container := names()
+	const svcLog = "/config/.local/share/jobq/podman-service.log"
+	if out := f.podman(ctx, "exec", container, "cat", svcLog); !strings.Contains(out, "with RLIMIT_NPROC 3584: all jobs' processes and threads together") {
+		t.Errorf("the service inside does not have 4096 - 512 processes:\n%s", out)
+	}
+	// As docs/gws-image.md says to set them.
+	f.podman(ctx, "exec", "-e", "JOBQ_SLOTS=1", "-e", "JOBQ_JOBS_NPROC=300", container, "gitolite-install-jobq", "/usr/local/bin/jobq")
+	if out := f.podman(ctx, "exec", container, "grep", "JOBQ_", "/config/.gitolite.rc"); strings.Count(out, "JOBQ_") != 2 ||
+		!strings.Contains(out, "$ENV{JOBQ_SLOTS} = 1; # set by gitolite-install-jobq") || !strings.Contains(out, "$ENV{JOBQ_JOBS_NPROC} = 300; # set by gitolite-install-jobq") {
+		t.Fatalf("the settings in .gitolite.rc: %s", out)
+	}
+	f.stopInnerService(ctx, t)
+
+	f.push(ctx, "uidbomb", testenv.UIDBombScript(5, 100))
+	var log string
+	testenv.WaitUntil(t, "the bomb is held", 2*time.Minute, func() bool {
+		log = f.ssh(ctx, "jobq", "log", "uidbomb", "0").Stdout
+		return testenv.BombHeld.MatchString(log) && testenv.BombUsers.MatchString(log)
+	})
+	n, _ := strconv.Atoi(testenv.BombHeld.FindStringSubmatch(log)[1])
+	users := strings.Fields(testenv.BombUsers.FindStringSubmatch(log)[1])
+	t.Logf("the bomb started %d processes as %d users", n, len(users))
+	if len(users) < 2 || n <= 100 || n > 300 {
+		t.Errorf("the bomb started %d processes as %d users, under JOBQ_PIDS=100 and JOBQ_JOBS_NPROC=300:\n%s", n, len(users), log)
+	}
+	if out := f.podman(ctx, "exec", container, "cat", svcLog); !strings.Contains(out, "with RLIMIT_NPROC 300: ") {
+		t.Errorf("the service's log does not say JOBQ_JOBS_NPROC=300:\n%s", out)
+	}
+
+	out := f.pushAs(ctx, "mallory", "budget-other", "echo other job ran\n")
+	if !strings.Contains(out, "jobq: queued budget-other job 0") {
+		t.Errorf("the other user's push beside the bomb:\n%s", out)
+	}
+	if strings.Contains(f.ssh(ctx, "jobq", "log", "uidbomb", "0").Stdout, "bomb released") {
+		t.Fatal("the bomb ended before the other push: the two did not run at once")
+	}
+	f.podman(ctx, "exec", container, "sh", "-c", `podman unshare touch "$(cat /config/.local/share/jobq/repos/uidbomb/0/run/checkout)/release"`)
+	if r := f.ssh(ctx, "jobq", "uidbomb", "0"); !strings.Contains(r.Stdout, "bomb released") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+		t.Errorf("the bomb's end: %s", r)
+	}
+	if r := f.sshAs(ctx, "mallory", "jobq", "budget-other", "0"); r.Code != 0 || !strings.Contains(r.Stdout, "other job ran") || !strings.Contains(r.Stdout, "jobq: succeeded") {
+		t.Errorf("the other user's job: %s", r)
+	}
+	testenv.WaitUntil(t, "the bomb's container is removed", time.Minute, func() bool {
+		return strings.TrimSpace(f.podman(ctx, "exec", container, "podman", "ps", "-a", "-q", "--filter", "label=jobq.repo")) == ""
+	})
+}
+
+// stopInnerService stops the Podman service inside the container (the
+// next job's worker starts another), and waits until it has exited.
+func (f *fixture) stopInnerService(ctx context.Context, t *testing.T) {
+	t.Helper()
+	_, _, container := names()
+	// $s: the script's own command line does not name the service.
+	const scan = `s=system; for p in /proc/[0-9]*; do case "$(tr '\0' ' ' <$p/cmdline 2>/dev/null)" in *"podman $s service"*) echo ${p#/proc/};; esac; done`
+	f.podman(ctx, "exec", container, "sh", "-c", scan+" | xargs -r kill")
+	testenv.WaitUntil(t, "the Podman service inside exits", 2*time.Minute, func() bool {
+		return strings.TrimSpace(f.podman(ctx, "exec", container, "sh", "-c", scan)) == ""
 	})
 }

@@ -378,15 +378,22 @@ func (s *Service) startLocal(ctx context.Context, ep endpoint) error {
 	if listening(sock) {
 		return nil // another worker started it
 	}
-	err = s.serve(ctx, podman, ep)
+	nproc, err := serviceNproc(s.Getenv)
+	if err != nil {
+		return fmt.Errorf("start podman service: %w", err)
+	}
+	err = s.serve(ctx, podman, ep, nproc)
 	if errors.Is(err, errExited) {
 		// A runtime directory that outlived its processes (a container
 		// restarted: /tmp survives, unlike /run/user at a reboot) leaves
 		// Podman "invalid internal status"; its documented remedy first.
+		// It may make the user namespace the service then joins: with the
+		// same limit.
 		migrate := exec.CommandContext(ctx, podman, "system", "migrate")
 		migrate.Env = s.serviceEnv(ep)
+		withNproc(migrate, nproc)
 		migrate.Run()
-		err = s.serve(ctx, podman, ep)
+		err = s.serve(ctx, podman, ep, nproc)
 	}
 	return err
 }
@@ -400,8 +407,9 @@ func (s *Service) serviceEnv(ep endpoint) []string {
 	return append(os.Environ(), "XDG_RUNTIME_DIR="+ep.base)
 }
 
-// serve starts the service once and waits until it answers.
-func (s *Service) serve(ctx context.Context, podman string, ep endpoint) error {
+// serve starts the service once, with an RLIMIT_NPROC of nproc (0: the
+// worker's own), and waits until it answers.
+func (s *Service) serve(ctx context.Context, podman string, ep endpoint, nproc uint64) error {
 	sock := ep.socket
 	logf, err := os.OpenFile(filepath.Join(s.StateDir, "podman-service.log"), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
 	if err != nil {
@@ -414,6 +422,12 @@ func (s *Service) serve(ctx context.Context, podman string, ep endpoint) error {
 	cmd.Dir = "/"
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	withNproc(cmd, nproc)
+	what := "RLIMIT_NPROC as the worker's (the account has no limit)"
+	if nproc > 0 {
+		what = fmt.Sprintf("RLIMIT_NPROC %d: all jobs' processes and threads together, and the service's own (%s)", nproc, jobsNprocEnv)
+	}
+	fmt.Fprintf(logf, "jobq: %s: podman system service on unix://%s with %s\n", time.Now().UTC().Format(time.RFC3339), sock, what)
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("start podman service: %w", err)
 	}

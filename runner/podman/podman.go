@@ -142,7 +142,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	}
 	var hard hardLimits
 	if !l.remote {
-		hard = LocalHard()
+		budget, err := serviceNproc(r.cfg.Service.Getenv)
+		if err != nil {
+			return 0, err
+		}
+		hard = LocalHard(budget)
 	}
 	notApplied(j, host, hard, &own)
 	if own.Len() > 0 {

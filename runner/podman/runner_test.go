@@ -169,6 +169,7 @@ func newTestPodman(t *testing.T) (*Runner, *testenv.RootfulPodman) {
 }
 
 func TestMain(m *testing.M) {
+	nprocHelper()
 	code := m.Run()
 	if podman.svc != nil {
 		podman.svc.Stop()

@@ -3,6 +3,7 @@ package podman
 import (
 	"fmt"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -48,11 +49,22 @@ type hardLimits struct{ nofile, nproc uint64 }
 
 // LocalHard are the hard limits of the local service: the worker's own,
 // which a service jobq starts inherits (connection.go), and which one the
-// account started otherwise has as well, as a rule.
-func LocalHard() hardLimits {
+// account started otherwise has as well, as a rule. On processes, at most
+// jobsNproc, which a service jobq starts has as its hard limit (budget.go),
+// and at most the kernel's pid_max, to which Podman 4 lowers its own
+// (containers/common's default ulimits).
+func LocalHard(jobsNproc uint64) hardLimits {
 	var files, procs unix.Rlimit
 	if unix.Getrlimit(unix.RLIMIT_NOFILE, &files) != nil || unix.Getrlimit(unix.RLIMIT_NPROC, &procs) != nil {
 		return hardLimits{}
+	}
+	if jobsNproc > 0 {
+		procs.Max = min(procs.Max, jobsNproc)
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/pid_max"); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			procs.Max = min(procs.Max, n)
+		}
 	}
 	return hardLimits{nofile: files.Max, nproc: procs.Max}
 }
@@ -176,7 +188,7 @@ func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool
 // the job's user IDs to JOBQ_PIDS processes and threads. A job that is root
 // in its container may switch to more of its IDs and have JOBQ_PIDS for
 // each: what bounds it then is the Podman service's own limit, which all
-// jobs share. Where the cgroup applies JOBQ_PIDS to all of the job's
+// jobs share (JOBQ_JOBS_NPROC for a service jobq starts: budget.go). Where the cgroup applies JOBQ_PIDS to all of the job's
 // processes, RLIMIT_NPROC never binds first.
 func rlimits(pids int64, h *hostInfo, hard hardLimits) []spec.POSIXRlimit {
 	procs := nproc(pids, h, hard)

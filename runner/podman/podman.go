@@ -20,6 +20,7 @@ import (
 	"github.com/containers/podman/v5/pkg/errorhandling"
 
 	"github.com/jobq/jobq/internal/faults"
+	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
@@ -38,8 +39,8 @@ type Config struct {
 	// sweep leaves that job's container alone.
 	Active func(repo string, id int64) bool
 	// Checkout bounds each job's checkout; a zero value means
-	// DefaultCheckoutLimits.
-	Checkout CheckoutLimits
+	// gittree.DefaultLimits.
+	Checkout gittree.Limits
 	// SubUID and SubGID name the files the account's subordinate IDs are
 	// read from, for the jobs' ID ranges: /etc/subuid and /etc/subgid when
 	// empty.
@@ -88,8 +89,8 @@ func (r *Runner) cleanupFailed() {
 
 // NewPodman returns the podman runner.
 func New(cfg Config) *Runner {
-	if cfg.Checkout == (CheckoutLimits{}) {
-		cfg.Checkout = DefaultCheckoutLimits()
+	if cfg.Checkout == (gittree.Limits{}) {
+		cfg.Checkout = gittree.DefaultLimits()
 	}
 	cfg.Service.tunnels = &tunnels{}
 	return &Runner{cfg: cfg}
@@ -220,7 +221,7 @@ func (r *Runner) checkout(ctx context.Context, j *queue.Job) (string, error) {
 		return "", fmt.Errorf("checkout: %w", err)
 	}
 	// Under the job's context: a timeout or cancel stops a tree bomb too.
-	if err := Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
+	if err := gittree.Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
 		return "", err
 	}
 	faults.Point("checked-out")
@@ -233,7 +234,7 @@ func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, i
 	pr, pw := io.Pipe()
 	archived := make(chan error, 1)
 	go func() {
-		err := Archive(ctx, j.GitDir, j.NewRev, pw, r.cfg.Checkout)
+		err := gittree.Archive(ctx, j.GitDir, j.NewRev, pw, r.cfg.Checkout)
 		pw.CloseWithError(err)
 		archived <- err
 	}()

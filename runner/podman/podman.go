@@ -193,7 +193,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		}
 	}
 	code, err := r.attachStartWait(ctx, conn, j, id, !l.remote, log)
-	if err != nil && l.tunnel != nil && !l.tunnel.alive(5*time.Second) {
+	if err != nil && l.tunnel != nil && !l.tunnel.Alive(5*time.Second) {
 		// The host went away (Wait then says code 0 and EOF): the job's
 		// fate is not known.
 		r.markDown(m, err)

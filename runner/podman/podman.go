@@ -19,6 +19,7 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 
+	"github.com/jobq/jobq/images"
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/push"
@@ -129,11 +130,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	// An image that is present costs no question to the service: create
 	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
 	// first.
-	if err := checkImage(args[0], j.Options.Pull); err != nil {
+	if err := images.Check(args[0], j.Options.Pull); err != nil {
 		return 0, err
 	}
-	if j.Options.Pull == pullAlways {
-		if _, err := ensureImage(conn, args[0], j.Options.Pull, log); err != nil {
+	if j.Options.Pull == images.PullAlways {
+		if _, err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
 			return 0, err
 		}
 	}
@@ -170,10 +171,10 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		return 0, err
 	}
 	created, err := containers.CreateWithSpec(conn, s, nil)
-	if err != nil && j.Options.Pull != pullAlways {
+	if err != nil && j.Options.Pull != images.PullAlways {
 		// The image is missing, most likely: pull it (or say why not) and
 		// try once more.
-		pulled, perr := ensureImage(conn, args[0], j.Options.Pull, log)
+		pulled, perr := images.Ensure(conn, args[0], j.Options.Pull, log)
 		if perr != nil {
 			return 0, perr
 		}

@@ -22,14 +22,11 @@ import (
 )
 
 func TestTunnel(t *testing.T) {
-	userKey, userPEM := testenv.SSHKey(t)
-	srv := testenv.StartSSHServer(t, userKey.PublicKey())
+	srv := testenv.StartSSHServer(t)
 	sock := testenv.EchoSocket(t)
+	identity := srv.Identity
+	_, otherPEM := testenv.SSHKey(t)
 	dir := t.TempDir()
-	identity := filepath.Join(dir, "id")
-	os.WriteFile(identity, userPEM, 0o600)
-	otherKey, otherPEM := testenv.SSHKey(t)
-	_ = otherKey
 	otherIdentity := filepath.Join(dir, "other")
 	os.WriteFile(otherIdentity, otherPEM, 0o600)
 	wrongHost, _ := testenv.SSHKey(t)

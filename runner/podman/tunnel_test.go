@@ -41,13 +41,10 @@ func silentHost(t *testing.T) (addr string, accepted chan net.Conn) {
 // hosts (the cache's lock was held across the dial, up to 10 s), and
 // callers for the same host share one dial.
 func TestTunnelsSilentHost(t *testing.T) {
-	userKey, userPEM := testenv.SSHKey(t)
-	srv := testenv.StartSSHServer(t, userKey.PublicKey())
+	srv := testenv.StartSSHServer(t)
 	sock := testenv.EchoSocket(t)
-	dir := t.TempDir()
-	identity := filepath.Join(dir, "id")
-	os.WriteFile(identity, userPEM, 0o600)
-	kh := filepath.Join(dir, "known_hosts")
+	identity := srv.Identity
+	kh := filepath.Join(t.TempDir(), "known_hosts")
 	os.WriteFile(kh, []byte(srv.KnownHosts()), 0o600)
 	silent, accepted := silentHost(t)
 	noenv := func(string) string { return "" }

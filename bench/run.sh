@@ -205,5 +205,5 @@ while IFS= read -r line; do rows+=("$line"); done <"$W/remote-rows"
 if ((smoke)); then bench/web.sh --smoke; fi
 
 echo "bench: go test -bench" >&2
-go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./runner >bench/out/go-bench.txt 2>&1
+go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree >bench/out/go-bench.txt 2>&1
 cat "$out"

@@ -67,7 +67,7 @@ func TestJobStoppedOnLowSpace(t *testing.T) {
 			t.Fatalf("push: %s", r)
 		}
 		testenv.WaitUntil(t, "the listing says why job 1 waits", time.Minute, func() bool {
-			return strings.Contains(ssh("alice", "jobq", "podfull").Stdout, " free, JOBQ_MIN_FREE=4m)")
+			return strings.Contains(ssh("alice", "jobq", "podfull").Stdout, " free, JOBQ_MIN_FREE=4m")
 		})
 		if r := ssh("alice", "jobq", "cancel", "podfull", "1"); r.Code != 0 {
 			t.Errorf("cancel: %s", r)
@@ -106,7 +106,7 @@ func TestJobStoppedOnLowSpace(t *testing.T) {
 		}
 		testenv.WaitUntil(t, "the listing says why job 2 waits", time.Minute, func() bool {
 			ls := ssh("alice", "jobq", "podfull").Stdout
-			return strings.Contains(ls, " inodes free, JOBQ_MIN_FREE_INODES=100000)")
+			return strings.Contains(ls, " inodes free, JOBQ_MIN_FREE_INODES=100000")
 		})
 		if r := ssh("alice", "jobq", "cancel", "podfull", "2"); r.Code != 0 {
 			t.Errorf("cancel: %s", r)

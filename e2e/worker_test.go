@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/testenv"
+	"github.com/jobq/jobq/queue"
 )
 
 func init() { confParts = append(confParts, workerConf) }
@@ -101,11 +102,12 @@ func accountCheckouts(t *testing.T) []string {
 	return mine
 }
 
-// workerGone waits until no worker drains queue q: until no process holds
+// workerGone waits until no worker drains repo's own queue: until no process holds
 // its worker.lock. /proc/locks tells without taking the lock, which a
 // hook's try would then find taken.
-func workerGone(t *testing.T, q string) {
+func workerGone(t *testing.T, repo string) {
 	t.Helper()
+	q := queue.DefaultQueue(repo)
 	fi, err := os.Stat(filepath.Join(env.DataDir(), "queues", q, "worker.lock"))
 	if err != nil {
 		t.Fatal(err)

@@ -546,14 +546,15 @@ func TestServiceRestart(t *testing.T) {
 	}
 }
 
-// hookWorker starts the fault-injection worker as the hook starts one
-// (drain --queue - --wait, the queue's name on its standard input): it
+// hookWorker starts the fault-injection worker for repo's own queue as the
+// hook starts one (drain --queue - --wait, the queue's name on its standard
+// input): it
 // hands its queue off, or becomes the dispatcher, while the slot is busy.
-func (s *store) hookWorker(q, crashAt string) *exec.Cmd {
+func (s *store) hookWorker(repo, crashAt string) *exec.Cmd {
 	s.t.Helper()
 	cmd := exec.Command(filepath.Join(h.fi, "jobq-worker-faultinject"), "drain", "--queue", "-", "--wait")
 	cmd.Env = s.env("JOBQ_SLOTS=1", "JOBQ_CRASH_AT="+crashAt)
-	cmd.Stdin = strings.NewReader(q + "\n")
+	cmd.Stdin = strings.NewReader(queue.DefaultQueue(repo) + "\n")
 	if err := cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/specgen"
 
-	"github.com/jobq/jobq/runner/podman"
+	"github.com/jobq/jobq/internal/gittree"
 )
 
 func main() {
@@ -30,7 +30,7 @@ func main() {
 	case len(os.Args) == 5 && os.Args[1] == "ship":
 		err = ship(context.Background(), os.Args[2], os.Args[3], os.Args[4])
 	case len(os.Args) == 4:
-		err = podman.Checkout(context.Background(), os.Args[1], os.Args[2], os.Args[3], podman.DefaultCheckoutLimits())
+		err = gittree.Checkout(context.Background(), os.Args[1], os.Args[2], os.Args[3], gittree.DefaultLimits())
 	default:
 		fmt.Fprintln(os.Stderr, "usage: checkout GIT_DIR REV DIR | checkout ship IMAGE GIT_DIR REV")
 		os.Exit(2)
@@ -62,7 +62,7 @@ func ship(ctx context.Context, image, gitDir, rev string) error {
 	pr, pw := io.Pipe()
 	archived := make(chan error, 1)
 	go func() {
-		err := podman.Archive(ctx, gitDir, rev, pw, podman.DefaultCheckoutLimits())
+		err := gittree.Archive(ctx, gitDir, rev, pw, gittree.DefaultLimits())
 		pw.CloseWithError(err)
 		archived <- err
 	}()

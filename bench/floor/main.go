@@ -33,6 +33,7 @@ import (
 	"github.com/containers/storage/pkg/idtools"
 	storagetypes "github.com/containers/storage/types"
 
+	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
@@ -99,7 +100,7 @@ func once(conn context.Context, j *queue.Job, gitDir string, uids, gids []idtool
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if err := podman.Checkout(conn, gitDir, j.NewRev, dir, podman.DefaultCheckoutLimits()); err != nil {
+	if err := gittree.Checkout(conn, gitDir, j.NewRev, dir, gittree.DefaultLimits()); err != nil {
 		return err
 	}
 	s, err := podman.Spec(j, "floor", dir, runner.DefaultGrace, false, nil, nil, podman.LocalHard())

@@ -4,22 +4,22 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/jobq/jobq/runner/podman"
+	"github.com/jobq/jobq/internal/gittree"
 )
 
 // JOBQ_CHECKOUT_FILES: default, values, and one clear line for a bad
 // value; JOBQ_MIN_FREE (read with the worker's settings) passes through.
 func TestCheckoutLimits(t *testing.T) {
 	const minFree = 512 << 20
-	def := podman.CheckoutLimits{Files: podman.DefaultCheckoutFiles, MinFree: minFree}
+	def := gittree.Limits{Files: gittree.DefaultFiles, MinFree: minFree}
 	rows := []struct {
 		files string
-		want  podman.CheckoutLimits
+		want  gittree.Limits
 		err   string
 	}{
 		{"", def, ""},
-		{"5000", podman.CheckoutLimits{Files: 5000, MinFree: minFree}, ""},
-		{"1", podman.CheckoutLimits{Files: 1, MinFree: minFree}, ""},
+		{"5000", gittree.Limits{Files: 5000, MinFree: minFree}, ""},
+		{"1", gittree.Limits{Files: 1, MinFree: minFree}, ""},
 		{"0", def, `JOBQ_CHECKOUT_FILES="0" is not a positive number`},
 		{"-3", def, `JOBQ_CHECKOUT_FILES="-3" is not a positive number`},
 		{"1e6", def, `JOBQ_CHECKOUT_FILES="1e6" is not a positive number`},

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/cli"
+	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
@@ -215,8 +216,8 @@ func newWorker() (*worker.Worker, error) {
 
 // checkoutLimits reads JOBQ_CHECKOUT_FILES; minFree (JOBQ_MIN_FREE) is
 // also the free space that must remain on the checkout's filesystem.
-func checkoutLimits(getenv func(string) string, minFree int64) (podman.CheckoutLimits, error) {
-	lim := podman.CheckoutLimits{Files: podman.DefaultCheckoutFiles, MinFree: minFree}
+func checkoutLimits(getenv func(string) string, minFree int64) (gittree.Limits, error) {
+	lim := gittree.Limits{Files: gittree.DefaultFiles, MinFree: minFree}
 	if v := getenv("JOBQ_CHECKOUT_FILES"); v != "" {
 		n, err := strconv.ParseInt(v, 10, 64)
 		if err != nil || n < 1 {

@@ -16,6 +16,7 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/specgen"
 
+	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/runner/podman"
 )
@@ -119,7 +120,7 @@ func BenchmarkRemoteShip(b *testing.B) {
 	}
 	api := func(id string) {
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(podman.Archive(ctx, gitDir, rev, pw, podman.DefaultCheckoutLimits())) }()
+		go func() { pw.CloseWithError(gittree.Archive(ctx, gitDir, rev, pw, gittree.DefaultLimits())) }()
 		copyFn, err := containers.CopyFromArchive(conn, id, "/source", pr)
 		if err == nil {
 			err = copyFn()

@@ -19,6 +19,8 @@ import (
 	"github.com/containers/common/pkg/config"
 	"github.com/containers/podman/v5/pkg/bindings"
 	"github.com/gofrs/flock"
+
+	"github.com/jobq/jobq/internal/sshtunnel"
 )
 
 // Service says how to reach the Podman service.
@@ -217,11 +219,11 @@ func (s *Service) Connect(ctx context.Context, connection string) (context.Conte
 // cancelled with the job's context: the runner still needs it to stop
 // and remove a container after the job's context ended.
 type link struct {
-	conn   context.Context // the bindings' connection
-	uri    string          // what the bindings connect to: for ssh, the tunnel's socket
-	name   string          // the service's URI, for messages
-	remote bool            // a service on another machine: no filesystem shared
-	tunnel *tunnel         // for ssh://
+	conn   context.Context   // the bindings' connection
+	uri    string            // what the bindings connect to: for ssh, the tunnel's socket
+	name   string            // the service's URI, for messages
+	remote bool              // a service on another machine: no filesystem shared
+	tunnel *sshtunnel.Tunnel // for ssh://
 }
 
 // link connects to ep: over a tunnel of jobq's own for ssh://.
@@ -238,7 +240,7 @@ func (s *Service) link(ctx context.Context, ep endpoint) (*link, error) {
 		if err != nil {
 			return nil, err
 		}
-		l.tunnel, l.uri = t, t.uri()
+		l.tunnel, l.uri = t, t.URI()
 	}
 	conn, err := bindings.NewConnectionWithIdentity(context.WithoutCancel(ctx), l.uri, ep.identity, false)
 	if err != nil {
@@ -258,12 +260,12 @@ func (s *Service) knownHosts() string {
 }
 
 // tunnels keeps one tunnel per host, user and identity, and replaces one
-// whose connection ended. A dial (up to sshDialTimeout against a silent
-// host) runs outside the lock: one per key at a time, which the other
-// callers for that key wait for, while other hosts' callers go on.
+// whose connection ended. A dial (up to sshtunnel.DialTimeout against a
+// silent host) runs outside the lock: one per key at a time, which the
+// other callers for that key wait for, while other hosts' callers go on.
 type tunnels struct {
 	mu      sync.Mutex
-	m       map[string]*tunnel
+	m       map[string]*sshtunnel.Tunnel
 	dialing map[string]*dial
 	closed  bool
 }
@@ -271,7 +273,7 @@ type tunnels struct {
 // dial is a dial in flight; done closes when t or err is set.
 type dial struct {
 	done    chan struct{}
-	t       *tunnel
+	t       *sshtunnel.Tunnel
 	err     error
 	waiters int // callers other than the dialer, for tests
 }
@@ -291,7 +293,7 @@ func (ts *tunnels) close() {
 	}
 }
 
-func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts string, getenv func(string) string) (*tunnel, error) {
+func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts string, getenv func(string) string) (*sshtunnel.Tunnel, error) {
 	if ts == nil { // a Service not made by New (tests): not kept
 		return dialTunnel(ctx, u, identity, knownHosts, getenv)
 	}
@@ -299,7 +301,7 @@ func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts str
 	ts.mu.Lock()
 	if t := ts.m[key]; t != nil {
 		select {
-		case <-t.done:
+		case <-t.Done():
 		default:
 			ts.mu.Unlock()
 			return t, nil
@@ -316,7 +318,7 @@ func (ts *tunnels) get(ctx context.Context, u *url.URL, identity, knownHosts str
 		ts.dialing[key] = d
 		// The dial is no one caller's: a caller whose job ends stops
 		// waiting, and the others still get the tunnel. dialTunnel ends
-		// within sshDialTimeout.
+		// within sshtunnel.DialTimeout.
 		go ts.dial(context.WithoutCancel(ctx), key, d, u, identity, knownHosts, getenv)
 	}
 	ts.mu.Unlock()
@@ -340,7 +342,7 @@ func (ts *tunnels) dial(ctx context.Context, key string, d *dial, u *url.URL, id
 			t, err = nil, errors.New("the runner is closed")
 		} else {
 			if ts.m == nil {
-				ts.m = map[string]*tunnel{}
+				ts.m = map[string]*sshtunnel.Tunnel{}
 			}
 			ts.m[key] = t
 		}

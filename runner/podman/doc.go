@@ -1,11 +1,27 @@
 // Package podman is the podman backend of the worker (JOBQ_RUNNER=podman):
-// it checks the pushed revision out with go-git into a directory of the
-// job's own (checkout.go), makes the job's image present (images.go),
-// gives the job an ID range of its own (idrange.go, isolation.go: reserved
-// while the job is still queued, once it has its slot: Reserve), and runs
-// IMAGE ARGS... in a container through the Podman v5 bindings (podman.go,
-// spec.go) on the service JOBQ_CONNECTION names, started on demand
-// (connection.go), attached before it starts so that no output is lost,
-// its output batched into the log (batch.go). Cleanup removes the
-// container and the checkout, after the result is recorded.
+// each job runs IMAGE ARGS... in a container of its own through the Podman
+// v5 bindings, on the service JOBQ_CONNECTION names. Its files:
+//
+//   - podman.go: the Runner: a job's run from its source to its result.
+//     The pushed revision is checked out with internal/gittree into a
+//     directory of the job's own and bind-mounted, or, for a remote
+//     service, streamed into /source as a tar (gittree.Archive); the
+//     image is made present with the images package. Cleanup removes the
+//     container and the checkout after the result is recorded.
+//   - spec.go: the container's spec: mounts, limits, labels, user
+//     namespace.
+//   - idrange.go, isolation.go: an ID range of the job's own (reserved
+//     while the job is still queued, once it has its slot: Reserve), and
+//     what the service can do, read once per service and boot.
+//   - stream.go, batch.go: the output, attached before the container
+//     starts so that none is lost, batched into the job's log.
+//   - adopt.go: taking over a job whose worker died while its container
+//     ran.
+//   - connection.go: which service, and reaching it: a local one started
+//     on demand, a remote one over ssh:// through a tunnel kept per host.
+//   - tunnel.go: the glue to internal/sshtunnel: the Podman socket on the
+//     remote, and messages that say where Podman's connections are named.
+//   - pool.go: build hosts: a farm of services, a cap of jobs on each.
+//   - volume.go: the volume of a remote job's /source, named so that the
+//     sweep finds one that a cut-short removal left.
 package podman

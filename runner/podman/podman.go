@@ -19,7 +19,9 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/errorhandling"
 
+	"github.com/jobq/jobq/images"
 	"github.com/jobq/jobq/internal/faults"
+	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 )
@@ -38,8 +40,8 @@ type Config struct {
 	// sweep leaves that job's container alone.
 	Active func(repo string, id int64) bool
 	// Checkout bounds each job's checkout; a zero value means
-	// DefaultCheckoutLimits.
-	Checkout CheckoutLimits
+	// gittree.DefaultLimits.
+	Checkout gittree.Limits
 	// SubUID and SubGID name the files the account's subordinate IDs are
 	// read from, for the jobs' ID ranges: /etc/subuid and /etc/subgid when
 	// empty.
@@ -88,8 +90,8 @@ func (r *Runner) cleanupFailed() {
 
 // NewPodman returns the podman runner.
 func New(cfg Config) *Runner {
-	if cfg.Checkout == (CheckoutLimits{}) {
-		cfg.Checkout = DefaultCheckoutLimits()
+	if cfg.Checkout == (gittree.Limits{}) {
+		cfg.Checkout = gittree.DefaultLimits()
 	}
 	cfg.Service.tunnels = &tunnels{}
 	return &Runner{cfg: cfg}
@@ -128,11 +130,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	// An image that is present costs no question to the service: create
 	// finds out (a round trip less on every job); JOBQ_PULL=always pulls
 	// first.
-	if err := checkImage(args[0], j.Options.Pull); err != nil {
+	if err := images.Check(args[0], j.Options.Pull); err != nil {
 		return 0, err
 	}
-	if j.Options.Pull == pullAlways {
-		if _, err := ensureImage(conn, args[0], j.Options.Pull, log); err != nil {
+	if j.Options.Pull == images.PullAlways {
+		if _, err := images.Ensure(conn, args[0], j.Options.Pull, log); err != nil {
 			return 0, err
 		}
 	}
@@ -169,10 +171,10 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		return 0, err
 	}
 	created, err := containers.CreateWithSpec(conn, s, nil)
-	if err != nil && j.Options.Pull != pullAlways {
+	if err != nil && j.Options.Pull != images.PullAlways {
 		// The image is missing, most likely: pull it (or say why not) and
 		// try once more.
-		pulled, perr := ensureImage(conn, args[0], j.Options.Pull, log)
+		pulled, perr := images.Ensure(conn, args[0], j.Options.Pull, log)
 		if perr != nil {
 			return 0, perr
 		}
@@ -192,7 +194,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		}
 	}
 	code, err := r.attachStartWait(ctx, conn, j, id, !l.remote, log)
-	if err != nil && l.tunnel != nil && !l.tunnel.alive(5*time.Second) {
+	if err != nil && l.tunnel != nil && !l.tunnel.Alive(5*time.Second) {
 		// The host went away (Wait then says code 0 and EOF): the job's
 		// fate is not known.
 		r.markDown(m, err)
@@ -220,7 +222,7 @@ func (r *Runner) checkout(ctx context.Context, j *queue.Job) (string, error) {
 		return "", fmt.Errorf("checkout: %w", err)
 	}
 	// Under the job's context: a timeout or cancel stops a tree bomb too.
-	if err := Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
+	if err := gittree.Checkout(ctx, j.GitDir, j.NewRev, dir, r.cfg.Checkout); err != nil {
 		return "", err
 	}
 	faults.Point("checked-out")
@@ -233,7 +235,7 @@ func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, i
 	pr, pw := io.Pipe()
 	archived := make(chan error, 1)
 	go func() {
-		err := Archive(ctx, j.GitDir, j.NewRev, pw, r.cfg.Checkout)
+		err := gittree.Archive(ctx, j.GitDir, j.NewRev, pw, r.cfg.Checkout)
 		pw.CloseWithError(err)
 		archived <- err
 	}()

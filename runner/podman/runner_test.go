@@ -102,28 +102,6 @@ func TestSpec(t *testing.T) {
 	}
 }
 
-func TestCheckout(t *testing.T) {
-	gitDir, rev := testenv.MakeRepo(t, map[string]string{"a.txt": "A\n", "dir/b.sh": "#!/bin/sh\n", "dir/sub/c": "C"})
-	dir := t.TempDir()
-	if err := Checkout(context.Background(), gitDir, rev, dir, DefaultCheckoutLimits()); err != nil {
-		t.Fatal(err)
-	}
-	for name, want := range map[string]string{"a.txt": "A\n", "dir/b.sh": "#!/bin/sh\n", "dir/sub/c": "C"} {
-		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != want {
-			t.Errorf("%s: %q %v", name, b, err)
-		}
-	}
-	if fi, _ := os.Stat(filepath.Join(dir, "dir/b.sh")); fi.Mode()&0o100 == 0 {
-		t.Error("executable bit lost")
-	}
-	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
-		t.Error(".git in the checkout")
-	}
-	if err := Checkout(context.Background(), gitDir, strings.Repeat("b", 40), t.TempDir(), DefaultCheckoutLimits()); err == nil {
-		t.Error("checkout of a missing revision succeeded")
-	}
-}
-
 // podman is the rootful service the podman tests share.
 var podman struct {
 	once sync.Once
@@ -557,36 +535,3 @@ func TestPodmanCleanup(t *testing.T) {
 }
 
 type specGen = specgen.SpecGenerator
-
-// A crafted tree with a symlink "a" to a directory outside and a file
-// "a/x" must not write through the link.
-func TestCheckoutRefusesPathsUnderSymlinks(t *testing.T) {
-	outside := t.TempDir()
-	dir := t.TempDir()
-	gitDir := filepath.Join(dir, "evil.git")
-	git := func(stdin string, args ...string) string {
-		cmd := exec.Command("git", append([]string{"--git-dir", gitDir}, args...)...)
-		cmd.Stdin = strings.NewReader(stdin)
-		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("git %v: %v\n%s", args, err, out)
-		}
-		return strings.TrimSpace(string(out))
-	}
-	exec.Command("git", "init", "-q", "--bare", gitDir).Run()
-	link := git(outside, "hash-object", "-w", "--stdin")
-	blob := git("pwned\n", "hash-object", "-w", "--stdin")
-	sub := git("100644 blob "+blob+"\tx\n", "mktree")
-	// mktree sorts entries itself; two entries named "a" (a link and a tree)
-	// make the tree git would never write, but a push could carry.
-	tree := git("120000 blob "+link+"\ta\n040000 tree "+sub+"\ta\n", "mktree", "--missing")
-	rev := git("", "commit-tree", tree, "-m", "evil")
-	err := Checkout(context.Background(), gitDir, rev, t.TempDir(), DefaultCheckoutLimits())
-	if _, statErr := os.Stat(filepath.Join(outside, "x")); statErr == nil {
-		t.Fatal("the checkout wrote through a symlink to outside its directory")
-	}
-	if err == nil {
-		t.Error("a tree with a path under a symlink checked out without error")
-	}
-}

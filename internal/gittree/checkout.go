@@ -1,4 +1,4 @@
-package podman
+package gittree
 
 import (
 	"bufio"
@@ -24,9 +24,9 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// CheckoutLimits bound what one checkout may write: a tree of a few
+// Limits bound what one checkout may write: a tree of a few
 // kilobytes can name the same subtree millions of times.
-type CheckoutLimits struct {
+type Limits struct {
 	// Files is the most entries (files, directories, symlinks) it creates.
 	Files int64
 	// MinFree is the free space, in bytes, that must remain on the
@@ -34,12 +34,12 @@ type CheckoutLimits struct {
 	MinFree int64
 }
 
-// DefaultCheckoutFiles is the worker's default JOBQ_CHECKOUT_FILES.
-const DefaultCheckoutFiles = 1_000_000
+// DefaultFiles is the worker's default JOBQ_CHECKOUT_FILES.
+const DefaultFiles = 1_000_000
 
-// DefaultCheckoutLimits are the limits of a worker not told otherwise.
-func DefaultCheckoutLimits() CheckoutLimits {
-	return CheckoutLimits{Files: DefaultCheckoutFiles, MinFree: runner.DefaultMinFree}
+// DefaultLimits are the limits of a worker not told otherwise.
+func DefaultLimits() Limits {
+	return Limits{Files: DefaultFiles, MinFree: runner.DefaultMinFree}
 }
 
 // maxDepth is the deepest nesting of directories a checkout creates. The
@@ -60,7 +60,7 @@ const maxDepth = 1024
 //
 // The checkout stops when ctx ends, and before the filesystem has less
 // than lim.MinFree free.
-func Checkout(ctx context.Context, gitDir, rev, dir string, lim CheckoutLimits) error {
+func Checkout(ctx context.Context, gitDir, rev, dir string, lim Limits) error {
 	// KeepDescriptors: without it go-git reopens the packfile for every
 	// object it reads. LargeObjectThreshold: without it go-git inflates
 	// every object whole into memory; a 9 MB push of a 2 GiB file took
@@ -73,7 +73,7 @@ func Checkout(ctx context.Context, gitDir, rev, dir string, lim CheckoutLimits) 
 
 // checkout is Checkout from any object store; without validate it skips
 // the check of names, so that tests can show the second level holds alone.
-func checkout(ctx context.Context, st storer.EncodedObjectStorer, rev, dir string, lim CheckoutLimits, validate bool) error {
+func checkout(ctx context.Context, st storer.EncodedObjectStorer, rev, dir string, lim Limits, validate bool) error {
 	c, root, err := plan(ctx, st, rev, lim, validate)
 	if errors.Is(err, errPlan) {
 		return fmt.Errorf("checkout %s: %w; nothing was checked out", short(rev), err)
@@ -94,7 +94,7 @@ var errPlan = errors.New("refused")
 // written or sent (Checkout and Archive alike): names (unless !validate),
 // depth, path lengths, and the entry limit. An error wrapping errPlan is
 // the tree's fault; any other, the repository's.
-func plan(ctx context.Context, st storer.EncodedObjectStorer, rev string, lim CheckoutLimits, validate bool) (*checkouter, *scanned, error) {
+func plan(ctx context.Context, st storer.EncodedObjectStorer, rev string, lim Limits, validate bool) (*checkouter, *scanned, error) {
 	commit, err := peel(st, plumbing.NewHash(rev))
 	if err != nil {
 		return nil, nil, err
@@ -217,7 +217,7 @@ const maxPath = unix.PathMax - 256
 type checkouter struct {
 	ctx      context.Context
 	st       storer.EncodedObjectStorer
-	lim      CheckoutLimits
+	lim      Limits
 	validate bool
 	// trees holds each distinct tree once: a tree named a million times
 	// is read and checked once.

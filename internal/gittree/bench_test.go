@@ -1,4 +1,4 @@
-package podman
+package gittree
 
 import (
 	"context"
@@ -21,7 +21,7 @@ func BenchmarkCheckout(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		dir := filepath.Join(base, fmt.Sprint(i))
 		os.Mkdir(dir, 0o755)
-		if err := Checkout(context.Background(), gitDir, rev, dir, DefaultCheckoutLimits()); err != nil {
+		if err := Checkout(context.Background(), gitDir, rev, dir, DefaultLimits()); err != nil {
 			b.Fatal(err)
 		}
 		b.StopTimer()

@@ -1,4 +1,4 @@
-package podman
+package gittree
 
 import (
 	"archive/tar"
@@ -25,14 +25,14 @@ import (
 // the first byte is written. So every entry is a path of checked names
 // below the top, and none lies under a symlink: Podman fails a whole copy
 // on a write through a symlink, after extracting part of it.
-func Archive(ctx context.Context, gitDir, rev string, w io.Writer, lim CheckoutLimits) error {
+func Archive(ctx context.Context, gitDir, rev string, w io.Writer, lim Limits) error {
 	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(),
 		filesystem.Options{KeepDescriptors: true, LargeObjectThreshold: inlineSize})
 	defer st.Close()
 	return archive(ctx, st, rev, w, lim, true)
 }
 
-func archive(ctx context.Context, st storer.EncodedObjectStorer, rev string, w io.Writer, lim CheckoutLimits, validate bool) error {
+func archive(ctx context.Context, st storer.EncodedObjectStorer, rev string, w io.Writer, lim Limits, validate bool) error {
 	c, root, err := plan(ctx, st, rev, lim, validate)
 	if errors.Is(err, errPlan) {
 		return fmt.Errorf("archive %s: %w; nothing was sent", short(rev), err)

@@ -1,4 +1,4 @@
-package podman
+package gittree
 
 import (
 	"archive/tar"
@@ -116,7 +116,7 @@ func TestArchiveFilesLimit(t *testing.T) {
 	r := newRawRepo(t)
 	rev := r.commit(bomb(r, 10, 6)) // a million entries from a few trees
 	var b bytes.Buffer
-	err := archive(context.Background(), r.st, rev, &b, CheckoutLimits{Files: 1000}, true)
+	err := archive(context.Background(), r.st, rev, &b, Limits{Files: 1000}, true)
 	if err == nil || !strings.Contains(err.Error(), "over the limit of 1000") || b.Len() != 0 {
 		t.Errorf("err %v, %d bytes", err, b.Len())
 	}

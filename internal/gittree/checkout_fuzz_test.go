@@ -1,4 +1,4 @@
-package podman
+package gittree
 
 import (
 	"bufio"
@@ -34,7 +34,7 @@ func FuzzCheckout(f *testing.F) {
 		r := newRawRepo(t)
 		tree, bad := buildTree(r, string(spec), s)
 		rev := r.commit(tree)
-		lim := CheckoutLimits{Files: 2000}
+		lim := Limits{Files: 2000}
 		err := checkout(context.Background(), r.st, rev, s.co, lim, true)
 		if bad != "" && err == nil {
 			t.Errorf("a tree with %s checked out", bad)

@@ -1,10 +1,11 @@
-package podman
+package sshtunnel
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"net"
 	"net/url"
 	"os"
@@ -20,17 +21,9 @@ import (
 	"golang.org/x/crypto/ssh/knownhosts"
 )
 
-// jobq makes the ssh connection to a remote Podman service itself: the
-// bindings' own ssh client appends an unknown host's key to
-// ~/.ssh/known_hosts and connects (trust on first use), has no keepalive
-// and no dial timeout. A tunnel checks the host key strictly against a
-// known_hosts file it never writes, and serves the bindings a unix socket
-// in a private directory that forwards each connection over its one ssh
-// connection: every connection of a job, the attach one included, goes to
-// the same destination with the same identity.
-
 const (
-	sshDialTimeout = 10 * time.Second
+	// DialTimeout bounds a Dial: the TCP connection and the ssh handshake.
+	DialTimeout = 10 * time.Second
 	// keepaliveEvery and keepaliveMissed: a host that loses power or its
 	// network leaves the TCP connection silent; without keepalives a job's
 	// attach and wait would hang until conmon's own timeout.
@@ -38,9 +31,9 @@ const (
 	keepaliveMissed = 3
 )
 
-// tunnel is one ssh connection to a build host and the local socket that
-// forwards to its Podman socket.
-type tunnel struct {
+// Tunnel is one ssh connection to a build host and the local socket that
+// forwards to a unix socket on that host.
+type Tunnel struct {
 	client *ssh.Client
 	dir    string // private directory of the socket
 	sock   string
@@ -67,6 +60,10 @@ func hostKeyError(host, file string, err error) error {
 	return fmt.Errorf("build host %s shows a host key other than the one in %s (%s:%d): refused; if the host was reinstalled, check its new key and replace the line", host, file, ke.Want[0].Filename, ke.Want[0].Line)
 }
 
+// ErrNoIdentity is Dial's error when it has neither an identity file nor
+// an agent: the caller knows where its user names one.
+var ErrNoIdentity = errors.New("no identity: name one, or run an ssh-agent")
+
 // sshAuth is the identity file's key, or, without one, the agent's keys.
 func sshAuth(identity string, getenv func(string) string) ([]ssh.AuthMethod, error) {
 	if identity != "" {
@@ -91,18 +88,20 @@ func sshAuth(identity string, getenv func(string) string) ([]ssh.AuthMethod, err
 		}
 		return []ssh.AuthMethod{ssh.PublicKeysCallback(agent.NewClient(ac).Signers)}, nil
 	}
-	return nil, errors.New("no identity: name one for the connection (identity in containers.conf, podman system connection add --identity), or run an ssh-agent")
+	return nil, ErrNoIdentity
 }
 
-// dialTunnel connects to the Podman service at u (ssh://user@host[:port]/socket),
-// checking the host key against knownHosts.
-func dialTunnel(ctx context.Context, u *url.URL, identity, knownHosts string, getenv func(string) string) (*tunnel, error) {
+// Dial connects to the unix socket at u (ssh://user@host[:port]/socket),
+// checking the host key against knownHosts, and serves a local socket that
+// forwards to it. The key is identity's, or, without one, the keys of the
+// agent at getenv("SSH_AUTH_SOCK").
+func Dial(ctx context.Context, u *url.URL, identity, knownHosts string, getenv func(string) string) (*Tunnel, error) {
 	if u.Path == "" || u.Path == "/" {
-		return nil, fmt.Errorf("%s names no socket path: Podman's socket on the host, as in ssh://user@host/run/user/UID/podman/podman.sock", redact(u))
+		return nil, fmt.Errorf("%s names no socket path on the host", u.Redacted())
 	}
 	user := u.User.Username()
 	if user == "" {
-		return nil, fmt.Errorf("%s names no user", redact(u))
+		return nil, fmt.Errorf("%s names no user", u.Redacted())
 	}
 	host := u.Host
 	if u.Port() == "" {
@@ -120,14 +119,14 @@ func dialTunnel(ctx context.Context, u *url.URL, identity, knownHosts string, ge
 	if err != nil {
 		return nil, err
 	}
-	cfg := &ssh.ClientConfig{User: user, Auth: auth, HostKeyCallback: check, Timeout: sshDialTimeout}
+	cfg := &ssh.ClientConfig{User: user, Auth: auth, HostKeyCallback: check, Timeout: DialTimeout}
 	// Offer only the key types known_hosts has for this host: otherwise
 	// the server may pick a type the file lacks and a known host looks
 	// unknown.
 	if algos := knownAlgorithms(check, host); len(algos) > 0 {
 		cfg.HostKeyAlgorithms = algos
 	}
-	dctx, cancel := context.WithTimeout(ctx, sshDialTimeout)
+	dctx, cancel := context.WithTimeout(ctx, DialTimeout)
 	defer cancel()
 	tcp, err := (&net.Dialer{KeepAlive: keepaliveEvery}).DialContext(dctx, "tcp", host)
 	if err != nil {
@@ -156,7 +155,7 @@ func dialTunnel(ctx context.Context, u *url.URL, identity, knownHosts string, ge
 		client.Close()
 		return nil, fmt.Errorf("tunnel: %w", err)
 	}
-	t := &tunnel{client: client, dir: dir, sock: filepath.Join(dir, "podman.sock"), done: make(chan struct{})}
+	t := &Tunnel{client: client, dir: dir, sock: filepath.Join(dir, "tunnel.sock"), done: make(chan struct{})}
 	if t.ln, err = net.Listen("unix", t.sock); err != nil {
 		t.Close()
 		return nil, fmt.Errorf("tunnel: %w", err)
@@ -200,11 +199,15 @@ func (probeKey) Type() string                        { return "jobq-probe" }
 func (probeKey) Marshal() []byte                     { return []byte("jobq-probe") }
 func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe") }
 
-// uri is what the bindings connect to.
-func (t *tunnel) uri() string { return "unix://" + t.sock }
+// URI is the local socket's, as unix:///path: what a client connects to.
+func (t *Tunnel) URI() string { return "unix://" + t.sock }
 
-// alive reports whether the ssh connection still answers, within d.
-func (t *tunnel) alive(d time.Duration) bool {
+// Done is closed when the ssh connection has ended: the tunnel is of no
+// more use.
+func (t *Tunnel) Done() <-chan struct{} { return t.done }
+
+// Alive reports whether the ssh connection still answers, within d.
+func (t *Tunnel) Alive(d time.Duration) bool {
 	select {
 	case <-t.done:
 		return false
@@ -223,7 +226,7 @@ func (t *tunnel) alive(d time.Duration) bool {
 	}
 }
 
-func (t *tunnel) keepalive() {
+func (t *Tunnel) keepalive() {
 	tick := time.NewTicker(keepaliveEvery)
 	defer tick.Stop()
 	missed := 0
@@ -233,7 +236,7 @@ func (t *tunnel) keepalive() {
 			return
 		case <-tick.C:
 		}
-		if t.alive(keepaliveEvery) {
+		if t.Alive(keepaliveEvery) {
 			missed = 0
 		} else if missed++; missed >= keepaliveMissed {
 			t.Close()
@@ -243,7 +246,7 @@ func (t *tunnel) keepalive() {
 }
 
 // serve forwards each connection to the socket over ssh.
-func (t *tunnel) serve(remote string) {
+func (t *Tunnel) serve(remote string) {
 	for {
 		local, err := t.ln.Accept()
 		if err != nil {
@@ -259,7 +262,7 @@ func (t *tunnel) serve(remote string) {
 			done := make(chan struct{}, 2)
 			go func() { io.Copy(r, local); r.(interface{ CloseWrite() error }).CloseWrite(); done <- struct{}{} }()
 			go func() { io.Copy(local, r); local.(*net.UnixConn).CloseWrite(); done <- struct{}{} }()
-			// Both ways, or the tunnel's end: a bindings connection that
+			// Both ways, or the tunnel's end: a client's connection that
 			// is dropped unread ends with the ssh connection.
 			for range 2 {
 				select {
@@ -273,7 +276,7 @@ func (t *tunnel) serve(remote string) {
 }
 
 // Close ends the ssh connection and removes the socket.
-func (t *tunnel) Close() error {
+func (t *Tunnel) Close() error {
 	t.once.Do(func() {
 		close(t.done)
 		if t.ln != nil {
@@ -301,15 +304,10 @@ func sweepTunnelDirs() {
 	}
 }
 
-// redact is u without a password, for messages.
-func redact(u *url.URL) string { return u.Redacted() }
-
-// expandHome expands a leading ~/ in path: containers/common leaves it.
-func expandHome(path string) string {
-	if rest, ok := strings.CutPrefix(path, "~/"); ok {
-		if home, err := os.UserHomeDir(); err == nil {
-			return filepath.Join(home, rest)
-		}
+// owner is the uid that owns fi's file.
+func owner(fi fs.FileInfo) int {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int(st.Uid)
 	}
-	return path
+	return -1
 }

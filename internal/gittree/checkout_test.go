@@ -1,4 +1,4 @@
-package podman
+package gittree
 
 import (
 	"context"
@@ -172,7 +172,7 @@ func entries(t testing.TB, dir string) []string {
 	return names
 }
 
-var noLimits = CheckoutLimits{Files: math.MaxInt64}
+var noLimits = Limits{Files: math.MaxInt64}
 
 // The escapes of issue 9 (a symlink entry, then a file entry), and every
 // name git's verify_path refuses. With the check of names, each fails with
@@ -365,18 +365,18 @@ func TestCheckoutFilesLimit(t *testing.T) {
 		limit         int64
 		want          string // in the error; "" for none
 	}{
-		{"issue 9's bomb, default limit", 10, 10, DefaultCheckoutFiles,
+		{"issue 9's bomb, default limit", 10, 10, DefaultFiles,
 			"the tree has 11111111110 entries (files, directories, symlinks), over the limit of 1000000; JOBQ_CHECKOUT_FILES"},
 		{"at the limit", 10, 2, 110, ""},
 		{"one over the limit", 10, 2, 109, "the tree has 110 entries"},
-		{"ten levels of 100: count saturates", 100, 10, DefaultCheckoutFiles, "the tree has more than 9223372036854775806 entries"},
+		{"ten levels of 100: count saturates", 100, 10, DefaultFiles, "the tree has more than 9223372036854775806 entries"},
 	}
 	for _, row := range rows {
 		t.Run(row.name, func(t *testing.T) {
 			s := newSandbox(t)
 			r := newRawRepo(t)
 			rev := r.commit(bomb(r, row.width, row.levels))
-			err := checkout(context.Background(), r.st, rev, s.co, CheckoutLimits{Files: row.limit}, true)
+			err := checkout(context.Background(), r.st, rev, s.co, Limits{Files: row.limit}, true)
 			if row.want == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -545,7 +545,7 @@ func TestCheckoutMinFree(t *testing.T) {
 		s := newSandbox(t)
 		r := newRawRepo(t)
 		rev := r.commit(r.tree(fileE("f", r.blob("x"))))
-		err := checkout(context.Background(), r.st, rev, s.co, CheckoutLimits{Files: 10, MinFree: 1 << 60}, true)
+		err := checkout(context.Background(), r.st, rev, s.co, Limits{Files: 10, MinFree: 1 << 60}, true)
 		want := regexp.MustCompile(`^checkout [0-9a-f]{12}: not enough free space: stopped with [0-9.]+ [KMG]iB free ` +
 			`on the checkout's filesystem and 1073741824.0 GiB must remain; JOBQ_MIN_FREE in the worker's environment sets it$`)
 		if err == nil || !want.MatchString(err.Error()) {
@@ -591,7 +591,7 @@ func TestCheckoutMinFree(t *testing.T) {
 			os.Mkdir(co, 0o755)
 			r := newRawRepo(t)
 			const minFree = 32 << 20
-			err := checkout(context.Background(), r.st, r.commit(row.tree(r)), co, CheckoutLimits{Files: 1 << 20, MinFree: minFree}, true)
+			err := checkout(context.Background(), r.st, r.commit(row.tree(r)), co, Limits{Files: 1 << 20, MinFree: minFree}, true)
 			if err == nil || !strings.Contains(err.Error(), row.says) || !strings.Contains(err.Error(), "JOBQ_MIN_FREE") {
 				t.Fatalf("error %v", err)
 			}
@@ -619,7 +619,7 @@ func TestCheckoutCommitWithTwoTrees(t *testing.T) {
 		"a tree in parent": fmt.Sprintf("tree %s\nparent %s\ntree %s\n", benign, benign, evil),
 	} {
 		rev := r.object(plumbing.CommitObject, []byte(headers+"committer a <a@b> 1 +0000\n\nmsg\n")).String()
-		err := checkout(context.Background(), r.st, rev, s.co, DefaultCheckoutLimits(), true)
+		err := checkout(context.Background(), r.st, rev, s.co, DefaultLimits(), true)
 		if err == nil || !strings.HasPrefix(err.Error(), "checkout "+rev[:12]+": ") {
 			t.Errorf("%s: error %v", name, err)
 		}
@@ -646,7 +646,7 @@ func TestCheckoutPathLimit(t *testing.T) {
 		s := newSandbox(t)
 		r := newRawRepo(t)
 		rev := r.commit(tree(r))
-		err := checkout(context.Background(), r.st, rev, s.co, DefaultCheckoutLimits(), true)
+		err := checkout(context.Background(), r.st, rev, s.co, DefaultLimits(), true)
 		if err == nil || !strings.Contains(err.Error(), "bytes a checkout takes") {
 			t.Errorf("%s: error %v", name, err)
 		}
@@ -657,7 +657,7 @@ func TestCheckoutPathLimit(t *testing.T) {
 	// Long names short of the limit check out.
 	s := newSandbox(t)
 	r := newRawRepo(t)
-	if err := checkout(context.Background(), r.st, r.commit(nest(r, 10, long)), s.co, DefaultCheckoutLimits(), true); err != nil {
+	if err := checkout(context.Background(), r.st, r.commit(nest(r, 10, long)), s.co, DefaultLimits(), true); err != nil {
 		t.Error(err)
 	}
 }
@@ -726,7 +726,7 @@ func TestCheckoutJudgesBlobsBySize(t *testing.T) {
 		big := r.blob("stands for a big blob")
 		rev := r.commit(r.tree(row.entry(big)))
 		st := &sizedStore{Storage: r.st, sizes: map[plumbing.Hash]int64{big: row.size}}
-		lim := CheckoutLimits{Files: 10, MinFree: row.minFree}
+		lim := Limits{Files: 10, MinFree: row.minFree}
 		if row.minFree < 0 {
 			var fs syscall.Statfs_t
 			if err := syscall.Statfs(s.co, &fs); err != nil {
@@ -761,7 +761,7 @@ func TestCheckoutStreamsLargeBlobs(t *testing.T) {
 	dir := t.TempDir()
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	if err := Checkout(context.Background(), git, strings.TrimSpace(string(out)), dir, CheckoutLimits{Files: 10}); err != nil {
+	if err := Checkout(context.Background(), git, strings.TrimSpace(string(out)), dir, Limits{Files: 10}); err != nil {
 		t.Fatal(err)
 	}
 	runtime.ReadMemStats(&after)
@@ -819,9 +819,9 @@ func TestCheckoutPeelsTags(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newSandbox(t)
-			err := checkout(context.Background(), r.st, tt.rev.String(), s.co, DefaultCheckoutLimits(), true)
+			err := checkout(context.Background(), r.st, tt.rev.String(), s.co, DefaultLimits(), true)
 			var tarBuf strings.Builder
-			aerr := archive(context.Background(), r.st, tt.rev.String(), &tarBuf, DefaultCheckoutLimits(), true)
+			aerr := archive(context.Background(), r.st, tt.rev.String(), &tarBuf, DefaultLimits(), true)
 			if tt.err == "" {
 				if err != nil || aerr != nil {
 					t.Fatalf("checkout: %v; archive: %v", err, aerr)
@@ -845,5 +845,60 @@ func TestCheckoutPeelsTags(t *testing.T) {
 				t.Errorf("written: %v", got)
 			}
 		})
+	}
+}
+
+func TestCheckout(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"a.txt": "A\n", "dir/b.sh": "#!/bin/sh\n", "dir/sub/c": "C"})
+	dir := t.TempDir()
+	if err := Checkout(context.Background(), gitDir, rev, dir, DefaultLimits()); err != nil {
+		t.Fatal(err)
+	}
+	for name, want := range map[string]string{"a.txt": "A\n", "dir/b.sh": "#!/bin/sh\n", "dir/sub/c": "C"} {
+		if b, err := os.ReadFile(filepath.Join(dir, name)); err != nil || string(b) != want {
+			t.Errorf("%s: %q %v", name, b, err)
+		}
+	}
+	if fi, _ := os.Stat(filepath.Join(dir, "dir/b.sh")); fi.Mode()&0o100 == 0 {
+		t.Error("executable bit lost")
+	}
+	if _, err := os.Stat(filepath.Join(dir, ".git")); err == nil {
+		t.Error(".git in the checkout")
+	}
+	if err := Checkout(context.Background(), gitDir, strings.Repeat("b", 40), t.TempDir(), DefaultLimits()); err == nil {
+		t.Error("checkout of a missing revision succeeded")
+	}
+}
+
+// A crafted tree with a symlink "a" to a directory outside and a file
+// "a/x" must not write through the link.
+func TestCheckoutRefusesPathsUnderSymlinks(t *testing.T) {
+	outside := t.TempDir()
+	dir := t.TempDir()
+	gitDir := filepath.Join(dir, "evil.git")
+	git := func(stdin string, args ...string) string {
+		cmd := exec.Command("git", append([]string{"--git-dir", gitDir}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		cmd.Env = append(os.Environ(), "GIT_AUTHOR_NAME=t", "GIT_AUTHOR_EMAIL=t@t", "GIT_COMMITTER_NAME=t", "GIT_COMMITTER_EMAIL=t@t")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("git %v: %v\n%s", args, err, out)
+		}
+		return strings.TrimSpace(string(out))
+	}
+	exec.Command("git", "init", "-q", "--bare", gitDir).Run()
+	link := git(outside, "hash-object", "-w", "--stdin")
+	blob := git("pwned\n", "hash-object", "-w", "--stdin")
+	sub := git("100644 blob "+blob+"\tx\n", "mktree")
+	// mktree sorts entries itself; two entries named "a" (a link and a tree)
+	// make the tree git would never write, but a push could carry.
+	tree := git("120000 blob "+link+"\ta\n040000 tree "+sub+"\ta\n", "mktree", "--missing")
+	rev := git("", "commit-tree", tree, "-m", "evil")
+	err := Checkout(context.Background(), gitDir, rev, t.TempDir(), DefaultLimits())
+	if _, statErr := os.Stat(filepath.Join(outside, "x")); statErr == nil {
+		t.Fatal("the checkout wrote through a symlink to outside its directory")
+	}
+	if err == nil {
+		t.Error("a tree with a path under a symlink checked out without error")
 	}
 }

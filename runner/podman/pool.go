@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/internal/slottable"
 	"github.com/jobq/jobq/queue"
 )
@@ -294,11 +295,7 @@ func (r *Runner) skipped(j *queue.Job, log io.Writer) {
 
 // replace writes a small file whole, by rename.
 func replace(path, content string) {
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if os.WriteFile(tmp, []byte(content), 0o600) == nil {
-		os.Rename(tmp, path)
-	}
-	os.Remove(tmp)
+	atomicfile.Write(path, []byte(content), 0o600, false)
 }
 
 // oneLine is err on one line, bounded.

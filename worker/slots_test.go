@@ -89,7 +89,7 @@ func TestWaitForSpace(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("Drain returned (%v) without waiting for space: ran %v", err, rec.runs())
 	}
-	const why = "200 MiB free, JOBQ_MIN_FREE=1g"
+	const why = "200.0 MiB free, JOBQ_MIN_FREE=1g"
 	if got := s.Waiting("r", 0); got != why {
 		t.Errorf("listing: waiting %q, want %q", got, why)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/jobq/jobq/internal/human"
 	"github.com/jobq/jobq/runner"
 	"golang.org/x/sys/unix"
 )
@@ -489,7 +490,7 @@ func (c *checkouter) file(e object.TreeEntry, k kind, b *batch, path string) err
 		return err
 	}
 	if n > maxBlob {
-		return fmt.Errorf("a file of %s, over the %s a checkout takes", size(n), size(maxBlob))
+		return fmt.Errorf("a file of %s, over the %s a checkout takes", human.Bytes(n), human.Bytes(maxBlob))
 	}
 	if n >= inlineSize {
 		if err := c.checkFree(n); err != nil {
@@ -555,7 +556,7 @@ func (c *checkouter) linkTarget(e object.TreeEntry) (string, error) {
 	if n, err := c.sizeOf(e.Hash); err != nil {
 		return "", err
 	} else if n >= unix.PathMax {
-		return "", fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", size(n), unix.PathMax-1)
+		return "", fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", human.Bytes(n), unix.PathMax-1)
 	}
 	blob, err := object.GetBlob(c.st, e.Hash)
 	if err != nil {
@@ -586,25 +587,12 @@ func (c *checkouter) checkFree(next int64) error {
 	if free-next < c.lim.MinFree {
 		then := ""
 		if next > 0 {
-			then = fmt.Sprintf(", a file of %s next,", size(next))
+			then = fmt.Sprintf(", a file of %s next,", human.Bytes(next))
 		}
 		return fmt.Errorf("%w: stopped with %s free on the checkout's filesystem%s and %s must remain; "+
-			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, size(free), then, size(c.lim.MinFree))
+			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, human.Bytes(free), then, human.Bytes(c.lim.MinFree))
 	}
 	return nil
-}
-
-// size shows a byte count to a person.
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 // ctxReader stops a long copy when its context ends.

@@ -546,8 +546,8 @@ func TestCheckoutMinFree(t *testing.T) {
 		r := newRawRepo(t)
 		rev := r.commit(r.tree(fileE("f", r.blob("x"))))
 		err := checkout(context.Background(), r.st, rev, s.co, Limits{Files: 10, MinFree: 1 << 60}, true)
-		want := regexp.MustCompile(`^checkout [0-9a-f]{12}: not enough free space: stopped with [0-9.]+ [KMG]iB free ` +
-			`on the checkout's filesystem and 1073741824.0 GiB must remain; JOBQ_MIN_FREE in the worker's environment sets it$`)
+		want := regexp.MustCompile(`^checkout [0-9a-f]{12}: not enough free space: stopped with [0-9.]+ [KMGTPE]iB free ` +
+			`on the checkout's filesystem and 1.0 EiB must remain; JOBQ_MIN_FREE in the worker's environment sets it$`)
 		if err == nil || !want.MatchString(err.Error()) {
 			t.Fatalf("error %v", err)
 		}

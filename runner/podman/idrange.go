@@ -2,6 +2,7 @@ package podman
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -128,11 +129,11 @@ func (a idRanges) ids(rootless bool) (uids, gids []idtools.IDMap, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("ID range: %w", err)
 	}
-	uids, err = subIDs(or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
+	uids, err = subIDs(cmp.Or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
 	if err != nil {
 		return nil, nil, err
 	}
-	gids, err = subIDs(or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
+	gids, err = subIDs(cmp.Or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -250,11 +251,4 @@ func slice(ranges []idtools.IDMap, offset int) []idtools.IDMap {
 		}
 	}
 	return out
-}
-
-func or(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }

@@ -200,7 +200,7 @@ func setupAccount(t *testing.T, hosts []*testenv.BuildHost) (knownHosts string) 
 }
 
 // Jobs on build hosts, through gitolite, sshd and real remote Podman
-// services (issue 13).
+// services.
 func TestRemoteJobs(t *testing.T) {
 	hosts := testenv.StartBuildHosts(t, 2, env.User)
 	knownHosts := setupAccount(t, hosts)

@@ -64,8 +64,8 @@ const maxDepth = 1024
 func Checkout(ctx context.Context, gitDir, rev, dir string, lim Limits) error {
 	// KeepDescriptors: without it go-git reopens the packfile for every
 	// object it reads. LargeObjectThreshold: without it go-git inflates
-	// every object whole into memory; a 9 MB push of a 2 GiB file took
-	// 6.9 GiB (hostile review). Larger blobs are streamed.
+	// every object whole into memory, and a small push of a large,
+	// compressible file takes gigabytes. Larger blobs are streamed.
 	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(),
 		filesystem.Options{KeepDescriptors: true, LargeObjectThreshold: inlineSize})
 	defer st.Close()
@@ -176,8 +176,8 @@ func tagTarget(o plumbing.EncodedObject) (plumbing.Hash, error) {
 
 // treeOf is the tree of commit h as git reads it. git takes a commit's
 // first "tree" header and go-git its last: a commit with two would show
-// one tree to git, cgit and reviewers and check out another (hostile
-// review). git's fsck refuses such a commit, and so does this.
+// one tree to git, cgit and reviewers and check out another. git's fsck
+// refuses such a commit, and so does this.
 func treeOf(st storer.EncodedObjectStorer, h plumbing.Hash) (plumbing.Hash, error) {
 	o, err := st.EncodedObject(plumbing.CommitObject, h)
 	if err != nil {
@@ -551,8 +551,8 @@ func (c *checkouter) symlink(e object.TreeEntry, d *dirRef) error {
 
 // linkTarget reads symlink e's target, for the checkout and the tar alike.
 func (c *checkouter) linkTarget(e object.TreeEntry) (string, error) {
-	// A target's size is known before it is read: one of a GiB was read
-	// whole before the PATH_MAX cap below (hostile review).
+	// A target's size is known before it is read: otherwise one of a GiB
+	// would be read whole before the PATH_MAX cap below.
 	if n, err := c.sizeOf(e.Hash); err != nil {
 		return "", err
 	} else if n >= unix.PathMax {

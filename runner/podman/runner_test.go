@@ -359,9 +359,8 @@ func TestPodmanStopIgnoringSIGTERM(t *testing.T) {
 	}
 }
 
-// Found by the hostile review: a job over its log limit that ignored
-// SIGTERM went on writing through the grace period (652 MiB past an 8 MiB
-// limit). Over the limit, the container is killed at once, and what it
+// A job over its log limit that ignores SIGTERM must not go on writing
+// through the grace period. Over the limit, the container is killed at once, and what it
 // writes after is dropped: its SIGTERM trap never runs.
 func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
 	r, svc := newTestPodman(t)

@@ -76,8 +76,9 @@ func resultLine(t *testing.T, repo string, id int) string {
 }
 
 // Trees whose entry names lead out of the checkout (a symlink entry,
-// then a file entry under it) would give a shell as the hosting account. Each push now fails its job with one line naming the
-// entry and the commit, and nothing is written outside the checkout.
+// then a file entry under it) would give a shell as the hosting account.
+// Each push fails its job with one line naming the entry and the commit,
+// and nothing is written outside the checkout.
 func TestCheckoutEscapesRefused(t *testing.T) {
 	keys := filepath.Join(env.Home, ".ssh", "authorized_keys2")
 	victim := filepath.Join(env.Home, "co-victim")

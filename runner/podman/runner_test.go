@@ -415,8 +415,8 @@ func TestPodmanPullNever(t *testing.T) {
 }
 
 // The service restarts mid-job: conmon keeps the container running and its
-// log, and the job goes on from it, its output whole. Before, the job
-// ended there (its stream cut, its result whatever the broken wait said).
+// log, and the job goes on from it, its output whole, rather than ending
+// there (its stream cut, its result whatever the broken wait said).
 func TestPodmanServiceRestartedMidJob(t *testing.T) {
 	r, svc := newTestPodman(t)
 	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})

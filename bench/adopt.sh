@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What adoption (issue 12) costs and gives, before and after in one run:
+# What adoption costs and gives, before and after in one run:
 #   1. log capture: a container writing LOGBYTES (1 GiB) to stdout into the
 #      job's log, jobq at BEFORE, at the work tree, and at the work tree
 #      with the container's log driver none instead of k8s-file ("single":

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What per-job ID ranges (issue 10) cost, before and after in one run:
+# What per-job ID ranges cost, before and after in one run:
 #   1. job overhead, as bench/run.sh measures it (push to result of `true`,
 #      synchronous, --network=none), jobq at BEFORE and at the work tree,
 #      against the article's pipeline;

@@ -73,11 +73,11 @@ func processGone(t *testing.T, pid int) {
 	})
 }
 
-// 12: "ssh jobq REPO ID" follows a job across its worker's death: the
+// "ssh jobq REPO ID" follows a job across its worker's death: the
 // worker is SIGKILLed mid-output, the follower starts the next worker,
 // which adopts the job; the follower sees every line once, the notice,
-// and ends with the job's true status. Before adoption the follower
-// stopped ("its worker died") and the job was lost.
+// and ends with the job's true status, rather than stopping ("its worker
+// died") with the job lost.
 func TestFollowAcrossWorkerKill(t *testing.T) {
 	script := "i=0; while [ $i -lt 40 ]; do echo line-$i; i=$((i+1)); sleep 0.1; done; exit 3\n"
 	push(t, "podkill", map[string]string{"ci.sh": script, "VERSION": "x"})
@@ -108,7 +108,7 @@ func TestFollowAcrossWorkerKill(t *testing.T) {
 	checkNothingLeft(t, "podkill")
 }
 
-// 12: a job adopted after its worker died still ends at its own deadline,
+// A job adopted after its worker died still ends at its own deadline,
 // counted from its start (8 s), not from the adoption.
 func TestTimeoutAfterAdoption(t *testing.T) {
 	script := "trap 'echo got-term; exit 143' TERM\necho started\nwhile :; do sleep 0.1; done\n"
@@ -129,7 +129,7 @@ func TestTimeoutAfterAdoption(t *testing.T) {
 	checkNothingLeft(t, "adopt-timeout")
 }
 
-// 12: an exec job adopted after its worker died is cancelled by jobq
+// An exec job adopted after its worker died is cancelled by jobq
 // cancel: the adopting worker honours the cancel request.
 func TestCancelAfterAdoption(t *testing.T) {
 	installAdoptSteps(t)
@@ -160,10 +160,11 @@ func TestCancelAfterAdoption(t *testing.T) {
 	}
 }
 
-// 12: SIGTERM to the workers while two jobs run (a container, an exec
+// SIGTERM to the workers while two jobs run (a container, an exec
 // job) stops the workers and leaves both jobs running; the next worker, a
-// service (jobq-worker drain --all), adopts and finishes both. Before,
-// SIGTERM cancelled them ("the worker was stopped").
+// service (jobq-worker drain --all), adopts and finishes both: stopping
+// a worker (an upgrade, a restart) must not cancel jobs ("the worker was
+// stopped").
 func TestSIGTERMLeavesJobsRunning(t *testing.T) {
 	installAdoptSteps(t)
 	setRC(t, map[string]string{"JOBQ_SLOTS": "2", "JOBQ_USER_SLOTS": "2"})

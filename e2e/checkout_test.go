@@ -75,10 +75,10 @@ func resultLine(t *testing.T, repo string, id int) string {
 	return lines[len(lines)-1]
 }
 
-// Issue 9, finding 1: trees whose entry names lead out of the checkout
-// (a symlink entry, then a file entry under it) gave a shell as the
-// hosting account. Each push now fails its job with one line naming the
-// entry and the commit, and nothing is written outside the checkout.
+// Trees whose entry names lead out of the checkout (a symlink entry,
+// then a file entry under it) would give a shell as the hosting account.
+// Each push fails its job with one line naming the entry and the commit,
+// and nothing is written outside the checkout.
 func TestCheckoutEscapesRefused(t *testing.T) {
 	keys := filepath.Join(env.Home, ".ssh", "authorized_keys2")
 	victim := filepath.Join(env.Home, "co-victim")
@@ -124,7 +124,7 @@ func TestCheckoutEscapesRefused(t *testing.T) {
 	testenv.WaitUntil(t, "no checkout is left", time.Minute, func() bool { return len(accountCheckouts(t)) == 0 })
 }
 
-// bombTree is issue 9's tree bomb: width entries per directory, levels
+// bombTree is a tree bomb: width entries per directory, levels
 // deep, every directory the same subtree (width^levels files from
 // levels+1 objects).
 func bombTree(blob func(string) string, tree func(...treeEntry) string, width, levels int) string {
@@ -144,8 +144,8 @@ func bombTree(blob func(string) string, tree func(...treeEntry) string, width, l
 	return t
 }
 
-// Issue 9, finding 5: a 12-object tree of 10^10 files held a queue and a
-// slot until /tmp was full. It now fails at once on the file limit
+// A 12-object tree of 10^10 files would hold a queue and a slot until
+// /tmp was full. It fails at once on the file limit
 // (JOBQ_CHECKOUT_FILES, a million by default), and a checkout that the
 // limits allow still ends at the job's timeout.
 func TestCheckoutTreeBomb(t *testing.T) {

@@ -90,8 +90,8 @@ func workerProcesses() []string {
 }
 
 // One user creates 30 repositories in a row while the only slot is busy.
-// Before, every queue waiting for the slot held a jobq-worker of its own:
-// 30 waiting processes. Now the waiting queues are held by one dispatcher:
+// A jobq-worker per waiting queue would make 30 waiting processes; the
+// waiting queues are held by one dispatcher instead:
 // the account's workers stay a handful; every job runs once, oldest first
 // (so FIFO in each queue); no worker's command line, as any job can read
 // it, names a queue or a repository; and the dispatcher is gone once

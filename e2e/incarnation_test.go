@@ -58,9 +58,9 @@ func pushRefAs(t *testing.T, user, repo, ref string) {
 	}
 }
 
-// Issue 9, finding 4: alice's wild repository printed a secret in a job's
-// log and was deleted; bob created one of the same name. Before, bob read
-// alice's log with "jobq NAME 0" and his IDs went on from hers in one list.
+// alice's wild repository printed a secret in a job's log and was
+// deleted; bob created one of the same name. bob must not read alice's log
+// with "jobq NAME 0", nor see his IDs go on from hers in one list.
 func TestHistoryBelongsToOneIncarnation(t *testing.T) {
 	const repo = "wild/reborn"
 	pushAs(t, "alice", repo)
@@ -154,8 +154,8 @@ func readRecord(t *testing.T, repo string, id int) map[string]any {
 	return m
 }
 
-// Found by the hostile review: history recorded before jobq kept
-// incarnations passed to whoever created the repository again.
+// History recorded before jobq kept incarnations must not pass to
+// whoever creates the repository again.
 func TestLegacyHistoryNotPassedOn(t *testing.T) {
 	const repo = "wild/legacy"
 	pushAs(t, "alice", repo)
@@ -193,9 +193,9 @@ func TestLegacyHistoryNotPassedOn(t *testing.T) {
 	}
 }
 
-// Found by the hostile review: a job queued in a deleted repository ran,
-// with its pusher's options and variables, in the repository another user
-// created under the same name (whose own push queued nothing, so nothing
+// A job queued in a deleted repository must not run, with its pusher's
+// options and variables, in the repository another user created under the
+// same name (whose own push queued nothing, so nothing
 // was retired).
 func TestQueuedJobOfDeletedRepositoryDoesNotRun(t *testing.T) {
 	const repo = "slowwild/queued"

@@ -12,7 +12,7 @@ import (
 )
 
 // Two users' repositories whose jobs run at the same time in the account's
-// rootless Podman (issue 10).
+// rootless Podman.
 const isoConf = `
 repo iso-a
     RW+ = alice

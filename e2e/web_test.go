@@ -729,8 +729,8 @@ func sseLines(body io.Reader) <-chan string {
 // A visitor whose read access is taken away (the admin pushes a
 // gitolite.conf without their rule) stops getting a running job's log
 // within the access TTL and a keep-alive, although the job writes far
-// more often than that: the check was put off by every event, and the
-// stream went on to the job's end (found by the hardening review).
+// more often than that: were the check put off by every event, the
+// stream would go on to the job's end.
 func testWebRevoked(t *testing.T, s *webStack) {
 	const ttl, keepAlive = time.Second, 2 * time.Second
 	l := s.otherListener(t, "--user-header", "X-Remote-User", "--access-ttl", ttl.String(), "--keep-alive", keepAlive.String())
@@ -815,8 +815,8 @@ func testWebRevoked(t *testing.T, s *webStack) {
 // A page whose follower comes back more than 1 MiB behind the log's end
 // shows a notice of jobq's, outside the log, of how many bytes it skipped,
 // with the raw log linked, and goes on from a line's start; lines of the
-// job that pass for the notice stay text in the log (found by the
-// hardening review: the page went on silently, mid-line). Two pages of one
+// job that pass for the notice stay text in the log (without the notice
+// the page would go on silently, mid-line). Two pages of one
 // job fall behind while it writes 3 MB: one from a listener that is down
 // meanwhile, one from the CGI program whose visits the browser blocks
 // meanwhile (a laptop asleep).
@@ -948,8 +948,8 @@ func testWebSkipped(t *testing.T, s *webStack) {
 
 // One client follows at most --max-followers-per-client logs at once; one
 // more is refused with 429 and a line saying why, while another address
-// still gets its place (found by the hardening review: one client could
-// take every --max-followers place).
+// still gets its place: otherwise one client could take every
+// --max-followers place.
 func testWebShare(t *testing.T, s *webStack) {
 	l := s.otherListener(t, "--max-followers-per-client", "2")
 	defer l.stop()

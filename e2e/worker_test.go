@@ -119,7 +119,7 @@ func workerGone(t *testing.T, repo string) {
 	})
 }
 
-// 5b: a job that shuts its checkout's directories (chmod 000) and gives
+// A job that shuts its checkout's directories (chmod 000) and gives
 // entries to subordinate IDs (chown in a rootless container), the checkout
 // itself last: clean-up removes all of it, and no record in the job's
 // directory points at anything.
@@ -156,7 +156,7 @@ chown 1000:1000 . && chmod 000 .
 	}
 }
 
-// 5c: bob's two long jobs in two repositories take one of the two slots,
+// bob's two long jobs in two repositories take one of the two slots,
 // one after the other; alice's job, pushed after them, runs at once.
 func TestOnePusherCannotTakeEverySlot(t *testing.T) {
 	gates := filepath.Join(env.Bin, "gates")
@@ -218,7 +218,7 @@ func TestOnePusherCannotTakeEverySlot(t *testing.T) {
 	}
 }
 
-// 5d: while the data directory's filesystem has less free space than
+// While the data directory's filesystem has less free space than
 // JOBQ_MIN_FREE, a push still queues; the job waits and the listing and its
 // log say why; cancel ends it.
 func TestJobsWaitForSpace(t *testing.T) {

@@ -77,7 +77,7 @@ func (s *Store) Follow(ctx context.Context, repo string, id int64, out io.Writer
 
 // quickFollow is how long Follow polls before it watches the job's
 // directory, and quickPoll how often, given how much of that is left:
-// every 2 ms at first (about 20 µs of reading a look), every 10 ms later.
+// every 2 ms at first (a look is one small read), every 10 ms later.
 const quickFollow = 2 * time.Second
 
 func quickPoll(left time.Duration) time.Duration {

@@ -114,8 +114,8 @@ func TestHandled(t *testing.T) {
 }
 
 // Handled never blocks, whatever is at the lock path: a fifo opened for
-// reading would wait for a writer (found by the review: jobq log -f and
-// the listing hung).
+// reading would wait for a writer, and hang jobq log -f and the
+// listing.
 func TestHandledNeverBlocks(t *testing.T) {
 	s := newStore(t)
 	s.Enqueue(newJob("r", "q"))

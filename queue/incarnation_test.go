@@ -62,7 +62,7 @@ func setState(t *testing.T, s *Store, id int64, st State) {
 	}
 }
 
-// The attack of issue 9: a repository is deleted and another user creates
+// The attack: a repository is deleted and another user creates
 // one of the same name; the old history must not show, the old queued job
 // must not run, and no ID is handed out twice.
 func TestIncarnationDeletedAndCreatedAgain(t *testing.T) {
@@ -134,8 +134,8 @@ func TestIncarnationDeletedAndCreatedAgain(t *testing.T) {
 
 // History recorded before incarnations were: it shows while the repository
 // it was recorded in exists, and goes to the first incarnation only what
-// was queued since that repository came to be (the attack of the review:
-// an old history passed to whoever created the repository again).
+// was queued since that repository came to be (the attack: an old
+// history passed to whoever creates the repository again).
 func TestIncarnationLegacyHistory(t *testing.T) {
 	s := newStore(t)
 	git := bareRepo(t)
@@ -256,8 +256,8 @@ func BenchmarkView(b *testing.B) {
 	}
 }
 
-// Found by the hostile review: a job queued in a deleted repository ran in
-// the one created again under its name, whose own push queued nothing (so
+// A job queued in a deleted repository must not run in the one created
+// again under its name, whose own push queued nothing (so
 // nothing was retired).
 func TestQueuedJobOfDeletedRepositoryIsNotRun(t *testing.T) {
 	s := newStore(t)

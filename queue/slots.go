@@ -7,10 +7,10 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 
 	"github.com/gofrs/flock"
+	"github.com/jobq/jobq/internal/slottable"
 )
 
 // waiter is a job waiting for a slot, as its file in slots/wait names it.
@@ -89,13 +89,13 @@ func places(waiters []waiter, running map[string]int, userCap int) map[string]in
 type slotTable struct {
 	held    int
 	running map[string]int
-	free    []*flock.Flock // slots below the worker's limit, locked by this look
+	free    []*os.File // slots below the worker's limit, locked by this look
 	waiters []waiter
 }
 
 func (t *slotTable) release() {
-	for _, l := range t.free {
-		l.Unlock()
+	for _, f := range t.free {
+		f.Close()
 	}
 }
 
@@ -106,44 +106,13 @@ func (s *Store) slotsDir() string { return filepath.Join(s.dir, "slots") }
 // is kept locked (the caller may take it). A waiter file nobody holds was
 // left by a dead worker and is removed.
 func (s *Store) lookSlots(limit int, self string) (*slotTable, error) {
-	t := &slotTable{running: map[string]int{}}
-	ents, err := os.ReadDir(s.slotsDir())
+	held, free, err := slottable.Scan(s.slotsDir(), limit)
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range ents {
-		num, ok := strings.CutSuffix(e.Name(), ".lock")
-		i, err := strconv.Atoi(num)
-		if !ok || err != nil || i < 0 {
-			continue
-		}
-		path := filepath.Join(s.slotsDir(), e.Name())
-		l := newLock(path)
-		got, err := l.TryLock()
-		if err != nil {
-			t.release()
-			return nil, err
-		}
-		switch {
-		case !got:
-			t.held++
-			user, _ := os.ReadFile(path)
-			t.running[string(user)]++
-		case i < limit:
-			t.free = append(t.free, l)
-		default:
-			l.Unlock()
-		}
-	}
-	// Slot files not made yet are free too.
-	for i := range limit {
-		path := filepath.Join(s.slotsDir(), strconv.Itoa(i)+".lock")
-		if _, err := os.Lstat(path); errors.Is(err, fs.ErrNotExist) {
-			l := newLock(path)
-			if got, err := l.TryLock(); err == nil && got {
-				t.free = append(t.free, l)
-			}
-		}
+	t := &slotTable{held: len(held), running: map[string]int{}, free: free}
+	for _, user := range held {
+		t.running[user]++
 	}
 	t.waiters, err = s.liveWaiters(self)
 	if err != nil {
@@ -206,13 +175,13 @@ func (s *Store) WaitForSlot(q string, j *Job) *SlotWait {
 
 // Slot is a job slot, held while the job runs.
 type Slot struct {
-	lock *flock.Flock
+	lock *os.File
 	s    *Store
 }
 
 // Release frees the slot.
 func (sl *Slot) Release() {
-	sl.lock.Unlock()
+	sl.lock.Close()
 	sl.s.mine.forget() // this process's waiters look again
 }
 
@@ -278,8 +247,8 @@ func (sw *SlotWait) Try(limit, userCap int) (*Slot, string, error) {
 	sw.s.mine.forgetLocked() // a slot taken
 	slot := t.free[0]
 	t.free = t.free[1:]
-	if err := os.WriteFile(slot.Path(), []byte(sw.user), 0o600); err != nil {
-		slot.Unlock()
+	if err := slottable.Write(slot, sw.user); err != nil {
+		slot.Close()
 		return nil, "", fmt.Errorf("job slot: %w", err)
 	}
 	sw.leave()
@@ -297,21 +266,15 @@ func (s *Store) AdoptSlot(user string) (*Slot, error) {
 		return nil, fmt.Errorf("job slot: %w", err)
 	}
 	defer g.Unlock()
-	for i := 0; ; i++ {
-		l := newLock(filepath.Join(s.slotsDir(), strconv.Itoa(i)+".lock"))
-		got, err := l.TryLock()
-		if err != nil {
-			return nil, fmt.Errorf("job slot: %w", err)
-		}
-		if !got {
-			continue
-		}
-		if err := os.WriteFile(l.Path(), []byte(user), 0o600); err != nil {
-			l.Unlock()
-			return nil, fmt.Errorf("job slot: %w", err)
-		}
-		return &Slot{l, s}, nil
+	f, err := slottable.Take(s.slotsDir(), -1)
+	if err != nil {
+		return nil, fmt.Errorf("job slot: %w", err)
 	}
+	if err := slottable.Write(f, user); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("job slot: %w", err)
+	}
+	return &Slot{f, s}, nil
 }
 
 // reason says, for the listing, why a job of user waits.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gofrs/flock"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/internal/faults"
 )
 
@@ -211,11 +212,7 @@ func (s *Store) scanNextID(repo string) (int64, error) {
 // replaceFile replaces path with data by a rename, without fsync: for
 // hints whose loss costs nothing but a scan.
 func replaceFile(path string, data []byte) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.Write(path, data, 0o600, false)
 }
 
 // writeFile writes a new file durably (it is made visible by a later rename).

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/internal/gitolite"
 )
 
@@ -155,17 +156,7 @@ func (a *Access) save(user string, now time.Time) {
 	if err := os.MkdirAll(a.CacheDir, 0o700); err != nil {
 		return
 	}
-	f, err := os.CreateTemp(a.CacheDir, ".new-*")
-	if err != nil {
-		return
-	}
-	_, err = f.WriteString(b.String())
-	if cerr := f.Close(); err == nil && cerr == nil {
-		err = os.Rename(f.Name(), filepath.Join(a.CacheDir, user))
-	}
-	if err != nil {
-		os.Remove(f.Name())
-	}
+	atomicfile.Write(filepath.Join(a.CacheDir, user), []byte(b.String()), 0o600, false)
 }
 
 // CanRead reports whether user may read repo. Both must be valid names

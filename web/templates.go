@@ -6,7 +6,8 @@ import (
 	"encoding/base64"
 	"html/template"
 	"net/http"
-	"strconv"
+
+	"github.com/jobq/jobq/internal/human"
 )
 
 // page is what every page's frame needs.
@@ -191,25 +192,12 @@ func init() {
 		// Only terminal-to-html's output, which escapes the log's text.
 		"trusted":  func(s string) template.HTML { return template.HTML(s) },
 		"withBase": func(base string, r row) baseRow { return baseRow{r, base} },
-		"bytes":    func(a, b int64) string { return humanBytes(a - b) },
+		"bytes":    func(a, b int64) string { return human.Bytes(a - b) },
 	}
 	for name, body := range map[string]string{"overview": overviewTmpl, "repo": repoTmpl, "job": jobTmpl} {
 		t := template.Must(template.New("frame").Funcs(funcs).Parse(frame))
 		templates[name] = template.Must(t.New(name).Parse(body))
 	}
-}
-
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return strconv.FormatInt(n, 10) + " B"
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return strconv.FormatFloat(float64(n)/float64(div), 'f', 1, 64) + " " + string("KMGTPE"[exp]) + "iB"
 }
 
 func (s *Server) render(w http.ResponseWriter, name string, data any) error {

@@ -546,8 +546,8 @@ func TestEventsKeepAlive(t *testing.T) {
 }
 
 // Under CGI a live log's stream ends once it has sent what the log holds:
-// a stream held open blocked the CGI gateway, and with it every page and
-// cgit (found by the review). The browser comes back from the last id.
+// a stream held open would block the CGI gateway, and with it every page
+// and cgit. The browser comes back from the last id.
 func TestEventsShortUnderCGI(t *testing.T) {
 	f := newFixture(t)
 	f.srv.Short = true
@@ -566,8 +566,8 @@ func TestEventsShortUnderCGI(t *testing.T) {
 }
 
 // A follower whose read access is taken away stops getting the log at
-// the next keep-alive (found by the review: lines written after the
-// revocation still reached the stream).
+// the next keep-alive: lines written after the revocation must not
+// reach the stream.
 func TestEventsEndWhenAccessIsRevoked(t *testing.T) {
 	f := newFixture(t)
 	f.srv.KeepAlive = 30 * time.Millisecond
@@ -592,8 +592,8 @@ func TestEventsEndWhenAccessIsRevoked(t *testing.T) {
 }
 
 // A stream never starts more than maxReplay before the log's end: one
-// request asking from 0 rendered a whole big log again (found by the
-// review: minutes of CPU per GiB).
+// request asking from 0 would render a whole big log again, at minutes
+// of CPU per GiB.
 func TestEventsReplayIsBounded(t *testing.T) {
 	f := newFixture(t)
 	f.srv.Short = true
@@ -631,10 +631,9 @@ func TestEventsFollowerCap(t *testing.T) {
 }
 
 // A follower whose read access is taken away stops getting the log within
-// the access TTL and a keep-alive, however often the job writes: each
-// event put the check off, so a job writing more often than the keep-alive
-// was followed to its end (found by the hardening review: lines for 60 s
-// after the rule was gone).
+// the access TTL and a keep-alive, however often the job writes: were the
+// check put off by each event, a job writing more often than the
+// keep-alive would be followed to its end, long after the rule was gone.
 func TestEventsEndWhenAccessIsRevokedWhileChatty(t *testing.T) {
 	f := newFixture(t)
 	f.srv.KeepAlive = 100 * time.Millisecond
@@ -714,8 +713,8 @@ func skipLog() string {
 
 // A follower that comes back more than maxReplay behind the log's end is
 // told how much it skips (a "skipped" event, its id where the stream goes
-// on) and gets whole lines from there: it silently got the log from the
-// middle of a line (found by the hardening review). The job's output
+// on) and gets whole lines from there, not silently the log from the
+// middle of a line. The job's output
 // cannot make such an event, whatever it writes.
 func TestEventsSkipNotice(t *testing.T) {
 	log := skipLog()
@@ -818,8 +817,8 @@ func TestEventsSkipNotice(t *testing.T) {
 // One client may hold MaxFollowersPerClient of the listener's followers;
 // one more is refused (429) while other clients still get theirs. A
 // client is an authenticated visitor, else an address: the connection's,
-// or the proxy's header where one is named (found by the hardening review:
-// one client could take every place).
+// or the proxy's header where one is named: otherwise one client could
+// take every place.
 func TestEventsClientShare(t *testing.T) {
 	f := newFixture(t)
 	f.srv.MaxFollowers = 100

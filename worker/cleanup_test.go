@@ -9,7 +9,7 @@ import (
 	"github.com/jobq/jobq/queue"
 )
 
-// 5b: a runner records what a job uses in run/; a job whose clean-up
+// A runner records what a job uses in run/; a job whose clean-up
 // failed keeps its records, Prune keeps the job, and Tidy (jobq gc) retries
 // the clean-up and then prunes it.
 func TestPruneKeepsUncleanJobs(t *testing.T) {

@@ -17,7 +17,7 @@ import (
 	"github.com/jobq/jobq/queue"
 )
 
-// 7d: a slot directory that cannot be used (here a file) is logged once,
+// A slot directory that cannot be used (here a file) is logged once,
 // and Drain pauses between tries instead of spinning.
 func TestSlotFailureBacksOff(t *testing.T) {
 	s := newStore(t)
@@ -61,7 +61,7 @@ func TestSlotFailureBacksOff(t *testing.T) {
 	}
 }
 
-// 5d: while the data directory's filesystem has less than MinFree, jobs
+// While the data directory's filesystem has less than MinFree, jobs
 // wait, say why in the listing and the log, and can be cancelled; they
 // start once space returns.
 func TestWaitForSpace(t *testing.T) {
@@ -89,7 +89,7 @@ func TestWaitForSpace(t *testing.T) {
 	case err := <-done:
 		t.Fatalf("Drain returned (%v) without waiting for space: ran %v", err, rec.runs())
 	}
-	const why = "200 MiB free, JOBQ_MIN_FREE=1g"
+	const why = "200.0 MiB free, JOBQ_MIN_FREE=1g"
 	if got := s.Waiting("r", 0); got != why {
 		t.Errorf("listing: waiting %q, want %q", got, why)
 	}
@@ -143,8 +143,8 @@ func TestWaitForSpace(t *testing.T) {
 // The store failing for a while (here the repository's lock is a
 // directory: flock fails, as it would on EMFILE or EIO) leaves the job's
 // entry where it is: logged once, tried again after pauses, run once the
-// store works again. Found by the restructure's review: the entry was
-// removed and the job stayed queued for ever.
+// store works again, rather than the entry removed and the job queued
+// for ever.
 func TestStoreFailureKeepsEntry(t *testing.T) {
 	s := newStore(t)
 	s.Enqueue(newJob("r", "q"))
@@ -173,8 +173,8 @@ func TestStoreFailureKeepsEntry(t *testing.T) {
 }
 
 // A claim lock path that is not a file (a directory, a dangling symlink, a
-// fifo) is replaced: the job and the jobs behind it run. Found by the
-// review: a dangling symlink lost the job, a directory stopped the queue.
+// fifo) is replaced: the job and the jobs behind it run, where a dangling
+// symlink could lose the job and a directory stop the queue.
 func TestBadClaimLockPath(t *testing.T) {
 	for name, make := range map[string]func(string) error{
 		"directory":        func(p string) error { return os.Mkdir(p, 0o700) },
@@ -203,8 +203,8 @@ func TestBadClaimLockPath(t *testing.T) {
 
 // A claim whose record cannot be marked running after its entry moved
 // puts the entry back: the job runs at the next try, not when some later
-// push wakes the queue. Found by the review (the entry stayed in running/
-// and the worker exited).
+// push wakes the queue (left in running/, it would stay there after the
+// worker exits).
 func TestClaimFailurePutsEntryBack(t *testing.T) {
 	s := newStore(t)
 	s.Enqueue(newJob("r", "q"))
@@ -236,8 +236,8 @@ func TestClaimFailurePutsEntryBack(t *testing.T) {
 }
 
 // A follower of a job cut at the log limit ends with the job's result
-// line, though the log was truncated below what it had already read.
-// Found by the review: the push's output just stopped.
+// line, though the log was truncated below what it had already read:
+// otherwise the push's output just stops.
 func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 	s := newStore(t)
 	s.Enqueue(newJob("r", "q"))
@@ -273,8 +273,8 @@ func TestFollowerSeesResultAfterLogCut(t *testing.T) {
 
 // A queue entry that names no job and cannot be removed (here a
 // directory with something in it) is logged once and tried again after
-// pauses, not taken again at once for ever (found by the review: Drain
-// spun at full CPU).
+// pauses, not taken again at once for ever (Drain would spin at full
+// CPU).
 func TestUnremovableEntryBacksOff(t *testing.T) {
 	s := newStore(t)
 	s.Enqueue(newJob("r", "q")) // makes the queue

@@ -5,6 +5,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/human"
 	"github.com/jobq/jobq/push"
 )
 
@@ -39,20 +40,6 @@ func FreeSpace(dir string) (Free, error) {
 		f.Inodes = -1
 	}
 	return f, nil
-}
-
-// humanBytes shows a size to people, rounded down: 200 MiB.
-func humanBytes(n int64) string {
-	switch {
-	case n >= 10<<30:
-		return fmt.Sprintf("%d GiB", n>>30)
-	case n >= 10<<20:
-		return fmt.Sprintf("%d MiB", n>>20)
-	case n >= 10<<10:
-		return fmt.Sprintf("%d KiB", n>>10)
-	default:
-		return fmt.Sprintf("%d bytes", n)
-	}
 }
 
 // lowSpace says why no job may start for lack of space or inodes on the
@@ -106,7 +93,7 @@ func (w *Worker) shortOf(div int64) (string, error) {
 			on = " on " + dir
 		}
 		if w.MinFree > 0 && f.Bytes < w.MinFree/div {
-			return fmt.Sprintf("%s free%s, %sJOBQ_MIN_FREE=%s", humanBytes(f.Bytes), on, half, push.FormatBytes(w.MinFree)), nil
+			return fmt.Sprintf("%s free%s, %sJOBQ_MIN_FREE=%s", human.Bytes(f.Bytes), on, half, push.FormatBytes(w.MinFree)), nil
 		}
 		if w.MinFreeInodes > 0 && f.Inodes >= 0 && f.Inodes < w.MinFreeInodes/div {
 			return fmt.Sprintf("%d inodes free%s, %sJOBQ_MIN_FREE_INODES=%d", f.Inodes, on, half, w.MinFreeInodes), nil

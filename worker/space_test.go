@@ -49,9 +49,9 @@ func TestStopJobOnLowSpace(t *testing.T) {
 		uncounted     bool   // the filesystem counts no inodes
 		want          string // the result line's reason; "": it succeeds
 	}{
-		{"bytes", "", 1 << 20, 0, false, "the job was stopped: 4096 KiB free, under half of JOBQ_MIN_FREE=10m"},
+		{"bytes", "", 1 << 20, 0, false, "the job was stopped: 4.0 MiB free, under half of JOBQ_MIN_FREE=10m"},
 		{"inodes", "", 0, 10, false, "the job was stopped: 40 inodes free, under half of JOBQ_MIN_FREE_INODES=100"},
-		{"bytes elsewhere", scratch, 1 << 20, 0, false, "the job was stopped: 4096 KiB free on /scratch, under half of JOBQ_MIN_FREE=10m"},
+		{"bytes elsewhere", scratch, 1 << 20, 0, false, "the job was stopped: 4.0 MiB free on /scratch, under half of JOBQ_MIN_FREE=10m"},
 		{"inodes elsewhere", scratch, 0, 10, false, "the job was stopped: 40 inodes free on /scratch, under half of JOBQ_MIN_FREE_INODES=100"},
 		{"inodes not counted", "", 0, 10, true, ""},
 		{"within the margin", "", 512 << 10, 5, false, ""},
@@ -116,7 +116,7 @@ func TestLowSpaceBeforeStart(t *testing.T) {
 		want              string
 	}{
 		{"enough", 1 << 20, 100, Free{1 << 20, 100}, Free{1 << 20, 100}, ""},
-		{"bytes", 1 << 20, 100, Free{1<<20 - 1, 100}, Free{1 << 20, 100}, "1023 KiB free, JOBQ_MIN_FREE=1m"},
+		{"bytes", 1 << 20, 100, Free{1<<20 - 1, 100}, Free{1 << 20, 100}, "1023.9 KiB free, JOBQ_MIN_FREE=1m"},
 		{"inodes", 1 << 20, 100, Free{1 << 20, 99}, Free{1 << 20, 100}, "99 inodes free, JOBQ_MIN_FREE_INODES=100"},
 		{"inodes elsewhere", 1 << 20, 100, Free{1 << 20, 100}, Free{1 << 20, 0}, "0 inodes free on /scratch, JOBQ_MIN_FREE_INODES=100"},
 		{"inodes not counted", 1 << 20, 100, Free{1 << 20, -1}, Free{1 << 20, -1}, ""},

@@ -10,6 +10,7 @@
 package worker
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -795,7 +796,7 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 
 func header(j *queue.Job) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, orDash(j.User))
+	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, cmp.Or(j.User, "-"))
 	fmt.Fprintf(&b, "jobq: ref %s, revision %s\n", j.Ref, j.NewRev)
 	fmt.Fprintf(&b, "jobq: runner %s: %s\n", j.Options.Runner, j.Options.Command)
 	if j.Host != "" {
@@ -803,13 +804,6 @@ func header(j *queue.Job) string {
 	}
 	fmt.Fprintf(&b, "jobq: queued %s, started %s\n", j.QueuedAt.Local().Format(queue.TimeFormat), j.StartedAt.Local().Format(queue.TimeFormat))
 	return b.String()
-}
-
-func orDash(s string) string {
-	if s == "" {
-		return "-"
-	}
-	return s
 }
 
 // oneLine is the one place an error becomes text: one line (a registry's

@@ -32,6 +32,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/human"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -85,7 +86,7 @@ func run(c config) error {
 	} {
 		what := fmt.Sprintf(page.what, count(c))
 		if page.path == "/huge/0" {
-			what = fmt.Sprintf(page.what, mib(c.logBytes))
+			what = fmt.Sprintf(page.what, human.Bytes(c.logBytes))
 		}
 		l, err := startListener(c)
 		if err != nil {
@@ -137,7 +138,7 @@ func run(c config) error {
 			return fmt.Errorf("%s followers: %w", mode, err)
 		}
 		fmt.Printf("| %d followers of one job writing %s (%s) | every client every byte: %s; delay write→client median %s ms, p90 %s ms | server RSS %s MiB (%s) | | median ≤ 100 ms |\n",
-			c.clients, mib(c.bytes), mode, r.complete, f(r.median), f(r.p90), f(r.rss), r.rssWhat)
+			c.clients, human.Bytes(c.bytes), mode, r.complete, f(r.median), f(r.p90), f(r.rss), r.rssWhat)
 	}
 	return nil
 }
@@ -430,7 +431,7 @@ func follow(c config, mode string) (followResult, error) {
 	}
 	r := followResult{complete: "yes", median: quantile(hist, 0.5), p90: quantile(hist, 0.9)}
 	if toldClients > 0 {
-		r.complete = fmt.Sprintf("yes, or said skipped (%d clients were told of %s skipped in all)", toldClients, mib(toldBytes))
+		r.complete = fmt.Sprintf("yes, or said skipped (%d clients were told of %s skipped in all)", toldClients, human.Bytes(toldBytes))
 	}
 	if len(errs) > 0 {
 		r.complete = fmt.Sprintf("NO (%d errors, first: %v)", len(errs), errs[0])
@@ -590,10 +591,3 @@ func f(v float64) string {
 }
 
 func ratio(a, b float64) string { return strconv.FormatFloat(a/b, 'f', 2, 64) + "×" }
-
-func mib(n int64) string {
-	if n >= 1<<30 {
-		return strconv.FormatInt(n>>30, 10) + " GiB"
-	}
-	return strconv.FormatInt(n>>20, 10) + " MiB"
-}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"path/filepath"
@@ -66,7 +67,7 @@ type queued struct {
 // queueJobs reads the push and the repository's options and queues one job
 // per selected ref.
 func (a *app) queueJobs() ([]queued, error) {
-	gitDir, err := filepath.Abs(orDefault(a.e.getenv("GIT_DIR"), "."))
+	gitDir, err := filepath.Abs(cmp.Or(a.e.getenv("GIT_DIR"), "."))
 	if err != nil {
 		return nil, err
 	}
@@ -121,13 +122,6 @@ func (a *app) queueJobs() ([]queued, error) {
 		jobs = append(jobs, queued{j, ahead})
 	}
 	return jobs, nil
-}
-
-func orDefault(s, def string) string {
-	if s == "" {
-		return def
-	}
-	return s
 }
 
 // ensureWorker starts a detached worker for queue q unless one holds it

@@ -308,7 +308,7 @@ func TestListLimit(t *testing.T) {
 
 // A worker a hook starts runs other users' jobs later: nothing of the push
 // or of the pusher's ssh session (which sshd's AcceptEnv lets a client
-// fill: LANG, LC_*) may stay in its environment (hostile review).
+// fill: LANG, LC_*) may stay in its environment.
 func TestWorkerEnvKeepsNothingOfThePusher(t *testing.T) {
 	in := []string{"PATH=/usr/bin", "HOME=/home/git", "JOBQ_SLOTS=2", "JOBQ_HOME=/elsewhere",
 		"GIT_DIR=.", "GL_USER=mallory", "SSH_CLIENT=10.0.0.1 1 22", "SSH_ORIGINAL_COMMAND=git-receive-pack x",

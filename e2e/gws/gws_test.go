@@ -314,7 +314,7 @@ func limits(ctx context.Context, t *testing.T, f *fixture) {
 }
 
 // isolation: jobs of two users, running at once, attack each other as
-// hostile pushers would (issue 10), and every probe is refused.
+// hostile pushers would, and every probe is refused.
 func isolation(ctx context.Context, t *testing.T, f *fixture) {
 	f.push(ctx, "iso-a", testenv.ProbeScript(t, "a", "b", 2222, 0))
 	f.pushAs(ctx, "mallory", "iso-b", testenv.ProbeScript(t, "b", "a", 2222, 0))

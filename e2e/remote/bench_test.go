@@ -21,7 +21,7 @@ import (
 	"github.com/jobq/jobq/runner/podman"
 )
 
-// The benchmarks of build hosts (issue 13), each against its baseline in
+// The benchmarks of build hosts, each against its baseline in
 // the same run, as bench/run.sh reports them: go test -bench Remote
 // -benchtime 1x; JOBQ_BENCH_RUNS runs of each (default 7), medians;
 // JOBQ_BENCH_ROWS names a file the table rows are appended to;

@@ -200,7 +200,7 @@ func setupAccount(t *testing.T, hosts []*testenv.BuildHost) (knownHosts string) 
 }
 
 // Jobs on build hosts, through gitolite, sshd and real remote Podman
-// services (issue 13).
+// services.
 func TestRemoteJobs(t *testing.T) {
 	hosts := testenv.StartBuildHosts(t, 2, env.User)
 	knownHosts := setupAccount(t, hosts)
@@ -366,8 +366,8 @@ func TestRemoteJobs(t *testing.T) {
 
 	// A worker SIGKILLed while its job runs on a build host: the next
 	// worker (started by the follower) adopts the job there and continues
-	// its log from the container's log, exactly once (issues 12 and 13).
-	// Before, the job ended "lost: its worker died".
+	// its log from the container's log, exactly once, rather than ending
+	// "lost: its worker died".
 	t.Run("adopt", func(t *testing.T) {
 		pushScript(t, "radopt", adoptScript(300, 3))
 		pid := env.JobWorker(t, "radopt", "out-20\n")
@@ -426,8 +426,8 @@ func TestRemoteJobs(t *testing.T) {
 		})
 		// The adopter holds the job's slot on its build host and its ID
 		// range there, as the dead worker did: no more jobs than the cap
-		// run there, and no other job gets the range. Before, the slot was
-		// free and the range held was this machine's.
+		// run there, and no other job gets the range (not a free slot, nor
+		// this machine's range instead).
 		for _, pattern := range []string{"hosts/*/*.lock", "hosts/*/idranges/*.lock"} {
 			testenv.WaitUntil(t, "the adopter holds a lock "+pattern+" for the job", time.Minute, func() bool {
 				return heldBy(t, pattern, "radopt-cancel/0") == 1
@@ -474,8 +474,7 @@ func TestRemoteJobs(t *testing.T) {
 	// that dies between the two leaves it: here it is made again under its
 	// name once the job is cleaned up) is removed by jobq-worker gc on its
 	// host; a volume of the account's own, and one of another jobq data
-	// directory's, stay. Before, gc swept nothing on a host without a
-	// failed clean-up, and volumes never.
+	// directory's, stay, also on a host without a failed clean-up.
 	t.Run("stray volume", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()

@@ -1,4 +1,4 @@
-// Package remote tests jobq with remote build hosts (issue 13): Podman
+// Package remote tests jobq with remote build hosts: Podman
 // services reached over ssh://, each a container on this machine with its
 // own sshd, its own rootless Podman and its own storage.
 package remote

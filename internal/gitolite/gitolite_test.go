@@ -6,9 +6,8 @@ import (
 )
 
 // Names gitolite's sanity check dies on are refused before gitolite is
-// asked: its death is not a refusal, and the web view answered them with
-// a 500 where every other unreadable name gets the one 404 (found by the
-// review).
+// asked: its death is not a refusal, and the web view would answer them
+// with a 500 where every other unreadable name gets the one 404.
 func TestValidRepo(t *testing.T) {
 	for name, want := range map[string]bool{
 		"app": true, "team/app": true, "a.b-c_d@e+f": true,

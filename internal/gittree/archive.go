@@ -13,6 +13,8 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+
+	"github.com/jobq/jobq/internal/human"
 )
 
 // Archive writes the tree of revision rev of the bare repository gitDir to
@@ -97,7 +99,7 @@ func (a *archiver) file(e object.TreeEntry, k kind, name string) error {
 		return err
 	}
 	if n > maxBlob {
-		return fmt.Errorf("a file of %s, over the %s a checkout takes", size(n), size(maxBlob))
+		return fmt.Errorf("a file of %s, over the %s a checkout takes", human.Bytes(n), human.Bytes(maxBlob))
 	}
 	blob, err := object.GetBlob(a.c.st, e.Hash)
 	if err != nil {

@@ -20,6 +20,7 @@ import (
 	"github.com/go-git/go-git/v5/plumbing/object"
 	"github.com/go-git/go-git/v5/plumbing/storer"
 	"github.com/go-git/go-git/v5/storage/filesystem"
+	"github.com/jobq/jobq/internal/human"
 	"github.com/jobq/jobq/runner"
 	"golang.org/x/sys/unix"
 )
@@ -63,8 +64,8 @@ const maxDepth = 1024
 func Checkout(ctx context.Context, gitDir, rev, dir string, lim Limits) error {
 	// KeepDescriptors: without it go-git reopens the packfile for every
 	// object it reads. LargeObjectThreshold: without it go-git inflates
-	// every object whole into memory; a 9 MB push of a 2 GiB file took
-	// 6.9 GiB (hostile review). Larger blobs are streamed.
+	// every object whole into memory, and a small push of a large,
+	// compressible file takes gigabytes. Larger blobs are streamed.
 	st := filesystem.NewStorageWithOptions(osfs.New(gitDir), cache.NewObjectLRUDefault(),
 		filesystem.Options{KeepDescriptors: true, LargeObjectThreshold: inlineSize})
 	defer st.Close()
@@ -175,8 +176,8 @@ func tagTarget(o plumbing.EncodedObject) (plumbing.Hash, error) {
 
 // treeOf is the tree of commit h as git reads it. git takes a commit's
 // first "tree" header and go-git its last: a commit with two would show
-// one tree to git, cgit and reviewers and check out another (hostile
-// review). git's fsck refuses such a commit, and so does this.
+// one tree to git, cgit and reviewers and check out another. git's fsck
+// refuses such a commit, and so does this.
 func treeOf(st storer.EncodedObjectStorer, h plumbing.Hash) (plumbing.Hash, error) {
 	o, err := st.EncodedObject(plumbing.CommitObject, h)
 	if err != nil {
@@ -489,7 +490,7 @@ func (c *checkouter) file(e object.TreeEntry, k kind, b *batch, path string) err
 		return err
 	}
 	if n > maxBlob {
-		return fmt.Errorf("a file of %s, over the %s a checkout takes", size(n), size(maxBlob))
+		return fmt.Errorf("a file of %s, over the %s a checkout takes", human.Bytes(n), human.Bytes(maxBlob))
 	}
 	if n >= inlineSize {
 		if err := c.checkFree(n); err != nil {
@@ -550,12 +551,12 @@ func (c *checkouter) symlink(e object.TreeEntry, d *dirRef) error {
 
 // linkTarget reads symlink e's target, for the checkout and the tar alike.
 func (c *checkouter) linkTarget(e object.TreeEntry) (string, error) {
-	// A target's size is known before it is read: one of a GiB was read
-	// whole before the PATH_MAX cap below (hostile review).
+	// A target's size is known before it is read: otherwise one of a GiB
+	// would be read whole before the PATH_MAX cap below.
 	if n, err := c.sizeOf(e.Hash); err != nil {
 		return "", err
 	} else if n >= unix.PathMax {
-		return "", fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", size(n), unix.PathMax-1)
+		return "", fmt.Errorf("a symlink target of %s, over the %d bytes the kernel takes", human.Bytes(n), unix.PathMax-1)
 	}
 	blob, err := object.GetBlob(c.st, e.Hash)
 	if err != nil {
@@ -586,25 +587,12 @@ func (c *checkouter) checkFree(next int64) error {
 	if free-next < c.lim.MinFree {
 		then := ""
 		if next > 0 {
-			then = fmt.Sprintf(", a file of %s next,", size(next))
+			then = fmt.Sprintf(", a file of %s next,", human.Bytes(next))
 		}
 		return fmt.Errorf("%w: stopped with %s free on the checkout's filesystem%s and %s must remain; "+
-			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, size(free), then, size(c.lim.MinFree))
+			"JOBQ_MIN_FREE in the worker's environment sets it", errNoSpace, human.Bytes(free), then, human.Bytes(c.lim.MinFree))
 	}
 	return nil
-}
-
-// size shows a byte count to a person.
-func size(n int64) string {
-	switch {
-	case n >= 1<<30:
-		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
-	case n >= 1<<20:
-		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
-	}
-	return fmt.Sprintf("%d bytes", n)
 }
 
 // ctxReader stops a long copy when its context ends.

@@ -25,7 +25,8 @@ import (
 //	m NAME         a submodule
 //
 // NAME may hold anything but a space or newline: "/", "..", "" and all.
-// The seeds in testdata/fuzz/FuzzCheckout hold issue 9's escapes.
+// The seeds in testdata/fuzz/FuzzCheckout hold known escapes from the
+// checkout.
 func FuzzCheckout(f *testing.F) {
 	f.Add([]byte("l a $V\nf ./a/authorized_keys2 ssh-ed25519 AAAA\n"))
 	f.Add([]byte("d sub\nf ok ok\ne\nl up ../victim\nf up/x pwned\n"))

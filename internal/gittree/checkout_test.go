@@ -174,7 +174,7 @@ func entries(t testing.TB, dir string) []string {
 
 var noLimits = Limits{Files: math.MaxInt64}
 
-// The escapes of issue 9 (a symlink entry, then a file entry), and every
+// The escapes by a symlink entry, then a file entry under it, and every
 // name git's verify_path refuses. With the check of names, each fails with
 // one line naming the entry and the commit, before anything is written;
 // without it (the descriptor-relative writes alone), nothing is written
@@ -337,7 +337,7 @@ func TestCheckoutWritesOddButSafeTrees(t *testing.T) {
 	s.checkUntouched(t)
 }
 
-// bomb is the tree of issue 9: width entries per directory, levels deep,
+// bomb is a tree bomb: width entries per directory, levels deep,
 // each level the same subtree: levels+1 objects for width^levels files.
 func bomb(r *rawRepo, width, levels int) plumbing.Hash {
 	blob := r.blob("x\n")
@@ -365,7 +365,7 @@ func TestCheckoutFilesLimit(t *testing.T) {
 		limit         int64
 		want          string // in the error; "" for none
 	}{
-		{"issue 9's bomb, default limit", 10, 10, DefaultFiles,
+		{"tree bomb, default limit", 10, 10, DefaultFiles,
 			"the tree has 11111111110 entries (files, directories, symlinks), over the limit of 1000000; JOBQ_CHECKOUT_FILES"},
 		{"at the limit", 10, 2, 110, ""},
 		{"one over the limit", 10, 2, 109, "the tree has 110 entries"},
@@ -546,8 +546,8 @@ func TestCheckoutMinFree(t *testing.T) {
 		r := newRawRepo(t)
 		rev := r.commit(r.tree(fileE("f", r.blob("x"))))
 		err := checkout(context.Background(), r.st, rev, s.co, Limits{Files: 10, MinFree: 1 << 60}, true)
-		want := regexp.MustCompile(`^checkout [0-9a-f]{12}: not enough free space: stopped with [0-9.]+ [KMG]iB free ` +
-			`on the checkout's filesystem and 1073741824.0 GiB must remain; JOBQ_MIN_FREE in the worker's environment sets it$`)
+		want := regexp.MustCompile(`^checkout [0-9a-f]{12}: not enough free space: stopped with [0-9.]+ [KMGTPE]iB free ` +
+			`on the checkout's filesystem and 1.0 EiB must remain; JOBQ_MIN_FREE in the worker's environment sets it$`)
 		if err == nil || !want.MatchString(err.Error()) {
 			t.Fatalf("error %v", err)
 		}
@@ -604,9 +604,9 @@ func TestCheckoutMinFree(t *testing.T) {
 	}
 }
 
-// Found by the hostile review: go-git takes a commit's last "tree" header,
-// git its first, so a commit with two checked out another tree than the one
-// git, cgit and a reviewer see.
+// go-git takes a commit's last "tree" header, git its first, so a commit
+// with two would check out another tree than the one git, cgit and a
+// reviewer see.
 func TestCheckoutCommitWithTwoTrees(t *testing.T) {
 	s := newSandbox(t)
 	r := newRawRepo(t)
@@ -629,9 +629,8 @@ func TestCheckoutCommitWithTwoTrees(t *testing.T) {
 	}
 }
 
-// Found by the hostile review: a path longer than PATH_MAX checked out
-// (it is written relative to open directories) and failed only at Podman's
-// chown. It is refused before anything is written, also where a shared
+// A path longer than PATH_MAX would check out (it is written relative to
+// open directories) and fail only at Podman's chown. It is refused before anything is written, also where a shared
 // subtree is reached at a deeper place the second time.
 func TestCheckoutPathLimit(t *testing.T) {
 	long := strings.Repeat("n", 250)
@@ -707,9 +706,9 @@ func (s *sizedStore) EncodedObject(t plumbing.ObjectType, h plumbing.Hash) (plum
 	return s.Storage.EncodedObject(t, h)
 }
 
-// Found by the hostile review: a blob was inflated whole before its size
-// was looked at (a 2 GiB file of a 9 MB push took 6.9 GiB of memory, a
-// 1 GiB symlink target 4 GiB). Blobs are now judged by their header.
+// A blob must not be inflated whole before its size is looked at: a
+// large, compressible file of a small push, or a large symlink target,
+// would take gigabytes of memory. Blobs are judged by their header.
 func TestCheckoutJudgesBlobsBySize(t *testing.T) {
 	for name, row := range map[string]struct {
 		entry   func(plumbing.Hash) object.TreeEntry

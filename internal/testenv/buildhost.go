@@ -19,7 +19,7 @@ import (
 	"time"
 )
 
-// Build hosts (issue 13): remote Podman services for the tests, each a
+// Build hosts: remote Podman services for the tests, each a
 // container of this machine's rootful Podman running sshd and a rootless
 // Podman service for its user "build", with its own storage in its own
 // layer (no filesystem shared with the git server). A client reaches one

@@ -65,8 +65,8 @@ func TestDemux(t *testing.T) {
 // A worker dies while its job runs, and another job starts before the next
 // worker adopts the first: it takes another ID range, not the first job's
 // (whose container still runs), and the adoption takes that range over and
-// gets the job's whole output and exit code. Before, the second job took
-// the range as one left by a dead worker and removed the first job's
+// gets the job's whole output and exit code. The second job must not take
+// the range as one left by a dead worker and remove the first job's
 // container.
 func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 	r, svc := newTestPodman(t)

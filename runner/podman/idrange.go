@@ -2,19 +2,18 @@ package podman
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"os/user"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/containers/storage/pkg/idtools"
+	"github.com/jobq/jobq/internal/slottable"
 )
 
 // idRangeSize is how many user and group IDs each running job gets: the
@@ -130,11 +129,11 @@ func (a idRanges) ids(rootless bool) (uids, gids []idtools.IDMap, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("ID range: %w", err)
 	}
-	uids, err = subIDs(or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
+	uids, err = subIDs(cmp.Or(a.subuid, "/etc/subuid"), u.Username, u.Uid)
 	if err != nil {
 		return nil, nil, err
 	}
-	gids, err = subIDs(or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
+	gids, err = subIDs(cmp.Or(a.subgid, "/etc/subgid"), u.Username, u.Uid)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -153,29 +152,23 @@ func (a idRanges) ids(rootless bool) (uids, gids []idtools.IDMap, err error) {
 // names its holder until the holder's clean-up is done: a name left there
 // means a holder that died with its container possibly still running.
 func (a idRanges) try(i int, owner string, stale func(int) error) (*os.File, error) {
-	f, err := os.OpenFile(filepath.Join(a.dir, strconv.Itoa(i)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := slottable.Try(a.dir, i)
 	if err != nil {
-		return nil, fmt.Errorf("ID range: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, nil
-		}
 		return nil, fmt.Errorf("ID range %d: %w", i, err)
 	}
-	last, err := io.ReadAll(f)
+	if f == nil {
+		return nil, nil
+	}
+	last, err := slottable.Text(f)
 	if err == nil && len(last) > 0 {
 		err = stale(i)
 	}
 	if err == nil {
-		if err = f.Truncate(0); err == nil {
-			_, err = f.WriteAt([]byte(owner+"\n"), 0)
-		}
+		err = slottable.Write(f, owner+"\n")
 	}
 	if err != nil {
 		f.Close()
-		return nil, fmt.Errorf("ID range %d, left by %s: %w", i, strings.TrimSpace(string(last)), err)
+		return nil, fmt.Errorf("ID range %d, left by %s: %w", i, strings.TrimSpace(last), err)
 	}
 	return f, nil
 }
@@ -183,17 +176,11 @@ func (a idRanges) try(i int, owner string, stale func(int) error) (*os.File, err
 // take locks range i for owner, whatever holder its file names (an adopted
 // job's own range); nil if another job holds it.
 func (a idRanges) take(i int, owner string) *idRange {
-	f, err := os.OpenFile(filepath.Join(a.dir, strconv.Itoa(i)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-	if err != nil {
+	f, err := slottable.Try(a.dir, i)
+	if err != nil || f == nil {
 		return nil
 	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		return nil
-	}
-	if f.Truncate(0) == nil {
-		f.WriteAt([]byte(owner+"\n"), 0)
-	}
+	slottable.Write(f, owner+"\n")
 	return &idRange{index: i, lock: f}
 }
 
@@ -264,11 +251,4 @@ func slice(ranges []idtools.IDMap, offset int) []idtools.IDMap {
 		}
 	}
 	return out
-}
-
-func or(s, def string) string {
-	if s != "" {
-		return s
-	}
-	return def
 }

@@ -355,8 +355,8 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 				return 0, "", queue.ErrDetached
 			}
 			// Over the log limit: no grace, and nothing more is written.
-			// A job that ignores SIGTERM wrote hundreds of MiB during the
-			// grace period before (hostile review).
+			// A job that ignores SIGTERM could write hundreds of MiB
+			// during a grace period.
 			overLimit := errors.Is(context.Cause(ctx), queue.ErrLogLimit)
 			if overLimit {
 				out.discard()
@@ -419,8 +419,8 @@ func exited(conn context.Context, id string) (<-chan waitResult, context.CancelF
 		deadline := time.Now().Add(2 * time.Second)
 		// Most jobs are seen stopped within a few ms of their output's end:
 		// look every millisecond (a look takes about as long), then, after
-		// 16 looks, less often. Doubling from the first look saw the stop
-		// 8.3 ms after the output's end, this 6.2 (medians of 15).
+		// 16 looks, less often: doubling from the first look sees the
+		// stop later.
 		for n, pause := 0, time.Millisecond; time.Now().Before(deadline) && ctx.Err() == nil; n++ {
 			if n >= 16 {
 				pause = min(2*pause, 10*time.Millisecond)

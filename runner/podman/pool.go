@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"net/url"
@@ -13,9 +12,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/atomicfile"
+	"github.com/jobq/jobq/internal/slottable"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -221,14 +221,9 @@ func ParseHostSlots(v string) (map[string]int, error) {
 func countBusy(dir string, n int) int {
 	busy := 0
 	for i := range n {
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)+".lock"), os.O_RDONLY, 0)
-		if err != nil {
-			continue // never made: free
-		}
-		if syscall.Flock(int(f.Fd()), syscall.LOCK_SH|syscall.LOCK_NB) != nil {
+		if slottable.Held(dir, i) {
 			busy++
 		}
-		f.Close()
 	}
 	return busy
 }
@@ -238,23 +233,14 @@ func takeSlot(dir string, n int, owner string) (*os.File, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("host slots: %w", err)
 	}
-	for i := range n {
-		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(i)+".lock"), os.O_RDWR|os.O_CREATE, 0o600)
-		if err != nil {
-			return nil, fmt.Errorf("host slots: %w", err)
-		}
-		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-			f.Close()
-			if errors.Is(err, syscall.EWOULDBLOCK) {
-				continue
-			}
-			return nil, fmt.Errorf("host slots: %w", err)
-		}
-		f.Truncate(0)
-		f.WriteAt([]byte(owner+"\n"), 0) // for people: who holds it
-		return f, nil
+	f, err := slottable.Take(dir, n)
+	if err != nil {
+		return nil, fmt.Errorf("host slots: %w", err)
 	}
-	return nil, nil
+	if f != nil {
+		slottable.Write(f, owner+"\n") // for people: who holds it
+	}
+	return f, nil
 }
 
 // markDown records that m could not be reached: it is skipped for
@@ -309,11 +295,7 @@ func (r *Runner) skipped(j *queue.Job, log io.Writer) {
 
 // replace writes a small file whole, by rename.
 func replace(path, content string) {
-	tmp := path + ".tmp" + strconv.Itoa(os.Getpid())
-	if os.WriteFile(tmp, []byte(content), 0o600) == nil {
-		os.Rename(tmp, path)
-	}
-	os.Remove(tmp)
+	atomicfile.Write(path, []byte(content), 0o600, false)
 }
 
 // oneLine is err on one line, bounded.

@@ -360,9 +360,8 @@ func TestPodmanStopIgnoringSIGTERM(t *testing.T) {
 	}
 }
 
-// Found by the hostile review: a job over its log limit that ignored
-// SIGTERM went on writing through the grace period (652 MiB past an 8 MiB
-// limit). Over the limit, the container is killed at once, and what it
+// A job over its log limit that ignores SIGTERM must not go on writing
+// through the grace period. Over the limit, the container is killed at once, and what it
 // writes after is dropped: its SIGTERM trap never runs.
 func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
 	r, svc := newTestPodman(t)
@@ -417,8 +416,8 @@ func TestPodmanPullNever(t *testing.T) {
 }
 
 // The service restarts mid-job: conmon keeps the container running and its
-// log, and the job goes on from it, its output whole. Before, the job
-// ended there (its stream cut, its result whatever the broken wait said).
+// log, and the job goes on from it, its output whole, rather than ending
+// there (its stream cut, its result whatever the broken wait said).
 func TestPodmanServiceRestartedMidJob(t *testing.T) {
 	r, svc := newTestPodman(t)
 	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})

@@ -68,10 +68,10 @@ const streamBuffer = 64 << 10
 //
 // Not the bindings' Attach: it reads the socket unbuffered, a header and
 // then a frame at a time, and allocates every frame anew, so a job's log
-// cost the worker 5.5 s of CPU a GiB, more than the service and conmon
-// together; it also asks the service for a new connection's version and
-// for the container's TTY setting (jobq's containers have none) first.
-// Read through demux and a lazyReader, the stream costs 1.9 s a GiB.
+// costs the worker more CPU than the service and conmon together; it also
+// asks the service for a new connection's version and for the container's
+// TTY setting (jobq's containers have none) first.
+// Read through demux and a lazyReader, the stream costs a fraction of it.
 func attach(ctx context.Context, id string) (io.ReadCloser, error) {
 	c, err := bindings.GetClient(ctx)
 	if err != nil {
@@ -112,9 +112,9 @@ func attach(ctx context.Context, id string) (io.ReadCloser, error) {
 
 // attachConmon connects to the attach socket of an initialised
 // container's conmon, in the container's bundle directory. Relayed by the
-// service instead, the output cost the service 3.6 s of CPU a GiB, on the
-// cores the job and conmon need: the capture ran at 0.80-1.00x the podman
-// CLI's, which reads the socket itself.
+// service instead, the output costs the service CPU on the cores the job
+// and conmon need, and the capture falls behind the podman CLI's, which
+// reads the socket itself.
 func attachConmon(conn context.Context, id string) (*conmonSocket, error) {
 	data, err := containers.Inspect(conn, id, nil)
 	if err != nil {
@@ -164,8 +164,7 @@ func (s *conmonSocket) Close() error { return unix.Close(s.fd) }
 // No waiting for more to gather, as lazyReader does for the service's
 // stream: conmon's socket holds about a dozen packets before conmon
 // blocks, and so does the job, so a reader that waited even 0.1 ms when the
-// socket was empty halved the capture (80 MiB/s against 170), though it
-// woke less often.
+// socket was empty would halve the capture, though it woke less often.
 func (s *conmonSocket) recv(p []byte) (int, error) {
 	for {
 		n, err := unix.Read(s.fd, p)
@@ -206,8 +205,8 @@ func (s *conmonSocket) copyTo(w io.Writer) error {
 }
 
 // blocking makes conn a file read with blocking reads, outside the Go
-// runtime's poller: there, each frame the service wrote woke the worker
-// (136,000 times a GiB), even while no one read.
+// runtime's poller: there, each frame the service writes wakes the
+// worker, even while no one reads.
 func blocking(conn net.Conn) (*os.File, error) {
 	sc, ok := conn.(syscall.Conn)
 	if !ok {

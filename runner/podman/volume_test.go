@@ -47,8 +47,8 @@ func TestVolumeJob(t *testing.T) {
 // A remote job's /source volume goes with its container (WithVolumes), and
 // the sweep removes the volumes of this data directory's jobs that no
 // container uses and whose job no longer runs: a removal cut short leaves
-// them. Another data directory's, a user's, and a running job's stay.
-// Before, the sweep removed containers only, and left such volumes.
+// them; containers are not all a job leaves. Another data directory's, a
+// user's, and a running job's stay.
 func TestSweepVolumes(t *testing.T) {
 	r, _ := newTestPodman(t)
 	ctx := context.Background()

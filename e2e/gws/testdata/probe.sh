@@ -1,4 +1,4 @@
-# The two-job probe (issue 10): job $X, running at the same time as job $Y,
+# The two-job probe: job $X, running at the same time as job $Y,
 # attacks it as a hostile pusher would. Set before this: X, Y (one letter
 # each), PORT (a loopback port of the host or GWS with an sshd behind it)
 # and HOLD (when the other job cannot be seen: how many seconds at most to

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // adoptCounter is a runner whose jobs run until ctx ends (then they
@@ -31,8 +32,8 @@ func (a *adoptCounter) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	fmt.Fprint(log, "partial line")
 	close(a.started)
 	<-ctx.Done()
-	if errors.Is(context.Cause(ctx), queue.ErrStopping) {
-		return 0, queue.ErrDetached
+	if errors.Is(context.Cause(ctx), runner.ErrStopping) {
+		return 0, runner.ErrDetached
 	}
 	return 143, nil
 }
@@ -61,7 +62,7 @@ func TestStopLeavesJobForAdoption(t *testing.T) {
 	}{
 		{"exits 3", func(context.Context) (int, error) { return 3, nil }, nil, queue.Failed, ptr(3)},
 		{"exits 0", func(context.Context) (int, error) { return 0, nil }, nil, queue.Succeeded, ptr(0)},
-		{"gone", func(context.Context) (int, error) { return 0, queue.ErrGone }, nil, queue.Lost, nil},
+		{"gone", func(context.Context) (int, error) { return 0, runner.ErrGone }, nil, queue.Lost, nil},
 		// The deadline counts from the job's start, not the adoption's.
 		{"timed out before adoption", func(ctx context.Context) (int, error) { <-ctx.Done(); return 137, nil },
 			func(s *queue.Store) {
@@ -78,7 +79,7 @@ func TestStopLeavesJobForAdoption(t *testing.T) {
 			s := newStore(t)
 			s.Enqueue(newJob("r", "q"))
 			r := &adoptCounter{started: make(chan struct{}), adopt: tt.adopt}
-			w := &Worker{Store: s, Runners: map[string]Runner{"exec": r}, Poll: 10 * time.Millisecond}
+			w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": r}, Poll: 10 * time.Millisecond}
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Drain(ctx, "q", false) }()
@@ -111,7 +112,7 @@ func TestStopLeavesJobForAdoption(t *testing.T) {
 				t.Errorf("runs %d, adoptions %d, recorded adoptions %d; want 1 each", r.runs, r.adopts, j.Adopted)
 			}
 			log, _ := os.ReadFile(s.LogPath("r", 0))
-			if strings.Count(string(log), "jobq: job 0 of r") != 1 || !strings.Contains(string(log), "partial line"+Notice+"more\n") {
+			if strings.Count(string(log), "jobq: job 0 of r") != 1 || !strings.Contains(string(log), "partial line"+runner.Notice+"more\n") {
 				t.Errorf("log:\n%s", log)
 			}
 			for _, sub := range []string{"pending", "running"} {
@@ -133,7 +134,7 @@ func TestAdoptedJobHoldsSlot(t *testing.T) {
 	r := &adoptCounter{started: make(chan struct{})}
 	release, adopting := make(chan struct{}), make(chan struct{})
 	r.adopt = func(context.Context) (int, error) { close(adopting); <-release; return 0, nil }
-	w := &Worker{Store: s, Runners: map[string]Runner{"exec": r}, Poll: 10 * time.Millisecond, Slots: 1}
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": r}, Poll: 10 * time.Millisecond, Slots: 1}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Drain(ctx, "q", false) }()

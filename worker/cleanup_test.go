@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // 5b: a runner records what a job uses in run/; a job whose clean-up
@@ -21,7 +22,7 @@ func TestPruneKeepsUncleanJobs(t *testing.T) {
 	}
 	failures := map[int64]int{0: 1} // job 0's clean-up fails once
 	var cleaned []int64
-	w := &Worker{Store: s, Runners: map[string]Runner{"exec": testRunner{
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": testRunner{
 		run: func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
 			return 0, os.WriteFile(s.JobFile(j, "checkout"), []byte("/tmp/jobq-checkout-x"), 0o600)
 		},

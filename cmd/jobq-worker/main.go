@@ -40,12 +40,6 @@ func main() {
 	os.Exit(cli.Exit(os.Stderr, "jobq-worker", newRoot().ExecuteContext(ctx)))
 }
 
-// The backends implement the worker's interface.
-var (
-	_ worker.Runner = (*exec.Runner)(nil)
-	_ worker.Runner = (*podman.Runner)(nil)
-)
-
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "jobq-worker",
@@ -66,7 +60,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer closeRunners(w)
+			defer w.Close()
 			if queueName == "-" {
 				if queueName, err = readQueueName(os.Stdin); err != nil {
 					return err
@@ -96,7 +90,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer closeRunners(w)
+			defer w.Close()
 			return w.GC(cmd.Context(), os.Stdout)
 		},
 	}
@@ -116,16 +110,6 @@ func readQueueName(r io.Reader) (string, error) {
 		return "", cli.Usagef("--queue -: the name on standard input: %v", err)
 	}
 	return q, nil
-}
-
-// closeRunners lets go of what runners keep between jobs (the podman
-// runner's ssh connections to build hosts).
-func closeRunners(w *worker.Worker) {
-	for _, r := range w.Runners {
-		if c, ok := r.(io.Closer); ok {
-			c.Close()
-		}
-	}
 }
 
 func newWorker() (*worker.Worker, error) {
@@ -185,7 +169,7 @@ func newWorker() (*worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	runners := map[string]worker.Runner{
+	runners := map[string]runner.Runner{
 		"exec": exec.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
 		"podman": podman.New(podman.Config{
 			Service: podman.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},

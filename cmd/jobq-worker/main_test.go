@@ -177,7 +177,7 @@ func (f fakeRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, e
 }
 
 func (f fakeRunner) Adopt(context.Context, *queue.Job, *os.File, string) (int, error) {
-	return 0, queue.ErrGone
+	return 0, runner.ErrGone
 }
 
 func (f fakeRunner) Cleanup(ctx context.Context, j *queue.Job) error { return f.cleanup(ctx, j) }

@@ -16,6 +16,9 @@ import (
 	"github.com/jobq/jobq/runner"
 )
 
+// The contract of package runner.
+var _ runner.Runner = (*Runner)(nil)
+
 // Runner runs JOBQ_COMMAND with sh -c in the bare repository, under a
 // supervisor (Supervise), detached from the worker: the job outlives a
 // worker that dies or stops, and a later worker adopts it.
@@ -91,8 +94,8 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	select {
 	case werr = <-done:
 	case <-ctx.Done():
-		if errors.Is(context.Cause(ctx), queue.ErrStopping) {
-			return 0, queue.ErrDetached // the supervisor runs on; the next worker adopts it
+		if errors.Is(context.Cause(ctx), runner.ErrStopping) {
+			return 0, runner.ErrDetached // the supervisor runs on; the next worker adopts it
 		}
 		// The supervisor stops the job: SIGTERM, SIGKILL after the grace.
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -107,14 +110,14 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 }
 
 // Adopt takes over a job whose worker died or stopped: it waits for its
-// supervisor, stopping it if ctx ends (not for queue.ErrStopping), and
+// supervisor, stopping it if ctx ends (not for runner.ErrStopping), and
 // returns the exit status the supervisor wrote. The job's output goes on
 // into log through the supervisor; the notice goes in first.
 func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
 	pf := r.pidFile(j)
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, queue.ErrGone // never started
+		return 0, runner.ErrGone // never started
 	}
 	if err != nil {
 		return 0, fmt.Errorf("supervisor record: %w", err)
@@ -139,8 +142,8 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 		case <-tick.C:
 		case <-stopping:
 			stopping = nil
-			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
-				return 0, queue.ErrDetached
+			if errors.Is(context.Cause(ctx), runner.ErrStopping) {
+				return 0, runner.ErrDetached
 			}
 			signalSupervisor(record, syscall.SIGTERM)
 			kill = time.After(r.grace + supervisorSlack)
@@ -165,7 +168,7 @@ func (r *Runner) result(pf string, stopped bool) (int, error) {
 	if stopped {
 		return 128 + int(syscall.SIGKILL), nil
 	}
-	return 0, fmt.Errorf("the supervisor died without an exit status: %w", queue.ErrGone)
+	return 0, fmt.Errorf("the supervisor died without an exit status: %w", runner.ErrGone)
 }
 
 // locked reports whether the supervisor holding the record lives.

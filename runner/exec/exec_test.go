@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 func TestMain(m *testing.M) {
@@ -239,7 +240,7 @@ func TestExecRunner(t *testing.T) {
 }
 
 // A job outlives its worker: Run, told the worker stops, leaves the
-// supervisor running and returns queue.ErrDetached; another runner (the
+// supervisor running and returns runner.ErrDetached; another runner (the
 // next worker) adopts the job, its output going on into the log, and gets
 // its exit status. Before the detached supervisor, the stop killed the
 // job.
@@ -252,7 +253,7 @@ func TestExecAdopt(t *testing.T) {
 		log  string
 	}{
 		{"ends", nil, 3, "before\n" + notice + "after\n"},
-		{"cancelled", queue.ErrCancelled, 143, "before\n" + notice + "stopped\n"},
+		{"cancelled", context.Canceled, 143, "before\n" + notice + "stopped\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -271,8 +272,8 @@ func TestExecAdopt(t *testing.T) {
 				b, _ := os.ReadFile(log.Name())
 				return string(b) == "before\n"
 			})
-			stop(queue.ErrStopping)
-			if err := <-done; !errors.Is(err, queue.ErrDetached) {
+			stop(runner.ErrStopping)
+			if err := <-done; !errors.Is(err, runner.ErrDetached) {
 				t.Fatalf("Run after the worker's stop: %v, want ErrDetached", err)
 			}
 			r := New(time.Second, func(*queue.Job) string { return pf })
@@ -311,7 +312,7 @@ func TestExecAdopt(t *testing.T) {
 			if err := r.Cleanup(context.Background(), j); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, queue.ErrGone) {
+			if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, runner.ErrGone) {
 				t.Errorf("Adopt after Cleanup: %v, want ErrGone", err)
 			}
 		})
@@ -333,7 +334,7 @@ func TestExecAdoptKilledSupervisor(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { _, err := r.Run(ctx, j, log); done <- err }()
 	testenv.WaitUntil(t, "the job runs", time.Minute, func() bool { return marked(sleep) != "" })
-	stop(queue.ErrStopping)
+	stop(runner.ErrStopping)
 	<-done
 	b, _ := os.ReadFile(pf)
 	var pid int
@@ -346,7 +347,7 @@ func TestExecAdoptKilledSupervisor(t *testing.T) {
 		st, err := readStat(pid)
 		return err != nil || st.state == 'Z'
 	})
-	if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, queue.ErrGone) {
+	if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, runner.ErrGone) {
 		t.Errorf("Adopt: %v, want ErrGone", err)
 	}
 }

@@ -30,11 +30,11 @@ import (
 // #21914). Not attach with logs=true: it connects before it replays the
 // log, and output made during the replay comes twice (HTTPAttach, libpod).
 // A container that is gone, or never started (a host reboot leaves them
-// "configured"), is queue.ErrGone.
+// "configured"), is runner.ErrGone.
 func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
 	rec, err := os.ReadFile(r.cfg.File(j, "container"))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, queue.ErrGone // never created
+		return 0, runner.ErrGone // never created
 	}
 	if err != nil {
 		return 0, fmt.Errorf("container record: %w", err)
@@ -42,17 +42,17 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	id := string(rec)
 	data, err := r.inspect(ctx, j, id)
 	if notFound(err) {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	if err != nil {
 		return 0, fmt.Errorf("inspect container: %w", err)
 	}
 	if data.State == nil || data.State.StartedAt.IsZero() {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	switch data.State.Status {
 	case "created", "configured", "initialized", "removing":
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	m, err := r.member(j)
 	if err != nil {
@@ -129,7 +129,7 @@ func (r *Runner) retry(ctx context.Context, j *queue.Job, try func(conn context.
 func (r *Runner) logHeld(j *queue.Job, log *os.File) (start, held int64, err error) {
 	start, err = readRecord(r.cfg.File(j, "logstart"))
 	if err != nil {
-		return 0, 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+		return 0, 0, fmt.Errorf("where its output begins in the log: %w", runner.ErrGone)
 	}
 	end, err := log.Seek(0, io.SeekEnd)
 	if err != nil {
@@ -186,7 +186,7 @@ func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.Fi
 	// fate is not known.
 	if conn, cerr := r.connect(context.WithoutCancel(ctx), j); cerr == nil {
 		if data, ierr := containers.Inspect(conn, id, nil); ierr == nil && data.State != nil && !data.State.Running {
-			return 0, fmt.Errorf("its output cannot be read after it stopped (%s; %v): %w", data.State.Status, err, queue.ErrGone)
+			return 0, fmt.Errorf("its output cannot be read after it stopped (%s; %v): %w", data.State.Status, err, runner.ErrGone)
 		}
 	}
 	return 0, fmt.Errorf("the Podman service went away while the job ran: %w", err)
@@ -196,14 +196,14 @@ func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.Fi
 func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log *os.File) (int, error) {
 	data, err := containers.Inspect(conn, id, nil)
 	if notFound(err) {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	if err != nil || data.State == nil {
 		return 0, errResume
 	}
 	if data.HostConfig != nil && data.HostConfig.LogConfig != nil && data.HostConfig.LogConfig.Type == "none" {
 		// Made by a jobq from before adoption: its output is nowhere.
-		return 0, fmt.Errorf("its container keeps no log: %w", queue.ErrGone)
+		return 0, fmt.Errorf("its container keeps no log: %w", runner.ErrGone)
 	}
 	_, held, err := r.logHeld(j, log)
 	if err != nil {
@@ -227,7 +227,7 @@ func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log 
 		stop()
 		<-finished
 		if err != nil {
-			if !errors.Is(err, queue.ErrDetached) {
+			if !errors.Is(err, runner.ErrDetached) {
 				out.Close()
 			}
 			return 0, err

@@ -14,6 +14,7 @@ import (
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 	"golang.org/x/sys/unix"
 )
 
@@ -88,8 +89,8 @@ func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 		b, _ := os.ReadFile(log.Name())
 		return string(b) == "a1\n"
 	})
-	stop(queue.ErrStopping)
-	if err := <-detached; !errors.Is(err, queue.ErrDetached) {
+	stop(runner.ErrStopping)
+	if err := <-detached; !errors.Is(err, runner.ErrDetached) {
 		t.Fatalf("Run after the worker's stop: %v", err)
 	}
 	r.release(a, false) // the worker's death lets its range go, its name left there

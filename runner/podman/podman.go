@@ -24,6 +24,7 @@ import (
 	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // Config configures the podman runner.
@@ -54,6 +55,15 @@ type Config struct {
 	// come back (the container runs on meanwhile); 0: a minute.
 	ResumeFor time.Duration
 }
+
+// The contract of package runner, optional parts included.
+var (
+	_ runner.Runner   = (*Runner)(nil)
+	_ runner.Placer   = (*Runner)(nil)
+	_ runner.Reserver = (*Runner)(nil)
+	_ runner.Sweeper  = (*Runner)(nil)
+	_ io.Closer       = (*Runner)(nil)
+)
 
 // Runner is the podman runner: each job in a container of its own, on the
 // Podman service its JOBQ_CONNECTION names.
@@ -203,11 +213,11 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	return code, err
 }
 
-// lostError is a job's end whose outcome is not known (queue.ErrLost).
+// lostError is a job's end whose outcome is not known (runner.ErrLost).
 type lostError string
 
 func (e lostError) Error() string        { return string(e) }
-func (e lostError) Is(target error) bool { return target == queue.ErrLost }
+func (e lostError) Is(target error) bool { return target == runner.ErrLost }
 
 // checkout checks the job's revision out into a directory of its own,
 // recorded for Cleanup.
@@ -312,7 +322,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 
 // watch waits for a started container to exit, while its output (out,
 // which the reader ending with outputDone writes) goes to the log; it stops
-// the container when ctx ends, or leaves it running (queue.ErrStopping).
+// the container when ctx ends, or leaves it running (runner.ErrStopping).
 // It returns the container's exit code, and its k8s-file log's path where
 // the look that saw it stopped told it.
 func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out *batchWriter, attached chan error) (int, string, error) {
@@ -343,17 +353,17 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 			waited, cancelWait = exited(conn, id)
 		case <-stopping:
 			stopping = nil
-			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
+			if errors.Is(context.Cause(ctx), runner.ErrStopping) {
 				// The worker stops: the container runs on, for the next
 				// worker, and nothing more goes into the log from here.
 				cancelWait()
 				out.detach()
-				return 0, "", queue.ErrDetached
+				return 0, "", runner.ErrDetached
 			}
 			// Over the log limit: no grace, and nothing more is written.
 			// A job that ignores SIGTERM wrote hundreds of MiB during the
 			// grace period before (hostile review).
-			overLimit := errors.Is(context.Cause(ctx), queue.ErrLogLimit)
+			overLimit := errors.Is(context.Cause(ctx), runner.ErrLogLimit)
 			if overLimit {
 				out.discard()
 			}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 func testJob(gitDir, rev, command string) *queue.Job {
@@ -387,7 +388,7 @@ func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
 		b, _ := os.ReadFile(logf.Name())
 		return strings.Contains(string(b), "ready")
 	})
-	cancel(queue.ErrLogLimit) // as the worker does when the log is over its limit
+	cancel(runner.ErrLogLimit) // as the worker does when the log is over its limit
 	res := <-done
 	r.Cleanup(context.Background(), j)
 	b, _ := os.ReadFile(logf.Name())

@@ -4,7 +4,6 @@ import (
 	"os"
 	"sort"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/jobq/jobq/queue"
@@ -42,25 +41,6 @@ func Env(j *queue.Job) []string {
 		env = append(env, k+"="+v)
 	}
 	sort.Strings(env)
-	return env
-}
-
-// hostVars are the worker's variables an exec job gets besides its own:
-// what a host command needs to run, nothing of the push or the pusher's
-// session (SSH_CONNECTION and the like stay out).
-var hostVars = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
-	"LANG": true, "LANGUAGE": true, "TZ": true, "TMPDIR": true, "XDG_RUNTIME_DIR": true}
-
-// HostEnv is the base of an exec job's environment: hostVars and LC_*
-// from the worker's environment.
-func HostEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		k, _, _ := strings.Cut(kv, "=")
-		if hostVars[k] || strings.HasPrefix(k, "LC_") {
-			env = append(env, kv)
-		}
-	}
 	return env
 }
 

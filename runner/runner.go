@@ -3,9 +3,9 @@
 // Sweeper, the errors they return and the causes they react to, and what
 // every backend shares (a job's environment, the grace period, how an
 // adopted log says so). It holds nothing of any one backend: those are its
-// subpackages, exec (a host command in the bare repository) and podman (a
-// container with the checkout at /source), and the worker knows none of
-// them, only this package.
+// subpackages, host (JOBQ_RUNNER=exec: a host command in the bare
+// repository) and podman (a container with the checkout at /source), and
+// the worker knows none of them, only this package.
 //
 // A job's life in a backend:
 //

@@ -21,7 +21,7 @@ import (
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
-	"github.com/jobq/jobq/runner/exec"
+	"github.com/jobq/jobq/runner/host"
 	"github.com/jobq/jobq/runner/podman"
 	"github.com/jobq/jobq/worker"
 	"github.com/spf13/cobra"
@@ -29,9 +29,9 @@ import (
 
 func main() {
 	// Hidden: the exec runner runs each job under "jobq-worker supervise"
-	// (runner/exec.Supervise), before any of the worker's own set-up.
+	// (runner/host.Supervise), before any of the worker's own set-up.
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		os.Exit(exec.Supervise(os.Args[2:]))
+		os.Exit(host.Supervise(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -170,7 +170,7 @@ func newWorker() (*worker.Worker, error) {
 		return nil, err
 	}
 	runners := map[string]runner.Runner{
-		"exec": exec.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
+		"exec": host.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
 		"podman": podman.New(podman.Config{
 			Service: podman.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
 			Home:    home,

@@ -12,14 +12,14 @@ import (
 	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
-	"github.com/jobq/jobq/runner/exec"
+	"github.com/jobq/jobq/runner/host"
 	"github.com/jobq/jobq/worker"
 )
 
 func TestMain(m *testing.M) {
 	// Exec jobs run under this program as their supervisor: the test binary.
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		os.Exit(exec.Supervise(os.Args[2:]))
+		os.Exit(host.Supervise(os.Args[2:]))
 	}
 	os.Exit(m.Run())
 }

@@ -1,4 +1,4 @@
-package exec
+package host
 
 import (
 	"context"
@@ -77,7 +77,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--dir-fd=4", "--exit=/proc/self/fd/4/exit",
 			"--", "/bin/sh", "-c", j.Options.Command},
 		Dir: j.GitDir,
-		Env: append(append(runner.HostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
+		Env: append(append(hostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
 		// The log file itself, not a pipe: the processes write straight
 		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
@@ -246,4 +246,23 @@ func removeFile(path string) error {
 		return err
 	}
 	return nil
+}
+
+// hostVars are the worker's variables an exec job gets besides its own:
+// what a host command needs to run, nothing of the push or the pusher's
+// session (SSH_CONNECTION and the like stay out).
+var hostVars = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
+	"LANG": true, "LANGUAGE": true, "TZ": true, "TMPDIR": true, "XDG_RUNTIME_DIR": true}
+
+// hostEnv is the base of an exec job's environment: hostVars and LC_*
+// from the worker's environment.
+func hostEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if hostVars[k] || strings.HasPrefix(k, "LC_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

@@ -87,7 +87,12 @@ func decodeJob(data []byte) (*Job, error) {
 // Options are a repository's JOBQ_* settings, read when a push queues a job
 // and recorded in the job, so that later changes do not alter queued jobs.
 type Options struct {
-	Command    string        `json:"command"`
+	Command string `json:"command"`
+	// Argv is the podman runner's Command split into the image and its
+	// arguments, once, at push time: the runner uses it as it is. Empty
+	// for the exec runner, and in the records of jobs queued before jobq
+	// kept it (the runner then splits Command itself).
+	Argv       []string      `json:"argv,omitempty"`
 	RefFilter  string        `json:"ref_filter"`
 	Queue      string        `json:"queue"`
 	Async      bool          `json:"async"`

@@ -22,7 +22,6 @@ import (
 	"github.com/jobq/jobq/images"
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/internal/gittree"
-	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
 )
@@ -118,7 +117,7 @@ func (r *Runner) Close() error {
 // /source and copies its attach stream into log; Cleanup removes both,
 // after the result is recorded.
 func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	args, err := push.ImageArgs(j.Options.Command)
+	args, err := argv(j)
 	if err != nil {
 		return 0, err
 	}

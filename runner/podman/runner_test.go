@@ -75,6 +75,19 @@ func TestSpec(t *testing.T) {
 				t.Errorf("timeout %d stop timeout %d", s.Timeout, *s.StopTimeout)
 			}
 		}},
+		// The job's Argv, split at push time, is what runs: Spec does not
+		// split Command again (here they differ, as no push makes them).
+		{"argv from the push", func(j *queue.Job) { j.Options.Argv = []string{"other", "a b", "c"} }, func(t *testing.T, s *specGen) {
+			if s.Image != "other" || strings.Join(s.Command, "|") != "a b|c" {
+				t.Errorf("image %q command %q", s.Image, s.Command)
+			}
+		}},
+		// A job queued before jobs kept Argv has only Command: Spec splits it.
+		{"record without argv", func(j *queue.Job) { j.Options.Argv = nil }, func(t *testing.T, s *specGen) {
+			if s.Image != "img" || strings.Join(s.Command, "|") != "sh|-c|make ci" {
+				t.Errorf("image %q command %q", s.Image, s.Command)
+			}
+		}},
 		{"limits", func(j *queue.Job) { j.Options.Memory, j.Options.CPUs, j.Options.PIDs = 1<<30, 1.5, 0 }, func(t *testing.T, s *specGen) {
 			r := s.ResourceLimits
 			if *r.Memory.Limit != 1<<30 || *r.CPU.Quota != 150000 || *r.CPU.Period != 100000 || r.Pids != nil {

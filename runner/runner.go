@@ -42,22 +42,40 @@ import (
 	"github.com/jobq/jobq/queue"
 )
 
+// Job is one job as the worker hands it to a backend: the job's record,
+// its log, and its run directory. The backend reaches the store through
+// nothing else.
+type Job struct {
+	*queue.Job
+	// Log is the job's log, for Run and Adopt to append the job's output
+	// to; nil for Cleanup.
+	Log *os.File
+	// Dir is the job's run directory (run/ in the job's directory), which
+	// the store makes and the backend alone writes in: its records of
+	// what the job uses outside the data directory (a checkout, a
+	// container, a supervisor), each file of a name of the backend's
+	// own, named in its package doc. The backend removes a record only
+	// once what it names is gone: the store keeps a job whose run
+	// directory is not empty, for a later Cleanup.
+	Dir string
+}
+
 // Runner runs jobs of one kind (JOBQ_RUNNER).
 type Runner interface {
-	// Run runs j, its output to log, until it exits or ctx ends, and
+	// Run runs j, its output to j.Log, until it exits or ctx ends, and
 	// returns its exit status; err is jobq's own failure to run it, or
 	// ErrDetached (ctx ended with ErrStopping), or wraps ErrLost (the
 	// job's fate cannot be known: its build host went away).
-	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
+	Run(ctx context.Context, j Job) (exit int, err error)
 	// Adopt takes over running job j: it appends notice, then the output j
-	// wrote since, exactly once, to log, until j exits, and returns its
+	// wrote since, exactly once, to j.Log, until j exits, and returns its
 	// exit status. It returns ErrGone if j's container or supervisor is
 	// gone (or never started), and ErrDetached as Run does.
-	Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (exit int, err error)
-	// Cleanup removes what j used (container, checkout, processes). With
-	// nothing left to remove it returns nil: safe for a job that never
-	// started, and to call twice.
-	Cleanup(ctx context.Context, j *queue.Job) error
+	Adopt(ctx context.Context, j Job, notice string) (exit int, err error)
+	// Cleanup removes what j used (container, checkout, processes) and
+	// its records in j.Dir. With nothing left to remove it returns nil:
+	// safe for a job that never started, and to call twice.
+	Cleanup(ctx context.Context, j Job) error
 }
 
 // Placer is a Runner that runs some jobs on build hosts of its own (remote

@@ -25,11 +25,11 @@ type adoptCounter struct {
 	adopt        func(ctx context.Context) (int, error)
 }
 
-func (a *adoptCounter) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+func (a *adoptCounter) Run(ctx context.Context, j runner.Job) (int, error) {
 	a.mu.Lock()
 	a.runs++
 	a.mu.Unlock()
-	fmt.Fprint(log, "partial line")
+	fmt.Fprint(j.Log, "partial line")
 	close(a.started)
 	<-ctx.Done()
 	if errors.Is(context.Cause(ctx), runner.ErrStopping) {
@@ -38,15 +38,15 @@ func (a *adoptCounter) Run(ctx context.Context, j *queue.Job, log *os.File) (int
 	return 143, nil
 }
 
-func (a *adoptCounter) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+func (a *adoptCounter) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
 	a.mu.Lock()
 	a.adopts++
 	a.mu.Unlock()
-	fmt.Fprint(log, notice+"more\n")
+	fmt.Fprint(j.Log, notice+"more\n")
 	return a.adopt(ctx)
 }
 
-func (a *adoptCounter) Cleanup(context.Context, *queue.Job) error { return nil }
+func (a *adoptCounter) Cleanup(context.Context, runner.Job) error { return nil }
 
 // A worker that stops (SIGTERM: its context ends) leaves its running job
 // running, its entry in running/ and its state running; the next worker

@@ -60,7 +60,7 @@ func TestPlacedJobs(t *testing.T) {
 			hostSeen = j.Host
 			return 0, fmt.Errorf("build host b1 went away during the job: %w", runner.ErrLost)
 		},
-		cleanup: func(ctx context.Context, j *queue.Job) error {
+		cleanup: func(ctx context.Context, j runner.Job) error {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			cleaned = len(p.released) == 0 // not let go before

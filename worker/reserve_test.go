@@ -82,7 +82,7 @@ func TestReserveBeforeClaim(t *testing.T) {
 			}
 			return 0, nil
 		},
-		cleanup: func(ctx context.Context, j *queue.Job) error {
+		cleanup: func(ctx context.Context, j runner.Job) error {
 			r.event("cleanup")
 			return nil
 		},

@@ -254,7 +254,7 @@ func (w *Worker) cleanup(ctx context.Context, j *queue.Job) {
 	if !ok {
 		return
 	}
-	if err := r.Cleanup(ctx, j); err != nil {
+	if err := r.Cleanup(ctx, runner.Job{Job: j, Dir: w.Store.RunDir(j)}); err != nil {
 		w.logf("clean up after %s %d: %s", j.Repo, j.ID, oneLine(err))
 	}
 }
@@ -678,9 +678,9 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	case !ok:
 		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
 	case adopted:
-		exit, runErr = r.Adopt(jctx, j, log, runner.Notice)
+		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)}, runner.Notice)
 	default:
-		exit, runErr = r.Run(jctx, j, log)
+		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)})
 	}
 	if errors.Is(runErr, runner.ErrDetached) {
 		return true

@@ -36,34 +36,34 @@ func newJob(repo, q string) *queue.Job {
 // runFunc runs a job in a test: a Runner with nothing to clean up.
 type runFunc func(ctx context.Context, j *queue.Job, log *os.File) (int, error)
 
-func (f runFunc) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	return f(ctx, j, log)
+func (f runFunc) Run(ctx context.Context, j runner.Job) (int, error) {
+	return f(ctx, j.Job, j.Log)
 }
-func (f runFunc) Adopt(context.Context, *queue.Job, *os.File, string) (int, error) {
+func (f runFunc) Adopt(context.Context, runner.Job, string) (int, error) {
 	return 0, runner.ErrGone
 }
-func (f runFunc) Cleanup(context.Context, *queue.Job) error { return nil }
+func (f runFunc) Cleanup(context.Context, runner.Job) error { return nil }
 
 // testRunner runs jobs with run, adopts them with adopt (nil: gone) and
 // cleans up with cleanup (nil: nothing).
 type testRunner struct {
 	run     runFunc
 	adopt   func(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error)
-	cleanup func(ctx context.Context, j *queue.Job) error
+	cleanup func(ctx context.Context, j runner.Job) error
 }
 
-func (r testRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	return r.run(ctx, j, log)
+func (r testRunner) Run(ctx context.Context, j runner.Job) (int, error) {
+	return r.run(ctx, j.Job, j.Log)
 }
 
-func (r testRunner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+func (r testRunner) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
 	if r.adopt == nil {
 		return 0, runner.ErrGone
 	}
-	return r.adopt(ctx, j, log, notice)
+	return r.adopt(ctx, j.Job, j.Log, notice)
 }
 
-func (r testRunner) Cleanup(ctx context.Context, j *queue.Job) error {
+func (r testRunner) Cleanup(ctx context.Context, j runner.Job) error {
 	if r.cleanup == nil {
 		return nil
 	}
@@ -371,7 +371,7 @@ func TestCrashDuringClaimAndRun(t *testing.T) {
 					f.Close()
 					return 0, nil
 				},
-				cleanup: func(ctx context.Context, j *queue.Job) error {
+				cleanup: func(ctx context.Context, j runner.Job) error {
 					cleaned = append(cleaned, j.ID)
 					return nil
 				}}}}

@@ -170,12 +170,11 @@ func newWorker() (*worker.Worker, error) {
 		return nil, err
 	}
 	runners := map[string]runner.Runner{
-		"exec": host.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
+		"exec": host.New(runner.DefaultGrace),
 		"podman": podman.New(podman.Config{
 			Service: podman.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
 			Home:    home,
 			Grace:   runner.DefaultGrace,
-			File:    store.JobFile,
 			Active: func(repo string, id int64) bool {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running

@@ -12,7 +12,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
 )
 
@@ -24,33 +23,32 @@ var _ runner.Runner = (*Runner)(nil)
 // worker that dies or stops, and a later worker adopts it.
 type Runner struct {
 	grace time.Duration
-	// pidFile names the job's supervisor record: "PID START" (its pid and
-	// start time), locked (flock) by the supervisor as long as it lives.
-	// Beside it, "exit" holds the job's exit status once it ended.
-	pidFile func(j *queue.Job) string
 }
 
-// New returns the exec runner. pidFile gives a path private to the job
-// (in its directory, the job's run/) where the runner records the job's
-// supervisor; the supervisor writes the job's exit status beside it.
+// New returns the exec runner. It records each job's supervisor in the
+// job's run directory (runner.Job.Dir; see the package doc).
 //
 // The supervisor is this program run again as "PROGRAM supervise ...": its
 // main must hand those arguments to Supervise (jobq-worker's does, and so
 // must the TestMain of a test that runs exec jobs).
-func New(grace time.Duration, pidFile func(j *queue.Job) string) *Runner {
-	return &Runner{grace: grace, pidFile: pidFile}
+func New(grace time.Duration) *Runner {
+	return &Runner{grace: grace}
 }
 
 // supervisorSlack is how long after the grace period the worker waits for a
 // supervisor that was told to stop before it kills the supervisor itself.
 const supervisorSlack = 5 * time.Second
 
+// pidFile is the job's supervisor record: "PID START" (its pid and start
+// time), locked (flock) by the supervisor as long as it lives.
+func pidFile(j runner.Job) string { return filepath.Join(j.Dir, "supervisor") }
+
 // exitFile is where the supervisor of the job recorded in pf writes the
 // job's exit status.
 func exitFile(pf string) string { return filepath.Join(filepath.Dir(pf), "exit") }
 
-func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	pf := r.pidFile(j)
+func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
+	pf, log := pidFile(j), j.Log
 	os.Remove(exitFile(pf)) // a previous run's, in tests
 	// The record is locked before the supervisor starts, through the open
 	// file it inherits: whoever finds it unlocked knows the supervisor is
@@ -77,7 +75,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--dir-fd=4", "--exit=/proc/self/fd/4/exit",
 			"--", "/bin/sh", "-c", j.Options.Command},
 		Dir: j.GitDir,
-		Env: append(append(hostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
+		Env: append(append(hostEnv(), runner.Env(j.Job)...), "GIT_DIR="+j.GitDir),
 		// The log file itself, not a pipe: the processes write straight
 		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
@@ -113,8 +111,8 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 // supervisor, stopping it if ctx ends (not for runner.ErrStopping), and
 // returns the exit status the supervisor wrote. The job's output goes on
 // into log through the supervisor; the notice goes in first.
-func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
-	pf := r.pidFile(j)
+func (r *Runner) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
+	pf, log := pidFile(j), j.Log
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return 0, runner.ErrGone // never started
@@ -213,8 +211,8 @@ func exitCode(err error) (int, error) {
 
 // Cleanup stops the supervisor, and so every process, of a job whose worker
 // died, waits until it is gone, and removes its records.
-func (r *Runner) Cleanup(ctx context.Context, j *queue.Job) error {
-	pf := r.pidFile(j)
+func (r *Runner) Cleanup(ctx context.Context, j runner.Job) error {
+	pf := pidFile(j)
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return removeFile(exitFile(pf))

@@ -155,7 +155,6 @@ func newTestPodman(t *testing.T) (*Runner, *testenv.RootfulPodman) {
 		}, StateDir: files},
 		Home:  files,
 		Grace: 2 * time.Second,
-		File:  func(j *queue.Job, name string) string { return filepath.Join(files, name) },
 	})
 	return r, podman.svc
 }
@@ -168,6 +167,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testHandle is job j as the worker hands it to r, with log: its run
+// directory is one of the test's own per job ID, in r's data directory.
+func testHandle(r *Runner, j *queue.Job, log *os.File) runner.Job {
+	dir := filepath.Join(r.cfg.Home, "jobs", itoa(j.ID), "run")
+	os.MkdirAll(dir, 0o700) // an error shows when a record is written
+	return runner.Job{Job: j, Log: log, Dir: dir}
+}
+
 // runJob runs a job's command in busybox and returns exit, error and log.
 func runJob(ctx context.Context, t *testing.T, r *Runner, j *queue.Job) (int, string, error) {
 	t.Helper()
@@ -176,9 +183,9 @@ func runJob(ctx context.Context, t *testing.T, r *Runner, j *queue.Job) (int, st
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	exit, runErr := r.Run(ctx, j, logf)
+	exit, runErr := r.Run(ctx, testHandle(r, j, logf))
 	// As the worker does: the result first, then the clean-up.
-	r.Cleanup(context.Background(), j)
+	r.Cleanup(context.Background(), testHandle(r, j, nil))
 	b, _ := os.ReadFile(logf.Name())
 	return exit, string(b), runErr
 }
@@ -227,7 +234,7 @@ func TestPodmanEnvAndSource(t *testing.T) {
 	if strings.Contains(log, ".git\n") {
 		t.Errorf("/source has .git:\n%s", log)
 	}
-	if co, err := os.ReadFile(r.cfg.File(j, "checkout")); err == nil {
+	if co, err := os.ReadFile(record(testHandle(r, j, nil), "checkout")); err == nil {
 		t.Errorf("checkout record left: %s", co)
 	}
 	if m, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-checkout-*", "made")); len(m) != 0 {
@@ -312,9 +319,9 @@ func TestPodmanLargeBinaryOutput(t *testing.T) {
 	defer logf.Close()
 	before := peakRSS()
 	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "`+script+`"`)
-	exit, err := r.Run(context.Background(), j, logf)
+	exit, err := r.Run(context.Background(), testHandle(r, j, logf))
 	after := peakRSS()
-	r.Cleanup(context.Background(), j)
+	r.Cleanup(context.Background(), testHandle(r, j, nil))
 	if err != nil || exit != 0 {
 		t.Fatalf("exit %d %v", exit, err)
 	}
@@ -394,7 +401,7 @@ func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		exit, err := r.Run(ctx, j, logf)
+		exit, err := r.Run(ctx, testHandle(r, j, logf))
 		done <- result{exit, err}
 	}()
 	testenv.WaitUntil(t, "the job runs", time.Minute, func() bool {
@@ -403,7 +410,7 @@ func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
 	})
 	cancel(runner.ErrLogLimit) // as the worker does when the log is over its limit
 	res := <-done
-	r.Cleanup(context.Background(), j)
+	r.Cleanup(context.Background(), testHandle(r, j, nil))
 	b, _ := os.ReadFile(logf.Name())
 	if res.err != nil || res.exit != 137 || strings.Contains(string(b), "got-term") {
 		t.Errorf("exit %d, %v, log %q; want 137, killed without SIGTERM", res.exit, res.err, b)
@@ -516,8 +523,8 @@ func TestPodmanCleanup(t *testing.T) {
 	done := make(chan struct{})
 	go func() { runJob(context.Background(), t, r, j); close(done) }()
 	testenv.WaitUntil(t, "the job's container exists", time.Minute, func() bool { return labelled(t, svc, j) != "" })
-	co, _ := os.ReadFile(r.cfg.File(j, "checkout"))
-	if err := r.Cleanup(context.Background(), j); err != nil {
+	co, _ := os.ReadFile(record(testHandle(r, j, nil), "checkout"))
+	if err := r.Cleanup(context.Background(), testHandle(r, j, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if c := labelled(t, svc, j); c != "" {
@@ -527,7 +534,7 @@ func TestPodmanCleanup(t *testing.T) {
 		t.Errorf("checkout %q left", co)
 	}
 	<-done
-	if err := r.Cleanup(context.Background(), j); err != nil {
+	if err := r.Cleanup(context.Background(), testHandle(r, j, nil)); err != nil {
 		t.Errorf("a second Cleanup: %v", err)
 	}
 	// Removing a missing container counts as done: the service's typed

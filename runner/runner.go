@@ -1,9 +1,10 @@
 // Package runner is the contract between the worker and its backends: the
 // Runner interface a backend implements, the optional Placer, Reserver and
-// Sweeper, the errors they return and the causes they react to, and what
-// every backend shares (a job's environment, the grace period, how an
-// adopted log says so). It holds nothing of any one backend: those are its
-// subpackages, host (JOBQ_RUNNER=exec: a host command in the bare
+// Sweeper, the per-job handle each call gets (Job: the job, its log, its
+// run directory), the errors they return and the causes they react to,
+// and what every backend shares (a job's environment, the grace period,
+// how an adopted log says so). It holds nothing of any one backend: those
+// are its subpackages, host (JOBQ_RUNNER=exec: a host command in the bare
 // repository) and podman (a container with the checkout at /source), and
 // the worker knows none of them, only this package.
 //
@@ -14,8 +15,8 @@
 //  2. Reserve (Reserver only): still queued, once it has its slot or host,
 //     the worker reserves what Run will use.
 //  3. Run: once per job, by one goroutine, until the job exits or ctx ends.
-//  4. Adopt: instead of Run, by a later worker, for a job whose worker died
-//     or stopped while it ran; any number of times, one worker at a time.
+//  4. Adopt: by a later worker, for a job whose worker died or stopped
+//     while Run ran it; any number of times, one worker at a time.
 //  5. Cleanup: once the result is recorded, and again by a later worker for
 //     a job whose clean-up failed. Safe after a failed or missing start, and
 //     safe to call twice.

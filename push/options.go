@@ -57,9 +57,11 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 		}
 	}
 	if o.Runner == "podman" {
-		if _, err := ImageArgs(o.Command); err != nil {
+		argv, err := ImageArgs(o.Command)
+		if err != nil {
 			return o, bad("JOBQ_COMMAND", o.Command, "is not IMAGE [ARG...]: "+err.Error())
 		}
+		o.Argv = argv
 	}
 	if v, ok := get("JOBQ_REF_FILTER"); ok {
 		if _, err := ParseRefFilter(v); err != nil {

@@ -20,6 +20,11 @@ func TestParseOptions(t *testing.T) {
 			return o.Queue == "repo:repo" && o.Timeout == 600*time.Second && o.Runner == "podman" && o.Pull == "missing" &&
 				o.PIDs == 1024 && o.Keep == 200 && !o.Async && o.RefFilter == DefaultRefFilter
 		}, ""},
+		// The podman runner's command is split once, here: the job keeps
+		// the image and its arguments (Options.Argv) for the runner.
+		{"podman argv", map[string]string{"JOBQ_COMMAND": `img sh -c "make ci"`}, func(o queue.Options) bool {
+			return slices.Equal(o.Argv, []string{"img", "sh", "-c", "make ci"})
+		}, ""},
 		{"gitolite names", map[string]string{"GL_OPTION_JOBQ_COMMAND": "img", "GL_OPTION_JOBQ_QUEUE": "deploy", "GL_OPTION_JOBQ_ASYNC": "1"},
 			func(o queue.Options) bool { return o.Command == "img" && o.Queue == "deploy" && o.Async }, ""},
 		{"JOBQ_X wins over GL_OPTION_JOBQ_X", map[string]string{"JOBQ_COMMAND": "a", "GL_OPTION_JOBQ_COMMAND": "b", "GL_OPTION_JOBQ_TIMEOUT": "5", "JOBQ_TIMEOUT": "1m"},
@@ -29,7 +34,7 @@ func TestParseOptions(t *testing.T) {
 			func(o queue.Options) bool { return o.Memory == 512<<20 && o.CPUs == 1.5 && o.PIDs == 0 && o.Keep == 3 }, ""},
 		{"async words", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_ASYNC": "Yes"}, func(o queue.Options) bool { return o.Async }, ""},
 		{"exec runner keeps shell syntax", map[string]string{"JOBQ_COMMAND": "echo 'unterminated", "JOBQ_RUNNER": "exec"},
-			func(o queue.Options) bool { return o.Runner == "exec" }, ""},
+			func(o queue.Options) bool { return o.Runner == "exec" && o.Argv == nil }, ""},
 		{"pass env", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_PASS_ENV": "TOKEN  HOME_URL"},
 			func(o queue.Options) bool { return slices.Equal(o.PassEnv, []string{"TOKEN", "HOME_URL"}) }, ""},
 		// A repository named like a queue does not join it: only a queue

@@ -13,13 +13,9 @@
 //	repos/NAME/ID/cancel       present: cancellation of a running job requested
 //	repos/NAME/ID/lock         flock: held by the worker handling the job (Claim), Peek to Done
 //	repos/NAME/ID/waiting      why a queued job has not started (shown while its lock is held)
-//	repos/NAME/ID/run/         a runner's records of what the job uses: run/checkout
-//	                           (the podman runner's checkout directory), run/container
-//	                           (its container), run/logstart (where the container's
-//	                           output begins in the log), run/supervisor (the exec
-//	                           runner's supervisor, locked while it lives), run/exit
-//	                           (the exit status it wrote); each removed once what it
-//	                           names is gone
+//	repos/NAME/ID/run/         the job's runner's own (RunDir): its records of what the
+//	                           job uses outside the data directory, named by the
+//	                           runner's package; each removed once what it names is gone
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added

@@ -2,7 +2,6 @@ package queue
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"time"
 )
@@ -88,7 +87,12 @@ func decodeJob(data []byte) (*Job, error) {
 // Options are a repository's JOBQ_* settings, read when a push queues a job
 // and recorded in the job, so that later changes do not alter queued jobs.
 type Options struct {
-	Command    string        `json:"command"`
+	Command string `json:"command"`
+	// Argv is the podman runner's Command split into the image and its
+	// arguments, once, at push time: the runner uses it as it is. Empty
+	// for the exec runner, and in the records of jobs queued before jobq
+	// kept it (the runner then splits Command itself).
+	Argv       []string      `json:"argv,omitempty"`
 	RefFilter  string        `json:"ref_filter"`
 	Queue      string        `json:"queue"`
 	Async      bool          `json:"async"`
@@ -107,33 +111,6 @@ type Options struct {
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200
 // jobs, and up to 200 more as each ref's newest (Store.Prune).
 const DefaultKeep = 200
-
-// Why a job's run ends early: the cause (context.Cause) of the context
-// the worker gives a runner.
-var (
-	ErrTimeout   = errors.New("timed out")
-	ErrCancelled = errors.New("cancelled")
-	ErrLogLimit  = errors.New("log limit reached")
-	// ErrStopping: the worker stops (SIGTERM) and leaves a started job
-	// running for the next worker; a runner then returns ErrDetached.
-	ErrStopping = errors.New("the worker is stopping")
-)
-
-// What a runner returns instead of an exit status.
-var (
-	// ErrDetached: the job still runs, left for the next worker to adopt.
-	ErrDetached = errors.New("left running for the next worker")
-	// ErrGone: a job to adopt has no container or supervisor left, or it
-	// never started (a host reboot): it is lost.
-	ErrGone = errors.New("its container or supervisor is gone")
-	// ErrLost, wrapped in a runner's error, says that the job's fate is
-	// not known (its build host went away): the job ends lost.
-	ErrLost = errors.New("lost")
-	// ErrUnreachable, wrapped in a build-host placer's error, says that
-	// no host of the job's pool can be reached (as opposed to all busy):
-	// the job waits for one no longer than its timeout.
-	ErrUnreachable = errors.New("build host unreachable")
-)
 
 // TimeFormat is how jobq shows times to people.
 const TimeFormat = "2006-01-02 15:04:05"

@@ -572,14 +572,14 @@ func (s *Store) pruneRecord(repo string, id int64) (*Job, error) {
 	return &Job{Ref: j.Ref, User: j.User, State: j.State, Incarnation: j.Incarnation}, nil
 }
 
-// JobFile is a file of the job's own where a runner records what the job
-// uses (a checkout, a container), in the job directory's run/, which it
-// makes. A runner removes such a record only once what it names is gone:
-// Prune keeps a job whose run/ is not empty.
-func (s *Store) JobFile(j *Job, name string) string {
+// RunDir is the job's run directory (run/ in the job directory), which it
+// makes: a runner's own, where it records what the job uses (a checkout,
+// a container). A runner removes such a record only once what it names
+// is gone: Prune keeps a job whose run/ is not empty.
+func (s *Store) RunDir(j *Job) string {
 	dir := filepath.Join(s.jobDir(j.Repo, j.ID), "run")
-	os.Mkdir(dir, 0o700) // an error shows when the record is written
-	return filepath.Join(dir, name)
+	os.Mkdir(dir, 0o700) // an error shows when a record is written
+	return dir
 }
 
 // runnerState reports whether a runner's record remains in the job's run/.

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // adoptCounter is a runner whose jobs run until ctx ends (then they
@@ -24,28 +25,28 @@ type adoptCounter struct {
 	adopt        func(ctx context.Context) (int, error)
 }
 
-func (a *adoptCounter) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
+func (a *adoptCounter) Run(ctx context.Context, j runner.Job) (int, error) {
 	a.mu.Lock()
 	a.runs++
 	a.mu.Unlock()
-	fmt.Fprint(log, "partial line")
+	fmt.Fprint(j.Log, "partial line")
 	close(a.started)
 	<-ctx.Done()
-	if errors.Is(context.Cause(ctx), queue.ErrStopping) {
-		return 0, queue.ErrDetached
+	if errors.Is(context.Cause(ctx), runner.ErrStopping) {
+		return 0, runner.ErrDetached
 	}
 	return 143, nil
 }
 
-func (a *adoptCounter) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+func (a *adoptCounter) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
 	a.mu.Lock()
 	a.adopts++
 	a.mu.Unlock()
-	fmt.Fprint(log, notice+"more\n")
+	fmt.Fprint(j.Log, notice+"more\n")
 	return a.adopt(ctx)
 }
 
-func (a *adoptCounter) Cleanup(context.Context, *queue.Job) error { return nil }
+func (a *adoptCounter) Cleanup(context.Context, runner.Job) error { return nil }
 
 // A worker that stops (SIGTERM: its context ends) leaves its running job
 // running, its entry in running/ and its state running; the next worker
@@ -61,7 +62,7 @@ func TestStopLeavesJobForAdoption(t *testing.T) {
 	}{
 		{"exits 3", func(context.Context) (int, error) { return 3, nil }, nil, queue.Failed, ptr(3)},
 		{"exits 0", func(context.Context) (int, error) { return 0, nil }, nil, queue.Succeeded, ptr(0)},
-		{"gone", func(context.Context) (int, error) { return 0, queue.ErrGone }, nil, queue.Lost, nil},
+		{"gone", func(context.Context) (int, error) { return 0, runner.ErrGone }, nil, queue.Lost, nil},
 		// The deadline counts from the job's start, not the adoption's.
 		{"timed out before adoption", func(ctx context.Context) (int, error) { <-ctx.Done(); return 137, nil },
 			func(s *queue.Store) {
@@ -78,7 +79,7 @@ func TestStopLeavesJobForAdoption(t *testing.T) {
 			s := newStore(t)
 			s.Enqueue(newJob("r", "q"))
 			r := &adoptCounter{started: make(chan struct{}), adopt: tt.adopt}
-			w := &Worker{Store: s, Runners: map[string]Runner{"exec": r}, Poll: 10 * time.Millisecond}
+			w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": r}, Poll: 10 * time.Millisecond}
 			ctx, stop := context.WithCancel(context.Background())
 			done := make(chan error, 1)
 			go func() { done <- w.Drain(ctx, "q", false) }()
@@ -111,7 +112,7 @@ func TestStopLeavesJobForAdoption(t *testing.T) {
 				t.Errorf("runs %d, adoptions %d, recorded adoptions %d; want 1 each", r.runs, r.adopts, j.Adopted)
 			}
 			log, _ := os.ReadFile(s.LogPath("r", 0))
-			if strings.Count(string(log), "jobq: job 0 of r") != 1 || !strings.Contains(string(log), "partial line"+Notice+"more\n") {
+			if strings.Count(string(log), "jobq: job 0 of r") != 1 || !strings.Contains(string(log), "partial line"+runner.Notice+"more\n") {
 				t.Errorf("log:\n%s", log)
 			}
 			for _, sub := range []string{"pending", "running"} {
@@ -133,7 +134,7 @@ func TestAdoptedJobHoldsSlot(t *testing.T) {
 	r := &adoptCounter{started: make(chan struct{})}
 	release, adopting := make(chan struct{}), make(chan struct{})
 	r.adopt = func(context.Context) (int, error) { close(adopting); <-release; return 0, nil }
-	w := &Worker{Store: s, Runners: map[string]Runner{"exec": r}, Poll: 10 * time.Millisecond, Slots: 1}
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": r}, Poll: 10 * time.Millisecond, Slots: 1}
 	ctx, stop := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.Drain(ctx, "q", false) }()

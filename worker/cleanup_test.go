@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"os"
+	"path/filepath"
 	"testing"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // A runner records what a job uses in run/; a job whose clean-up
@@ -21,17 +23,17 @@ func TestPruneKeepsUncleanJobs(t *testing.T) {
 	}
 	failures := map[int64]int{0: 1} // job 0's clean-up fails once
 	var cleaned []int64
-	w := &Worker{Store: s, Runners: map[string]Runner{"exec": testRunner{
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": testRunner{
 		run: func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-			return 0, os.WriteFile(s.JobFile(j, "checkout"), []byte("/tmp/jobq-checkout-x"), 0o600)
+			return 0, os.WriteFile(filepath.Join(s.RunDir(j), "checkout"), []byte("/tmp/jobq-checkout-x"), 0o600)
 		},
-		cleanup: func(ctx context.Context, j *queue.Job) error {
+		cleanup: func(ctx context.Context, j runner.Job) error {
 			cleaned = append(cleaned, j.ID)
 			if failures[j.ID] > 0 {
 				failures[j.ID]--
 				return errors.New("permission denied")
 			}
-			return os.Remove(s.JobFile(j, "checkout"))
+			return os.Remove(filepath.Join(j.Dir, "checkout"))
 		},
 	}}}
 	if err := w.Drain(context.Background(), "q", false); err != nil {

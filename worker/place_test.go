@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // placer runs jobs on pretend build hosts: remote jobs (Connection
@@ -57,9 +58,9 @@ func TestPlacedJobs(t *testing.T) {
 	p.testRunner = testRunner{
 		run: func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
 			hostSeen = j.Host
-			return 0, fmt.Errorf("build host b1 went away during the job: %w", queue.ErrLost)
+			return 0, fmt.Errorf("build host b1 went away during the job: %w", runner.ErrLost)
 		},
-		cleanup: func(ctx context.Context, j *queue.Job) error {
+		cleanup: func(ctx context.Context, j runner.Job) error {
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			cleaned = len(p.released) == 0 // not let go before
@@ -75,7 +76,7 @@ func TestPlacedJobs(t *testing.T) {
 		t.Fatalf("local slot: %v", err)
 	}
 	defer hold.Release()
-	w := &Worker{Store: s, Slots: 1, Runners: map[string]Runner{"exec": p},
+	w := &Worker{Store: s, Slots: 1, Runners: map[string]runner.Runner{"exec": p},
 		pause: func(ctx context.Context, d time.Duration) bool {
 			time.Sleep(time.Millisecond)
 			return ctx.Err() == nil

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // reserver is a Runner with one ID range: Reserve says every range is in
@@ -81,7 +82,7 @@ func TestReserveBeforeClaim(t *testing.T) {
 			}
 			return 0, nil
 		},
-		cleanup: func(ctx context.Context, j *queue.Job) error {
+		cleanup: func(ctx context.Context, j runner.Job) error {
 			r.event("cleanup")
 			return nil
 		},
@@ -89,7 +90,7 @@ func TestReserveBeforeClaim(t *testing.T) {
 	j := newJob("r", "q")
 	j.Options.Timeout = 150 * time.Millisecond
 	s.Enqueue(j)
-	w := &Worker{Store: s, Slots: 1, Runners: map[string]Runner{"exec": r},
+	w := &Worker{Store: s, Slots: 1, Runners: map[string]runner.Runner{"exec": r},
 		pause: func(ctx context.Context, d time.Duration) bool {
 			time.Sleep(60 * time.Millisecond) // 4 waits: longer than the timeout
 			return ctx.Err() == nil
@@ -153,7 +154,7 @@ func TestReserveCancelled(t *testing.T) {
 		return 0, nil
 	}}
 	s.Enqueue(newJob("r", "q"))
-	w := &Worker{Store: s, Slots: 1, Runners: map[string]Runner{"exec": r},
+	w := &Worker{Store: s, Slots: 1, Runners: map[string]runner.Runner{"exec": r},
 		pause: func(ctx context.Context, d time.Duration) bool {
 			r.mu.Lock()
 			looks := r.looks
@@ -204,7 +205,7 @@ func (p *unreachablePlacer) Place(ctx context.Context, j *queue.Job) (string, fu
 		return "b0", func() {}, "", nil
 	}
 	return "", nil, "", fmt.Errorf("no build host of %s can be reached (b0: build host localhost:2299 is not in /home/git/.ssh/known_hosts): %w",
-		j.Options.Connection, queue.ErrUnreachable)
+		j.Options.Connection, runner.ErrUnreachable)
 }
 
 // A job none of whose build hosts can be reached waits, queued, with a
@@ -221,7 +222,7 @@ func TestUnreachableHostFails(t *testing.T) {
 	}}
 	var mu sync.Mutex
 	var logged []string
-	w := &Worker{Store: s, Slots: 1, Runners: map[string]Runner{"exec": p},
+	w := &Worker{Store: s, Slots: 1, Runners: map[string]runner.Runner{"exec": p},
 		Logf: func(f string, a ...any) {
 			mu.Lock()
 			logged = append(logged, fmt.Sprintf(f, a...))

@@ -10,6 +10,7 @@ import (
 
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // Serve drains every queue as jobs arrive, until ctx ends (jobq-worker
@@ -151,7 +152,7 @@ func (w *Worker) GC(ctx context.Context, out io.Writer) error {
 		}
 	}
 	for name, js := range newest {
-		if s, ok := w.Runners[name].(Sweeper); ok {
+		if s, ok := w.Runners[name].(runner.Sweeper); ok {
 			if err := s.Sweep(ctx, js); err != nil {
 				w.logf("%v", err)
 			}

@@ -4,9 +4,8 @@
 // names, enforces its timeout, cancellation, log limit and the free space
 // and inodes of the filesystems jobs write to, writes the log's header and
 // result line (recorded as jobq's: queue.WriteOwn), and settles what a
-// dead worker left. It
-// declares the Runner interface the backends (runner/exec, runner/podman)
-// implement; it knows none of them.
+// dead worker left. It calls the backends through the contract of package
+// runner (runner.Runner and its optional interfaces) and knows none of them.
 package worker
 
 import (
@@ -21,73 +20,16 @@ import (
 
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
-// Runner runs jobs of one kind (JOBQ_RUNNER). Run is called once per job,
-// by one goroutine; Adopt by a later worker for a job whose worker died or
-// stopped while it ran (any number of times, one worker at a time);
-// Cleanup once the result is recorded, and again by a later worker for a
-// job whose clean-up failed. A Runner is safe for concurrent use by jobs of
-// different queues.
-//
-// When ctx ends, Run and Adopt stop the job (SIGTERM, the grace period,
-// SIGKILL), unless its cause is queue.ErrStopping: then they leave a
-// started job running and return queue.ErrDetached at once.
-type Runner interface {
-	// Run runs j, its output to log, until it exits or ctx ends, and
-	// returns its exit status; err is jobq's own failure to run it.
-	Run(ctx context.Context, j *queue.Job, log *os.File) (exit int, err error)
-	// Adopt takes over running job j: it appends notice, then the output j
-	// wrote since, exactly once, to log, until j exits, and returns its
-	// exit status; queue.ErrGone if j's container or supervisor is gone.
-	Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (exit int, err error)
-	// Cleanup removes what j used (container, checkout, processes); safe
-	// for a job that left nothing, and to call twice.
-	Cleanup(ctx context.Context, j *queue.Job) error
-}
-
-// Placer is a Runner that runs some jobs on build hosts of its own (remote
-// Podman services, pools of them), each with its own cap of running jobs:
-// for those jobs the worker takes no local slot (JOBQ_SLOTS) but a place
-// on a host from Place. The worker records the host in the job (Job.Host)
-// before it claims it; Run and Cleanup find the job's host there.
-type Placer interface {
-	// Place reserves a host for queued job j: its name, and release, to
-	// call once j's clean-up is done. host "" and wait "": j runs on this
-	// machine. With every host busy, wait says why j waits, for j's
-	// readers: no addresses or paths. An err wrapping queue.ErrUnreachable
-	// says that no host can be reached at all, in detail for the worker's
-	// log: j waits for one at most its timeout, then fails. Any other err
-	// is jobq's own failure.
-	Place(ctx context.Context, j *queue.Job) (host string, release func(), wait string, err error)
-}
-
-// Reserver is a Runner that needs more than a slot for each running job
-// (the podman runner: a range of subordinate IDs of its own). The worker
-// has it reserved while the job is still queued, once the job has its
-// slot or build host: a job that waits for it waits queued, with a
-// reason, its timeout not begun, and no pusher holds more of it than its
-// cap of slots allows.
-type Reserver interface {
-	// Reserve takes, without waiting, what Run will use for queued job j
-	// (Job.Host set as it will be): release frees it unless Run took it
-	// (then Cleanup does). With nothing free it returns why j waits, for
-	// j's readers; with nothing to reserve, or nothing it can tell before
-	// Run, nil and "". err is jobq's own failure.
-	Reserve(ctx context.Context, j *queue.Job) (release func(), wait string, err error)
-}
-
-// Sweeper is a Runner that can remove what its jobs left and no clean-up
-// will (a worker or service that died mid-way): jobq gc asks it, with the
-// newest job of each repository, for the places those jobs name.
-type Sweeper interface {
-	Sweep(ctx context.Context, jobs []*queue.Job) error
-}
-
-// Notice is the line an adopted job's log gets where its new worker takes
-// over (on a line of its own: after a newline if the output was cut
-// within a line).
-const Notice = "jobq: worker restarted; output continues\n"
+// Why a job's run ends early, besides the causes of package runner: the
+// cause (context.Cause) of the context the worker gives a runner. Only the
+// worker tells them apart; a runner just stops the job.
+var (
+	errTimeout   = errors.New("timed out")
+	errCancelled = errors.New("cancelled")
+)
 
 // DefaultLogLimit bounds a job's log (JOBQ_LOG_LIMIT of the worker): more
 // than a person reads, and with JOBQ_KEEP's 200 jobs at most 1.6 GiB of
@@ -117,7 +59,7 @@ var errHandOff = errors.New("hand the queue off")
 type Worker struct {
 	Store *queue.Store
 	// Runners run the jobs, by JOBQ_RUNNER.
-	Runners map[string]Runner
+	Runners map[string]runner.Runner
 	Slots   int           // host-wide limit of running jobs; < 1: 1
 	Poll    time.Duration // how often to look for cancellation and free slots
 	// UserSlots caps one pusher's (Job.User) running jobs on the host,
@@ -148,6 +90,19 @@ type Worker struct {
 	// handOff: a job that cannot start at once ends its queue's drain
 	// with errHandOff instead of waiting (DrainOrHandOff).
 	handOff bool
+}
+
+// Close closes the runners that keep something between jobs (io.Closer:
+// the podman runner's ssh connections to build hosts), once the worker has
+// run its last job; their errors go to the worker's log.
+func (w *Worker) Close() {
+	for name, r := range w.Runners {
+		if c, ok := r.(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				w.logf("close runner %s: %v", name, err)
+			}
+		}
+	}
 }
 
 // Drain runs queue q until it is empty. With wait (a worker a hook
@@ -300,7 +255,7 @@ func (w *Worker) cleanup(ctx context.Context, j *queue.Job) {
 	if !ok {
 		return
 	}
-	if err := r.Cleanup(ctx, j); err != nil {
+	if err := r.Cleanup(ctx, runner.Job{Job: j, Dir: w.Store.RunDir(j)}); err != nil {
 		w.logf("clean up after %s %d: %s", j.Repo, j.ID, oneLine(err))
 	}
 }
@@ -359,7 +314,7 @@ func (w *Worker) wait(ctx context.Context, d time.Duration) bool {
 // and a wait for space to its log too. It returns errNotQueued when the
 // job was cancelled meanwhile.
 func (w *Worker) acquireSlot(ctx context.Context, q string, j *queue.Job) (release func(), host string, err error) {
-	if p, ok := w.Runners[j.Options.Runner].(Placer); ok {
+	if p, ok := w.Runners[j.Options.Runner].(runner.Placer); ok {
 		release, host, done, err := w.acquireHost(ctx, p, j)
 		if done || err != nil {
 			return release, host, err
@@ -381,7 +336,7 @@ func (w *Worker) acquire(ctx context.Context, q string, j *queue.Job) (release f
 	if err != nil {
 		return nil, "", err
 	}
-	r, ok := w.Runners[j.Options.Runner].(Reserver)
+	r, ok := w.Runners[j.Options.Runner].(runner.Reserver)
 	if !ok {
 		return slot, host, nil
 	}
@@ -411,7 +366,7 @@ func (w *Worker) acquire(ctx context.Context, q string, j *queue.Job) (release f
 // ID ranges) a job waits here only for one whose clean-up is under way or
 // whose job is still to adopt. Why it waits goes to the listing and its
 // log, as for a slot.
-func (w *Worker) reserve(ctx context.Context, r Reserver, j *queue.Job) (release func(), err error) {
+func (w *Worker) reserve(ctx context.Context, r runner.Reserver, j *queue.Job) (release func(), err error) {
 	shown := ""
 	defer func() {
 		if shown != "" {
@@ -440,11 +395,11 @@ func (w *Worker) reserve(ctx context.Context, r Reserver, j *queue.Job) (release
 	}
 }
 
-// acquireHost waits until a Placer gives queued job j a build host, as
+// acquireHost waits until a runner.Placer gives queued job j a build host, as
 // acquireSlot waits for a local slot; done false: j runs on this machine.
 // While no host of j's pool can be reached at all (not merely all busy),
 // j waits at most its timeout (unreachable).
-func (w *Worker) acquireHost(ctx context.Context, p Placer, j *queue.Job) (release func(), host string, done bool, err error) {
+func (w *Worker) acquireHost(ctx context.Context, p runner.Placer, j *queue.Job) (release func(), host string, done bool, err error) {
 	shown := ""
 	defer func() {
 		if shown != "" {
@@ -492,7 +447,7 @@ type unreachable struct {
 // change. It returns errUnreachable once no host could be reached for
 // j's timeout.
 func (u *unreachable) look(w *Worker, j *queue.Job, reason string, err error) (string, error) {
-	if !errors.Is(err, queue.ErrUnreachable) {
+	if !errors.Is(err, runner.ErrUnreachable) {
 		u.since, u.logged = time.Time{}, ""
 		return reason, err
 	}
@@ -506,7 +461,7 @@ func (u *unreachable) look(w *Worker, j *queue.Job, reason string, err error) (s
 	if time.Since(u.since) >= j.Options.Timeout {
 		return "", errUnreachable
 	}
-	return queue.ErrUnreachable.Error(), nil
+	return runner.ErrUnreachable.Error(), nil
 }
 
 // acquireLocalSlot waits for a slot of this machine's (see acquireSlot).
@@ -587,7 +542,7 @@ func (w *Worker) runEntry(ctx context.Context, h *queue.Hold, q string, e queue.
 		case errors.Is(err, errNotQueued): // the claim below skips it
 		case errors.Is(err, errUnreachable):
 			return w.failUnstarted(h, c, fmt.Sprintf("%v: none of its build hosts could be reached within JOBQ_TIMEOUT=%s; it never started",
-				queue.ErrUnreachable, c.Job.Options.Timeout))
+				runner.ErrUnreachable, c.Job.Options.Timeout))
 		case err != nil:
 			h.Drop(c)
 			return err
@@ -688,11 +643,11 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	// runner then leaves a started job running for the next worker.
 	jctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	defer cancel(nil)
-	stop := context.AfterFunc(ctx, func() { cancel(queue.ErrStopping) })
+	stop := context.AfterFunc(ctx, func() { cancel(runner.ErrStopping) })
 	defer stop()
 	// The deadline is the job's, from its start: an adopting worker
 	// enforces what is left of it.
-	timer := time.AfterFunc(time.Until(j.StartedAt.Add(j.Options.Timeout)), func() { cancel(queue.ErrTimeout) })
+	timer := time.AfterFunc(time.Until(j.StartedAt.Add(j.Options.Timeout)), func() { cancel(errTimeout) })
 	defer timer.Stop()
 	go func() {
 		t := time.NewTicker(w.poll())
@@ -704,10 +659,10 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 				return
 			case now := <-t.C:
 				if w.Store.CancelRequested(j.Repo, j.ID) {
-					cancel(queue.ErrCancelled)
+					cancel(errCancelled)
 				}
 				if fi, err := log.Stat(); err == nil && fi.Size() > limit {
-					cancel(queue.ErrLogLimit)
+					cancel(runner.ErrLogLimit)
 				}
 				if now.Sub(looked) >= spaceEvery {
 					looked = now
@@ -724,11 +679,11 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	case !ok:
 		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
 	case adopted:
-		exit, runErr = r.Adopt(jctx, j, log, Notice)
+		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)}, runner.Notice)
 	default:
-		exit, runErr = r.Run(jctx, j, log)
+		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)})
 	}
-	if errors.Is(runErr, queue.ErrDetached) {
+	if errors.Is(runErr, runner.ErrDetached) {
 		return true
 	}
 	faults.Point("run-returned")
@@ -740,22 +695,22 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	var reason string
 	var low lowSpaceError
 	switch cause := context.Cause(jctx); {
-	case errors.Is(runErr, queue.ErrGone):
+	case errors.Is(runErr, runner.ErrGone):
 		state, reason = queue.Lost, fmt.Sprintf("its worker died while it ran, and %v", runErr)
-	case errors.Is(cause, queue.ErrTimeout):
+	case errors.Is(cause, errTimeout):
 		state, reason = queue.TimedOut, fmt.Sprintf("exceeded JOBQ_TIMEOUT=%s", j.Options.Timeout)
-	case errors.Is(cause, queue.ErrCancelled):
+	case errors.Is(cause, errCancelled):
 		state, reason = queue.Cancelled, "cancelled by request"
-	case errors.Is(cause, queue.ErrLogLimit):
+	case errors.Is(cause, runner.ErrLogLimit):
 		// What came after the limit is dropped; the log says where.
 		log.Truncate(limit)
 		state = queue.Failed
 		reason = fmt.Sprintf("output cut at the log limit of %d bytes (JOBQ_LOG_LIMIT); the job was stopped", w.logLimit())
-	case errors.Is(cause, queue.ErrStopping):
+	case errors.Is(cause, runner.ErrStopping):
 		state, reason = queue.Cancelled, "the worker was stopped before the job started"
 	case errors.As(cause, &low):
 		state, reason = queue.Failed, "the job was stopped: "+string(low)
-	case errors.Is(runErr, queue.ErrLost):
+	case errors.Is(runErr, runner.ErrLost):
 		state, reason, code = queue.Lost, oneLine(runErr), nil
 	case runErr != nil:
 		state, reason, code = queue.Failed, oneLine(runErr), nil

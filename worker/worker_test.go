@@ -16,6 +16,7 @@ import (
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 func newStore(t *testing.T) *queue.Store {
@@ -35,34 +36,34 @@ func newJob(repo, q string) *queue.Job {
 // runFunc runs a job in a test: a Runner with nothing to clean up.
 type runFunc func(ctx context.Context, j *queue.Job, log *os.File) (int, error)
 
-func (f runFunc) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	return f(ctx, j, log)
+func (f runFunc) Run(ctx context.Context, j runner.Job) (int, error) {
+	return f(ctx, j.Job, j.Log)
 }
-func (f runFunc) Adopt(context.Context, *queue.Job, *os.File, string) (int, error) {
-	return 0, queue.ErrGone
+func (f runFunc) Adopt(context.Context, runner.Job, string) (int, error) {
+	return 0, runner.ErrGone
 }
-func (f runFunc) Cleanup(context.Context, *queue.Job) error { return nil }
+func (f runFunc) Cleanup(context.Context, runner.Job) error { return nil }
 
 // testRunner runs jobs with run, adopts them with adopt (nil: gone) and
 // cleans up with cleanup (nil: nothing).
 type testRunner struct {
 	run     runFunc
 	adopt   func(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error)
-	cleanup func(ctx context.Context, j *queue.Job) error
+	cleanup func(ctx context.Context, j runner.Job) error
 }
 
-func (r testRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	return r.run(ctx, j, log)
+func (r testRunner) Run(ctx context.Context, j runner.Job) (int, error) {
+	return r.run(ctx, j.Job, j.Log)
 }
 
-func (r testRunner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
+func (r testRunner) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
 	if r.adopt == nil {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
-	return r.adopt(ctx, j, log, notice)
+	return r.adopt(ctx, j.Job, j.Log, notice)
 }
 
-func (r testRunner) Cleanup(ctx context.Context, j *queue.Job) error {
+func (r testRunner) Cleanup(ctx context.Context, j runner.Job) error {
 	if r.cleanup == nil {
 		return nil
 	}
@@ -70,7 +71,7 @@ func (r testRunner) Cleanup(ctx context.Context, j *queue.Job) error {
 }
 
 // runWith runs the tests' jobs (JOBQ_RUNNER=exec) with f.
-func runWith(f runFunc) map[string]Runner { return map[string]Runner{"exec": f} }
+func runWith(f runFunc) map[string]runner.Runner { return map[string]runner.Runner{"exec": f} }
 
 // recorder runs jobs by recording the order they ran in.
 type recorder struct {
@@ -363,14 +364,14 @@ func TestCrashDuringClaimAndRun(t *testing.T) {
 			s.Enqueue(newJob("r", "q"))
 			crashChild(t, s.Dir(), "drain", tt.point, ranFile)
 			var cleaned []int64
-			w := &Worker{Store: s, Runners: map[string]Runner{"exec": testRunner{
+			w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": testRunner{
 				run: func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
 					f, _ := os.OpenFile(ranFile, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o600)
 					fmt.Fprintf(f, "%d\n", j.ID)
 					f.Close()
 					return 0, nil
 				},
-				cleanup: func(ctx context.Context, j *queue.Job) error {
+				cleanup: func(ctx context.Context, j runner.Job) error {
 					cleaned = append(cleaned, j.ID)
 					return nil
 				}}}}
@@ -526,7 +527,7 @@ func TestGCSweeps(t *testing.T) {
 		s.Enqueue(j)
 	}
 	var swept []string
-	w := &Worker{Store: s, Runners: map[string]Runner{"exec": sweepRunner{testRunner{run: (&recorder{}).run}, &swept}}, Poll: time.Millisecond}
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": sweepRunner{testRunner{run: (&recorder{}).run}, &swept}}, Poll: time.Millisecond}
 	for _, q := range []string{"a", "b"} {
 		if err := w.Drain(context.Background(), q, false); err != nil {
 			t.Fatal(err)

@@ -21,7 +21,7 @@ import (
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
-	"github.com/jobq/jobq/runner/exec"
+	"github.com/jobq/jobq/runner/host"
 	"github.com/jobq/jobq/runner/podman"
 	"github.com/jobq/jobq/worker"
 	"github.com/spf13/cobra"
@@ -29,9 +29,9 @@ import (
 
 func main() {
 	// Hidden: the exec runner runs each job under "jobq-worker supervise"
-	// (runner/exec.Supervise), before any of the worker's own set-up.
+	// (runner/host.Supervise), before any of the worker's own set-up.
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		os.Exit(exec.Supervise(os.Args[2:]))
+		os.Exit(host.Supervise(os.Args[2:]))
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -39,12 +39,6 @@ func main() {
 	log.SetPrefix(fmt.Sprintf("jobq-worker[%d]: ", os.Getpid()))
 	os.Exit(cli.Exit(os.Stderr, "jobq-worker", newRoot().ExecuteContext(ctx)))
 }
-
-// The backends implement the worker's interface.
-var (
-	_ worker.Runner = (*exec.Runner)(nil)
-	_ worker.Runner = (*podman.Runner)(nil)
-)
 
 func newRoot() *cobra.Command {
 	root := &cobra.Command{
@@ -66,7 +60,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer closeRunners(w)
+			defer w.Close()
 			if queueName == "-" {
 				if queueName, err = readQueueName(os.Stdin); err != nil {
 					return err
@@ -96,7 +90,7 @@ func newRoot() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			defer closeRunners(w)
+			defer w.Close()
 			return w.GC(cmd.Context(), os.Stdout)
 		},
 	}
@@ -116,16 +110,6 @@ func readQueueName(r io.Reader) (string, error) {
 		return "", cli.Usagef("--queue -: the name on standard input: %v", err)
 	}
 	return q, nil
-}
-
-// closeRunners lets go of what runners keep between jobs (the podman
-// runner's ssh connections to build hosts).
-func closeRunners(w *worker.Worker) {
-	for _, r := range w.Runners {
-		if c, ok := r.(io.Closer); ok {
-			c.Close()
-		}
-	}
 }
 
 func newWorker() (*worker.Worker, error) {
@@ -185,13 +169,12 @@ func newWorker() (*worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
-	runners := map[string]worker.Runner{
-		"exec": exec.New(runner.DefaultGrace, func(j *queue.Job) string { return store.JobFile(j, "supervisor") }),
+	runners := map[string]runner.Runner{
+		"exec": host.New(runner.DefaultGrace),
 		"podman": podman.New(podman.Config{
 			Service: podman.Service{Getenv: os.Getenv, StateDir: home, Idle: 10 * time.Minute},
 			Home:    home,
 			Grace:   runner.DefaultGrace,
-			File:    store.JobFile,
 			Active: func(repo string, id int64) bool {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -12,14 +13,14 @@ import (
 	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
-	"github.com/jobq/jobq/runner/exec"
+	"github.com/jobq/jobq/runner/host"
 	"github.com/jobq/jobq/worker"
 )
 
 func TestMain(m *testing.M) {
 	// Exec jobs run under this program as their supervisor: the test binary.
 	if len(os.Args) > 1 && os.Args[1] == "supervise" {
-		os.Exit(exec.Supervise(os.Args[2:]))
+		os.Exit(host.Supervise(os.Args[2:]))
 	}
 	os.Exit(m.Run())
 }
@@ -141,15 +142,15 @@ func TestGCRetriesCleanup(t *testing.T) {
 	}
 	fail := 1
 	w.Runners["exec"] = fakeRunner{
-		run: func(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-			return 0, os.WriteFile(w.Store.JobFile(j, "checkout"), []byte("x"), 0o600)
+		run: func(ctx context.Context, j runner.Job) (int, error) {
+			return 0, os.WriteFile(filepath.Join(j.Dir, "checkout"), []byte("x"), 0o600)
 		},
-		cleanup: func(ctx context.Context, j *queue.Job) error {
+		cleanup: func(ctx context.Context, j runner.Job) error {
 			if fail > 0 {
 				fail--
 				return errors.New("permission denied")
 			}
-			return os.Remove(w.Store.JobFile(j, "checkout"))
+			return os.Remove(filepath.Join(j.Dir, "checkout"))
 		},
 	}
 	if err := w.Drain(context.Background(), "q", false); err != nil {
@@ -168,19 +169,17 @@ func TestGCRetriesCleanup(t *testing.T) {
 
 // fakeRunner stands in for a backend whose clean-up fails once.
 type fakeRunner struct {
-	run     func(ctx context.Context, j *queue.Job, log *os.File) (int, error)
-	cleanup func(ctx context.Context, j *queue.Job) error
+	run     func(ctx context.Context, j runner.Job) (int, error)
+	cleanup func(ctx context.Context, j runner.Job) error
 }
 
-func (f fakeRunner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	return f.run(ctx, j, log)
+func (f fakeRunner) Run(ctx context.Context, j runner.Job) (int, error) { return f.run(ctx, j) }
+
+func (f fakeRunner) Adopt(context.Context, runner.Job, string) (int, error) {
+	return 0, runner.ErrGone
 }
 
-func (f fakeRunner) Adopt(context.Context, *queue.Job, *os.File, string) (int, error) {
-	return 0, queue.ErrGone
-}
-
-func (f fakeRunner) Cleanup(ctx context.Context, j *queue.Job) error { return f.cleanup(ctx, j) }
+func (f fakeRunner) Cleanup(ctx context.Context, j runner.Job) error { return f.cleanup(ctx, j) }
 
 // A hook's worker reads its queue's name from standard input (--queue -):
 // a name, then a newline. Anything else is one clear usage error.

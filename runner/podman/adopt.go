@@ -30,31 +30,32 @@ import (
 // #21914). Not attach with logs=true: it connects before it replays the
 // log, and output made during the replay comes twice (HTTPAttach, libpod).
 // A container that is gone, or never started (a host reboot leaves them
-// "configured"), is queue.ErrGone.
-func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
-	rec, err := os.ReadFile(r.cfg.File(j, "container"))
+// "configured"), is runner.ErrGone.
+func (r *Runner) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
+	log := j.Log
+	rec, err := os.ReadFile(record(j, "container"))
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, queue.ErrGone // never created
+		return 0, runner.ErrGone // never created
 	}
 	if err != nil {
 		return 0, fmt.Errorf("container record: %w", err)
 	}
 	id := string(rec)
-	data, err := r.inspect(ctx, j, id)
+	data, err := r.inspect(ctx, j.Job, id)
 	if notFound(err) {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	if err != nil {
 		return 0, fmt.Errorf("inspect container: %w", err)
 	}
 	if data.State == nil || data.State.StartedAt.IsZero() {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	switch data.State.Status {
 	case "created", "configured", "initialized", "removing":
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
-	m, err := r.member(j)
+	m, err := r.member(j.Job)
 	if err != nil {
 		return 0, err
 	}
@@ -63,12 +64,12 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 	ranges := filepath.Join(r.cfg.Home, "idranges")
 	if m.remote() {
 		ranges = rangesDir(r.hostDir(m))
-		r.adoptSlot(m, j)
+		r.adoptSlot(m, j.Job)
 	}
 	if data.Config != nil {
-		r.adoptRange(j, data.Config.Labels[LabelIDRange], ranges)
+		r.adoptRange(j.Job, data.Config.Labels[LabelIDRange], ranges)
 	}
-	logstart := r.cfg.File(j, "logstart")
+	logstart := record(j, "logstart")
 	start, _, err := r.logHeld(j, log)
 	if err != nil {
 		return 0, err
@@ -126,10 +127,10 @@ func (r *Runner) retry(ctx context.Context, j *queue.Job, try func(conn context.
 
 // logHeld is where job j's container output begins in its log (the run's
 // record), and how many bytes of that output the log holds.
-func (r *Runner) logHeld(j *queue.Job, log *os.File) (start, held int64, err error) {
-	start, err = readRecord(r.cfg.File(j, "logstart"))
+func (r *Runner) logHeld(j runner.Job, log *os.File) (start, held int64, err error) {
+	start, err = readRecord(record(j, "logstart"))
 	if err != nil {
-		return 0, 0, fmt.Errorf("where its output begins in the log: %w", queue.ErrGone)
+		return 0, 0, fmt.Errorf("where its output begins in the log: %w", runner.ErrGone)
 	}
 	end, err := log.Seek(0, io.SeekEnd)
 	if err != nil {
@@ -171,9 +172,9 @@ var errResume = errors.New("the output stream broke")
 // the output the log does not hold yet, from the container's log, until
 // the container exits, and returns its exit code. While the service cannot
 // be reached it tries again, every half second, for Config.ResumeFor.
-func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+func (r *Runner) resume(ctx context.Context, j runner.Job, id string, log *os.File) (int, error) {
 	var code int
-	done, err := r.retry(ctx, j, func(conn context.Context) (bool, error) {
+	done, err := r.retry(ctx, j.Job, func(conn context.Context) (bool, error) {
 		var err error
 		code, err = r.stream(ctx, conn, j, id, log)
 		return !errors.Is(err, errResume), err
@@ -184,26 +185,26 @@ func (r *Runner) resume(ctx context.Context, j *queue.Job, id string, log *os.Fi
 	// A container that no longer runs and whose output cannot be read
 	// (its host restarted under it: conmon died with it) ended unseen: its
 	// fate is not known.
-	if conn, cerr := r.connect(context.WithoutCancel(ctx), j); cerr == nil {
+	if conn, cerr := r.connect(context.WithoutCancel(ctx), j.Job); cerr == nil {
 		if data, ierr := containers.Inspect(conn, id, nil); ierr == nil && data.State != nil && !data.State.Running {
-			return 0, fmt.Errorf("its output cannot be read after it stopped (%s; %v): %w", data.State.Status, err, queue.ErrGone)
+			return 0, fmt.Errorf("its output cannot be read after it stopped (%s; %v): %w", data.State.Status, err, runner.ErrGone)
 		}
 	}
 	return 0, fmt.Errorf("the Podman service went away while the job ran: %w", err)
 }
 
 // stream is one try of resume, through the service conn.
-func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log *os.File) (int, error) {
+func (r *Runner) stream(ctx, conn context.Context, j runner.Job, id string, log *os.File) (int, error) {
 	data, err := containers.Inspect(conn, id, nil)
 	if notFound(err) {
-		return 0, queue.ErrGone
+		return 0, runner.ErrGone
 	}
 	if err != nil || data.State == nil {
 		return 0, errResume
 	}
 	if data.HostConfig != nil && data.HostConfig.LogConfig != nil && data.HostConfig.LogConfig.Type == "none" {
 		// Made by a jobq from before adoption: its output is nowhere.
-		return 0, fmt.Errorf("its container keeps no log: %w", queue.ErrGone)
+		return 0, fmt.Errorf("its container keeps no log: %w", runner.ErrGone)
 	}
 	_, held, err := r.logHeld(j, log)
 	if err != nil {
@@ -227,7 +228,7 @@ func (r *Runner) stream(ctx, conn context.Context, j *queue.Job, id string, log 
 		stop()
 		<-finished
 		if err != nil {
-			if !errors.Is(err, queue.ErrDetached) {
+			if !errors.Is(err, runner.ErrDetached) {
 				out.Close()
 			}
 			return 0, err

@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/jobq/jobq/internal/testenv"
-	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 	"golang.org/x/sys/unix"
 )
 
@@ -71,7 +71,6 @@ func TestDemux(t *testing.T) {
 func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 	r, svc := newTestPodman(t)
 	dir := t.TempDir()
-	r.cfg.File = func(j *queue.Job, name string) string { return filepath.Join(dir, itoa(j.ID)+"-"+name) }
 	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
 	a := testJob(gitDir, rev, testenv.Busybox+` sh -c "echo a1; sleep 3; echo a2; exit 5"`)
 	a.ID = 11
@@ -83,13 +82,13 @@ func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 	defer log.Close()
 	ctx, stop := context.WithCancelCause(context.Background())
 	detached := make(chan error, 1)
-	go func() { _, err := r.Run(ctx, a, log); detached <- err }()
+	go func() { _, err := r.Run(ctx, testHandle(r, a, log)); detached <- err }()
 	testenv.WaitUntil(t, "the first job prints", time.Minute, func() bool {
 		b, _ := os.ReadFile(log.Name())
 		return string(b) == "a1\n"
 	})
-	stop(queue.ErrStopping)
-	if err := <-detached; !errors.Is(err, queue.ErrDetached) {
+	stop(runner.ErrStopping)
+	if err := <-detached; !errors.Is(err, runner.ErrDetached) {
 		t.Fatalf("Run after the worker's stop: %v", err)
 	}
 	r.release(a, false) // the worker's death lets its range go, its name left there
@@ -102,14 +101,14 @@ func TestPodmanAdoptAfterAnotherJobStarts(t *testing.T) {
 	if labelled(t, svc, a) == "" {
 		t.Fatal("the second job removed the first job's container")
 	}
-	exit, err := r.Adopt(context.Background(), a, log, notice)
+	exit, err := r.Adopt(context.Background(), testHandle(r, a, log), notice)
 	if b, _ := os.ReadFile(log.Name()); exit != 5 || err != nil || string(b) != "a1\n"+notice+"a2\n" {
 		t.Errorf("adopted: exit %d, %v, log %q", exit, err, b)
 	}
 	// A removal can fail once here (Podman: "unlinkat .../shm: device or
 	// resource busy"); jobq gc tries again, and so does the test.
-	if err := r.Cleanup(context.Background(), a); err != nil {
-		if err := r.Cleanup(context.Background(), a); err != nil {
+	if err := r.Cleanup(context.Background(), testHandle(r, a, nil)); err != nil {
+		if err := r.Cleanup(context.Background(), testHandle(r, a, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -24,4 +24,13 @@
 //   - pool.go: build hosts: a farm of services, a cap of jobs on each.
 //   - volume.go: the volume of a remote job's /source, named so that the
 //     sweep finds one that a cut-short removal left.
+//
+// Its records, in the job's run directory (runner.Job.Dir), each removed
+// only once what it names is gone:
+//
+//	checkout   the path of the job's checkout directory
+//	container  the ID of the job's container
+//	logstart   where the container's output begins in the job's log
+//	           (byte k of the container's log is byte START+k of the
+//	           job's), for an adoption to resume without loss or repeat
 package podman

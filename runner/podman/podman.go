@@ -22,8 +22,8 @@ import (
 	"github.com/jobq/jobq/images"
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/internal/gittree"
-	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // Config configures the podman runner.
@@ -33,9 +33,6 @@ type Config struct {
 	// only they are swept or cleaned up.
 	Home  string
 	Grace time.Duration
-	// File names a file private to the job (in its directory), where the
-	// runner records its checkout so that Cleanup can find it.
-	File func(j *queue.Job, name string) string
 	// Active reports whether a job still runs (under any worker): the
 	// sweep leaves that job's container alone.
 	Active func(repo string, id int64) bool
@@ -54,6 +51,15 @@ type Config struct {
 	// come back (the container runs on meanwhile); 0: a minute.
 	ResumeFor time.Duration
 }
+
+// The contract of package runner, optional parts included.
+var (
+	_ runner.Runner   = (*Runner)(nil)
+	_ runner.Placer   = (*Runner)(nil)
+	_ runner.Reserver = (*Runner)(nil)
+	_ runner.Sweeper  = (*Runner)(nil)
+	_ io.Closer       = (*Runner)(nil)
+)
 
 // Runner is the podman runner: each job in a container of its own, on the
 // Podman service its JOBQ_CONNECTION names.
@@ -107,12 +113,13 @@ func (r *Runner) Close() error {
 // Run checks the revision out, runs the container with the checkout at
 // /source and copies its attach stream into log; Cleanup removes both,
 // after the result is recorded.
-func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	args, err := push.ImageArgs(j.Options.Command)
+func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
+	log := j.Log
+	args, err := argv(j.Job)
 	if err != nil {
 		return 0, err
 	}
-	m, err := r.member(j)
+	m, err := r.member(j.Job)
 	if err != nil {
 		return 0, err
 	}
@@ -123,7 +130,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	conn := l.conn
 	// jobq's lines, recorded as such (queue.WriteOwn).
 	var own strings.Builder
-	if r.skipped(j, &own); own.Len() > 0 {
+	if r.skipped(j.Job, &own); own.Len() > 0 {
 		queue.WriteOwn(log, own.String())
 		own.Reset()
 	}
@@ -150,7 +157,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		}
 		hard = LocalHard(budget)
 	}
-	notApplied(j, host, hard, &own)
+	notApplied(j.Job, host, hard, &own)
 	if own.Len() > 0 {
 		queue.WriteOwn(log, own.String())
 	}
@@ -158,7 +165,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	if l.remote {
 		hostDir = r.hostDir(m)
 	}
-	ids, err := r.acquire(ctx, conn, j, host, hostDir)
+	ids, err := r.acquire(ctx, conn, j.Job, host, hostDir)
 	if err != nil {
 		return 0, err
 	}
@@ -170,7 +177,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 			return 0, err
 		}
 	}
-	s, err := Spec(j, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids, host, hard)
+	s, err := Spec(j.Job, r.cfg.Home, dir, r.cfg.Grace, selinuxEnabled(), ids, host, hard)
 	if err != nil {
 		return 0, err
 	}
@@ -190,10 +197,10 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		return 0, fmt.Errorf("create container: %w", err)
 	}
 	id := created.ID
-	os.WriteFile(r.cfg.File(j, "container"), []byte(id), 0o600)
+	os.WriteFile(record(j, "container"), []byte(id), 0o600)
 	faults.Point("container-created")
 	if l.remote {
-		if err := r.ship(ctx, conn, j, id); err != nil {
+		if err := r.ship(ctx, conn, j.Job, id); err != nil {
 			return 0, err
 		}
 	}
@@ -207,21 +214,25 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	return code, err
 }
 
-// lostError is a job's end whose outcome is not known (queue.ErrLost).
+// record is the path of j's record name in its run directory (the
+// package doc lists them).
+func record(j runner.Job, name string) string { return filepath.Join(j.Dir, name) }
+
+// lostError is a job's end whose outcome is not known (runner.ErrLost).
 type lostError string
 
 func (e lostError) Error() string        { return string(e) }
-func (e lostError) Is(target error) bool { return target == queue.ErrLost }
+func (e lostError) Is(target error) bool { return target == runner.ErrLost }
 
 // checkout checks the job's revision out into a directory of its own,
 // recorded for Cleanup.
-func (r *Runner) checkout(ctx context.Context, j *queue.Job) (string, error) {
+func (r *Runner) checkout(ctx context.Context, j runner.Job) (string, error) {
 	dir, err := os.MkdirTemp("", "jobq-checkout-")
 	if err != nil {
 		return "", fmt.Errorf("checkout: %w", err)
 	}
 	// Cleanup removes the checkout and the container, after the result.
-	if err := os.WriteFile(r.cfg.File(j, "checkout"), []byte(dir), 0o600); err != nil {
+	if err := os.WriteFile(record(j, "checkout"), []byte(dir), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("checkout: %w", err)
 	}
@@ -266,7 +277,7 @@ func (r *Runner) ship(ctx context.Context, conn context.Context, j *queue.Job, i
 // If the stream breaks (the Podman service restarts: conmon keeps the
 // container running, and its log), the job goes on from the container's
 // log, as an adoption does (resume).
-func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *queue.Job, id string, local bool, log *os.File) (int, error) {
+func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j runner.Job, id string, local bool, log *os.File) (int, error) {
 	// The stream outlives the job's context: a stopping worker detaches
 	// from it, and the container runs on.
 	copyTo, err := openStream(context.WithoutCancel(conn), id, local)
@@ -285,7 +296,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 	}()
 	start, err := log.Seek(0, io.SeekEnd)
 	if err == nil {
-		err = writeRecord(r.cfg.File(j, "logstart"), start)
+		err = writeRecord(record(j, "logstart"), start)
 	}
 	if err != nil {
 		out.detach()
@@ -316,7 +327,7 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j *q
 
 // watch waits for a started container to exit, while its output (out,
 // which the reader ending with outputDone writes) goes to the log; it stops
-// the container when ctx ends, or leaves it running (queue.ErrStopping).
+// the container when ctx ends, or leaves it running (runner.ErrStopping).
 // It returns the container's exit code, and its k8s-file log's path where
 // the look that saw it stopped told it.
 func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out *batchWriter, attached chan error) (int, string, error) {
@@ -347,17 +358,17 @@ func (r *Runner) watch(ctx context.Context, conn context.Context, id string, out
 			waited, cancelWait = exited(conn, id)
 		case <-stopping:
 			stopping = nil
-			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
+			if errors.Is(context.Cause(ctx), runner.ErrStopping) {
 				// The worker stops: the container runs on, for the next
 				// worker, and nothing more goes into the log from here.
 				cancelWait()
 				out.detach()
-				return 0, "", queue.ErrDetached
+				return 0, "", runner.ErrDetached
 			}
 			// Over the log limit: no grace, and nothing more is written.
 			// A job that ignores SIGTERM could write hundreds of MiB
 			// during a grace period.
-			overLimit := errors.Is(context.Cause(ctx), queue.ErrLogLimit)
+			overLimit := errors.Is(context.Cause(ctx), runner.ErrLogLimit)
 			if overLimit {
 				out.discard()
 			}
@@ -468,12 +479,12 @@ func remove(conn context.Context, id string) error {
 // Cleanup removes the job's checkout and its container: after every job,
 // and for a job whose worker died. Each record goes only once what it
 // names is gone, so that jobq gc can retry.
-func (r *Runner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
+func (r *Runner) Cleanup(ctx context.Context, j runner.Job) (err error) {
 	defer func() {
 		if err != nil {
 			r.cleanupFailed()
 		}
-		r.release(j, err == nil)
+		r.release(j.Job, err == nil)
 	}()
 	// The checkout first, at once after the result, and whether or not the
 	// service can be reached. Its removal never follows a symlink, so a
@@ -482,9 +493,9 @@ func (r *Runner) Cleanup(ctx context.Context, j *queue.Job) (err error) {
 }
 
 // removeCheckoutOf removes the job's checkout, then its record.
-func (r *Runner) removeCheckoutOf(ctx context.Context, j *queue.Job) error {
-	record := r.cfg.File(j, "checkout")
-	dir, err := os.ReadFile(record)
+func (r *Runner) removeCheckoutOf(ctx context.Context, j runner.Job) error {
+	rec := record(j, "checkout")
+	dir, err := os.ReadFile(rec)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}
@@ -494,7 +505,7 @@ func (r *Runner) removeCheckoutOf(ctx context.Context, j *queue.Job) error {
 	if err := removeCheckout(ctx, string(dir)); err != nil {
 		return err
 	}
-	return removeRecord(record)
+	return removeRecord(rec)
 }
 
 // removeRecord removes a record; gone already (a Cleanup at the same time)
@@ -508,8 +519,8 @@ func removeRecord(path string) error {
 
 // removeContainer removes the job's container, by its record or, without
 // one (the worker died before it was written), by its labels.
-func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
-	m, err := r.member(j)
+func (r *Runner) removeContainer(ctx context.Context, j runner.Job) error {
+	m, err := r.member(j.Job)
 	if err != nil {
 		return err
 	}
@@ -520,14 +531,14 @@ func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
 	conn := l.conn
 	// Strays that no Cleanup will remove, after the result, not before it.
 	if r.needSweep(m.ep.uri) {
-		r.sweep(conn, j)
+		r.sweep(conn, j.Job)
 	}
-	cfile := r.cfg.File(j, "container")
+	cfile := record(j, "container")
 	if id, err := os.ReadFile(cfile); err == nil {
 		if err := remove(conn, string(id)); err != nil {
 			return err
 		}
-		return errors.Join(removeRecord(r.cfg.File(j, "logstart")), removeRecord(cfile))
+		return errors.Join(removeRecord(record(j, "logstart")), removeRecord(cfile))
 	}
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
@@ -541,7 +552,7 @@ func (r *Runner) removeContainer(ctx context.Context, j *queue.Job) error {
 		}
 	}
 	if len(errs) == 0 {
-		errs = append(errs, removeRecord(r.cfg.File(j, "logstart")))
+		errs = append(errs, removeRecord(record(j, "logstart")))
 	}
 	return errors.Join(errs...)
 }

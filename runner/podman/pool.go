@@ -17,6 +17,7 @@ import (
 	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/internal/slottable"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 // Build hosts: JOBQ_CONNECTION may name a remote service (an ssh:// or
@@ -141,7 +142,7 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 	// (a known_hosts file), which only the worker's log gets.
 	pool := j.Options.Connection
 	if full == 0 {
-		return "", nil, "", fmt.Errorf("no build host of %s can be reached (%s): %w", pool, strings.Join(down, "; "), queue.ErrUnreachable)
+		return "", nil, "", fmt.Errorf("no build host of %s can be reached (%s): %w", pool, strings.Join(down, "; "), runner.ErrUnreachable)
 	}
 	why := fmt.Sprintf("waiting for a build host: all %d busy", full)
 	if len(ms) == 1 {

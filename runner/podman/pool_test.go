@@ -14,6 +14,7 @@ import (
 	"github.com/containers/common/pkg/config"
 
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 func TestParseHostSlots(t *testing.T) {
@@ -108,7 +109,7 @@ broken = ["b0", "nope"]
 		return &queue.Job{Repo: "r", ID: 1, Options: queue.Options{Connection: conn}}
 	}
 	host, release, wait, err := r.Place(context.Background(), job("pool"))
-	if host != "" || release != nil || wait != "" || !errors.Is(err, queue.ErrUnreachable) ||
+	if host != "" || release != nil || wait != "" || !errors.Is(err, runner.ErrUnreachable) ||
 		!strings.HasPrefix(err.Error(), "no build host of pool can be reached (b0: ") || !strings.Contains(err.Error(), "; b1: ") {
 		t.Errorf("Place: %q %v %q %v", host, release != nil, wait, err)
 	}

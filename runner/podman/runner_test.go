@@ -23,6 +23,7 @@ import (
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 func testJob(gitDir, rev, command string) *queue.Job {
@@ -72,6 +73,19 @@ func TestSpec(t *testing.T) {
 			}
 			if s.Timeout != 60+5+30 || *s.StopTimeout != 5 {
 				t.Errorf("timeout %d stop timeout %d", s.Timeout, *s.StopTimeout)
+			}
+		}},
+		// The job's Argv, split at push time, is what runs: Spec does not
+		// split Command again (here they differ, as no push makes them).
+		{"argv from the push", func(j *queue.Job) { j.Options.Argv = []string{"other", "a b", "c"} }, func(t *testing.T, s *specGen) {
+			if s.Image != "other" || strings.Join(s.Command, "|") != "a b|c" {
+				t.Errorf("image %q command %q", s.Image, s.Command)
+			}
+		}},
+		// A job queued before jobs kept Argv has only Command: Spec splits it.
+		{"record without argv", func(j *queue.Job) { j.Options.Argv = nil }, func(t *testing.T, s *specGen) {
+			if s.Image != "img" || strings.Join(s.Command, "|") != "sh|-c|make ci" {
+				t.Errorf("image %q command %q", s.Image, s.Command)
 			}
 		}},
 		{"limits", func(j *queue.Job) { j.Options.Memory, j.Options.CPUs, j.Options.PIDs = 1<<30, 1.5, 0 }, func(t *testing.T, s *specGen) {
@@ -141,7 +155,6 @@ func newTestPodman(t *testing.T) (*Runner, *testenv.RootfulPodman) {
 		}, StateDir: files},
 		Home:  files,
 		Grace: 2 * time.Second,
-		File:  func(j *queue.Job, name string) string { return filepath.Join(files, name) },
 	})
 	return r, podman.svc
 }
@@ -155,6 +168,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
+// testHandle is job j as the worker hands it to r, with log: its run
+// directory is one of the test's own per job ID, in r's data directory.
+func testHandle(r *Runner, j *queue.Job, log *os.File) runner.Job {
+	dir := filepath.Join(r.cfg.Home, "jobs", itoa(j.ID), "run")
+	os.MkdirAll(dir, 0o700) // an error shows when a record is written
+	return runner.Job{Job: j, Log: log, Dir: dir}
+}
+
 // runJob runs a job's command in busybox and returns exit, error and log.
 func runJob(ctx context.Context, t *testing.T, r *Runner, j *queue.Job) (int, string, error) {
 	t.Helper()
@@ -163,9 +184,9 @@ func runJob(ctx context.Context, t *testing.T, r *Runner, j *queue.Job) (int, st
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	exit, runErr := r.Run(ctx, j, logf)
+	exit, runErr := r.Run(ctx, testHandle(r, j, logf))
 	// As the worker does: the result first, then the clean-up.
-	r.Cleanup(context.Background(), j)
+	r.Cleanup(context.Background(), testHandle(r, j, nil))
 	b, _ := os.ReadFile(logf.Name())
 	return exit, string(b), runErr
 }
@@ -214,7 +235,7 @@ func TestPodmanEnvAndSource(t *testing.T) {
 	if strings.Contains(log, ".git\n") {
 		t.Errorf("/source has .git:\n%s", log)
 	}
-	if co, err := os.ReadFile(r.cfg.File(j, "checkout")); err == nil {
+	if co, err := os.ReadFile(record(testHandle(r, j, nil), "checkout")); err == nil {
 		t.Errorf("checkout record left: %s", co)
 	}
 	if m, _ := filepath.Glob(filepath.Join(os.TempDir(), "jobq-checkout-*", "made")); len(m) != 0 {
@@ -299,9 +320,9 @@ func TestPodmanLargeBinaryOutput(t *testing.T) {
 	defer logf.Close()
 	before := peakRSS()
 	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "`+script+`"`)
-	exit, err := r.Run(context.Background(), j, logf)
+	exit, err := r.Run(context.Background(), testHandle(r, j, logf))
 	after := peakRSS()
-	r.Cleanup(context.Background(), j)
+	r.Cleanup(context.Background(), testHandle(r, j, nil))
 	if err != nil || exit != 0 {
 		t.Fatalf("exit %d %v", exit, err)
 	}
@@ -380,16 +401,16 @@ func TestPodmanLogLimitKillsAtOnce(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		exit, err := r.Run(ctx, j, logf)
+		exit, err := r.Run(ctx, testHandle(r, j, logf))
 		done <- result{exit, err}
 	}()
 	testenv.WaitUntil(t, "the job runs", time.Minute, func() bool {
 		b, _ := os.ReadFile(logf.Name())
 		return strings.Contains(string(b), "ready")
 	})
-	cancel(queue.ErrLogLimit) // as the worker does when the log is over its limit
+	cancel(runner.ErrLogLimit) // as the worker does when the log is over its limit
 	res := <-done
-	r.Cleanup(context.Background(), j)
+	r.Cleanup(context.Background(), testHandle(r, j, nil))
 	b, _ := os.ReadFile(logf.Name())
 	if res.err != nil || res.exit != 137 || strings.Contains(string(b), "got-term") {
 		t.Errorf("exit %d, %v, log %q; want 137, killed without SIGTERM", res.exit, res.err, b)
@@ -502,8 +523,8 @@ func TestPodmanCleanup(t *testing.T) {
 	done := make(chan struct{})
 	go func() { runJob(context.Background(), t, r, j); close(done) }()
 	testenv.WaitUntil(t, "the job's container exists", time.Minute, func() bool { return labelled(t, svc, j) != "" })
-	co, _ := os.ReadFile(r.cfg.File(j, "checkout"))
-	if err := r.Cleanup(context.Background(), j); err != nil {
+	co, _ := os.ReadFile(record(testHandle(r, j, nil), "checkout"))
+	if err := r.Cleanup(context.Background(), testHandle(r, j, nil)); err != nil {
 		t.Fatal(err)
 	}
 	if c := labelled(t, svc, j); c != "" {
@@ -513,7 +534,7 @@ func TestPodmanCleanup(t *testing.T) {
 		t.Errorf("checkout %q left", co)
 	}
 	<-done
-	if err := r.Cleanup(context.Background(), j); err != nil {
+	if err := r.Cleanup(context.Background(), testHandle(r, j, nil)); err != nil {
 		t.Errorf("a second Cleanup: %v", err)
 	}
 	// Removing a missing container counts as done: the service's typed

@@ -75,6 +75,15 @@ func LocalHard(jobsNproc uint64) hardLimits {
 // may raise its score.
 const oomScoreAdj = 1000
 
+// argv is j's image and its arguments: as the push split them
+// (Options.Argv), or, for a job queued before jobs kept them, split here.
+func argv(j *queue.Job) ([]string, error) {
+	if len(j.Options.Argv) > 0 {
+		return j.Options.Argv, nil
+	}
+	return push.ImageArgs(j.Options.Command)
+}
+
 // Spec translates a job of the data directory home into the container to
 // create: no I/O. checkout is mounted at /source; selinux adds the private
 // relabel option. Without a checkout (a remote service) /source is a
@@ -86,7 +95,7 @@ const oomScoreAdj = 1000
 // limits: where its cgroup cannot apply JOBQ_PIDS, JOBQ_PIDS becomes the
 // job's RLIMIT_NPROC (rlimits).
 func Spec(j *queue.Job, home, checkout string, grace time.Duration, selinux bool, ids *idRange, h *hostInfo, hard hardLimits) (*specgen.SpecGenerator, error) {
-	args, err := push.ImageArgs(j.Options.Command)
+	args, err := argv(j)
 	if err != nil {
 		return nil, fmt.Errorf("JOBQ_COMMAND %q: %w", j.Options.Command, err)
 	}

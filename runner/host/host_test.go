@@ -1,4 +1,4 @@
-package exec
+package host
 
 import (
 	"bytes"
@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobq/jobq/internal/testenv"
 	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
 )
 
 func TestMain(m *testing.M) {
@@ -90,7 +91,7 @@ func TestExecKillsEveryDescendant(t *testing.T) {
 			t.Run(l.name+"/"+e.name, func(t *testing.T) {
 				sleep := markedSleep(t)
 				dir := t.TempDir()
-				r := New(500*time.Millisecond, func(*queue.Job) string { return filepath.Join(dir, "supervisor") })
+				r := New(500 * time.Millisecond)
 				j := testJob(gitDir, rev, strings.ReplaceAll(l.command, "SLEEP", sleep)+"; "+e.tail)
 				j.Options.Runner = "exec"
 				log, err := os.Create(filepath.Join(dir, "log"))
@@ -111,7 +112,7 @@ func TestExecKillsEveryDescendant(t *testing.T) {
 						}
 					}()
 				}
-				exit, err := r.Run(ctx, j, log)
+				exit, err := r.Run(ctx, runner.Job{Job: j, Log: log, Dir: dir})
 				b, _ := os.ReadFile(log.Name())
 				if err != nil || exit != e.exit || !strings.Contains(string(b), "started") {
 					t.Errorf("exit %d, %v, want %d; log %q", exit, err, e.exit, b)
@@ -129,12 +130,12 @@ func TestExecKillsEveryDescendant(t *testing.T) {
 func TestExecKillZero(t *testing.T) {
 	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
 	dir := t.TempDir()
-	r := New(time.Second, func(*queue.Job) string { return filepath.Join(dir, "supervisor") })
+	r := New(time.Second)
 	j := testJob(gitDir, rev, "kill -KILL 0")
 	j.Options.Runner = "exec"
 	log, _ := os.Create(filepath.Join(dir, "log"))
 	defer log.Close()
-	if exit, err := r.Run(context.Background(), j, log); exit != 137 || err != nil {
+	if exit, err := r.Run(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}); exit != 137 || err != nil {
 		t.Errorf("exit %d, %v; want 137", exit, err)
 	}
 }
@@ -146,7 +147,7 @@ func TestExecCleanupAfterDeadWorker(t *testing.T) {
 	sleep := markedSleep(t)
 	dir := t.TempDir()
 	pf := filepath.Join(dir, "supervisor")
-	r := New(time.Second, func(*queue.Job) string { return pf })
+	r := New(time.Second)
 	j := testJob(gitDir, rev, "setsid -f "+sleep+" 77; trap '' TERM; "+sleep+" 78")
 	j.Options.Runner = "exec"
 	log, _ := os.Create(filepath.Join(dir, "log"))
@@ -154,7 +155,7 @@ func TestExecCleanupAfterDeadWorker(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		r.Run(ctx, j, log)
+		r.Run(ctx, runner.Job{Job: j, Log: log, Dir: dir})
 		close(done)
 	}()
 	testenv.WaitUntil(t, "the job runs both sleeps", time.Minute, func() bool {
@@ -169,14 +170,14 @@ func TestExecCleanupAfterDeadWorker(t *testing.T) {
 	if _, err := fmt.Sscan(string(record), &pid); err != nil || syscall.Kill(pid, 0) != nil {
 		t.Fatalf("supervisor record %q: %v", record, err)
 	}
-	if err := r.Cleanup(context.Background(), j); err != nil {
+	if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
 		t.Fatal(err)
 	}
 	if left := marked(sleep); left != "" {
 		t.Errorf("left running after Cleanup:\n%s", left)
 	}
 	os.WriteFile(pf, record, 0o600) // Run removed it: a second Cleanup of a gone supervisor
-	if err := r.Cleanup(context.Background(), j); err != nil {
+	if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
 		t.Errorf("a second Cleanup: %v", err)
 	}
 	cancel()
@@ -187,7 +188,7 @@ func TestExecCleanupAfterDeadWorker(t *testing.T) {
 // a job, the supervisor included.
 func BenchmarkExecRun(b *testing.B) {
 	dir := b.TempDir()
-	r := New(time.Second, func(*queue.Job) string { return filepath.Join(dir, "supervisor") })
+	r := New(time.Second)
 	j := testJob(dir, "rev", "true")
 	j.Options.Runner = "exec"
 	log, err := os.Create(filepath.Join(dir, "log"))
@@ -196,7 +197,7 @@ func BenchmarkExecRun(b *testing.B) {
 	}
 	defer log.Close()
 	for b.Loop() {
-		if exit, err := r.Run(context.Background(), j, log); exit != 0 || err != nil {
+		if exit, err := r.Run(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}); exit != 0 || err != nil {
 			b.Fatal(exit, err)
 		}
 	}
@@ -205,7 +206,7 @@ func BenchmarkExecRun(b *testing.B) {
 func TestExecRunner(t *testing.T) {
 	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
 	files := t.TempDir()
-	r := New(time.Second, func(j *queue.Job) string { return filepath.Join(files, "pgid") })
+	r := New(time.Second)
 	tests := []struct {
 		command string
 		timeout time.Duration
@@ -228,7 +229,7 @@ func TestExecRunner(t *testing.T) {
 		}
 		var log bytes.Buffer
 		f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
-		exit, err := r.Run(ctx, j, f)
+		exit, err := r.Run(ctx, runner.Job{Job: j, Log: f, Dir: files})
 		f.Close()
 		b, _ := os.ReadFile(f.Name())
 		log.Write(b)
@@ -239,7 +240,7 @@ func TestExecRunner(t *testing.T) {
 }
 
 // A job outlives its worker: Run, told the worker stops, leaves the
-// supervisor running and returns queue.ErrDetached; another runner (the
+// supervisor running and returns runner.ErrDetached; another runner (the
 // next worker) adopts the job, its output going on into the log, and gets
 // its exit status. Before the detached supervisor, the stop killed the
 // job.
@@ -252,11 +253,10 @@ func TestExecAdopt(t *testing.T) {
 		log  string
 	}{
 		{"ends", nil, 3, "before\n" + notice + "after\n"},
-		{"cancelled", queue.ErrCancelled, 143, "before\n" + notice + "stopped\n"},
+		{"cancelled", context.Canceled, 143, "before\n" + notice + "stopped\n"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := t.TempDir()
-			pf := filepath.Join(dir, "supervisor")
 			gate := filepath.Join(dir, "gate")
 			j := testJob(gitDir, rev, `exec 2>/dev/null; trap 'echo stopped; exit 143' TERM; echo before; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo after; exit 3`)
 			log, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
@@ -264,25 +264,25 @@ func TestExecAdopt(t *testing.T) {
 			ctx, stop := context.WithCancelCause(context.Background())
 			done := make(chan error, 1)
 			go func() {
-				_, err := New(time.Second, func(*queue.Job) string { return pf }).Run(ctx, j, log)
+				_, err := New(time.Second).Run(ctx, runner.Job{Job: j, Log: log, Dir: dir})
 				done <- err
 			}()
 			testenv.WaitUntil(t, "the job starts", time.Minute, func() bool {
 				b, _ := os.ReadFile(log.Name())
 				return string(b) == "before\n"
 			})
-			stop(queue.ErrStopping)
-			if err := <-done; !errors.Is(err, queue.ErrDetached) {
+			stop(runner.ErrStopping)
+			if err := <-done; !errors.Is(err, runner.ErrDetached) {
 				t.Fatalf("Run after the worker's stop: %v, want ErrDetached", err)
 			}
-			r := New(time.Second, func(*queue.Job) string { return pf })
+			r := New(time.Second)
 			actx, astop := context.WithCancelCause(context.Background())
 			defer astop(nil)
 			adopted := make(chan error, 1)
 			var exit int
 			go func() {
 				var err error
-				exit, err = r.Adopt(actx, j, log, notice)
+				exit, err = r.Adopt(actx, runner.Job{Job: j, Log: log, Dir: dir}, notice)
 				adopted <- err
 			}()
 			testenv.WaitUntil(t, "the notice", time.Minute, func() bool {
@@ -302,16 +302,16 @@ func TestExecAdopt(t *testing.T) {
 			}
 			// Adopted again (its worker died after the end): the same
 			// status, from the exit file, and only the notice in the log.
-			if exit, err := r.Adopt(context.Background(), j, log, notice); err != nil || exit != tt.exit {
+			if exit, err := r.Adopt(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}, notice); err != nil || exit != tt.exit {
 				t.Errorf("Adopt of an ended job: exit %d, %v; want %d", exit, err, tt.exit)
 			}
 			if b, _ := os.ReadFile(log.Name()); string(b) != tt.log+notice {
 				t.Errorf("log %q, want %q", b, tt.log+notice)
 			}
-			if err := r.Cleanup(context.Background(), j); err != nil {
+			if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
 				t.Fatal(err)
 			}
-			if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, queue.ErrGone) {
+			if _, err := r.Adopt(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}, notice); !errors.Is(err, runner.ErrGone) {
 				t.Errorf("Adopt after Cleanup: %v, want ErrGone", err)
 			}
 		})
@@ -328,12 +328,12 @@ func TestExecAdoptKilledSupervisor(t *testing.T) {
 	j := testJob(gitDir, rev, sleep+" 60")
 	log, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
 	defer log.Close()
-	r := New(time.Second, func(*queue.Job) string { return pf })
+	r := New(time.Second)
 	ctx, stop := context.WithCancelCause(context.Background())
 	done := make(chan error, 1)
-	go func() { _, err := r.Run(ctx, j, log); done <- err }()
+	go func() { _, err := r.Run(ctx, runner.Job{Job: j, Log: log, Dir: dir}); done <- err }()
 	testenv.WaitUntil(t, "the job runs", time.Minute, func() bool { return marked(sleep) != "" })
-	stop(queue.ErrStopping)
+	stop(runner.ErrStopping)
 	<-done
 	b, _ := os.ReadFile(pf)
 	var pid int
@@ -346,7 +346,7 @@ func TestExecAdoptKilledSupervisor(t *testing.T) {
 		st, err := readStat(pid)
 		return err != nil || st.state == 'Z'
 	})
-	if _, err := r.Adopt(context.Background(), j, log, notice); !errors.Is(err, queue.ErrGone) {
+	if _, err := r.Adopt(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}, notice); !errors.Is(err, runner.ErrGone) {
 		t.Errorf("Adopt: %v, want ErrGone", err)
 	}
 }
@@ -363,12 +363,12 @@ func TestSupervisorCommandLineNamesNoRepository(t *testing.T) {
 	if err := os.MkdirAll(run, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	r := New(time.Second, func(j *queue.Job) string { return filepath.Join(run, "supervisor") })
+	r := New(time.Second)
 	// The job's parent is its supervisor.
 	j := testJob(gitDir, rev, `tr '\0' ' ' </proc/$PPID/cmdline; echo; for f in /proc/$$/fd/*; do readlink $f; done; exit 3`)
 	f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
 	defer f.Close()
-	exit, err := r.Run(context.Background(), j, f)
+	exit, err := r.Run(context.Background(), runner.Job{Job: j, Log: f, Dir: run})
 	log, _ := os.ReadFile(f.Name())
 	if err != nil || exit != 3 {
 		t.Fatalf("exit %d, %v; log %q", exit, err, log)

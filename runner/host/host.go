@@ -1,4 +1,4 @@
-package exec
+package host
 
 import (
 	"context"
@@ -12,42 +12,43 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
 )
+
+// The contract of package runner.
+var _ runner.Runner = (*Runner)(nil)
 
 // Runner runs JOBQ_COMMAND with sh -c in the bare repository, under a
 // supervisor (Supervise), detached from the worker: the job outlives a
 // worker that dies or stops, and a later worker adopts it.
 type Runner struct {
 	grace time.Duration
-	// pidFile names the job's supervisor record: "PID START" (its pid and
-	// start time), locked (flock) by the supervisor as long as it lives.
-	// Beside it, "exit" holds the job's exit status once it ended.
-	pidFile func(j *queue.Job) string
 }
 
-// New returns the exec runner. pidFile gives a path private to the job
-// (in its directory, the job's run/) where the runner records the job's
-// supervisor; the supervisor writes the job's exit status beside it.
+// New returns the exec runner. It records each job's supervisor in the
+// job's run directory (runner.Job.Dir; see the package doc).
 //
 // The supervisor is this program run again as "PROGRAM supervise ...": its
 // main must hand those arguments to Supervise (jobq-worker's does, and so
 // must the TestMain of a test that runs exec jobs).
-func New(grace time.Duration, pidFile func(j *queue.Job) string) *Runner {
-	return &Runner{grace: grace, pidFile: pidFile}
+func New(grace time.Duration) *Runner {
+	return &Runner{grace: grace}
 }
 
 // supervisorSlack is how long after the grace period the worker waits for a
 // supervisor that was told to stop before it kills the supervisor itself.
 const supervisorSlack = 5 * time.Second
 
+// pidFile is the job's supervisor record: "PID START" (its pid and start
+// time), locked (flock) by the supervisor as long as it lives.
+func pidFile(j runner.Job) string { return filepath.Join(j.Dir, "supervisor") }
+
 // exitFile is where the supervisor of the job recorded in pf writes the
 // job's exit status.
 func exitFile(pf string) string { return filepath.Join(filepath.Dir(pf), "exit") }
 
-func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, error) {
-	pf := r.pidFile(j)
+func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
+	pf, log := pidFile(j), j.Log
 	os.Remove(exitFile(pf)) // a previous run's, in tests
 	// The record is locked before the supervisor starts, through the open
 	// file it inherits: whoever finds it unlocked knows the supervisor is
@@ -74,7 +75,7 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--dir-fd=4", "--exit=/proc/self/fd/4/exit",
 			"--", "/bin/sh", "-c", j.Options.Command},
 		Dir: j.GitDir,
-		Env: append(append(runner.HostEnv(), runner.Env(j)...), "GIT_DIR="+j.GitDir),
+		Env: append(append(hostEnv(), runner.Env(j.Job)...), "GIT_DIR="+j.GitDir),
 		// The log file itself, not a pipe: the processes write straight
 		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
@@ -91,8 +92,8 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 	select {
 	case werr = <-done:
 	case <-ctx.Done():
-		if errors.Is(context.Cause(ctx), queue.ErrStopping) {
-			return 0, queue.ErrDetached // the supervisor runs on; the next worker adopts it
+		if errors.Is(context.Cause(ctx), runner.ErrStopping) {
+			return 0, runner.ErrDetached // the supervisor runs on; the next worker adopts it
 		}
 		// The supervisor stops the job: SIGTERM, SIGKILL after the grace.
 		cmd.Process.Signal(syscall.SIGTERM)
@@ -107,14 +108,14 @@ func (r *Runner) Run(ctx context.Context, j *queue.Job, log *os.File) (int, erro
 }
 
 // Adopt takes over a job whose worker died or stopped: it waits for its
-// supervisor, stopping it if ctx ends (not for queue.ErrStopping), and
+// supervisor, stopping it if ctx ends (not for runner.ErrStopping), and
 // returns the exit status the supervisor wrote. The job's output goes on
 // into log through the supervisor; the notice goes in first.
-func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice string) (int, error) {
-	pf := r.pidFile(j)
+func (r *Runner) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
+	pf, log := pidFile(j), j.Log
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return 0, queue.ErrGone // never started
+		return 0, runner.ErrGone // never started
 	}
 	if err != nil {
 		return 0, fmt.Errorf("supervisor record: %w", err)
@@ -139,8 +140,8 @@ func (r *Runner) Adopt(ctx context.Context, j *queue.Job, log *os.File, notice s
 		case <-tick.C:
 		case <-stopping:
 			stopping = nil
-			if errors.Is(context.Cause(ctx), queue.ErrStopping) {
-				return 0, queue.ErrDetached
+			if errors.Is(context.Cause(ctx), runner.ErrStopping) {
+				return 0, runner.ErrDetached
 			}
 			signalSupervisor(record, syscall.SIGTERM)
 			kill = time.After(r.grace + supervisorSlack)
@@ -165,7 +166,7 @@ func (r *Runner) result(pf string, stopped bool) (int, error) {
 	if stopped {
 		return 128 + int(syscall.SIGKILL), nil
 	}
-	return 0, fmt.Errorf("the supervisor died without an exit status: %w", queue.ErrGone)
+	return 0, fmt.Errorf("the supervisor died without an exit status: %w", runner.ErrGone)
 }
 
 // locked reports whether the supervisor holding the record lives.
@@ -210,8 +211,8 @@ func exitCode(err error) (int, error) {
 
 // Cleanup stops the supervisor, and so every process, of a job whose worker
 // died, waits until it is gone, and removes its records.
-func (r *Runner) Cleanup(ctx context.Context, j *queue.Job) error {
-	pf := r.pidFile(j)
+func (r *Runner) Cleanup(ctx context.Context, j runner.Job) error {
+	pf := pidFile(j)
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
 		return removeFile(exitFile(pf))
@@ -243,4 +244,23 @@ func removeFile(path string) error {
 		return err
 	}
 	return nil
+}
+
+// hostVars are the worker's variables an exec job gets besides its own:
+// what a host command needs to run, nothing of the push or the pusher's
+// session (SSH_CONNECTION and the like stay out).
+var hostVars = map[string]bool{"PATH": true, "HOME": true, "USER": true, "LOGNAME": true, "SHELL": true,
+	"LANG": true, "LANGUAGE": true, "TZ": true, "TMPDIR": true, "XDG_RUNTIME_DIR": true}
+
+// hostEnv is the base of an exec job's environment: hostVars and LC_*
+// from the worker's environment.
+func hostEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		k, _, _ := strings.Cut(kv, "=")
+		if hostVars[k] || strings.HasPrefix(k, "LC_") {
+			env = append(env, kv)
+		}
+	}
+	return env
 }

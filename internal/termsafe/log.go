@@ -3,6 +3,7 @@ package termsafe
 import (
 	"bytes"
 	"io"
+	"unicode/utf8"
 )
 
 // Record tells jobq's own lines in a job's log from the job's output
@@ -186,8 +187,9 @@ func (l *LogWriter) Close() error {
 // could pass for one of jobq's once shown: whether its first visible
 // characters are "jobq:". Everything that may show as nothing is looked
 // past: escape sequences (colour), spaces and controls, and any non-ASCII
-// character (zero-width ones, direction marks); so a line it marks may
-// look harmless, never the other way round. sure is false while b (the
+// character (zero-width ones, direction marks), and from the first
+// visible character on any non-ASCII character matches (a lookalike); so a
+// line it marks may look harmless, never the other way round. sure is false while b (the
 // line's start so far) is too short to tell.
 func Imitates(b []byte) (mark, sure bool) {
 	const own = "jobq:"
@@ -218,14 +220,21 @@ func Imitates(b []byte) (mark, sure bool) {
 		case c <= ' ' || c >= 0x7f:
 			i++
 		default:
+			// From the first visible character on, a non-ASCII character
+			// may show as the one wanted ("j\u043ebq:" with a Cyrillic o,
+			// a fullwidth colon): it counts as a match.
 			rest := b[i:]
-			if len(rest) < len(own) {
-				if string(rest) == own[:len(rest)] {
+			for k := 0; k < len(own); k++ {
+				if len(rest) == 0 || !utf8.FullRune(rest) {
 					return false, false
 				}
-				return false, true
+				r, size := utf8.DecodeRune(rest)
+				if r < utf8.RuneSelf && byte(r) != own[k] {
+					return false, true
+				}
+				rest = rest[size:]
 			}
-			return string(rest[:len(own)]) == own, true
+			return true, true
 		}
 	}
 	return false, false

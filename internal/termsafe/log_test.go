@@ -81,6 +81,8 @@ func TestLogWriterTellsJobqLines(t *testing.T) {
 			hdr + "\x1b[8mhidden\n\x1b[0m[job] jobq: x\n"},
 		{"invisible characters", []step{{own: hdr}, {job: "\u200bjobq: a\n\u202ejobq: b\n\t jobq: c\n"}},
 			hdr + "[job] \u200bjobq: a\n[job] \u202ejobq: b\n[job] \t jobq: c\n"},
+		{"lookalike characters", []step{{own: hdr}, {job: "j\u043ebq: succeeded\njobq\uff1a succeeded\njob: not\njokes\n"}},
+			hdr + "[job] j\u043ebq: succeeded\n[job] jobq\uff1a succeeded\njob: not\njokes\n"},
 		{"lines that imitate nothing", []step{{own: hdr}, {job: "[job] jobq: x\nJOBQ: y\njobq\n jo\nx jobq: z\n"}},
 			hdr + "[job] jobq: x\nJOBQ: y\njobq\n jo\nx jobq: z\n"},
 		{"a control shown is visible", []step{{own: hdr}, {job: "\rjobq: x\n"}},

@@ -183,8 +183,10 @@ func (d *Dispatcher) Wait(t time.Duration) { d.w.wait(t) }
 // that has gone.
 func (d *Dispatcher) Release() (again bool, err error) {
 	d.lock.Unlock()
-	ents, err := os.ReadDir(d.s.handOffDir())
-	if err != nil || len(ents) == 0 {
+	// Valid marks only: anything else in handoff/ (a directory, which
+	// HandedOff cannot remove) would keep a dispatcher that holds nothing.
+	qs, err := d.HandedOff()
+	if err != nil || len(qs) == 0 {
 		return false, err
 	}
 	return d.lock.TryLock()

@@ -145,6 +145,15 @@ func TestHandOff(t *testing.T) {
 			t.Errorf("left: %v", ents)
 		}
 	})
+	t.Run("an entry that names no queue keeps no idle dispatcher", func(t *testing.T) {
+		s := newStore(t)
+		d, _ := s.TakeDispatch()
+		defer d.Close()
+		os.MkdirAll(filepath.Join(s.Dir(), "handoff", "..x", "y"), 0o700) // a directory: not removable as a mark
+		if again, err := d.Release(); err != nil || again {
+			t.Fatalf("Release: %v, %v; want gone", again, err)
+		}
+	})
 }
 
 // A waiter this process holds is listed without a look at its file (the

@@ -36,6 +36,10 @@ type LogWriter struct {
 	hold []byte
 	want []string
 	job  bool // hold is a job's line start in a log with a record
+	// inJob: the rest of the current line is the job's, in a log with a
+	// record; carry: its last bytes, held while they could begin "jobq:".
+	inJob bool
+	carry []byte
 }
 
 // maxHold bounds how much of a job's line start is held to tell whether
@@ -95,9 +99,14 @@ func (l *LogWriter) Write(p []byte) (int, error) {
 		if i >= 0 {
 			end = i + 1
 		}
-		l.t.Write(p[:end])
+		if l.inJob {
+			l.writeJob(p[:end], -1)
+		} else {
+			l.t.Write(p[:end])
+		}
 		l.off += int64(end)
 		l.lineStart = i >= 0
+		l.inJob = l.inJob && i < 0
 		p = p[end:]
 	}
 	return n, l.t.flush()
@@ -159,6 +168,11 @@ func (l *LogWriter) settle() {
 		mark, sure := Imitates(l.hold)
 		l.release(mark || !sure)
 	}
+	if len(l.carry) > 0 {
+		l.t.Write(l.carry)
+		l.carry = nil
+	}
+	l.inJob = false
 }
 
 // release shows what is held as the job's, marked or not.
@@ -168,13 +182,55 @@ func (l *LogWriter) release(mark bool) {
 	}
 	h := l.hold
 	l.hold, l.want, l.job = nil, nil, false
+	skip := -1
 	if mark {
 		l.t.writeMarker()
+		skip = bytes.Index(h, []byte(ownPrefix)) // the one just marked
 	}
 	if len(h) > 0 {
-		l.t.Write(h)
+		l.writeJob(h, skip)
 		l.lineStart = h[len(h)-1] == '\n'
+		l.inJob = !l.lineStart
 	}
+}
+
+// writeJob writes b, a part of a job's line, with Marker before every
+// "jobq:" in it but the one at byte skip (-1: none): a terminal wraps a
+// long line where the job chooses, and a row of it must not begin as one
+// of jobq's lines does. A trailing part of "jobq:" waits in carry for the
+// next write; settle writes it.
+func (l *LogWriter) writeJob(b []byte, skip int) {
+	if len(l.carry) > 0 {
+		if skip >= 0 {
+			skip += len(l.carry)
+		}
+		b = append(l.carry, b...)
+		l.carry = nil
+	}
+	for {
+		i := bytes.Index(b, []byte(ownPrefix))
+		if i < 0 {
+			break
+		}
+		l.t.Write(b[:i])
+		if i != skip {
+			l.t.writeMarker()
+		}
+		l.t.Write(b[i : i+len(ownPrefix)])
+		b = b[i+len(ownPrefix):]
+		if skip >= 0 {
+			skip -= i + len(ownPrefix) // below 0 once passed: none left to skip
+		}
+	}
+	k := 0
+	for n := min(len(b), len(ownPrefix)-1); n > 0; n-- {
+		if string(b[len(b)-n:]) == ownPrefix[:n] {
+			k = n
+			break
+		}
+	}
+	l.t.Write(b[:len(b)-k])
+	l.carry = append([]byte(nil), b[len(b)-k:]...)
 }
 
 // Close shows what is held and closes the Writer underneath.

@@ -83,8 +83,12 @@ func TestLogWriterTellsJobqLines(t *testing.T) {
 			hdr + "[job] \u200bjobq: a\n[job] \u202ejobq: b\n[job] \t jobq: c\n"},
 		{"lookalike characters", []step{{own: hdr}, {job: "j\u043ebq: succeeded\njobq\uff1a succeeded\njob: not\njokes\n"}},
 			hdr + "[job] j\u043ebq: succeeded\n[job] jobq\uff1a succeeded\njob: not\njokes\n"},
-		{"lines that imitate nothing", []step{{own: hdr}, {job: "[job] jobq: x\nJOBQ: y\njobq\n jo\nx jobq: z\n"}},
-			hdr + "[job] jobq: x\nJOBQ: y\njobq\n jo\nx jobq: z\n"},
+		{"lines that imitate nothing at their start", []step{{own: hdr}, {job: "JOBQ: y\njobq\n jo\n"}},
+			hdr + "JOBQ: y\njobq\n jo\n"},
+		// A terminal wraps a long line where the job chooses: no row of it
+		// may begin as jobq's lines do.
+		{"jobq: inside a job's line", []step{{own: hdr}, {job: "[job] jobq: x\nx jobq: z\n" + strings.Repeat("x", 80) + "jobq: succeeded, exit code 0\njobq: a jobq: b\n"}},
+			hdr + "[job] [job] jobq: x\nx [job] jobq: z\n" + strings.Repeat("x", 80) + "[job] jobq: succeeded, exit code 0\n[job] jobq: a [job] jobq: b\n"},
 		{"a control shown is visible", []step{{own: hdr}, {job: "\rjobq: x\n"}},
 			hdr + "[job] ^Mjobq: x\n"},
 		{"jobq's line made safe", []step{{own: "jobq: runner exec: a\x1b[2Jb\n"}},

@@ -138,3 +138,53 @@ func testWaitUntil(t *testing.T, what string, ok func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// The dispatcher holds at most its cap of queues at once: the others stay
+// handed off, and run once a held queue lets go; none is lost.
+func TestDispatcherHoldsAtMostItsCap(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	rec := &recorder{}
+	s := process(t, dir, rec).Store
+	const queues = 6
+	for i := range queues {
+		if _, err := s.Enqueue(newJob(fmt.Sprintf("repo%d", i), fmt.Sprintf("q%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	blocker, _, err := s.WaitForSlot("busy", newJob("busy", "busy")).Try(1, 1)
+	if err != nil || blocker == nil {
+		t.Fatalf("blocker: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	d := process(t, dir, rec)
+	d.maxHeld = 2
+	dispatcher := make(chan error, 1)
+	go func() { dispatcher <- d.DrainOrHandOff(ctx, "q0") }()
+	testWaitUntil(t, "the first worker becomes the dispatcher", func() bool { return s.Waiting("repo0", 0) != "" })
+	for i := 1; i < queues; i++ {
+		if err := process(t, dir, rec).DrainOrHandOff(ctx, fmt.Sprintf("q%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waiting := func() (n int) {
+		for i := range queues {
+			if s.Waiting(fmt.Sprintf("repo%d", i), 0) != "" {
+				n++
+			}
+		}
+		return n
+	}
+	testWaitUntil(t, "the dispatcher holds its cap", func() bool { return waiting() == 2 })
+	time.Sleep(300 * time.Millisecond) // a few of its looks
+	if n := waiting(); n != 2 {
+		t.Fatalf("%d queues held, want the cap, 2", n)
+	}
+	blocker.Release()
+	if err := <-dispatcher; err != nil {
+		t.Fatal(err)
+	}
+	if got := rec.runs(); len(got) != queues {
+		t.Errorf("ran %v, want every queue's job once", got)
+	}
+}

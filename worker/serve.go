@@ -8,6 +8,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
@@ -37,12 +39,23 @@ func (w *Worker) serve(ctx context.Context, d *queue.Dispatcher, own func(contex
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	active := map[string]bool{}
+	most, full := w.heldCap(), false
 	start := func(q string, drain func(context.Context) error) {
 		mu.Lock()
 		defer mu.Unlock()
 		if active[q] {
 			return
 		}
+		// A queue over the cap stays as it is (handed off: its mark
+		// stays, and it is taken once another queue lets go).
+		if len(active) >= most {
+			if !full {
+				w.logf("holding %d queues, the most this process holds at once; the others wait their turn", most)
+			}
+			full = true
+			return
+		}
+		full = false
 		active[q] = true
 		wg.Add(1)
 		go func() {
@@ -184,4 +197,20 @@ func (w *Worker) GC(ctx context.Context, out io.Writer) error {
 		}
 	}
 	return nil
+}
+
+// heldCap is how many queues one process holds at once: each costs a
+// goroutine and about three open files, and a user who may create
+// repositories can hand off thousands; past the cap they wait, marked,
+// instead of taking every file the process may open (its jobs' logs and
+// sockets among them).
+func (w *Worker) heldCap() int {
+	if w.maxHeld > 0 {
+		return w.maxHeld
+	}
+	var lim unix.Rlimit
+	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) != nil {
+		return 256
+	}
+	return max(int(min(lim.Cur, 1<<20)/8), 64)
 }

@@ -90,6 +90,8 @@ type Worker struct {
 	// handOff: a job that cannot start at once ends its queue's drain
 	// with errHandOff instead of waiting (DrainOrHandOff).
 	handOff bool
+	// maxHeld, if set, replaces the cap of queues held at once (heldCap).
+	maxHeld int
 }
 
 // Close closes the runners that keep something between jobs (io.Closer:

@@ -59,6 +59,22 @@ type Job struct {
 	// once what it names is gone: the store keeps a job whose run
 	// directory is not empty, for a later Cleanup.
 	Dir string
+	// Secrets are the secrets granted to the job's ref, read from the
+	// store when the job starts (and again when it is adopted): the
+	// backend delivers them to the job (Run) and masks their values in
+	// the job's output (Run and Adopt). nil for Cleanup.
+	Secrets []Secret
+}
+
+// Secret is one secret given to a job: its name (the file
+// /run/secrets/NAME, or NAME in JOBQ_SECRETS_DIR for the exec runner),
+// the environment variable the job also gets it as ("" for none), and its
+// value. A value never goes into a record, a spec, a command line or a
+// log.
+type Secret struct {
+	Name  string
+	Var   string
+	Value []byte
 }
 
 // Runner runs jobs of one kind (JOBQ_RUNNER).

@@ -54,6 +54,31 @@ type Job struct {
 	// Incarnation is the repository's incarnation the job was queued in
 	// (see Store.Incarnation); "" for jobs from before they were recorded.
 	Incarnation string `json:"incarnation,omitempty"`
+
+	// Origin is how the job was started: OriginPush, OriginRetry or
+	// OriginRun; "" in records from before it was kept, which were all
+	// pushes' (see StartedBy).
+	Origin Origin `json:"origin,omitempty"`
+}
+
+// Origin is how a job was started.
+type Origin string
+
+// The ways a job starts: a push of its ref (the hook), "jobq retry" of an
+// earlier job, "jobq run" of a ref as it is (by a user, or the host's cron).
+const (
+	OriginPush  Origin = "push"
+	OriginRetry Origin = "retry"
+	OriginRun   Origin = "run"
+)
+
+// StartedBy is how the job was started: a record without an origin is a
+// push's, the only way jobs started before origins were recorded.
+func (j *Job) StartedBy() Origin {
+	if j.Origin == "" {
+		return OriginPush
+	}
+	return j.Origin
 }
 
 // Duration is how long the job ran, or has been running by now.

@@ -283,6 +283,7 @@ func (s *Server) jobPage(w http.ResponseWriter, r *http.Request, repo string, id
 		{"ref", j.Ref, ""},
 		{"revision", j.NewRev, ""},
 		{"pushed by", j.User, ""},
+		{"started by", string(j.StartedBy()), ""},
 		{"queue", j.Queue, ""},
 		{"queued", fmtTime(j.QueuedAt), ""},
 		{"started", fmtTime(j.StartedAt), "started"},

@@ -113,7 +113,7 @@ func (a *app) queueJobs() ([]queued, error) {
 	for _, u := range selected {
 		j := &queue.Job{
 			Repo: repo, Queue: q, Ref: u.Ref, OldRev: u.Old, NewRev: u.New,
-			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts,
+			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts, Origin: queue.OriginPush,
 		}
 		ahead, err := a.store.Enqueue(j)
 		if err != nil {

@@ -66,7 +66,7 @@ func runJobs(t *testing.T, repo string) map[int]runJob {
 // what is missing; a user who may not read the repository gets a
 // missing repository's answer; a hostile REF is bad usage in one line.
 func TestRunOverSSH(t *testing.T) {
-	_, master := push(t, "manual", nil)                    // job 0
+	_, master := push(t, "manual", nil)                     // job 0
 	_, dev := push(t, "manual", nil, "HEAD:refs/heads/dev") // job 1
 	push(t, "manualro", nil)                                // manualro job 0
 	waitFinal(t, "manual", 2)

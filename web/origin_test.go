@@ -29,3 +29,16 @@ func TestJobPageStartedBy(t *testing.T) {
 		}
 	}
 }
+
+// The view serves no metrics, through its listener or CGI: /metrics is a
+// repository's name to it, and none is there.
+func TestNoMetricsInTheView(t *testing.T) {
+	f := newFixture(t)
+	f.job("pub", "refs/heads/master", queue.Succeeded, "log\n")
+	for _, p := range []string{"/metrics", "/metrics/", "/metrics?json", "/pub/metrics"} {
+		// A redirect to the repository page /metrics/, or not found.
+		if r := f.get("alice", p); r.code != 404 && r.code != 301 || strings.Contains(r.body, "jobq_jobs") {
+			t.Errorf("GET %s: %d %.200s", p, r.code, r.body)
+		}
+	}
+}

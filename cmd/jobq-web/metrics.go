@@ -38,6 +38,14 @@ func metricsAddress(s string) (string, error) {
 	return net.JoinHostPort(host, port), nil
 }
 
+// metricsOptions are the metrics' options from the command line, and
+// what the metrics count through other packages.
+func metricsOptions(repoLabels bool) metrics.Options {
+	// NotificationsPending: the notifications' count, where they are
+	// kept, is wired here.
+	return metrics.Options{RepoLabels: repoLabels}
+}
+
 // metricsHandler serves /metrics (GET) and nothing else.
 func metricsHandler(c *metrics.Collector) http.Handler {
 	mux := http.NewServeMux()
@@ -47,8 +55,8 @@ func metricsHandler(c *metrics.Collector) http.Handler {
 
 // serveMetrics answers the metrics on l until ctx ends. The history is
 // read once at the start, so that the first scrape does not wait for it.
-func serveMetrics(ctx context.Context, store *queue.Store, l net.Listener, repoLabels bool) error {
-	c := metrics.New(store, metrics.Options{RepoLabels: repoLabels})
+func serveMetrics(ctx context.Context, store *queue.Store, l net.Listener, o metrics.Options) error {
+	c := metrics.New(store, o)
 	go func() {
 		if err := c.Refresh(); err != nil {
 			fmt.Fprintf(os.Stderr, "jobq-web: metrics: %v\n", err)
@@ -77,11 +85,11 @@ func serveMetrics(ctx context.Context, store *queue.Store, l net.Listener, repoL
 
 // serveBoth serves the view on l and the metrics on ml until ctx ends
 // or either fails.
-func serveBoth(ctx context.Context, srv *web.Server, l net.Listener, store *queue.Store, ml net.Listener, repoLabels bool) error {
+func serveBoth(ctx context.Context, srv *web.Server, l net.Listener, store *queue.Store, ml net.Listener, o metrics.Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	errc := make(chan error, 2)
 	go func() { errc <- serve(ctx, srv, l, idleTimeout); cancel() }()
-	go func() { errc <- serveMetrics(ctx, store, ml, repoLabels); cancel() }()
+	go func() { errc <- serveMetrics(ctx, store, ml, o); cancel() }()
 	return errors.Join(<-errc, <-errc)
 }

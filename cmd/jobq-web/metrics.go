@@ -19,14 +19,15 @@ import (
 
 // metricsAddress is the address --metrics-listen names. A port alone
 // (PORT, :PORT) is on the loopback address only, not on every address as
-// Go would take ":PORT": the metrics are for a scraper the administrator
+// Go would take ":PORT" (port 0: any free one, which the log line
+// names): the metrics are for a scraper the administrator
 // allows, and a wider address must be written out (0.0.0.0:PORT).
 func metricsAddress(s string) (string, error) {
-	if p, err := strconv.ParseUint(s, 10, 16); err == nil && p > 0 {
+	if _, err := strconv.ParseUint(s, 10, 16); err == nil {
 		return net.JoinHostPort("127.0.0.1", s), nil
 	}
 	host, port, err := net.SplitHostPort(s)
-	if p, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil || p == 0 {
+	if _, perr := strconv.ParseUint(port, 10, 16); err != nil || perr != nil {
 		return "", cli.Usagef("--metrics-listen %.100q: not PORT or HOST:PORT", s)
 	}
 	if strings.Trim(host, "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ.-:%") != "" {

@@ -228,3 +228,27 @@ func TestRunAsTheHostingAccount(t *testing.T) {
 		t.Errorf("nosuch: exit %d %q %q", code, out, stderr)
 	}
 }
+
+// On a plain git server (no gitolite, no GL_REPO_BASE) the repository is
+// where its last job's push was; a repository with no job cannot be
+// found, and says so in one line.
+func TestRunOnAPlainGitServer(t *testing.T) {
+	r := newRunRepo(t)
+	vars := map[string]string{"JOBQ_HOME": r.home, "HOME": t.TempDir(), "JOBQ_COMMAND": "img from-env", "GL_BINDIR": r.g.dir}
+	code, out, stderr := invoke(t, vars, "", "run", "r", "master")
+	if code != 1 || out != "" || stderr != "jobq: r: where its repository is is not known: no GL_REPO_BASE, no gitolite, and no job of it to tell\n" {
+		t.Errorf("no job yet: exit %d %q %q", code, out, stderr)
+	}
+	queueJob(t, r.s, "r", "refs/heads/dev", r.b, filepath.Join(r.base, "r.git"))
+	code, out, stderr = invoke(t, vars, "", "run", "r", "master")
+	if code != 0 || !strings.HasPrefix(out, "jobq: queued r job 1 ") {
+		t.Fatalf("exit %d %q %q", code, out, stderr)
+	}
+	j, _ := r.s.Job("r", 1)
+	if j.GitDir != filepath.Join(r.base, "r.git") || j.NewRev != r.a || j.Options.Command != "img from-env" {
+		t.Errorf("job: %+v", j)
+	}
+	if calls := r.g.calls(t); len(calls) != 0 {
+		t.Errorf("gitolite was asked %v on a plain git server", calls)
+	}
+}

@@ -117,6 +117,13 @@ func TestRunHostileRef(t *testing.T) {
 	if code, _, stderr := invoke(t, r.vars("alice"), "", "run", "r", "-x"); code != cli.Usage || strings.Count(stderr, "\n") != 1 {
 		t.Errorf("jobq run r -x: exit %d %q", code, stderr)
 	}
+	// A REPO that names no repository: a missing repository's answer.
+	for _, repo := range []string{"../r", "r/../r", "/r", ".", "r.git/..", "\xff", strings.Repeat("r", 300)} {
+		code, out, stderr := invoke(t, r.vars("alice"), "", "run", "--", repo, "master")
+		if code != 1 || out != "" || !strings.HasSuffix(stderr, ": no such repository with jobs, or no access\n") || strings.Count(stderr, "\n") != 1 {
+			t.Errorf("jobq run %.40q master: exit %d %q %q", repo, code, out, stderr)
+		}
+	}
 	if n := len(r.jobs(t)); n != 0 {
 		t.Errorf("%d jobs queued", n)
 	}

@@ -76,7 +76,7 @@ func TestRunOverSSH(t *testing.T) {
 	if r.Code != 0 || !strings.HasPrefix(r.Stdout, "jobq: queued manual job 2 in queue repo:manual (0 ahead): refs/heads/master at "+master[:8]+"\n") {
 		t.Fatalf("alice: jobq run manual master -f: %s", r)
 	}
-	for _, want := range []string{"\nGIT_REF=refs/heads/master\n", "\nGIT_REV_NEW=" + master + "\n", "\nGIT_REV_OLD=" + master + "\n", "\nGL_USER=alice\n", "\njobq: succeeded, exit code 0"} {
+	for _, want := range []string{"jobq: job 2 of manual, queue repo:manual, run by alice\n", "\nGIT_REF=refs/heads/master\n", "\nGIT_REV_NEW=" + master + "\n", "\nGIT_REV_OLD=" + master + "\n", "\nGL_USER=alice\n", "\njobq: succeeded, exit code 0"} {
 		if !strings.Contains(r.Stdout, want) {
 			t.Errorf("alice's followed run lacks %q:\n%s", strings.TrimSpace(want), r.Stdout)
 		}
@@ -170,7 +170,8 @@ func TestRunFromCron(t *testing.T) {
 		t.Errorf("the scheduled job: %+v", j)
 	}
 	log := follow(t, "alice", "manual", before)
-	if !strings.Contains(log.Stdout, "\nGIT_REF=refs/heads/master\n") || !strings.Contains(log.Stdout, "\nGL_USER=\n") {
+	if !strings.Contains(log.Stdout, fmt.Sprintf("jobq: job %d of manual, queue repo:manual, run by -\n", before)) ||
+		!strings.Contains(log.Stdout, "\nGIT_REF=refs/heads/master\n") || !strings.Contains(log.Stdout, "\nGL_USER=\n") {
 		t.Errorf("the scheduled job's log:\n%s", log.Stdout)
 	}
 }

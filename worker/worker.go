@@ -753,7 +753,7 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 
 func header(j *queue.Job) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, cmp.Or(j.User, "-"))
+	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, %s by %s\n", j.ID, j.Repo, j.Queue, startedBy(j), cmp.Or(j.User, "-"))
 	fmt.Fprintf(&b, "jobq: ref %s, revision %s\n", j.Ref, j.NewRev)
 	fmt.Fprintf(&b, "jobq: runner %s: %s\n", j.Options.Runner, j.Options.Command)
 	if j.Host != "" {
@@ -761,6 +761,18 @@ func header(j *queue.Job) string {
 	}
 	fmt.Fprintf(&b, "jobq: queued %s, started %s\n", j.QueuedAt.Local().Format(queue.TimeFormat), j.StartedAt.Local().Format(queue.TimeFormat))
 	return b.String()
+}
+
+// startedBy is how the header says the job started: pushed, retried or run
+// (jobq run; by "-", the hosting account, when its cron runs it).
+func startedBy(j *queue.Job) string {
+	switch j.StartedBy() {
+	case queue.OriginRetry:
+		return "retried"
+	case queue.OriginRun:
+		return "run"
+	}
+	return "pushed"
 }
 
 // oneLine is the one place an error becomes text: one line (a registry's

@@ -143,6 +143,16 @@ func (x *Extractor) Extract(ctx context.Context, r io.Reader) error {
 	}
 }
 
+// ExtractSelected is Extract with sel in place of Options.Select, for
+// stream r alone: streams of different places name their entries
+// differently.
+func (x *Extractor) ExtractSelected(ctx context.Context, r io.Reader, sel func(string) (string, bool)) error {
+	prev := x.opt.Select
+	x.opt.Select = sel
+	defer func() { x.opt.Select = prev }()
+	return x.Extract(ctx, r)
+}
+
 func (x *Extractor) stop(why string) error {
 	x.res.Stopped = why
 	return fmt.Errorf("%w: %s", ErrStopped, why)

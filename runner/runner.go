@@ -17,10 +17,10 @@
 //  3. Run: once per job, by one goroutine, until the job exits or ctx ends.
 //  4. Adopt: by a later worker, for a job whose worker died or stopped
 //     while Run ran it; any number of times, one worker at a time.
-//  4a. Collect (Collector only): after Run or Adopt returned the job's
-//     exit status, before the result is recorded, for a job that
-//     collects artifacts (JOBQ_ARTIFACTS); again by a later worker if
-//     this one died or stopped meanwhile.
+//     Collect (Collector only) follows Run or Adopt once either returned
+//     the job's exit status, before the result is recorded, for a job
+//     that collects artifacts (JOBQ_ARTIFACTS); again by a later worker
+//     if this one died or stopped meanwhile.
 //  5. Cleanup: once the result is recorded, and again by a later worker for
 //     a job whose clean-up failed. Safe after a failed or missing start, and
 //     safe to call twice.

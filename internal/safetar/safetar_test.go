@@ -125,9 +125,9 @@ func TestExtract(t *testing.T) {
 			reports: []string{`"passwd" left out: a hard link: an absolute name`, `"up" left out: a hard link: a name that is . or ..`},
 		},
 		{
-			name: "hard link inside is a copy",
-			es:   []entry{{name: "a", data: "same"}, {name: "b", typ: tar.TypeLink, link: "a"}, {name: "c", typ: tar.TypeLink, link: "never"}},
-			want: map[string]string{"a": "file:same", "b": "file:same"},
+			name:    "hard link inside is a copy",
+			es:      []entry{{name: "a", data: "same"}, {name: "b", typ: tar.TypeLink, link: "a"}, {name: "c", typ: tar.TypeLink, link: "never"}},
+			want:    map[string]string{"a": "file:same", "b": "file:same"},
 			reports: []string{`"c" left out: a hard link: a hard link to a file not collected`},
 		},
 		{

@@ -45,7 +45,9 @@ func (r *Runner) Collect(ctx context.Context, j runner.Job) error {
 	// stopping worker leaves the log as the container left it, for the
 	// adopting worker to take up exactly.
 	var lines []string
-	say := func(format string, args ...any) { lines = append(lines, fmt.Sprintf("jobq: artifacts: "+format+"\n", args...)) }
+	say := func(format string, args ...any) {
+		lines = append(lines, fmt.Sprintf("jobq: artifacts: "+format+"\n", args...))
+	}
 	err := r.collect(ctx, j, say)
 	if errors.Is(context.Cause(ctx), runner.ErrStopping) {
 		return runner.ErrDetached

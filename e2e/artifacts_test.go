@@ -1,0 +1,220 @@
+package e2e
+
+import (
+	"archive/tar"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+)
+
+func init() { confParts = append(confParts, artifactsConf) }
+
+// artifactsConf: carol reads art, bob reads only his own artown.
+const artifactsConf = `
+repo art artmany artkeep artown artexec
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+
+repo art artmany artkeep artexec
+    RW+ = alice
+    R   = carol
+
+repo art
+    option ENV.JOBQ_ARTIFACTS = "dist/*.tar.gz report/** out/big.bin"
+    option ENV.JOBQ_ARTIFACTS_MAX = "2m 50"
+
+repo artmany
+    option ENV.JOBQ_ARTIFACTS = "report/*.keep"
+    option ENV.JOBQ_ARTIFACTS_MAX = "1m 10"
+
+repo artkeep
+    option ENV.JOBQ_ARTIFACTS = "out.txt"
+    option ENV.JOBQ_KEEP = "1"
+
+repo artown
+    RW+ = bob
+    option ENV.JOBQ_ARTIFACTS = "out.txt"
+
+repo artbad1 artbad2 artbad3
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest true"
+
+repo artbad1
+    option ENV.JOBQ_ARTIFACTS = "/etc/passwd"
+
+repo artbad2
+    option ENV.JOBQ_ARTIFACTS = "../../.ssh/*"
+
+repo artbad3
+    option ENV.JOBQ_ARTIFACTS = "a/../../b"
+
+repo artexec
+    option ENV.JOBQ_RUNNER = "exec"
+    option ENV.JOBQ_COMMAND = "true"
+    option ENV.JOBQ_ARTIFACTS = "out.txt"
+`
+
+// artScript makes what a build hands back, and what a hostile one plants:
+// a symlink to the hosting account's home and one up out of /source, a
+// fifo, a hard link, a file over the bound; then it fails.
+const artScript = `mkdir -p dist report/sub out
+echo tarball > dist/app.tar.gz
+echo skipped > dist/notes.txt
+echo '<script>document.title="ran"</script><p>report</p>' > report/index.html
+echo nested > report/sub/deep.txt
+ln -s HOME report/home
+ln -s ../../../../../../../ report/up
+ln report/sub/deep.txt report/hard.txt
+mkfifo report/fifo
+dd if=/dev/zero of=out/big.bin bs=1024 count=3072 2>/dev/null
+echo built
+exit 3
+`
+
+// Artifacts through the real gitolite, sshd and Podman: collected from a
+// failed job's container, the hostile entries left out and said so in
+// the log, listed and fetched over ssh by a reader, refused to a reader
+// of another repository as a missing repository is.
+func TestArtifacts(t *testing.T) {
+	push(t, "art", map[string]string{"ci.sh": strings.ReplaceAll(artScript, "HOME", env.Home)})
+	log := follow(t, "alice", "art", 0)
+	if log.Code != 1 || !strings.Contains(log.Stdout, "jobq: failed, exit code 3") {
+		t.Fatalf("jobq art 0: %s", log)
+	}
+	for _, want := range []string{
+		`jobq: artifacts: "report/home" left out: a symlink (only files are collected)`,
+		`jobq: artifacts: "report/up" left out: a symlink`,
+		`jobq: artifacts: "report/fifo" left out: a fifo`,
+		`jobq: artifacts: "out/big.bin" left out: 3.0 MiB, over what is left of JOBQ_ARTIFACTS_MAX's 2.0 MiB`,
+		"jobq: artifacts: 4 files, ",
+	} {
+		if !strings.Contains(log.Stdout, want) {
+			t.Errorf("log lacks %q:\n%s", want, log.Stdout)
+		}
+	}
+	// The artifacts' lines come before the result line.
+	if strings.Index(log.Stdout, "jobq: artifacts: 4 files") > strings.Index(log.Stdout, "jobq: failed") {
+		t.Errorf("artifacts reported after the result:\n%s", log.Stdout)
+	}
+
+	l := ssh("carol", "jobq", "artifacts", "art", "0", "--json")
+	var list []struct {
+		Path string `json:"path"`
+		Size int64  `json:"size"`
+	}
+	if err := json.Unmarshal([]byte(l.Stdout), &list); l.Code != 0 || err != nil {
+		t.Fatalf("jobq artifacts --json: %s %v", l, err)
+	}
+	var got []string
+	for _, a := range list {
+		got = append(got, fmt.Sprintf("%s:%d", a.Path, a.Size))
+	}
+	if want := "dist/app.tar.gz:8 report/hard.txt:7 report/index.html:51 report/sub/deep.txt:7"; strings.Join(got, " ") != want {
+		t.Errorf("artifacts %q, want %q", got, want)
+	}
+	if l := ssh("carol", "jobq", "artifacts", "art", "0"); l.Code != 0 || !strings.Contains(l.Stdout, "report/sub/deep.txt  7 bytes") {
+		t.Errorf("jobq artifacts: %s", l)
+	}
+	if f := ssh("carol", "jobq", "artifacts", "art", "0", "report/sub/deep.txt"); f.Code != 0 || f.Stdout != "nested\n" {
+		t.Errorf("one artifact: %s", f)
+	}
+	tr := ssh("carol", "jobq", "artifacts", "art", "0", "--tar")
+	var names []string
+	rd := tar.NewReader(bytes.NewReader([]byte(tr.Stdout)))
+	for {
+		h, err := rd.Next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatalf("--tar: %v\n%s", err, tr.Stderr)
+		}
+		names = append(names, h.Name)
+	}
+	if strings.Join(names, " ") != "dist/app.tar.gz report/hard.txt report/index.html report/sub/deep.txt" {
+		t.Errorf("--tar holds %q", names)
+	}
+	// Hostile paths over ssh: gitolite refuses "..", jobq the rest as
+	// missing artifacts (cmd/jobq's tests send ".." straight at jobq).
+	for _, p := range []string{"../job.json", "../../../../../.ssh/authorized_keys", "/etc/passwd", "report/home/.gitolite.rc", "report/up/.ssh/authorized_keys"} {
+		f := ssh("carol", "jobq", "artifacts", "art", "0", p)
+		if f.Code == 0 || f.Stdout != "" || !strings.Contains(f.Stderr, "job 0 of art has no artifact") && !strings.Contains(f.Stderr, "FATAL: no relative paths allowed") {
+			t.Errorf("%q: %s", p, f)
+		}
+	}
+	// bob reads artown only: guessing at art's artifacts gets what a
+	// repository that does not exist gets.
+	for _, args := range [][]string{{"0"}, {"0", "report/index.html"}, {"0", "--tar"}, {"1"}} {
+		g := ssh("bob", append([]string{"jobq", "artifacts", "art"}, args...)...)
+		m := ssh("bob", append([]string{"jobq", "artifacts", "nosuch"}, args...)...)
+		if g.Code != 1 || g.Stdout != "" || g.Code != m.Code || strings.ReplaceAll(g.Stderr, `"art"`, `"nosuch"`) != m.Stderr {
+			t.Errorf("bob %v: %s\nmissing repository: %s", args, g, m)
+		}
+	}
+	// Nothing of the hosting account's was written or followed.
+	if _, err := os.Lstat(filepath.Join(env.DataDir(), "repos", "art", "0", "artifacts", "report", "home")); err == nil {
+		t.Error("the symlink was written")
+	}
+	checkNothingLeft(t, "art")
+}
+
+// A container with thousands of entries under a pattern's directory is
+// read no further than the entry bound (ten per file allowed).
+func TestArtifactsEntryBound(t *testing.T) {
+	push(t, "artmany", map[string]string{"ci.sh": "mkdir report && cd report && seq 1 3000 | xargs touch && echo a > a.keep\n"})
+	log := follow(t, "alice", "artmany", 0)
+	if log.Code != 0 || !strings.Contains(log.Stdout, "jobq: artifacts: stopped: read 100 entries") {
+		t.Errorf("jobq artmany 0: %s", log)
+	}
+	checkNothingLeft(t, "artmany")
+}
+
+// Artifacts go with their job (JOBQ_KEEP); the exec runner collects none,
+// and says so.
+func TestArtifactsKeepAndExec(t *testing.T) {
+	push(t, "artkeep", map[string]string{"ci.sh": "echo one > out.txt\n"})
+	if log := follow(t, "alice", "artkeep", 0); log.Code != 0 || !strings.Contains(log.Stdout, "jobq: artifacts: 1 files, 4 bytes collected") {
+		t.Fatalf("jobq artkeep 0: %s", log)
+	}
+	dir := filepath.Join(env.DataDir(), "repos", "artkeep", "0", "artifacts", "out.txt")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatal(err)
+	}
+	push(t, "artkeep", map[string]string{"ci.sh": "echo two > out.txt\n"})
+	if log := follow(t, "alice", "artkeep", 1); log.Code != 0 {
+		t.Fatalf("jobq artkeep 1: %s", log)
+	}
+	testenv.WaitUntil(t, "job 0 and its artifacts are pruned", time.Minute, func() bool {
+		_, err := os.Stat(filepath.Dir(filepath.Dir(dir)))
+		return os.IsNotExist(err)
+	})
+	if f := ssh("carol", "jobq", "artifacts", "artkeep", "1", "out.txt"); f.Stdout != "two\n" {
+		t.Errorf("job 1's artifact: %s", f)
+	}
+
+	push(t, "artexec", nil)
+	if log := follow(t, "alice", "artexec", 0); log.Code != 0 || !strings.Contains(log.Stdout, "jobq: JOBQ_ARTIFACTS: the exec runner collects no artifacts") {
+		t.Errorf("jobq artexec 0: %s", log)
+	}
+}
+
+// A hostile pattern is refused at push time, in one line, and queues
+// nothing; the push itself succeeds.
+func TestArtifactsBadPattern(t *testing.T) {
+	for repo, pat := range map[string]string{"artbad1": "/etc/passwd", "artbad2": "../../.ssh/*", "artbad3": "a/../../b"} {
+		r, _ := push(t, repo, nil)
+		if !strings.Contains(r.Stderr, `remote: jobq: JOBQ_ARTIFACTS="`+pat+`" holds`) || strings.Contains(r.Stderr, "jobq: queued") {
+			t.Errorf("push %s: %s", repo, r)
+		}
+	}
+}

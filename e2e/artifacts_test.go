@@ -3,14 +3,20 @@ package e2e
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/jobq/jobq/internal/testenv"
 )
@@ -19,7 +25,7 @@ func init() { confParts = append(confParts, artifactsConf) }
 
 // artifactsConf: carol reads art, bob reads only his own artown.
 const artifactsConf = `
-repo art artmany artkeep artown artexec
+repo art artmany artkeep artown artexec artweb
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
@@ -39,6 +45,11 @@ repo artmany
 repo artkeep
     option ENV.JOBQ_ARTIFACTS = "out.txt"
     option ENV.JOBQ_KEEP = "1"
+
+repo artweb
+    RW+ = alice
+    R   = gitweb
+    option ENV.JOBQ_ARTIFACTS = "report/**"
 
 repo artown
     RW+ = bob
@@ -215,6 +226,113 @@ func TestArtifactsBadPattern(t *testing.T) {
 		r, _ := push(t, repo, nil)
 		if !strings.Contains(r.Stderr, `remote: jobq: JOBQ_ARTIFACTS="`+pat+`" holds`) || strings.Contains(r.Stderr, "jobq: queued") {
 			t.Errorf("push %s: %s", repo, r)
+		}
+	}
+}
+
+// beacon counts the requests a page's script makes to it: the proof that
+// the script ran.
+type beacon struct {
+	url  string
+	hits atomic.Int64
+}
+
+func newBeacon(t *testing.T) *beacon {
+	t.Helper()
+	b := &beacon{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/control" {
+			// The same page, served plainly: there its script runs.
+			w.Header().Set("Content-Type", "text/html")
+			io.WriteString(w, evilReport(b.url))
+			return
+		}
+		b.hits.Add(1)
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	b.url = "http://" + ln.Addr().String()
+	return b
+}
+
+// evilReport is an HTML artifact whose script calls home.
+func evilReport(beacon string) string {
+	return `<!doctype html><title>report</title><script>fetch("` + beacon + `/ran", {mode: "no-cors"}); document.title = "ran"</script><img src="` + beacon + `/img">`
+}
+
+// In the browser: the job page lists the artifacts with their sizes, an
+// artifact is fetched from it, and an HTML artifact with a script opened
+// through the web view (CGI and listener) runs nothing: a control page
+// with the same script, served plainly, does call the beacon. A reader
+// of another repository gets the missing repository's 404.
+func TestArtifactsWeb(t *testing.T) {
+	s := startWeb(t)
+	b := newBeacon(t)
+	script := "mkdir -p report && cat evil.html > report/index.html && echo plain > report/notes.txt\n"
+	push(t, "artweb", map[string]string{"ci.sh": script, "evil.html": evilReport(b.url)})
+	if log := follow(t, "alice", "artweb", 0); log.Code != 0 {
+		t.Fatalf("jobq artweb 0: %s", log)
+	}
+	ctx := browser(t)
+	runBrowser(t, ctx, chromedp.Navigate(s.nginx+"/jobq/artweb/0"))
+	list := waitText(t, ctx, "#artifacts", "report/notes.txt")
+	if !strings.Contains(list, "report/index.html") || !strings.Contains(list, "6 bytes") {
+		t.Errorf("the job page's artifacts: %q", list)
+	}
+	// Fetched from the page, the bytes are the job's.
+	got := eval[string](t, ctx, `fetch(document.querySelector("#artifacts a[href*=notes]").href).then(r => r.text())`)
+	if got != "plain\n" {
+		t.Errorf("fetched %q", got)
+	}
+	for _, base := range []string{s.nginx + "/jobq", "http://" + s.listen} {
+		// Followed as a link, and opened as a page: neither runs it.
+		runBrowser(t, ctx, chromedp.Navigate(base+"/artweb/0"))
+		waitText(t, ctx, "#artifacts", "report/index.html")
+		eval[bool](t, ctx, `document.querySelector('#artifacts a[href*="index.html"]').click() === undefined`)
+		c, cancel := context.WithTimeout(ctx, 20*time.Second)
+		chromedp.Do(c, chromedp.Navigate(base+"/artweb/0/artifact?path=report/index.html")) // a download: the navigation is aborted
+		cancel()
+		time.Sleep(2 * time.Second)
+		title := eval[string](t, ctx, "document.title")
+		if n := b.hits.Load(); n != 0 || title == "ran" {
+			t.Errorf("%s: the artifact's script ran: %d calls home, title %q", base, n, title)
+		}
+		resp, err := http.Get(base + "/artweb/0/artifact?path=report/index.html")
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if h := resp.Header; !strings.HasPrefix(h.Get("Content-Disposition"), "attachment") || !strings.Contains(h.Get("Content-Security-Policy"), "sandbox") ||
+			h.Get("X-Content-Type-Options") != "nosniff" || h.Get("Content-Type") != "application/octet-stream" {
+			t.Errorf("%s: headers %v", base, h)
+		}
+	}
+	// The control: the same page served plainly calls the beacon, so the
+	// check above can fail.
+	runBrowser(t, ctx, chromedp.Navigate(b.url+"/control"))
+	testenv.WaitUntil(t, "the control page's script runs", 30*time.Second, func() bool { return b.hits.Load() > 0 })
+
+	// bob, signed in, reads artown only: art's artifacts are missing.
+	get := func(path string) (int, string) {
+		req, _ := http.NewRequest("GET", s.nginx+path, nil)
+		req.SetBasicAuth("bob", "bob-pw")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	push(t, "art", map[string]string{"ci.sh": strings.ReplaceAll(artScript, "HOME", env.Home)})
+	wantCode, wantBody := get("/jobq-auth/nosuch/0/artifact?path=report/index.html")
+	for _, p := range []string{"/jobq-auth/art/0/artifact?path=report/index.html", "/jobq-auth/art/0/artifact", "/jobq-auth/artweb/0/artifact?path=../../art/0/artifacts/report/index.html"} {
+		if code, body := get(p); code != 404 || code != wantCode || body != wantBody {
+			t.Errorf("bob %s: %d %q", p, code, body)
 		}
 	}
 }

@@ -194,7 +194,7 @@ func TestArtifactsEntryBound(t *testing.T) {
 // and says so.
 func TestArtifactsKeepAndExec(t *testing.T) {
 	push(t, "artkeep", map[string]string{"ci.sh": "echo one > out.txt\n"})
-	if log := follow(t, "alice", "artkeep", 0); log.Code != 0 || !strings.Contains(log.Stdout, "jobq: artifacts: 1 files, 4 bytes collected") {
+	if log := follow(t, "alice", "artkeep", 0); log.Code != 0 || !strings.Contains(log.Stdout, "jobq: artifacts: 1 file, 4 bytes collected") {
 		t.Fatalf("jobq artkeep 0: %s", log)
 	}
 	dir := filepath.Join(env.DataDir(), "repos", "artkeep", "0", "artifacts", "out.txt")
@@ -284,7 +284,12 @@ func TestArtifactsWeb(t *testing.T) {
 		t.Errorf("the job page's artifacts: %q", list)
 	}
 	// Fetched from the page, the bytes are the job's.
-	got := eval[string](t, ctx, `fetch(document.querySelector("#artifacts a[href*=notes]").href).then(r => r.text())`)
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	got, err := chromedp.Run(c, chromedp.Evaluate[string](`fetch(document.querySelector("#artifacts a[href*=notes]").href).then(r => r.text())`, chromedp.EvalAwaitPromise))
+	cancel()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got != "plain\n" {
 		t.Errorf("fetched %q", got)
 	}

@@ -72,16 +72,24 @@ func (r *Runner) collect(ctx context.Context, j runner.Job, say func(string, ...
 	if err != nil {
 		return fmt.Errorf("none collected: %w", err)
 	}
-	pats := j.Options.Artifacts
-	maxBytes, maxFiles := push.ArtifactsLimits(j.Options)
-	x, err := safetar.New(j.Artifacts, safetar.Options{
+	return CollectFrom(ctx, conn, id, j.Options, j.Artifacts, j.Room, say)
+}
+
+// CollectFrom is Collect's work on container id of the service conn
+// (bindings): the artifacts options o select go into dir, within o's
+// bounds and room; say gets the lines for the job's log. bench/collect
+// times it.
+func CollectFrom(ctx, conn context.Context, id string, o queue.Options, dir string, room func(int64) string, say func(string, ...any)) error {
+	pats := o.Artifacts
+	maxBytes, maxFiles := push.ArtifactsLimits(o)
+	x, err := safetar.New(dir, safetar.Options{
 		Limits: safetar.Limits{
 			Files:   maxFiles,
 			Bytes:   maxBytes,
 			Entries: maxFiles * entriesPerFile,
 			Read:    maxBytes*readFactor + readSlack,
 		},
-		Room:   j.Room,
+		Room:   room,
 		Report: func(line string) { say("%s", line) },
 	})
 	if err != nil {
@@ -90,7 +98,7 @@ func (r *Runner) collect(ctx context.Context, j runner.Job, say func(string, ...
 	defer x.Close()
 	for _, base := range artifactBases(pats) {
 		src := path.Join("/source", base)
-		err := r.archive(ctx, conn, id, src, x, func(name string) (string, bool) {
+		err := archive(ctx, conn, id, src, x, func(name string) (string, bool) {
 			// The archive names entries from src's own name on.
 			full := base
 			if _, rest, ok := strings.Cut(name, "/"); ok {
@@ -125,13 +133,17 @@ func (r *Runner) collect(ctx context.Context, j runner.Job, say func(string, ...
 			}
 		}
 	}
-	say("%d files, %s collected", res.Files, human.Bytes(res.Bytes))
+	files := "files"
+	if res.Files == 1 {
+		files = "file"
+	}
+	say("%d %s, %s collected", res.Files, files, human.Bytes(res.Bytes))
 	return nil
 }
 
 // archive reads src of container id through the archive endpoint into x;
 // a src that does not exist is nothing to read.
-func (r *Runner) archive(ctx, conn context.Context, id, src string, x *safetar.Extractor, sel func(string) (string, bool)) error {
+func archive(ctx, conn context.Context, id, src string, x *safetar.Extractor, sel func(string) (string, bool)) error {
 	rctx, cancel := context.WithCancel(conn)
 	defer cancel()
 	stop := context.AfterFunc(ctx, cancel)

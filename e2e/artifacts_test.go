@@ -333,7 +333,9 @@ func TestArtifactsWeb(t *testing.T) {
 		body, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, string(body)
 	}
-	push(t, "art", map[string]string{"ci.sh": strings.ReplaceAll(artScript, "HOME", env.Home)})
+	// Whether or not TestArtifacts ran: art has a job 0 with artifacts.
+	push(t, "art", map[string]string{"ci.sh": strings.ReplaceAll(artScript, "HOME", env.Home), "stamp": time.Now().String()})
+	follow(t, "alice", "art", 0)
 	wantCode, wantBody := get("/jobq-auth/nosuch/0/artifact?path=report/index.html")
 	for _, p := range []string{"/jobq-auth/art/0/artifact?path=report/index.html", "/jobq-auth/art/0/artifact", "/jobq-auth/artweb/0/artifact?path=../../art/0/artifacts/report/index.html"} {
 		if code, body := get(p); code != 404 || code != wantCode || body != wantBody {

@@ -121,3 +121,67 @@ func TestRoom(t *testing.T) {
 		})
 	}
 }
+
+// stoppedCollector exits at once; its first collection is cut short by
+// the worker's stop (it returns ErrDetached, as a backend must), and its
+// adoption finds the job exited.
+type stoppedCollector struct {
+	collecting chan struct{}
+	collects   int
+}
+
+func (c *stoppedCollector) Run(ctx context.Context, j runner.Job) (int, error) { return 3, nil }
+func (c *stoppedCollector) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
+	queue.WriteOwn(j.Log, notice)
+	return 3, nil
+}
+func (c *stoppedCollector) Cleanup(context.Context, runner.Job) error { return nil }
+func (c *stoppedCollector) Collect(ctx context.Context, j runner.Job) error {
+	c.collects++
+	os.WriteFile(filepath.Join(j.Artifacts, "out"), []byte(strings.Repeat("x", c.collects)), 0o600)
+	if c.collects == 1 {
+		close(c.collecting)
+		<-ctx.Done()
+		return runner.ErrDetached
+	}
+	queue.WriteOwn(j.Log, "jobq: artifacts: 1 file\n")
+	return nil
+}
+
+// A worker that stops while it collects leaves the job running, for the
+// next worker: it adopts the job and collects again, from scratch, before
+// it records the result.
+func TestCollectStoppedThenAdopted(t *testing.T) {
+	s := newStore(t)
+	j := newJob("r", "q")
+	j.Options.Artifacts = []string{"out"}
+	s.Enqueue(j)
+	c := &stoppedCollector{collecting: make(chan struct{})}
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": c}, Poll: 10 * time.Millisecond}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Drain(ctx, "q", false) }()
+	<-c.collecting
+	stop()
+	<-done
+	if got, _ := s.Job("r", 0); got.State != queue.Running {
+		t.Fatalf("after the stop the job is %s, want running", got.State)
+	}
+	if l, _ := s.Artifacts("r", 0); len(l) != 0 {
+		t.Errorf("a cut-short collection was published: %v", l)
+	}
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Job("r", 0)
+	if got.State != queue.Failed || c.collects != 2 {
+		t.Errorf("job %s after %d collections", got.State, c.collects)
+	}
+	if l, _ := s.Artifacts("r", 0); len(l) != 1 || l[0].Size != 2 {
+		t.Errorf("artifacts %v, want the second collection's", l)
+	}
+	b, _ := os.ReadFile(s.LogPath("r", 0))
+	if strings.Count(string(b), "jobq: artifacts:") != 1 {
+		t.Errorf("log:\n%s", b)
+	}
+}

@@ -3,11 +3,15 @@ package main
 import (
 	"archive/tar"
 	"bytes"
+	"context"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/jobq/jobq/queue"
 )
@@ -97,6 +101,55 @@ func TestArtifactsCommand(t *testing.T) {
 	for _, args := range [][]string{{"r"}, {"r", "0", "a", "b"}, {"r", "0", "a", "--tar"}, {"r", "0", "a", "--json"}, {"r", "x"}} {
 		if code, _, stderr := invoke(t, vars("carol"), "", append([]string{"artifacts"}, args...)...); code != 2 || strings.Count(stderr, "\n") != 1 {
 			t.Errorf("%v: %d %q", args, code, stderr)
+		}
+	}
+}
+
+// openPty returns the two ends of a new pseudo-terminal.
+func openPty(t *testing.T) (ptm, pts *os.File) {
+	t.Helper()
+	ptm, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ptm.Close() })
+	if err := unix.IoctlSetPointerInt(int(ptm.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptm.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err = os.OpenFile(fmt.Sprintf("/dev/pts/%d", n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pts.Close() })
+	return ptm, pts
+}
+
+// An artifact's bytes, or a tar, are refused to a terminal, in one line;
+// the list is shown there.
+func TestArtifactsNotToATerminal(t *testing.T) {
+	home := t.TempDir()
+	s, _ := queue.Open(home)
+	j := &queue.Job{Repo: "r", Queue: "r", Ref: "refs/heads/main", NewRev: strings.Repeat("c", 40), Options: queue.Options{Command: "x", Keep: 5}}
+	if _, err := s.Enqueue(j); err != nil {
+		t.Fatal(err)
+	}
+	collected(t, s, j, map[string]string{"bin": "\x1b]0;pwned\x07\x1b[2J"})
+	_, pts := openPty(t)
+	for _, tt := range []struct {
+		args []string
+		code int
+	}{{[]string{"artifacts", "r", "0", "bin"}, 2}, {[]string{"artifacts", "r", "0", "--tar"}, 2}, {[]string{"artifacts", "r", "0"}, 0}} {
+		var errb bytes.Buffer
+		e := env{args: append([]string{"jobq"}, tt.args...), stdin: strings.NewReader(""), stdout: pts, stderr: &errb,
+			getenv: func(k string) string { return map[string]string{"JOBQ_HOME": home}[k] },
+			lookup: func(k string) (string, bool) { return "", false }}
+		code := run(context.Background(), e)
+		if code != tt.code || tt.code == 2 && errb.String() != "jobq: an artifact's bytes: stdout is a terminal; redirect it (> FILE) or pipe it\n" && errb.String() != "jobq: a tar: stdout is a terminal; redirect it (> FILE) or pipe it\n" {
+			t.Errorf("%v: %d %q", tt.args, code, errb.String())
 		}
 	}
 }

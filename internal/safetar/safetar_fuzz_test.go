@@ -5,8 +5,11 @@ import (
 	"bytes"
 	"context"
 	"io/fs"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -20,8 +23,16 @@ func FuzzExtract(f *testing.F) {
 	f.Add(tarOf(f, entry{name: "d", typ: tar.TypeChar}, entry{name: "p", typ: tar.TypeFifo}))
 	f.Add(tarOf(f, entry{name: "liar", size: 2, data: "abcdefgh"}))
 	f.Add([]byte("not a tar at all"))
-	lim := Limits{Files: 5, Bytes: 1000, Entries: 50, Read: 1 << 20}
-	f.Fuzz(func(t *testing.T, data []byte) {
+	f.Fuzz(checkExtract)
+}
+
+// fuzzLimits are small, so that inputs reach them.
+var fuzzLimits = Limits{Files: 5, Bytes: 1000, Entries: 50, Read: 1 << 20}
+
+// checkExtract extracts data and checks what any stream must leave.
+func checkExtract(t *testing.T, data []byte) {
+	lim := fuzzLimits
+	{
 		base := t.TempDir()
 		dir, out := filepath.Join(base, "in"), filepath.Join(base, "out")
 		os.Mkdir(dir, 0o700)
@@ -56,5 +67,32 @@ func FuzzExtract(f *testing.F) {
 		if ents, _ := os.ReadDir(out); len(ents) != 0 {
 			t.Errorf("written outside: %v", ents)
 		}
-	})
+	}
+}
+
+// TestExtractMutated runs checkExtract on seeded mutations of valid tars
+// (bytes flipped, cut, repeated): what the fuzzer does, in every test run.
+func TestExtractMutated(t *testing.T) {
+	seeds := [][]byte{
+		tarOf(t, entry{name: "a/b", data: "x"}, entry{name: "c", typ: tar.TypeLink, link: "a/b"}, entry{name: "d", data: strings.Repeat("y", 600)}),
+		tarOf(t, entry{name: "l", typ: tar.TypeSymlink, link: ".."}, entry{name: "l/x", data: "x"}, entry{name: "p", typ: tar.TypeFifo}),
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for i := range 300 {
+		data := slices.Clone(seeds[i%len(seeds)])
+		for range 1 + rng.IntN(8) {
+			switch p := rng.IntN(len(data)); rng.IntN(3) {
+			case 0:
+				data[p] = byte(rng.IntN(256))
+			case 1:
+				data = data[:p]
+			default:
+				data = append(data[:p:p], append(slices.Clone(data[p:min(len(data), p+512)]), data[p:]...)...)
+			}
+			if len(data) == 0 {
+				break
+			}
+		}
+		checkExtract(t, data)
+	}
 }

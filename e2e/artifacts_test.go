@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync/atomic"
@@ -25,12 +26,12 @@ func init() { confParts = append(confParts, artifactsConf) }
 
 // artifactsConf: carol reads art, bob reads only his own artown.
 const artifactsConf = `
-repo art artmany artkeep artown artexec artweb
+repo art artmany artkeep artown artexec artweb artspace
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 
-repo art artmany artkeep artexec
+repo art artmany artkeep artexec artspace
     RW+ = alice
     R   = carol
 
@@ -45,6 +46,9 @@ repo artmany
 repo artkeep
     option ENV.JOBQ_ARTIFACTS = "out.txt"
     option ENV.JOBQ_KEEP = "1"
+
+repo artspace
+    option ENV.JOBQ_ARTIFACTS = "out/**"
 
 repo artweb
     RW+ = alice
@@ -342,4 +346,48 @@ func TestArtifactsWeb(t *testing.T) {
 			t.Errorf("bob %s: %d %q", p, code, body)
 		}
 	}
+}
+
+// Artifacts count towards JOBQ_MIN_FREE: with the data directory on an
+// 8 MiB filesystem (a tmpfs of this test's own) and JOBQ_MIN_FREE=4m, the
+// collection of three files of 1.5 MiB stops before the one that would
+// leave less than 4 MiB free, and the log says so; the job's result is
+// its own.
+func TestArtifactsLowSpace(t *testing.T) {
+	// A job before: the data directory exists, and the Podman service
+	// jobq starts keeps its log there, not on the filesystem mounted over.
+	push(t, "artspace", map[string]string{"ci.sh": "true\n"})
+	if log := follow(t, "alice", "artspace", 0); log.Code != 0 {
+		t.Fatalf("jobq artspace 0: %s", log)
+	}
+	data := env.DataDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", fmt.Sprintf("size=8m,mode=0700,uid=%d,gid=%d", env.UID, env.GID), "jobq-xart-space", data).CombinedOutput(); err != nil {
+		t.Fatalf("mount: %v %s", err, out)
+	}
+	defer func() {
+		for deadline := time.Now().Add(2 * time.Minute); userProcesses("jobq-worker") != "" && time.Now().Before(deadline); {
+			time.Sleep(100 * time.Millisecond)
+		}
+		var out []byte
+		var err error
+		for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+			if out, err = exec.Command("umount", data).CombinedOutput(); err == nil || time.Now().After(deadline) {
+				break
+			}
+		}
+		if err != nil {
+			holders, _ := exec.Command("fuser", "-vm", data).CombinedOutput()
+			t.Errorf("umount: %v %s\n%s", err, out, holders)
+			exec.Command("umount", "-l", data).Run()
+		}
+	}()
+	setRC(t, map[string]string{"JOBQ_MIN_FREE": "4m", "JOBQ_MIN_FREE_INODES": "0"})
+	push(t, "artspace", map[string]string{"ci.sh": "mkdir out && for i in 1 2 3; do dd if=/dev/zero of=out/f$i bs=1024 count=1536 2>/dev/null; done\n"})
+	log := follow(t, "alice", "artspace", 0) // IDs count from 0 again here
+	if log.Code != 0 || !strings.Contains(log.Stdout, "jobq: artifacts: stopped: ") ||
+		!strings.Contains(log.Stdout, " free in the data directory, a file of 1.5 MiB next, JOBQ_MIN_FREE=4m; ") ||
+		!strings.Contains(log.Stdout, "jobq: artifacts: 2 files, 3.0 MiB collected") {
+		t.Errorf("jobq artspace 0: %s", log)
+	}
+	workerGone(t, "artspace")
 }

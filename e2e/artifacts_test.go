@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -26,12 +27,12 @@ func init() { confParts = append(confParts, artifactsConf) }
 
 // artifactsConf: carol reads art, bob reads only his own artown.
 const artifactsConf = `
-repo art artmany artkeep artown artexec artweb artspace
+repo art artmany artkeep artown artexec artweb artspace artadopt
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 
-repo art artmany artkeep artexec artspace
+repo art artmany artkeep artexec artspace artadopt
     RW+ = alice
     R   = carol
 
@@ -47,7 +48,7 @@ repo artkeep
     option ENV.JOBQ_ARTIFACTS = "out.txt"
     option ENV.JOBQ_KEEP = "1"
 
-repo artspace
+repo artspace artadopt
     option ENV.JOBQ_ARTIFACTS = "out/**"
 
 repo artweb
@@ -390,4 +391,23 @@ func TestArtifactsLowSpace(t *testing.T) {
 		t.Errorf("jobq artspace 0: %s", log)
 	}
 	workerGone(t, "artspace")
+}
+
+// A job whose worker is killed while its container runs is collected by
+// the worker that adopts it, before its result, from the same container.
+func TestArtifactsAdopted(t *testing.T) {
+	push(t, "artadopt", map[string]string{"ci.sh": "echo started\nsleep 2\nmkdir out && echo hello > out/a.txt\nexit 3\n"})
+	pid := env.JobWorker(t, "artadopt", "started\n")
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	log := follow(t, "alice", "artadopt", 0) // starts the next worker
+	if log.Code != 1 || !strings.Contains(log.Stdout, "jobq: worker restarted; output continues\n") ||
+		!strings.Contains(log.Stdout, "jobq: artifacts: 1 file, 6 bytes collected\njobq: failed, exit code 3") {
+		t.Errorf("jobq artadopt 0: %s", log)
+	}
+	if f := ssh("alice", "jobq", "artifacts", "artadopt", "0", "out/a.txt"); f.Code != 0 || f.Stdout != "hello\n" {
+		t.Errorf("the adopted job's artifact: %s", f)
+	}
+	checkNothingLeft(t, "artadopt")
 }

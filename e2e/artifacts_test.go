@@ -27,12 +27,12 @@ func init() { confParts = append(confParts, artifactsConf) }
 
 // artifactsConf: carol reads art, bob reads only his own artown.
 const artifactsConf = `
-repo art artmany artkeep artown artexec artweb artspace artadopt
+repo art artmany artkeep artown artexec artweb artspace artadopt artlink
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
 
-repo art artmany artkeep artexec artspace artadopt
+repo art artmany artkeep artexec artspace artadopt artlink
     RW+ = alice
     R   = carol
 
@@ -50,6 +50,9 @@ repo artkeep
 
 repo artspace artadopt
     option ENV.JOBQ_ARTIFACTS = "out/**"
+
+repo artlink
+    option ENV.JOBQ_ARTIFACTS = "home/** keys ssh/authorized_keys up/**"
 
 repo artweb
     RW+ = alice
@@ -410,4 +413,28 @@ func TestArtifactsAdopted(t *testing.T) {
 		t.Errorf("the adopted job's artifact: %s", f)
 	}
 	checkNothingLeft(t, "artadopt")
+}
+
+// A pattern's own directory a symlink out of /source (to the hosting
+// account's home, its .ssh, up past the checkout): the archive endpoint
+// resolves it within the container, nothing of the host is collected.
+func TestArtifactsSymlinkedBase(t *testing.T) {
+	canary := filepath.Join(env.Home, "jobq-xart-canary")
+	if err := os.WriteFile(canary, []byte("CANARY\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(canary)
+	script := fmt.Sprintf("ln -s %[1]s home && ln -s %[1]s/.ssh keys && ln -s %[1]s/.ssh ssh && ln -s ../../../../../../../../ up\n", env.Home)
+	push(t, "artlink", map[string]string{"ci.sh": script})
+	log := follow(t, "alice", "artlink", 0)
+	if log.Code != 0 || !strings.Contains(log.Stdout, "jobq: artifacts: 0 files, 0 bytes collected") {
+		t.Errorf("jobq artlink 0: %s", log)
+	}
+	if l := ssh("alice", "jobq", "artifacts", "artlink", "0", "--json"); l.Code != 0 || strings.TrimSpace(l.Stdout) != "[]" {
+		t.Errorf("artifacts: %s", l)
+	}
+	if _, err := os.Stat(filepath.Join(env.DataDir(), "repos", "artlink", "0", "artifacts")); !os.IsNotExist(err) {
+		t.Errorf("artifacts/ exists: %v", err)
+	}
+	checkNothingLeft(t, "artlink")
 }

@@ -77,8 +77,9 @@ func (r *Runner) collect(ctx context.Context, j runner.Job, say func(string, ...
 
 // CollectFrom is Collect's work on container id of the service conn
 // (bindings): the artifacts options o select go into dir, within o's
-// bounds and room; say gets the lines for the job's log. bench/collect
-// times it.
+// bounds and room; say gets the lines for the job's log, a broken or
+// cut-short stream included. Its error is one of making dir's writer
+// only. bench/collect times it.
 func CollectFrom(ctx, conn context.Context, id string, o queue.Options, dir string, room func(int64) string, say func(string, ...any)) error {
 	pats := o.Artifacts
 	maxBytes, maxFiles := push.ArtifactsLimits(o)
@@ -96,6 +97,7 @@ func CollectFrom(ctx, conn context.Context, id string, o queue.Options, dir stri
 		return err
 	}
 	defer x.Close()
+	failed := false
 	for _, base := range artifactBases(pats) {
 		src := path.Join("/source", base)
 		err := archive(ctx, conn, id, src, x, func(name string) (string, bool) {
@@ -115,7 +117,10 @@ func CollectFrom(ctx, conn context.Context, id string, o queue.Options, dir stri
 			break // Result says why
 		}
 		if err != nil {
-			return fmt.Errorf("from %s: %w", src, err)
+			// What was written is kept, and counted below.
+			say("reading %s stopped: %v; the rest left out", src, err)
+			failed = true
+			break
 		}
 	}
 	res := x.Result()
@@ -125,7 +130,7 @@ func CollectFrom(ctx, conn context.Context, id string, o queue.Options, dir stri
 	if res.Stopped != "" {
 		say("stopped: %s", res.Stopped)
 	}
-	if res.Stopped == "" {
+	if res.Stopped == "" && !failed {
 		names := keys(x.Written())
 		for _, p := range pats {
 			if !slices.ContainsFunc(names, func(n string) bool { return push.MatchArtifact(p, n) }) {

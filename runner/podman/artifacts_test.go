@@ -40,7 +40,9 @@ func TestCollect(t *testing.T) {
 		{"whole", func() (context.Context, context.CancelFunc) { return context.WithCancel(context.Background()) },
 			[]string{"dist/a.tgz", "report/r.html"},
 			[]string{`jobq: artifacts: "report/etc" left out: a symlink (only files are collected)`, `jobq: artifacts: nothing collected for "missing/*"`, "jobq: artifacts: 2 files, 4 bytes collected"}},
-		{"deadline passed", func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), -time.Second) },
+		{"deadline passed", func() (context.Context, context.CancelFunc) {
+			return context.WithTimeout(context.Background(), -time.Second)
+		},
 			nil,
 			[]string{"jobq: artifacts: reading /source/dist stopped: context deadline exceeded; the rest left out", "jobq: artifacts: 0 files, 0 bytes collected"}},
 	} {

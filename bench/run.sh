@@ -255,6 +255,27 @@ s8() {
 }
 section "build hosts" s8
 
+# 9. Artifacts: a stopped container whose /source (bind-mounted, as a
+# local job's checkout) holds 100 MiB in 1,000 files, collected by jobq
+# (bench/collect: the archive endpoint through the service, written by
+# internal/safetar) and copied by podman cp; the ratio is podman cp's
+# time over jobq's (jobq's speed relative to it).
+s9() {
+    go build -tags "$TAGS" -trimpath -o "$B/collect" ./bench/collect
+    local n=$((smoke ? 100 : 1000)) size=104857
+    mkdir -p "$W/artsrc"
+    cli rm -f jobq-bench-art >/dev/null 2>&1 || true
+    cli run --name jobq-bench-art --network none -v "$W/artsrc:/source" "$IMG" sh -c \
+        "mkdir -p /source/out && cd /source/out && i=0 && while [ \$i -lt $n ]; do head -c $size /dev/urandom >f\$i.bin; i=\$((i + 1)); done"
+    hyperfine -w 2 -r "$RUNS" -p "rm -rf $W/art && mkdir $W/art" --export-json "$W/art.json" \
+        "$B/collect jobq-bench-art $W/art '100m $n' 'out/**'" \
+        "env -u CONTAINER_HOST podman cp jobq-bench-art:/source/out $W/art/out" >/dev/null 2>&1
+    j=$(ms "$W/art.json" 0); p=$(ms "$W/art.json" 1)
+    row "artifacts: $n files, $((n * size >> 20)) MiB, from a stopped container" "$(fmt "$j") ms" "podman cp: $(fmt "$p") ms" "$(ratio "$p" "$j")" "≥ 0.9× (podman cp's time over jobq's)"
+    cli rm -f jobq-bench-art >/dev/null
+}
+section "artifacts" s9
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

@@ -16,6 +16,8 @@
 //	repos/NAME/ID/run/         the job's runner's own (RunDir): its records of what the
 //	                           job uses outside the data directory, named by the
 //	                           runner's package; each removed once what it names is gone
+//	repos/NAME/ID/artifacts/   the files its runner collected (JOBQ_ARTIFACTS; artifacts.go),
+//	                           and artifacts.new/ while a collection is under way
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added

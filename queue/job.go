@@ -131,6 +131,12 @@ type Options struct {
 	PassEnv    []string      `json:"pass_env,omitempty"`
 	Connection string        `json:"connection,omitempty"`
 	Keep       int           `json:"keep"`
+	// Artifacts are JOBQ_ARTIFACTS' patterns (paths under /source),
+	// collected after the job; ArtifactsBytes and ArtifactsFiles bound
+	// them (JOBQ_ARTIFACTS_MAX), 0 for the defaults.
+	Artifacts      []string `json:"artifacts,omitempty"`
+	ArtifactsBytes int64    `json:"artifacts_bytes,omitempty"`
+	ArtifactsFiles int      `json:"artifacts_files,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

@@ -677,7 +677,8 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	}()
 
 	exit, runErr := 0, error(nil)
-	switch r, ok := w.Runners[j.Options.Runner]; {
+	r, ok := w.Runners[j.Options.Runner]
+	switch {
 	case !ok:
 		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
 	case adopted:
@@ -689,6 +690,12 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 		return true
 	}
 	faults.Point("run-returned")
+	// How the job ended is settled here: its deadline or a cancel request
+	// during the collection of its artifacts changes nothing.
+	cause := context.Cause(jctx)
+	if runErr == nil && w.collect(ctx, r, j, log) {
+		return true
+	}
 	code := &exit
 	if runErr != nil {
 		code = nil // it ended before any exit code, say in a checkout stopped by a timeout
@@ -696,7 +703,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	var state queue.State
 	var reason string
 	var low lowSpaceError
-	switch cause := context.Cause(jctx); {
+	switch {
 	case errors.Is(runErr, runner.ErrGone):
 		state, reason = queue.Lost, fmt.Sprintf("its worker died while it ran, and %v", runErr)
 	case errors.Is(cause, errTimeout):

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/runner"
 )
 
@@ -49,7 +50,7 @@ func exitFile(pf string) string { return filepath.Join(filepath.Dir(pf), "exit")
 
 func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 	pf, log := pidFile(j), j.Log
-	os.Remove(exitFile(pf)) // a previous run's, in tests
+	atomicfile.Remove(exitFile(pf)) // a previous run's, in tests
 	// The record is locked before the supervisor starts, through the open
 	// file it inherits: whoever finds it unlocked knows the supervisor is
 	// gone.
@@ -215,7 +216,7 @@ func (r *Runner) Cleanup(ctx context.Context, j runner.Job) error {
 	pf := pidFile(j)
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return removeFile(exitFile(pf))
+		return atomicfile.Remove(exitFile(pf))
 	}
 	if err != nil {
 		return err
@@ -235,7 +236,7 @@ func (r *Runner) Cleanup(ctx context.Context, j runner.Job) error {
 			return fmt.Errorf("stop the supervisor: %w", ctx.Err())
 		}
 	}
-	return errors.Join(removeFile(exitFile(pf)), removeFile(pf))
+	return errors.Join(atomicfile.Remove(exitFile(pf)), removeFile(pf))
 }
 
 // removeFile removes path; gone already counts as done.

@@ -13,6 +13,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/runner"
 	"golang.org/x/sys/unix"
 )
@@ -88,11 +89,7 @@ func Supervise(args []string) int {
 // writeExit records the job's exit status, atomically: a reader sees the
 // whole status or none.
 func writeExit(path string, code int) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.Itoa(code)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteOwned(path, []byte(strconv.Itoa(code)+"\n"), 0o600)
 }
 
 func supervise(grace time.Duration, argv []string) (int, error) {

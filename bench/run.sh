@@ -188,36 +188,6 @@ s6() {
 }
 section "listing" s6
 
-# 9. Metrics: a scrape of jobq-web's metrics listener with a long history
-# in 100 repositories (and one job queued), once the first scrape, which
-# reads every record, is done; against reading every record as a scrape
-# that kept nothing would (the summary, jobq, does that).
-s9() {
-    for r in $(seq -w 0 99); do "$B/seed" "$W/mhome" "m$r" $((LISTHISTORY / 100)) "$W/mgit/m$r.git"; done
-    (cd "$W/mgit/m00.git" && JOBQ_HOME=$W/mhome GL_REPO=m00 JOBQ_ASYNC=1 JOBQ_COMMAND=true JOBQ_KEEP=1000000 PATH=/usr/bin:/bin \
-        "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1)
-    JOBQ_HOME=$W/mhome "$B/jobq-web" --metrics-listen 0 2>"$W/metrics.log" &
-    web=$!
-    trap 'kill $web' EXIT
-    url=
-    for _ in $(seq 100); do
-        url=$(sed -n 's|^jobq-web: metrics on \(http://.*\)$|\1|p' "$W/metrics.log")
-        [ -n "$url" ] && break
-        sleep 0.1
-    done
-    first=$(curl -sf -o /dev/null -w '%{time_total}' "$url")
-    curl -sf "$url" | grep -qx 'jobq_jobs{state="queued"} 1' # the scrape counts what the store holds
-    # curl's own time for the request (its start-up, which is most of a
-    # run of curl, is not the scrape's).
-    : >"$W/scrapes"
-    for _ in $(seq $((RUNS * 4))); do curl -sf -o /dev/null -w '%{time_total}\n' "$url" | awk '{print $1 * 1000}' >>"$W/scrapes"; done
-    hyperfine -N -w 3 -r $((RUNS * 2)) --export-json "$W/metrics.json" "env JOBQ_HOME=$W/mhome $B/jobq --json" >/dev/null 2>&1
-    m=$(median "$W/scrapes"); s=$(ms "$W/metrics.json" 0)
-    row "\`/metrics\` scrape ($LISTHISTORY jobs of history, 100 repositories)" "$(fmt "$m") ms" "every record read (\`jobq\` summary): $(fmt "$s") ms" "$(ratio "$m" "$s")" "≤ 50 ms"
-    row "\`/metrics\`: the first scrape after jobq-web starts" "$(fmt "$(awk -v t="$first" 'BEGIN {print t * 1000}')") ms" "" "" ""
-}
-section "metrics" s9
-
 # 7. Footprint: the worker while a job runs; start-up of the program every
 # push and every ssh call runs, against an empty Go program.
 s7() {
@@ -275,6 +245,36 @@ s9() {
     cli rm -f jobq-bench-art >/dev/null
 }
 section "artifacts" s9
+
+# 10. Metrics: a scrape of jobq-web's metrics listener with a long history
+# in 100 repositories (and one job queued), once the first scrape, which
+# reads every record, is done; against reading every record as a scrape
+# that kept nothing would (the summary, jobq, does that).
+s10() {
+    for r in $(seq -w 0 99); do "$B/seed" "$W/mhome" "m$r" $((LISTHISTORY / 100)) "$W/mgit/m$r.git"; done
+    (cd "$W/mgit/m00.git" && JOBQ_HOME=$W/mhome GL_REPO=m00 JOBQ_ASYNC=1 JOBQ_COMMAND=true JOBQ_KEEP=1000000 PATH=/usr/bin:/bin \
+        "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1)
+    JOBQ_HOME=$W/mhome "$B/jobq-web" --metrics-listen 0 2>"$W/metrics.log" &
+    web=$!
+    trap 'kill $web' EXIT
+    url=
+    for _ in $(seq 100); do
+        url=$(sed -n 's|^jobq-web: metrics on \(http://.*\)$|\1|p' "$W/metrics.log")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    first=$(curl -sf -o /dev/null -w '%{time_total}' "$url")
+    curl -sf "$url" | grep -qx 'jobq_jobs{state="queued"} 1' # the scrape counts what the store holds
+    # curl's own time for the request (its start-up, which is most of a
+    # run of curl, is not the scrape's).
+    : >"$W/scrapes"
+    for _ in $(seq $((RUNS * 4))); do curl -sf -o /dev/null -w '%{time_total}\n' "$url" | awk '{print $1 * 1000}' >>"$W/scrapes"; done
+    hyperfine -N -w 3 -r $((RUNS * 2)) --export-json "$W/metrics.json" "env JOBQ_HOME=$W/mhome $B/jobq --json" >/dev/null 2>&1
+    m=$(median "$W/scrapes"); s=$(ms "$W/metrics.json" 0)
+    row "\`/metrics\` scrape ($LISTHISTORY jobs of history, 100 repositories)" "$(fmt "$m") ms" "every record read (\`jobq\` summary): $(fmt "$s") ms" "$(ratio "$m" "$s")" "≤ 50 ms"
+    row "\`/metrics\`: the first scrape after jobq-web starts" "$(fmt "$(awk -v t="$first" 'BEGIN {print t * 1000}')") ms" "" "" ""
+}
+section "metrics" s10
 
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"

@@ -64,6 +64,13 @@ else
 fi
 `
 
+func installSecretJob(t *testing.T) {
+	t.Helper()
+	if err := os.WriteFile(filepath.Join(env.Bin, "secret-job"), []byte(secretJob), 0o755); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // setSecret stores value as name's through "jobq secret set", as the
 // hosting account, the value on stdin (from a file of the test's: never
 // on a command line).
@@ -101,9 +108,7 @@ func digest(v string) string {
 func TestSecretsReachOnlyTheirRefs(t *testing.T) {
 	const repo = "sec-deploy"
 	const oldValue, newValue = "sekrit-OLD-7f3a9c21", "sekrit-NEW-0b4e2d55"
-	if err := os.WriteFile(filepath.Join(env.Bin, "secret-job"), []byte(secretJob), 0o755); err != nil {
-		t.Fatal(err)
-	}
+	installSecretJob(t)
 	gate := filepath.Join(env.Bin, "sec-gate")
 	if err := os.WriteFile(gate, nil, 0o644); err != nil {
 		t.Fatal(err)
@@ -229,5 +234,40 @@ func TestPassEnvValuesNotInJSON(t *testing.T) {
 		if r := ssh("carol", append([]string{"jobq"}, args...)...); r.Code != 0 || strings.Contains(r.Stdout, "pass-env-value") {
 			t.Errorf("jobq %s: %s", strings.Join(args, " "), r)
 		}
+	}
+}
+
+// A grant the administrator removes while a job waits applies to that
+// job: it runs without the secret.
+func TestSecretGrantRemovedWhileWaiting(t *testing.T) {
+	const repo = "sec-deploy"
+	installSecretJob(t)
+	setSecret(t, "sec_deploy_key", "sekrit-GRANT-3e9d")
+	gate := filepath.Join(env.Bin, "sec-gate")
+	if err := os.WriteFile(gate, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	defer os.Remove(gate)
+	n := 0
+	if r := ssh("alice", "jobq", "ls", "-n", "0", repo, "--json"); r.Code == 0 {
+		n = len(listJSON(t, "alice", repo))
+	}
+	pushRefAs(t, "alice", repo, "refs/heads/master") // waits at the gate
+	// Its secrets read: the change below is after its start.
+	testenv.WaitUntil(t, "the first job has its secrets", time.Minute, func() bool {
+		b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(n), "log"))
+		return bytes.Contains(b, []byte("jobq: secrets given: sec_deploy_key"))
+	})
+	pushRefAs(t, "alice", repo, "refs/heads/master") // queued behind it
+	reconfigure(t, secretsConf, strings.Replace(secretsConf, `    option ENV.JOBQ_SECRETS = "sec_deploy_key:DEPLOY_KEY@refs/heads/master"`+"\n", "", 1))
+	defer restoreConf(t)
+	os.Remove(gate)
+	jobs := waitFinal(t, repo, n+2)
+	first, second := follow(t, "alice", repo, jobs[1].ID), follow(t, "alice", repo, jobs[0].ID)
+	if !strings.Contains(first.Stdout, "\nvar: ***\n") {
+		t.Errorf("the job that started before the change: %s", first)
+	}
+	if !strings.Contains(second.Stdout, "\nvar: none\nno secrets\n") || strings.Contains(second.Stdout, "secrets given") {
+		t.Errorf("the job that waited: %s", second)
 	}
 }

@@ -106,6 +106,10 @@ type Options struct {
 	PassEnv    []string      `json:"pass_env,omitempty"`
 	Connection string        `json:"connection,omitempty"`
 	Keep       int           `json:"keep"`
+	// Secrets: the repository granted secrets (JOBQ_SECRETS) when the job
+	// was queued; the worker reads which, as they are then, when it
+	// starts, and asks no one for a job queued without.
+	Secrets bool `json:"secrets,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

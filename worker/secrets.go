@@ -14,8 +14,8 @@ import (
 	"github.com/jobq/jobq/runner"
 )
 
-// GrantsFunc reads a repository's JOBQ_SECRETS as it is now.
-type GrantsFunc func(ctx context.Context, repo string) (string, error)
+// GrantsFunc reads the JOBQ_SECRETS of job j's repository as it is now.
+type GrantsFunc func(ctx context.Context, j *queue.Job) (string, error)
 
 // Grants is where a worker of the account whose environment getenv reads
 // finds each repository's JOBQ_SECRETS: in gitolite's options ("option
@@ -23,14 +23,23 @@ type GrantsFunc func(ctx context.Context, repo string) (string, error)
 // gitolite; else the worker's own JOBQ_SECRETS, for every repository.
 // Never GL_OPTION_JOBQ_SECRETS of the environment: a worker a hook started
 // has the options of that one push.
+//
+// gitolite is asked only for a job queued while its repository granted
+// secrets (queue.Options.Secrets): the question costs a job's start about
+// 0.1 s of Perl, which jobs without secrets need not pay. A grant removed
+// or changed while a job waits applies to it; a grant added to a
+// repository that had none applies from its next push (or retry).
 func Grants(getenv func(string) string) GrantsFunc {
 	if !gitolite.Installed(getenv) {
 		v := getenv("JOBQ_SECRETS")
-		return func(context.Context, string) (string, error) { return v, nil }
+		return func(context.Context, *queue.Job) (string, error) { return v, nil }
 	}
 	program := gitolite.Program(getenv)
-	return func(ctx context.Context, repo string) (string, error) {
-		opts, err := gitolite.Options(ctx, program, nil, repo, `^gitolite-options\.ENV\.JOBQ_SECRETS$`)
+	return func(ctx context.Context, j *queue.Job) (string, error) {
+		if !j.Options.Secrets {
+			return "", nil
+		}
+		opts, err := gitolite.Options(ctx, program, nil, j.Repo, `^gitolite-options\.ENV\.JOBQ_SECRETS$`)
 		if err != nil {
 			return "", err
 		}
@@ -57,7 +66,7 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 	if w.Grants == nil {
 		return nil, nil
 	}
-	text, err := w.Grants(ctx, j.Repo)
+	text, err := w.Grants(ctx, j)
 	if err != nil {
 		err = fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w; the job did not start", err)
 		if adopted {

@@ -40,7 +40,7 @@ func (r *secretRunner) Adopt(context.Context, runner.Job, string) (int, error) {
 func (r *secretRunner) Cleanup(context.Context, runner.Job) error { return nil }
 
 func grantsOf(s string) GrantsFunc {
-	return func(context.Context, string) (string, error) { return s, nil }
+	return func(context.Context, *queue.Job) (string, error) { return s, nil }
 }
 
 // A job gets the secrets its repository grants to its ref, as the store
@@ -131,7 +131,7 @@ func TestJobSecretsRefused(t *testing.T) {
 			"secret missing_key is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set missing_key); the job did not start"},
 		{"a bad JOBQ_SECRETS", grantsOf("deploy_key:PATH"),
 			`JOBQ_SECRETS entry "deploy_key:PATH": PATH is a variable the job needs for itself; the job did not start`},
-		{"gitolite failing", func(context.Context, string) (string, error) { return "", errors.New("gitolite: boom") },
+		{"gitolite failing", func(context.Context, *queue.Job) (string, error) { return "", errors.New("gitolite: boom") },
 			"could not read the repository's JOBQ_SECRETS: gitolite: boom; the job did not start"},
 	}
 	for _, tt := range tests {
@@ -164,8 +164,36 @@ func TestJobSecretsRefused(t *testing.T) {
 // GL_OPTION_JOBQ_SECRETS of the push whose hook started it.
 func TestGrantsWithoutGitolite(t *testing.T) {
 	env := map[string]string{"HOME": t.TempDir(), "JOBQ_SECRETS": "a@refs/heads/x", "GL_OPTION_JOBQ_SECRETS": "b"}
-	got, err := Grants(func(k string) string { return env[k] })(context.Background(), "r")
+	got, err := Grants(func(k string) string { return env[k] })(context.Background(), newJob("r", "q"))
 	if err != nil || got != "a@refs/heads/x" {
 		t.Fatalf("%q %v", got, err)
+	}
+}
+
+// With a gitolite, the grants are its options as they are when the job
+// starts, asked only for a job queued while the repository had grants.
+func TestGrantsFromGitolite(t *testing.T) {
+	home, bin := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(home, ".gitolite.rc"), nil, 0o600)
+	calls := filepath.Join(t.TempDir(), "calls")
+	script := "#!/bin/sh\necho \"$*\" >>" + calls + "\nprintf 'r\\tgitolite-options.ENV.JOBQ_SECRETS\\tkey@refs/heads/master\\nother\\tgitolite-options.ENV.JOBQ_SECRETS\\tnot-r\\n'\n"
+	if err := os.WriteFile(filepath.Join(bin, "gitolite"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HOME": home, "GL_BINDIR": bin, "JOBQ_SECRETS": "from-env"}
+	grants := Grants(func(k string) string { return env[k] })
+	j := newJob("r", "q")
+	if got, err := grants(context.Background(), j); err != nil || got != "" {
+		t.Fatalf("a job queued without grants: %q %v", got, err)
+	}
+	if _, err := os.Stat(calls); !os.IsNotExist(err) {
+		t.Fatal("gitolite was asked for a job queued without grants")
+	}
+	j.Options.Secrets = true
+	if got, err := grants(context.Background(), j); err != nil || got != "key@refs/heads/master" {
+		t.Fatalf("grants %q %v", got, err)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "git-config -r r ^gitolite-options\\.ENV\\.JOBQ_SECRETS$\n" {
+		t.Errorf("gitolite called with %q", b)
 	}
 }

@@ -66,22 +66,21 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 	if w.Grants == nil {
 		return nil, nil
 	}
+	// trouble fails a job about to start; an adopted one runs already.
+	trouble := func(err error) error {
+		if adopted {
+			w.logf("%s %d: adopted job's secrets: %v", j.Repo, j.ID, err)
+			return nil
+		}
+		return fmt.Errorf("%w; the job did not start", err)
+	}
 	text, err := w.Grants(ctx, j)
 	if err != nil {
-		err = fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w; the job did not start", err)
-		if adopted {
-			w.logf("%s %d: %v", j.Repo, j.ID, err)
-			return nil, nil
-		}
-		return nil, err
+		return nil, trouble(fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w", err))
 	}
 	grants, err := secret.ParseGrants(text)
 	if err != nil {
-		if adopted {
-			w.logf("%s %d: %v", j.Repo, j.ID, err)
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%w; the job did not start", err)
+		return nil, trouble(err)
 	}
 	if len(grants) == 0 {
 		return nil, nil
@@ -91,17 +90,14 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 	var secrets []runner.Secret
 	for _, g := range given {
 		v, err := store.Get(g.Name)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("secret %s is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set %s)", g.Name, g.Name)
+		}
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				err = fmt.Errorf("secret %s is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set %s); the job did not start", g.Name, g.Name)
-			} else {
-				err = fmt.Errorf("%w; the job did not start", err)
+			if err := trouble(err); err != nil {
+				return nil, err
 			}
-			if adopted {
-				w.logf("%s %d: %v", j.Repo, j.ID, err)
-				continue
-			}
-			return nil, err
+			continue
 		}
 		secrets = append(secrets, runner.Secret{Name: g.Name, Var: g.Var, Value: v})
 	}

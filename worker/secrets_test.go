@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jobq/jobq/internal/secret"
 	"github.com/jobq/jobq/queue"
@@ -195,5 +197,69 @@ func TestGrantsFromGitolite(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(calls); string(b) != "git-config -r r ^gitolite-options\\.ENV\\.JOBQ_SECRETS$\n" {
 		t.Errorf("gitolite called with %q", b)
+	}
+}
+
+// secretAdopter runs a job until the worker stops, then on adoption
+// records the secrets it was handed.
+type secretAdopter struct {
+	started chan struct{}
+	adopted []runner.Secret
+}
+
+func (a *secretAdopter) Run(ctx context.Context, j runner.Job) (int, error) {
+	j.Log.WriteString("partial line")
+	close(a.started)
+	<-ctx.Done()
+	return 0, runner.ErrDetached
+}
+func (a *secretAdopter) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
+	a.adopted = j.Secrets
+	return 0, nil
+}
+func (a *secretAdopter) Cleanup(context.Context, runner.Job) error { return nil }
+
+// Adopting, the worker reads the grants and values again, for the runner
+// to mask, and writes nothing into the job's log (its output goes on
+// there); a value gone from the store meanwhile is the worker's log's
+// concern, not a reason to stop a running job.
+func TestAdoptedJobSecrets(t *testing.T) {
+	s := newStore(t)
+	store := secret.Open(s.Dir())
+	store.Set("key_a", []byte("value-a-1"))
+	store.Set("key_b", []byte("value-b-1"))
+	j := newJob("r", "q")
+	j.Ref = "refs/heads/master"
+	s.Enqueue(j)
+	a := &secretAdopter{started: make(chan struct{})}
+	var logged []string
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": a}, Poll: 10 * time.Millisecond,
+		Grants: grantsOf("key_a:KEY_A key_b@refs/heads/master"),
+		Logf:   func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Drain(ctx, "q", false) }()
+	<-a.started
+	stop()
+	<-done
+	before, _ := os.ReadFile(s.LogPath("r", 0))
+	store.Set("key_a", []byte("value-a-2")) // rotated while no worker watched
+	store.Remove("key_b")
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	want := []runner.Secret{{Name: "key_a", Var: "KEY_A", Value: []byte("value-a-2")}}
+	if !reflect.DeepEqual(a.adopted, want) {
+		t.Errorf("adopted with %+v, want %+v", a.adopted, want)
+	}
+	after, _ := os.ReadFile(s.LogPath("r", 0))
+	if rest := strings.TrimPrefix(string(after), string(before)); strings.Contains(rest, "secret") {
+		t.Errorf("the adoption wrote about secrets into the job's log:\n%s", rest)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "secret key_b is granted to this ref (JOBQ_SECRETS) but not in the store") {
+		t.Errorf("worker's log: %q", logged)
+	}
+	if j, _ := s.Job("r", 0); j.State != queue.Succeeded {
+		t.Errorf("job %s %s", j.State, j.Error)
 	}
 }

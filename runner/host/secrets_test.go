@@ -95,3 +95,27 @@ func TestRemoveSecretsTrustsOnlyItsOwnPaths(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkExecRunSecrets is BenchmarkExecRun with 3 secrets: their files
+// written and removed, the variables set, the output masked through the
+// supervisor's pipe.
+func BenchmarkExecRunSecrets(b *testing.B) {
+	dir := b.TempDir()
+	r := New(time.Second)
+	j := testJob(dir, "rev", "true")
+	log, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	secrets := []runner.Secret{{Name: "a", Var: "A", Value: []byte("value-aaaaaaaa")}, {Name: "b", Value: []byte("value-bbbbbbbbbbbb")},
+		{Name: "c", Var: "C", Value: []byte("-----BEGIN KEY-----\nvalue-cccccccc\n-----END KEY-----\n")}}
+	for b.Loop() {
+		if exit, err := r.Run(context.Background(), runner.Job{Job: j, Log: log, Dir: dir, Secrets: secrets}); exit != 0 || err != nil {
+			b.Fatal(exit, err)
+		}
+		if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

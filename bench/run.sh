@@ -238,6 +238,23 @@ s9() {
 }
 section "secret masking" s9
 
+# 10. A trivial exec job with 3 secrets against none: push to result in
+# synchronous mode (grants from the environment: no gitolite here; with
+# one, a job of a repository with grants also waits for
+# "gitolite git-config" as it starts).
+s10() {
+    for n in a b c; do
+        printf 'bench-secret-value-%s\n' "$n" | JOBQ_HOME=$W/sechome "$B/jobq" secret set "bench_$n" >/dev/null
+    done
+    script exec-plain.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=plain JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    script exec-secrets.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=withsec JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_SECRETS='bench_a:A bench_b bench_c:C' exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/secjob.json" "$W/exec-plain.sh" "$W/exec-secrets.sh" >/dev/null 2>&1
+    grep -q "secrets given: bench_a" "$W/sechome/repos/withsec/0/log"
+    p=$(ms "$W/secjob.json" 0); s=$(ms "$W/secjob.json" 1)
+    row "trivial exec job with 3 secrets (push to result, synchronous)" "$(fmt "$s") ms" "no secrets: $(fmt "$p") ms" "$(ratio "$s" "$p")" "≤ 1.05×"
+}
+section "secrets, job overhead" s10
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

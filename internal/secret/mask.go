@@ -49,8 +49,10 @@ type Masker struct {
 }
 
 // Patterns are what a Masker for values replaces: each non-empty value
-// whole, and each line of MinLen bytes or more of a value of several lines
-// (without its "\n", and also without a "\r" before it), deduplicated.
+// whole, but for the newline it ends with (a key file's, or echo's into
+// jobq secret set: masking it too would join the job's lines), and each
+// line of MinLen bytes or more of a value of several lines (without its
+// "\n", and also without a "\r" before it), deduplicated.
 func Patterns(values [][]byte) [][]byte {
 	seen := map[string]bool{}
 	var pats [][]byte
@@ -61,7 +63,11 @@ func Patterns(values [][]byte) [][]byte {
 		}
 	}
 	for _, v := range values {
-		add(v)
+		if t := bytes.TrimSuffix(bytes.TrimSuffix(v, []byte("\n")), []byte("\r")); len(t) > 0 {
+			add(t)
+		} else {
+			add(v)
+		}
 		if !bytes.Contains(v, []byte("\n")) {
 			continue
 		}

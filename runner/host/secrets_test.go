@@ -37,7 +37,7 @@ printf 'end: '; cat "$d/api_token"`)
 	defer f.Close()
 	exit, err := New(time.Second).Run(context.Background(), runner.Job{Job: j, Log: f, Dir: run, Secrets: secrets})
 	log, _ := os.ReadFile(f.Name())
-	want := "700 DIR\n400 DIR/api_token\n400 DIR/deploy_key\ntmpfs\ntoken=***\n***split: ***\nend: ***"
+	want := "700 DIR\n400 DIR/api_token\n400 DIR/deploy_key\ntmpfs\ntoken=***\n***\nsplit: ***\nend: ***"
 	if err != nil || exit != 0 || string(log) != want {
 		t.Fatalf("exit %d, %v, log:\n%s\nwant:\n%s", exit, err, log, want)
 	}

@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -117,5 +118,42 @@ func BenchmarkExecRunSecrets(b *testing.B) {
 		if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// A job that outlives its worker goes on being masked: the supervisor
+// masks, whoever watches, and the adopting worker hands it nothing.
+func TestExecSecretsMaskedAfterAdoption(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	j := testJob(gitDir, rev, `echo "before $TOKEN"; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo "after $TOKEN"`)
+	log, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	defer log.Close()
+	ctx, stop := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	secrets := []runner.Secret{{Name: "token", Var: "TOKEN", Value: []byte("tok-secret-42")}}
+	go func() {
+		_, err := New(time.Second).Run(ctx, runner.Job{Job: j, Log: log, Dir: dir, Secrets: secrets})
+		done <- err
+	}()
+	testenv.WaitUntil(t, "the job starts", time.Minute, func() bool {
+		b, _ := os.ReadFile(log.Name())
+		return string(b) == "before ***\n"
+	})
+	stop(runner.ErrStopping)
+	if err := <-done; !errors.Is(err, runner.ErrDetached) {
+		t.Fatalf("Run after the worker's stop: %v, want ErrDetached", err)
+	}
+	os.WriteFile(gate, nil, 0o600)
+	r := New(time.Second)
+	if exit, err := r.Adopt(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}, notice); err != nil || exit != 0 {
+		t.Fatalf("Adopt: exit %d, %v", exit, err)
+	}
+	if b, _ := os.ReadFile(log.Name()); !strings.HasSuffix(string(b), "after ***\n") || strings.Contains(string(b), "tok-secret") {
+		t.Errorf("log %q", b)
+	}
+	if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
+		t.Fatal(err)
 	}
 }

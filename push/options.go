@@ -140,10 +140,11 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 	if v, ok := get("JOBQ_CONNECTION"); ok {
 		o.Connection = strings.TrimSpace(v)
 	}
-	// Only whether there are grants: the worker reads them, and the
-	// values, when the job starts (internal/secret, worker/secrets.go).
-	if v, ok := get("JOBQ_SECRETS"); ok && strings.TrimSpace(v) != "" {
-		o.Secrets = true
+	// Checked when the job starts, not here: the worker reads the grants
+	// then (internal/secret, worker/secrets.go), and a bad one fails that
+	// job, never the push.
+	if v, ok := get("JOBQ_SECRETS"); ok {
+		o.Secrets = strings.TrimSpace(v)
 	}
 	if v, ok := get("JOBQ_KEEP"); ok && strings.TrimSpace(v) != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))

@@ -106,10 +106,11 @@ type Options struct {
 	PassEnv    []string      `json:"pass_env,omitempty"`
 	Connection string        `json:"connection,omitempty"`
 	Keep       int           `json:"keep"`
-	// Secrets: the repository granted secrets (JOBQ_SECRETS) when the job
-	// was queued; the worker reads which, as they are then, when it
-	// starts, and asks no one for a job queued without.
-	Secrets bool `json:"secrets,omitempty"`
+	// Secrets is JOBQ_SECRETS as the push had it: grants (names and ref
+	// patterns, never values). Under gitolite the worker reads the
+	// repository's grants again when the job starts, and asks no one for
+	// a job queued without; elsewhere the push's are all there are.
+	Secrets string `json:"secrets,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

@@ -18,25 +18,25 @@ import (
 type GrantsFunc func(ctx context.Context, j *queue.Job) (string, error)
 
 // Grants is where a worker of the account whose environment getenv reads
-// finds each repository's JOBQ_SECRETS: in gitolite's options ("option
-// ENV.JOBQ_SECRETS", asked when the job starts) where the account runs a
-// gitolite; else the worker's own JOBQ_SECRETS, for every repository.
-// Never GL_OPTION_JOBQ_SECRETS of the environment: a worker a hook started
-// has the options of that one push.
+// finds the JOBQ_SECRETS of a job's repository. Where the account runs a
+// gitolite, in gitolite's options ("option ENV.JOBQ_SECRETS"), asked when
+// the job starts: a grant removed or changed while the job waited applies
+// to it. Elsewhere, the grants the push had, recorded in the job
+// (queue.Options.Secrets): nothing else says which repository grants
+// what, and a worker's own environment is that of whichever push started
+// it, or of a service that drains every repository's queue.
 //
-// gitolite is asked only for a job queued while its repository granted
-// secrets (queue.Options.Secrets): the question costs a job's start about
-// 0.1 s of Perl, which jobs without secrets need not pay. A grant removed
-// or changed while a job waits applies to it; a grant added to a
-// repository that had none applies from its next push (or retry).
+// gitolite is asked only for a job queued while its repository had
+// grants: the question costs a job's start about 0.1 s of Perl, which
+// jobs without secrets need not pay. A grant added to a repository that
+// had none applies from its next push (or retry).
 func Grants(getenv func(string) string) GrantsFunc {
 	if !gitolite.Installed(getenv) {
-		v := getenv("JOBQ_SECRETS")
-		return func(context.Context, *queue.Job) (string, error) { return v, nil }
+		return func(_ context.Context, j *queue.Job) (string, error) { return j.Options.Secrets, nil }
 	}
 	program := gitolite.Program(getenv)
 	return func(ctx context.Context, j *queue.Job) (string, error) {
-		if !j.Options.Secrets {
+		if j.Options.Secrets == "" {
 			return "", nil
 		}
 		opts, err := gitolite.Options(ctx, program, nil, j.Repo, `^gitolite-options\.ENV\.JOBQ_SECRETS$`)

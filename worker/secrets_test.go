@@ -162,12 +162,19 @@ func TestJobSecretsRefused(t *testing.T) {
 	}
 }
 
-// Without a gitolite, the worker's own JOBQ_SECRETS grants, never the
-// GL_OPTION_JOBQ_SECRETS of the push whose hook started it.
+// Without a gitolite, the grants are those the push had (recorded in the
+// job), never the worker's environment's, which is that of whichever push
+// started it: another repository's grants must not reach this one's jobs.
 func TestGrantsWithoutGitolite(t *testing.T) {
-	env := map[string]string{"HOME": t.TempDir(), "JOBQ_SECRETS": "a@refs/heads/x", "GL_OPTION_JOBQ_SECRETS": "b"}
-	got, err := Grants(func(k string) string { return env[k] })(context.Background(), newJob("r", "q"))
+	env := map[string]string{"HOME": t.TempDir(), "JOBQ_SECRETS": "b@refs/heads/x", "GL_OPTION_JOBQ_SECRETS": "c"}
+	j := newJob("r", "q")
+	j.Options.Secrets = "a@refs/heads/x"
+	got, err := Grants(func(k string) string { return env[k] })(context.Background(), j)
 	if err != nil || got != "a@refs/heads/x" {
+		t.Fatalf("%q %v", got, err)
+	}
+	j.Options.Secrets = ""
+	if got, err := Grants(func(k string) string { return env[k] })(context.Background(), j); err != nil || got != "" {
 		t.Fatalf("%q %v", got, err)
 	}
 }
@@ -191,7 +198,7 @@ func TestGrantsFromGitolite(t *testing.T) {
 	if _, err := os.Stat(calls); !os.IsNotExist(err) {
 		t.Fatal("gitolite was asked for a job queued without grants")
 	}
-	j.Options.Secrets = true
+	j.Options.Secrets = "stale@refs/heads/master" // as the push had it
 	if got, err := grants(context.Background(), j); err != nil || got != "key@refs/heads/master" {
 		t.Fatalf("grants %q %v", got, err)
 	}

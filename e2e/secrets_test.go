@@ -195,7 +195,7 @@ func secretsDirs(t *testing.T) []string {
 		t.Fatal(err)
 	}
 	var mine []string
-	for _, pattern := range []string{"/run/user/" + u.Uid + "/jobq-secrets-*", "/dev/shm/jobq-secrets-*"} {
+	for _, pattern := range []string{"/run/user/" + u.Uid + "/jobq-exec-secrets-*", "/dev/shm/jobq-exec-secrets-*"} {
 		all, _ := filepath.Glob(pattern)
 		for _, d := range all {
 			if fi, err := os.Stat(d); err == nil && fmt.Sprint(fi.Sys().(*syscall.Stat_t).Uid) == u.Uid {

@@ -88,7 +88,7 @@ func TestRemoveSecretsTrustsOnlyItsOwnPaths(t *testing.T) {
 	run := t.TempDir()
 	victim := t.TempDir()
 	os.WriteFile(filepath.Join(victim, "keep"), []byte("x"), 0o600)
-	for _, p := range []string{victim, victim + "/../" + filepath.Base(victim), "relative/jobq-secrets-x", "/"} {
+	for _, p := range []string{victim, victim + "/../" + filepath.Base(victim), "relative/jobq-exec-secrets-x", "/"} {
 		os.WriteFile(filepath.Join(run, "secrets"), []byte(p+"\n"), 0o600)
 		removeSecrets(runner.Job{Dir: run})
 		if _, err := os.Stat(filepath.Join(victim, "keep")); err != nil {

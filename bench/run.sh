@@ -276,6 +276,36 @@ s10() {
 }
 section "metrics" s10
 
+# 11. Secret masking: a log capture model (a job's output read from a
+# pipe, appended to a log file) of LOGBYTES, with 20 secrets given and
+# masked against none, alternating (go test -count), from
+# internal/secret's BenchmarkCapture; and the masker alone.
+s11() {
+    JOBQ_BENCH_CAPTURE=$LOGBYTES go test -count "$REPEAT" -run XXX -bench 'Capture|Mask$' -benchtime 1x ./internal/secret/ >"$W/mask.out" 2>&1 ||
+        { cat "$W/mask.out" >&2; exit 1; }
+    mbs() { awk -v w="$1" '$1 ~ "^Benchmark" w "(-[0-9]+)?$" {print $(NF)=="MB/s" ? $(NF-1) : ""}' "$W/mask.out" | grep . >"$W/mask.$2"; median "$W/mask.$2"; }
+    none=$(mbs 'Capture/none' none); with=$(mbs 'Capture/20secrets' with); alone=$(mbs 'Mask' alone)
+    row "log capture model ($((LOGBYTES >> 20)) MiB through a pipe) with 20 secrets masked" "$(fmt "$with") MB/s (masker alone: $(fmt "$alone") MB/s)" "no secrets: $(fmt "$none") MB/s" "$(ratio "$with" "$none")" "≥ 0.9×"
+}
+section "secret masking" s11
+
+# 12. A trivial exec job with 3 secrets against none: push to result in
+# synchronous mode (grants from the environment: no gitolite here; with
+# one, a job of a repository with grants also waits for
+# "gitolite git-config" as it starts).
+s12() {
+    for n in a b c; do
+        printf 'bench-secret-value-%s\n' "$n" | JOBQ_HOME=$W/sechome "$B/jobq" secret set "bench_$n" >/dev/null
+    done
+    script exec-plain.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=plain JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    script exec-secrets.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=withsec JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_SECRETS='bench_a:A bench_b bench_c:C' exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/secjob.json" "$W/exec-plain.sh" "$W/exec-secrets.sh" >/dev/null 2>&1
+    grep -q "secrets given: bench_a" "$W/sechome/repos/withsec/0/log"
+    p=$(ms "$W/secjob.json" 0); s=$(ms "$W/secjob.json" 1)
+    row "trivial exec job with 3 secrets (push to result, synchronous)" "$(fmt "$s") ms" "no secrets: $(fmt "$p") ms" "$(ratio "$s" "$p")" "≤ 1.05×"
+}
+section "secrets, job overhead" s12
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

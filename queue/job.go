@@ -137,6 +137,11 @@ type Options struct {
 	Artifacts      []string `json:"artifacts,omitempty"`
 	ArtifactsBytes int64    `json:"artifacts_bytes,omitempty"`
 	ArtifactsFiles int      `json:"artifacts_files,omitempty"`
+	// Secrets is JOBQ_SECRETS as the push had it: grants (names and ref
+	// patterns, never values). Under gitolite the worker reads the
+	// repository's grants again when the job starts, and asks no one for
+	// a job queued without; elsewhere the push's are all there are.
+	Secrets string `json:"secrets,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

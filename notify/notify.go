@@ -174,7 +174,13 @@ func Prepare(s *queue.Store, j *queue.Job) (bool, error) {
 	for _, d := range j.Options.Notify {
 		r.Deliveries = append(r.Deliveries, Delivery{Dest: d, Status: Waiting, Next: now})
 	}
-	if err := Write(s, r); err != nil {
+	// The record's bytes are synced; its name, in the job's directory,
+	// is made durable by the sync of that directory that records the
+	// result right after (queue.Store.Update): one directory sync for
+	// both, on the job's path. The index's entry is not synced: a crash
+	// of the process keeps it (the kernel has it), and on ext4 the
+	// result's sync commits it with the rest of the journal.
+	if err := write(s, r, false); err != nil {
 		return false, err
 	}
 	if err := os.MkdirAll(s.NotifyIndex(), 0o700); err != nil {
@@ -185,19 +191,40 @@ func Prepare(s *queue.Store, j *queue.Job) (bool, error) {
 		return false, fmt.Errorf("notify %s %d: %w", j.Repo, j.ID, err)
 	}
 	f.Close()
-	if err := atomicfile.SyncDir(s.NotifyIndex()); err != nil {
-		return false, fmt.Errorf("notify %s %d: %w", j.Repo, j.ID, err)
-	}
 	return true, nil
 }
 
 // Write replaces job r.ID's record, durably.
-func Write(s *queue.Store, r *Record) error {
+func Write(s *queue.Store, r *Record) error { return write(s, r, true) }
+
+// write replaces job r.ID's record: its bytes synced before the rename
+// always, the rename itself with syncDir.
+func write(s *queue.Store, r *Record, syncDir bool) error {
 	data, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := atomicfile.Write(Path(s, r.Repo, r.ID), data, 0o600, true); err != nil {
+	path := Path(s, r.Repo, r.ID)
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-notify.json-")
+	if err == nil {
+		_, err = f.Write(data)
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		if err == nil {
+			err = os.Rename(f.Name(), path)
+		}
+		if err != nil {
+			os.Remove(f.Name())
+		}
+	}
+	if err == nil && syncDir {
+		err = atomicfile.SyncDir(filepath.Dir(path))
+	}
+	if err != nil {
 		return fmt.Errorf("notify %s %d: %w", r.Repo, r.ID, err)
 	}
 	return nil

@@ -19,6 +19,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/notify"
 	"github.com/jobq/jobq/queue"
 )
@@ -264,6 +265,9 @@ func (d *Deliverer) round(k notify.Job) (next time.Time, more bool) {
 			continue // Close ended the retries
 		default:
 			err := d.try(j, r, del.Dest)
+			if err == nil {
+				faults.Point("notify-delivered") // sent, not yet recorded: it is sent again
+			}
 			del.Attempts++
 			if err == nil {
 				del.Status, del.Done, del.LastError, del.Next = notify.Delivered, time.Now().UTC(), "", time.Time{}

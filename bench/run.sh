@@ -225,6 +225,19 @@ s8() {
 }
 section "build hosts" s8
 
+# 9. Secret masking: a log capture model (a job's output read from a
+# pipe, appended to a log file) of LOGBYTES, with 20 secrets given and
+# masked against none, alternating (go test -count), from
+# internal/secret's BenchmarkCapture; and the masker alone.
+s9() {
+    JOBQ_BENCH_CAPTURE=$LOGBYTES go test -count "$REPEAT" -run XXX -bench 'Capture|Mask$' -benchtime 1x ./internal/secret/ >"$W/mask.out" 2>&1 ||
+        { cat "$W/mask.out" >&2; exit 1; }
+    mbs() { awk -v w="$1" '$1 ~ "^Benchmark" w "(-[0-9]+)?$" {print $(NF)=="MB/s" ? $(NF-1) : ""}' "$W/mask.out" | grep . >"$W/mask.$2"; median "$W/mask.$2"; }
+    none=$(mbs 'Capture/none' none); with=$(mbs 'Capture/20secrets' with); alone=$(mbs 'Mask' alone)
+    row "log capture model ($((LOGBYTES >> 20)) MiB through a pipe) with 20 secrets masked" "$(fmt "$with") MB/s (masker alone: $(fmt "$alone") MB/s)" "no secrets: $(fmt "$none") MB/s" "$(ratio "$with" "$none")" "≥ 0.9×"
+}
+section "secret masking" s9
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

@@ -200,8 +200,8 @@ func TestNotify(t *testing.T) {
 	}
 	// The signing key, in the host's secret store (the account's own).
 	if out, err := env.AsUser(context.Background(), nil, "sh", "-c",
-		`umask 077 && mkdir -p "$HOME/.local/share/jobq/secrets" && printf %s `+notifyKey+` >"$HOME/.local/share/jobq/secrets/notify-key" && rm -rf "$HOME/notify-exec"`); err != nil {
-		t.Fatalf("store the secret: %v %s", err, out)
+		`rm -rf "$HOME/notify-exec" && printf %s `+notifyKey+` | `+filepath.Join(env.Bin, "jobq")+` secret set notify-key`); err != nil {
+		t.Fatalf("jobq secret set: %v %s", err, out)
 	}
 	// Only this account's mailbox, and the messages of this run.
 	os.Remove(filepath.Join("/var/mail", env.User))

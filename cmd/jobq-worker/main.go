@@ -10,7 +10,6 @@ import (
 	"log"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/internal/gittree"
+	"github.com/jobq/jobq/internal/secret"
 	"github.com/jobq/jobq/notify/deliver"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
@@ -189,7 +189,7 @@ func newWorker() (*worker.Worker, error) {
 	}
 	notifier := deliver.New(deliver.Config{
 		Store:    store,
-		Secret:   secretStore(home),
+		Secret:   secret.Open(home).Get, // the key that signs webhooks
 		Sendmail: os.Getenv("JOBQ_SENDMAIL"),
 		Logf:     log.Printf,
 	})
@@ -239,15 +239,4 @@ func closeNotifier(ctx context.Context, w *worker.Worker) {
 		linger = 0
 	}
 	d.Close(linger)
-}
-
-// secretStore reads a secret of the host's store ($JOBQ_HOME/secrets/NAME,
-// the account's own): the key of webhooks' signatures.
-func secretStore(home string) func(name string) ([]byte, error) {
-	return func(name string) ([]byte, error) {
-		if strings.ContainsAny(name, "/\x00") || name == "." || name == ".." || name == "" {
-			return nil, fmt.Errorf("%q is not a secret name", name)
-		}
-		return os.ReadFile(filepath.Join(home, "secrets", name))
-	}
 }

@@ -270,6 +270,32 @@ func TestNotify(t *testing.T) {
 		}
 	})
 
+	// A branch named like a header (git refuses CR and LF in a ref, and
+	// gitolite '=', ':' and anything not ASCII, so a name cannot break a
+	// line; it can look like a field, and be long): the message's header
+	// fields stay jobq's, and it goes only to the account.
+	t.Run("hostile ref", func(t *testing.T) {
+		ref := "refs/heads/Bcc.root@localhost/Subject.x/" + strings.TrimSuffix(strings.Repeat(strings.Repeat("x", 100)+"/", 3), "/")
+		push(t, "notify-fail", map[string]string{"outcome": "5\n"}, "HEAD:"+ref)
+		follow(t, "alice", "notify-fail", 2)
+		testenv.WaitUntil(t, "the mail", time.Minute, func() bool { return len(mailbox(t, "notify-fail refs/heads/Bcc.")) > 0 })
+		ms := mailbox(t, "notify-fail refs/heads/Bcc.")
+		m := ms[0]
+		for k := range m.Header {
+			switch k {
+			case "To", "Subject", "Date", "Message-Id", "Mime-Version", "Content-Type", "Content-Transfer-Encoding", "Auto-Submitted", "X-Jobq-Idempotency-Key",
+				"Return-Path", "Envelope-To", "Delivery-Date", "Received", "From", "Status": // the MTA's
+			default:
+				t.Errorf("header %s: %q", k, m.Header.Get(k))
+			}
+		}
+		subj, err := new(mime.WordDecoder).DecodeHeader(m.Header.Get("Subject"))
+		if len(ms) != 1 || err != nil || !strings.HasPrefix(subj, "[jobq] notify-fail refs/heads/Bcc.root@localhost/Subject.x/xxx") || !strings.HasSuffix(subj, "xxx… job 2 failed") ||
+			m.Header.Get("To") != env.User+"@localhost" || m.Header.Get("Bcc") != "" {
+			t.Errorf("%d messages; Subject %q (%v), To %q", len(ms), subj, err, m.Header.Get("To"))
+		}
+	})
+
 	t.Run("change", func(t *testing.T) {
 		for id, code := range []int{1, 2, 0, 0} {
 			pushOutcome(t, "notify-change", code)

@@ -57,11 +57,15 @@ const (
 // characters, CR and LF among them, made visible (a ref or repository
 // cannot add a header), at most n runes, non-ASCII as RFC 2047 words.
 func headerText(s string, n int) string {
-	s = termsafe.Line(s)
+	return mime.QEncoding.Encode("utf-8", cut(termsafe.Line(s), n))
+}
+
+// cut shortens s to n runes, the last "…" if it cut.
+func cut(s string, n int) string {
 	if utf8.RuneCountInString(s) > n {
-		s = string([]rune(s)[:n-1]) + "…"
+		return string([]rune(s)[:n-1]) + "…"
 	}
-	return mime.QEncoding.Encode("utf-8", s)
+	return s
 }
 
 // mailMessage is job j's notification r as a message for sendmail -t to
@@ -76,7 +80,8 @@ func mailMessage(s *queue.Store, j *queue.Job, r *notify.Record, dest string, no
 		state = r.Event + " (" + state + ")"
 	}
 	fmt.Fprintf(&b, "To: %s\r\n", strings.Join(strings.Split(addrs, ","), ", "))
-	fmt.Fprintf(&b, "Subject: %s\r\n", headerText(fmt.Sprintf("[jobq] %s %s job %d %s", j.Repo, j.Ref, j.ID, state), 200))
+	// A long ref is cut, not the job and state after it.
+	fmt.Fprintf(&b, "Subject: %s\r\n", headerText(fmt.Sprintf("[jobq] %s %s job %d %s", j.Repo, cut(termsafe.Line(j.Ref), 100), j.ID, state), 250))
 	fmt.Fprintf(&b, "Date: %s\r\n", now.Format(time.RFC1123Z))
 	fmt.Fprintf(&b, "Message-ID: <jobq.%s@%s>\r\n", messageID(r.Key), hostname())
 	b.WriteString("MIME-Version: 1.0\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: quoted-printable\r\n")

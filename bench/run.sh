@@ -41,6 +41,7 @@ go build -trimpath -ldflags "-s -w" -o "$B/empty" ./bench/empty
 go build -trimpath -o "$B/seed" ./bench/seed
 go build -tags "$TAGS" -trimpath -o "$B/checkout" ./bench/checkout
 go build -tags "$TAGS" -trimpath -o "$B/floor" ./bench/floor
+go build -trimpath -o "$B/notify" ./bench/notify
 # A jobq with no jobq-worker beside it: where the benchmark times the
 # worker itself, the hook must not start one.
 install -D "$B/jobq" "$W/alone/jobq"
@@ -237,6 +238,23 @@ s9() {
     row "log capture model ($((LOGBYTES >> 20)) MiB through a pipe) with 20 secrets masked" "$(fmt "$with") MB/s (masker alone: $(fmt "$alone") MB/s)" "no secrets: $(fmt "$none") MB/s" "$(ratio "$with" "$none")" "≥ 0.9×"
 }
 section "secret masking" s9
+
+# 10. Notifications (bench/notify): NJOBS failing exec jobs in one queue,
+# each with a webhook; the time from a job's result (its record) to the
+# arrival at a live receiver on loopback; and the time from a job's result
+# to the next job's start with no notifications, with the live receiver,
+# and with a receiver that accepts and never answers (p99 over the jobs).
+s10() {
+    njobs=$((smoke ? 20 : 200))
+    "$B/notify" -jobq "$W/alone/jobq" -worker "$B/jobq-worker" -dir "$W/notify" -n "$njobs" >"$W/notify.out"
+    read -r _ d50 d99 dmax < <(grep '^delivery ' "$W/notify.out")
+    read -r _ n50 n99 < <(grep '^gap-none ' "$W/notify.out")
+    read -r _ l50 l99 < <(grep '^gap-live ' "$W/notify.out")
+    read -r _ x50 x99 < <(grep '^gap-dead ' "$W/notify.out")
+    row "notification: result to a live webhook receiver ($njobs jobs)" "p50 $(fmt "$d50") ms, p99 $(fmt "$d99") ms (max $(fmt "$dmax"))" "" "" "p99 ≤ 1 s"
+    row "next job's start after a result, a dead receiver (median, p99)" "$(fmt "$x50") ms, $(fmt "$x99") ms" "no notifications: $(fmt "$n50") ms, $(fmt "$n99") ms; live receiver: $(fmt "$l50") ms, $(fmt "$l99") ms" "+$(awk -v a="$x50" -v b="$n50" 'BEGIN {printf "%.2f", a - b}') ms" "≤ +5 ms"
+}
+section "notifications" s10
 
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"

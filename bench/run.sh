@@ -268,7 +268,7 @@ section "notifications" s10
 if ((smoke)); then bench/web.sh --smoke; fi
 
 echo "bench: go test -bench" >&2
-go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree >bench/out/go-bench.txt 2>&1
+go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree ./notify >bench/out/go-bench.txt 2>&1
 cat "$out"
 if ((${#failed[@]})); then
     echo "bench: failed: ${failed[*]}" >&2

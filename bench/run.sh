@@ -239,14 +239,15 @@ s9() {
 }
 section "secret masking" s9
 
-# 10. Notifications (bench/notify): NJOBS failing exec jobs in one queue,
-# each with a webhook; the time from a job's result (its record) to the
-# arrival at a live receiver on loopback; and the time from a job's result
-# to the next job's start with no notifications, with the live receiver,
-# and with a receiver that accepts and never answers (p99 over the jobs).
+# 10. Notifications (bench/notify): failing exec jobs in one queue, each
+# with a webhook; the time from a job's result (its record) to the arrival
+# at a live receiver on loopback; and the time from a job's result to the
+# next job's start with no notifications, with the live receiver, and with
+# a receiver that accepts and never answers. NJOBS jobs per mode, the
+# modes taking turns over rounds.
 s10() {
-    njobs=$((smoke ? 20 : 200))
-    "$B/notify" -jobq "$W/alone/jobq" -worker "$B/jobq-worker" -dir "$W/notify" -n "$njobs" >"$W/notify.out"
+    njobs=$((smoke ? 30 : 300))
+    "$B/notify" -jobq "$W/alone/jobq" -worker "$B/jobq-worker" -dir "$W/notify" -n "$njobs" -rounds $((smoke ? 3 : 10)) >"$W/notify.out"
     read -r _ d50 d99 dmax < <(grep '^delivery ' "$W/notify.out")
     read -r _ n50 n99 < <(grep '^gap-none ' "$W/notify.out")
     read -r _ l50 l99 < <(grep '^gap-live ' "$W/notify.out")

@@ -5,7 +5,7 @@
 // drains them with the real worker, reading the times from the jobs'
 // records.
 //
-//	notify -jobq BIN/jobq -worker BIN/jobq-worker -dir WORK -n JOBS
+//	notify -jobq BIN/jobq -worker BIN/jobq-worker -dir WORK -n JOBS -rounds R
 //
 // It prints lines of numbers in ms: "delivery P50 P99 MAX" (live
 // receiver), and "gap-MODE P50 P99", the time from a job's result to the
@@ -36,16 +36,18 @@ func main() {
 	jobq := flag.String("jobq", "", "the jobq binary (no jobq-worker beside it)")
 	worker := flag.String("worker", "", "the jobq-worker binary")
 	dir := flag.String("dir", "", "a work directory")
-	n := flag.Int("n", 50, "jobs per measurement")
+	n := flag.Int("n", 60, "jobs per mode, over all rounds")
+	rounds := flag.Int("rounds", 5, "rounds: each runs n/rounds jobs of each mode")
 	flag.Parse()
 	if *jobq == "" || *worker == "" || *dir == "" {
 		log.Fatal("usage: notify -jobq BIN -worker BIN -dir DIR [-n N]")
 	}
 	gitDir, rev := repo(*dir)
 
-	// A live receiver: the arrival of each job's notification.
+	// A live receiver: the arrival of each job's notification, by the
+	// round (its path) and the job.
 	var mu sync.Mutex
-	arrived := map[int64]time.Time{}
+	arrived := map[string]time.Time{}
 	live := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		now := time.Now()
 		var p struct {
@@ -53,7 +55,7 @@ func main() {
 		}
 		json.NewDecoder(io.LimitReader(r.Body, 1<<20)).Decode(&p)
 		mu.Lock()
-		arrived[p.ID] = now
+		arrived[fmt.Sprintf("%s %d", r.URL.Path, p.ID)] = now
 		mu.Unlock()
 	}))
 	// A dead receiver: it takes the connection and never answers.
@@ -71,23 +73,36 @@ func main() {
 		}
 	}()
 
-	home := filepath.Join(*dir, "live")
-	jobs := run(*jobq, *worker, home, gitDir, rev, *n, "http://"+live+"/", true)
+	// The modes take turns, round after round, so that a busy moment of
+	// the machine falls on each alike.
+	per := max(*n / *rounds, 2)
 	var lat []float64
-	for id, j := range jobs {
-		mu.Lock()
-		at, ok := arrived[int64(id)]
-		mu.Unlock()
-		if !ok {
-			log.Fatalf("job %d: no notification arrived", id)
+	gap := map[string][]float64{}
+	modes := []string{"none", "live", "dead"}
+	for round := range *rounds {
+		for k := range modes {
+			mode := modes[(round+k)%len(modes)]
+			home := filepath.Join(*dir, fmt.Sprintf("%s-%d", mode, round))
+			dest := map[string]string{"none": "", "live": fmt.Sprintf("http://%s/%d", live, round), "dead": "http://" + dead.Addr().String() + "/"}[mode]
+			jobs := run(*jobq, *worker, home, gitDir, rev, per, dest, mode == "live")
+			gap[mode] = append(gap[mode], gaps(jobs)...)
+			if mode != "live" {
+				continue
+			}
+			for id, j := range jobs {
+				mu.Lock()
+				at, ok := arrived[fmt.Sprintf("/%d %d", round, id)]
+				mu.Unlock()
+				if !ok {
+					log.Fatalf("round %d, job %d: no notification arrived", round, id)
+				}
+				lat = append(lat, ms(at.Sub(j.FinishedAt)))
+			}
 		}
-		lat = append(lat, ms(at.Sub(j.FinishedAt)))
 	}
 	fmt.Printf("delivery %.2f %.2f %.2f\n", pct(lat, 50), pct(lat, 99), pct(lat, 100))
-	fmt.Printf("gap-live %.2f %.2f\n", pct(gaps(jobs), 50), pct(gaps(jobs), 99))
-	for _, c := range []struct{ name, dest string }{{"none", ""}, {"dead", "http://" + dead.Addr().String() + "/"}} {
-		jobs := run(*jobq, *worker, filepath.Join(*dir, c.name), gitDir, rev, *n, c.dest, false)
-		fmt.Printf("gap-%s %.2f %.2f\n", c.name, pct(gaps(jobs), 50), pct(gaps(jobs), 99))
+	for _, mode := range modes {
+		fmt.Printf("gap-%s %.2f %.2f\n", mode, pct(gap[mode], 50), pct(gap[mode], 99))
 	}
 }
 

@@ -205,6 +205,7 @@ func TestNotify(t *testing.T) {
 	}
 	// Only this account's mailbox, and the messages of this run.
 	os.Remove(filepath.Join("/var/mail", env.User))
+	t.Cleanup(func() { os.Remove(filepath.Join("/var/mail", env.User)) })
 	testenv.Require(t, fileExists("/usr/sbin/sendmail"), "an MTA's /usr/sbin/sendmail (exim4-daemon-light, scripts/setup)")
 	h := &hooks{requests: map[string]int{}, bodies: map[string][]map[string]any{}, keys: map[string]bool{}, down: map[string]int{"/retry": 3}}
 	srv := &http.Server{Handler: h}

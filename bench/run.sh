@@ -41,6 +41,7 @@ go build -trimpath -ldflags "-s -w" -o "$B/empty" ./bench/empty
 go build -trimpath -o "$B/seed" ./bench/seed
 go build -tags "$TAGS" -trimpath -o "$B/checkout" ./bench/checkout
 go build -tags "$TAGS" -trimpath -o "$B/floor" ./bench/floor
+go build -trimpath -o "$B/notify" ./bench/notify
 # A jobq with no jobq-worker beside it: where the benchmark times the
 # worker itself, the hook must not start one.
 install -D "$B/jobq" "$W/alone/jobq"
@@ -306,6 +307,24 @@ s12() {
 }
 section "secrets, job overhead" s12
 
+# 13. Notifications (bench/notify): failing exec jobs in one queue, each
+# with a webhook; the time from a job's result (its record) to the arrival
+# at a live receiver on loopback; and the time from a job's result to the
+# next job's start with no notifications, with the live receiver, and with
+# a receiver that accepts and never answers. NJOBS jobs per mode, the
+# modes taking turns over rounds.
+s13() {
+    njobs=$((smoke ? 30 : 300))
+    "$B/notify" -jobq "$W/alone/jobq" -worker "$B/jobq-worker" -dir "$W/notify" -n "$njobs" -rounds $((smoke ? 3 : 10)) >"$W/notify.out"
+    read -r _ d50 d99 dmax < <(grep '^delivery ' "$W/notify.out")
+    read -r _ n50 n99 < <(grep '^gap-none ' "$W/notify.out")
+    read -r _ l50 l99 < <(grep '^gap-live ' "$W/notify.out")
+    read -r _ x50 x99 < <(grep '^gap-dead ' "$W/notify.out")
+    row "notification: result to a live webhook receiver ($njobs jobs)" "p50 $(fmt "$d50") ms, p99 $(fmt "$d99") ms (max $(fmt "$dmax"))" "" "" "p99 ≤ 1 s"
+    row "next job's start after a result, a dead receiver (median, p99)" "$(fmt "$x50") ms, $(fmt "$x99") ms" "no notifications: $(fmt "$n50") ms, $(fmt "$n99") ms; live receiver: $(fmt "$l50") ms, $(fmt "$l99") ms" "+$(awk -v a="$x50" -v b="$n50" 'BEGIN {printf "%.2f", a - b}') ms" "≤ +5 ms"
+}
+section "notifications" s13
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo
@@ -318,7 +337,7 @@ section "secrets, job overhead" s12
 if ((smoke)); then bench/web.sh --smoke; fi
 
 echo "bench: go test -bench" >&2
-go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree >bench/out/go-bench.txt 2>&1
+go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree ./notify >bench/out/go-bench.txt 2>&1
 cat "$out"
 if ((${#failed[@]})); then
     echo "bench: failed: ${failed[*]}" >&2

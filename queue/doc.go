@@ -18,6 +18,9 @@
 //	                           runner's package; each removed once what it names is gone
 //	repos/NAME/ID/artifacts/   the files its runner collected (JOBQ_ARTIFACTS; artifacts.go),
 //	                           and artifacts.new/ while a collection is under way
+//	repos/NAME/ID/notify.json  the job's notifications and their delivery (package notify)
+//	repos/NAME/ID/notify.lock  flock: held by the process delivering them
+//	notify/ID-NAME             the job's notifications are not all delivered or given up yet
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added

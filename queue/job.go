@@ -142,6 +142,14 @@ type Options struct {
 	// repository's grants again when the job starts, and asks no one for
 	// a job queued without; elsewhere the push's are all there are.
 	Secrets string `json:"secrets,omitempty"`
+	// Notify are the destinations told of the job's result (JOBQ_NOTIFY:
+	// mailto:, http(s)://, exec:), NotifyOn which results (JOBQ_NOTIFY_ON),
+	// NotifySecret the secret that signs webhooks, WebURL the web view's
+	// base URL for links (package notify).
+	Notify       []string `json:"notify,omitempty"`
+	NotifyOn     string   `json:"notify_on,omitempty"`
+	NotifySecret string   `json:"notify_secret,omitempty"`
+	WebURL       string   `json:"web_url,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

@@ -95,6 +95,18 @@ type Worker struct {
 	handOff bool
 	// maxHeld, if set, replaces the cap of queues held at once (heldCap).
 	maxHeld int
+
+	// Notifier, if set, tells of jobs' results (package notify/deliver).
+	Notifier Notifier
+}
+
+// Notifier tells of a job's result: Prepare records what is to be told
+// (j carries its final state) before the result is recorded, and reports
+// whether there is anything; Send sends it after, off the job's path: it
+// returns at once.
+type Notifier interface {
+	Prepare(j *queue.Job) (bool, error)
+	Send(j *queue.Job)
 }
 
 // Close closes the runners that keep something between jobs (io.Closer:
@@ -755,12 +767,25 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 		queue.WriteOwn(log, line)
 		log.Sync()
 	}
+	notified := false
+	if w.Notifier != nil {
+		final := *j
+		final.State, final.FinishedAt, final.ExitCode, final.Error = state, now, code, reason
+		var err error
+		if notified, err = w.Notifier.Prepare(&final); err != nil {
+			w.logf("notify %s %d: %v", j.Repo, j.ID, err)
+		}
+	}
 	_, err := w.Store.Update(j.Repo, j.ID, func(r *queue.Job) error {
 		r.State, r.FinishedAt, r.ExitCode, r.Error = state, now, code, reason
 		return nil
 	})
 	if err != nil {
 		w.logf("finish %s %d: %v", j.Repo, j.ID, err)
+	}
+	faults.Point("notify-recorded")
+	if notified && err == nil {
+		w.Notifier.Send(j)
 	}
 }
 

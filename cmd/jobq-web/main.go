@@ -126,7 +126,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		fmt.Fprintf(os.Stderr, "jobq-web: metrics on http://%s/metrics\n", ml.Addr())
 		if *listen == "" {
-			return serveMetrics(ctx, store, ml, metricsOptions(*repoLabels))
+			return serveMetrics(ctx, store, ml, metricsOptions(store, *repoLabels))
 		}
 	}
 	l, err := net.Listen("tcp", *listen)
@@ -140,7 +140,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	if ml == nil {
 		return serve(ctx, srv, l, idleTimeout)
 	}
-	return serveBoth(ctx, srv, l, store, ml, metricsOptions(*repoLabels))
+	return serveBoth(ctx, srv, l, store, ml, metricsOptions(store, *repoLabels))
 }
 
 // idleTimeout is how long the listener keeps a connection that waits for

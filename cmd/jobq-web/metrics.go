@@ -13,6 +13,7 @@ import (
 
 	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/internal/metrics"
+	"github.com/jobq/jobq/notify"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/web"
 )
@@ -40,11 +41,12 @@ func metricsAddress(s string) (string, error) {
 }
 
 // metricsOptions are the metrics' options from the command line, and
-// what the metrics count through other packages.
-func metricsOptions(repoLabels bool) metrics.Options {
-	// NotificationsPending: the notifications' count, where they are
-	// kept, is wired here.
-	return metrics.Options{RepoLabels: repoLabels}
+// the count of notifications not yet delivered from store.
+func metricsOptions(store *queue.Store, repoLabels bool) metrics.Options {
+	return metrics.Options{
+		RepoLabels:           repoLabels,
+		NotificationsPending: func() (int, error) { return notify.Pending(store) },
+	}
 }
 
 // metricsHandler serves /metrics (GET) and nothing else.

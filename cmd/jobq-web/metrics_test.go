@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -110,6 +111,14 @@ func TestMetricsListener(t *testing.T) {
 	if _, err := s.Enqueue(&queue.Job{Repo: "private-repo", Queue: "q", Ref: "refs/heads/main", Options: queue.Options{Command: "x", Timeout: time.Minute}}); err != nil {
 		t.Fatal(err)
 	}
+	// A job whose notifications are not all delivered (the notify
+	// package's index): the gauge is wired to it.
+	if err := os.MkdirAll(s.NotifyIndex(), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(s.NotifyIndex(), queue.NotifyEntry("private-repo", 0)), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	t.Setenv("JOBQ_HOME", home)
 	t.Setenv("GATEWAY_INTERFACE", "")
 	for _, labels := range []bool{false, true} {
@@ -138,6 +147,9 @@ func TestMetricsListener(t *testing.T) {
 		fams, err := p.TextToMetricFamilies(strings.NewReader(body))
 		if code != 200 || err != nil || fams["jobq_jobs"] == nil {
 			t.Fatalf("GET %s: %d %v\n%s", metricsURL, code, err, body)
+		}
+		if !strings.Contains(body, "\njobq_notifications_pending 1\n") {
+			t.Errorf("no jobq_notifications_pending 1 in\n%s", body)
 		}
 		if named := strings.Contains(body, `repo="private-repo"`); named != labels || !labels && strings.Contains(body, "private-repo") {
 			t.Errorf("--metrics-repo-labels %v: the repository is named: %v", labels, named)

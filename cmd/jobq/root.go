@@ -70,6 +70,12 @@ A log shows the job's control characters made visible (colours kept);
 			if cmd.Flags().Changed("limit") && len(args) != 1 {
 				return cli.Usagef("-n is for a repository's jobs: jobq REPO -n N")
 			}
+			if jsonOut && len(args) == 2 {
+				if raw {
+					return cli.Usagef("--json and --raw do not go together")
+				}
+				return a.showJob(args[0], args[1]) // the job, not its log
+			}
 			switch len(args) {
 			case 0:
 				return a.summary(jsonOut)

@@ -34,6 +34,19 @@ type Job struct {
 	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
 
 	Origin queue.Origin `json:"origin,omitempty"` // how it was started: push, retry or run
+	// Notifications is the delivery of the job's notifications (package
+	// notify), shown for one job (jobq REPO ID --json), not in listings.
+	Notifications []Notification `json:"notifications,omitempty"`
+}
+
+// Notification is one destination of a job's notification as readers see
+// it: its kind, never the destination itself (a URL may hold a token).
+type Notification struct {
+	Kind      string `json:"kind"`  // mail, webhook or exec
+	Event     string `json:"event"` // the result told: the state, "broken" or "fixed"
+	State     string `json:"state"` // pending, delivered or failed (given up)
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"` // one line
 }
 
 // Of is job id as a listing shows it at now: its record j (nil when it

@@ -55,17 +55,8 @@ after it ended. Bytes are never written to a terminal: redirect them
 }
 
 func (a *app) artifacts(repo, idArg, path string, tarOut, jsonOut bool) error {
-	if err := a.authorize(repo); err != nil {
-		return err
-	}
-	id, err := parseID(idArg)
+	_, id, err := a.readableJob(repo, idArg)
 	if err != nil {
-		return err
-	}
-	if err := a.open(); err != nil {
-		return err
-	}
-	if _, err := a.job(repo, id); err != nil {
 		return err
 	}
 	if path != "" {

@@ -211,17 +211,7 @@ func writeJSON(w io.Writer, v any) error {
 // is the job's: 0 only if it succeeded. The output is the job's, so it is
 // shown terminal-safe (see termsafe) unless raw asks for the stored bytes.
 func (a *app) log(repo, idArg string, follow, raw bool) error {
-	if err := a.authorize(repo); err != nil {
-		return err
-	}
-	id, err := parseID(idArg)
-	if err != nil {
-		return err
-	}
-	if err := a.open(); err != nil {
-		return err
-	}
-	j, err := a.job(repo, id)
+	j, id, err := a.readableJob(repo, idArg)
 	if err != nil {
 		return err
 	}
@@ -450,6 +440,23 @@ func passEnv(lookup func(string) (string, bool), names []string) map[string]stri
 
 // job reads a job the caller may see: one of the repository's live
 // incarnation.
+// readableJob is job idArg of repo for a reader: the repository must be
+// readable (a forbidden one answers as a missing one), the ID valid.
+func (a *app) readableJob(repo, idArg string) (*queue.Job, int64, error) {
+	if err := a.authorize(repo); err != nil {
+		return nil, 0, err
+	}
+	id, err := parseID(idArg)
+	if err != nil {
+		return nil, 0, err
+	}
+	if err := a.open(); err != nil {
+		return nil, 0, err
+	}
+	j, err := a.job(repo, id)
+	return j, id, err
+}
+
 func (a *app) job(repo string, id int64) (*queue.Job, error) {
 	view, err := a.view(repo)
 	if err != nil {

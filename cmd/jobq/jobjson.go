@@ -12,17 +12,7 @@ import (
 // fields, and the delivery of its notifications (their kinds and states,
 // never their destinations).
 func (a *app) showJob(repo, idArg string) error {
-	if err := a.authorize(repo); err != nil {
-		return err
-	}
-	id, err := parseID(idArg)
-	if err != nil {
-		return err
-	}
-	if err := a.open(); err != nil {
-		return err
-	}
-	j, err := a.job(repo, id)
+	j, id, err := a.readableJob(repo, idArg)
 	if err != nil {
 		return err
 	}

@@ -180,6 +180,12 @@ func serve(ctx context.Context, srv *web.Server, l net.Listener, idle time.Durat
 		// this context.
 		BaseContext: func(net.Listener) context.Context { return ctx },
 	}
+	return runServer(ctx, hs, l)
+}
+
+// runServer serves hs on l until ctx ends, then shuts it down, giving
+// requests under way 5 s.
+func runServer(ctx context.Context, hs *http.Server, l net.Listener) error {
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(l) }()
 	select {

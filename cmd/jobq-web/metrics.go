@@ -74,16 +74,7 @@ func serveMetrics(ctx context.Context, store *queue.Store, l net.Listener, o met
 		MaxHeaderBytes:    16 << 10,
 		BaseContext:       func(net.Listener) context.Context { return ctx },
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(l) }()
-	select {
-	case err := <-errc:
-		return err
-	case <-ctx.Done():
-	}
-	shutdown, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	return hs.Shutdown(shutdown)
+	return runServer(ctx, hs, l)
 }
 
 // serveBoth serves the view on l and the metrics on ml until ctx ends

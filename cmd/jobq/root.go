@@ -156,7 +156,7 @@ A log shows the job's control characters made visible (colours kept);
 			return execProgram(bin, args)
 		},
 	}
-	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc, web} {
+	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc, web, cacheCommand(a)} {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		root.AddCommand(c)
 	}

@@ -10,7 +10,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -387,9 +386,10 @@ func (r *Runner) seedCache(conn context.Context, j *queue.Job, c *jobCaches, fro
 		if !slices.Contains(j.Options.Cache, v.Path) {
 			continue
 		}
-		src := fmt.Sprintf("/jobq-seed/%d/%s", i, path.Base(v.Path))
+		src := fmt.Sprintf("/jobq-seed/%d", i)
 		s.Volumes = append(s.Volumes, &specgen.NamedVolume{Name: v.Name, Dest: src, Options: []string{"ro", "nocopy"}})
-		copies = append(copies, [2]string{src, v.Path})
+		// "/.": the directory's content, as podman cp takes it.
+		copies = append(copies, [2]string{src + "/.", v.Path})
 	}
 	if len(copies) == 0 {
 		return nil
@@ -412,9 +412,7 @@ func (r *Runner) seedCache(conn context.Context, j *queue.Job, c *jobCaches, fro
 			pw.CloseWithError(err)
 			done <- err
 		}()
-		// The archive's top entry is the helper's directory, named as
-		// the job's path: it lands on the job's volume.
-		write, err := containers.CopyFromArchive(conn, id, path.Dir(cp[1]), pr)
+		write, err := containers.CopyFromArchive(conn, id, cp[1], pr)
 		if err == nil {
 			err = write()
 		}

@@ -1,0 +1,317 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/runner/cache"
+)
+
+func init() { confParts = append(confParts, cacheConf) }
+
+// cacheConf: alice may push anything; carol only dev (and so reads the
+// repository); bob nothing.
+const cacheConf = `
+repo cachepod cacheattack cacherace
+    RW+     = alice
+    RW  dev = carol
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+    option ENV.JOBQ_CACHE = "/root/.cache /source/deps"
+`
+
+// cacheScript says what the job found in its caches, is slow without one
+// (as a cold build is), and leaves its ref and job ID in both.
+const cacheScript = `set -e
+if [ -f /root/.cache/stamp ]; then echo "cache warm: $(cat /root/.cache/stamp)"; else echo "cache cold"; sleep 3; fi
+echo "deps: $(cat /source/deps/d 2>/dev/null || echo none)"
+echo "$GIT_REF $JOBQ_JOB_ID" > /root/.cache/stamp
+echo "$GIT_REF $JOBQ_JOB_ID" > /source/deps/d
+`
+
+// pushFilesAs is push as user, to ref.
+func pushFilesAs(t *testing.T, user, repo, ref string, files map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	if r := env.Git(ctx, user, dir, "clone", "-q", env.URL(repo), "w"); r.Code != 0 {
+		t.Fatalf("clone %s: %s", repo, r)
+	}
+	w := filepath.Join(dir, "w")
+	// On top of ref where it exists: carol may not force-push.
+	if branch, ok := strings.CutPrefix(ref, "refs/heads/"); ok {
+		env.Git(ctx, user, w, "checkout", "-q", "-B", branch, "origin/"+branch)
+	}
+	files["nonce"] = time.Now().String()
+	for name, body := range files {
+		if err := os.WriteFile(filepath.Join(w, name), []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"add", "-A"}, {"commit", "-q", "-m", "change"}, {"push", "-q", "origin", "HEAD:" + ref}} {
+		if r := env.Git(ctx, user, w, args...); r.Code != 0 {
+			t.Fatalf("git %v: %s", args, r)
+		}
+	}
+}
+
+// followOK follows job id of repo to its end and returns its log; the job
+// must succeed.
+func followOK(t *testing.T, repo string, id int) string {
+	t.Helper()
+	r := follow(t, "alice", repo, id)
+	if r.Code != 0 {
+		t.Fatalf("jobq %s %d: %s", repo, id, r)
+	}
+	return r.Stdout
+}
+
+func wantIn(t *testing.T, what, text string, wants ...string) {
+	t.Helper()
+	for _, w := range wants {
+		if !strings.Contains(text, w) {
+			t.Errorf("%s lacks %q:\n%s", what, w, text)
+		}
+	}
+}
+
+// jobDuration is how long job id of repo ran, from its record.
+func jobDuration(t *testing.T, repo string, id int) time.Duration {
+	t.Helper()
+	var rec struct {
+		StartedAt  time.Time `json:"started_at"`
+		FinishedAt time.Time `json:"finished_at"`
+	}
+	b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(id), "job.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &rec)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return rec.FinishedAt.Sub(rec.StartedAt)
+}
+
+// mainVolume is the host path of the volume of the main cache's path p.
+func mainVolume(t *testing.T, repo, p string) string {
+	t.Helper()
+	recs := cacheRecords(t, repo)
+	for _, r := range recs {
+		if r.Scope != cache.Main {
+			continue
+		}
+		if v := r.Volume(p); v != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			out, err := env.AsUser(ctx, nil, "podman", "volume", "inspect", "--format", "{{.Mountpoint}}", v.Name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return strings.TrimSpace(out)
+		}
+	}
+	t.Fatalf("%s has no main cache of %s: %+v", repo, p, recs)
+	return ""
+}
+
+func cacheRecords(t *testing.T, repo string) []*cache.Record {
+	t.Helper()
+	all, err := cache.Open(env.DataDir()).All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []*cache.Record
+	for _, r := range all {
+		if r.Repo == repo {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// A master job warms the main cache and the next one finds it, faster; a
+// dev job starts from the main cache and cannot change it; dev's own
+// cache is kept for its next job.
+func TestCacheWarmsAndScopes(t *testing.T) {
+	files := func() map[string]string { return map[string]string{"ci.sh": cacheScript} }
+	pushFilesAs(t, "alice", "cachepod", "refs/heads/master", files())
+	log0 := followOK(t, "cachepod", 0)
+	wantIn(t, "job 0", log0, "jobq: caches /root/.cache /source/deps: the main cache, which this job may change", "cache cold", "deps: none")
+
+	pushFilesAs(t, "alice", "cachepod", "refs/heads/master", files())
+	log1 := followOK(t, "cachepod", 1)
+	wantIn(t, "job 1", log1, "cache warm: refs/heads/master 0", "deps: refs/heads/master 0")
+	if cold, warm := jobDuration(t, "cachepod", 0), jobDuration(t, "cachepod", 1); warm >= cold || cold-warm < 2*time.Second {
+		t.Errorf("warm job took %v, cold %v: the cache did not save the cold job's 3 s", warm, cold)
+	}
+
+	pushFilesAs(t, "carol", "cachepod", "refs/heads/dev", files())
+	log2 := followOK(t, "cachepod", 2)
+	wantIn(t, "dev job 2", log2, "jobq: caches /root/.cache /source/deps: refs/heads/dev's own, started as a copy of the main cache",
+		"cache warm: refs/heads/master 1", "deps: refs/heads/master 1")
+
+	pushFilesAs(t, "carol", "cachepod", "refs/heads/dev", files())
+	log3 := followOK(t, "cachepod", 3)
+	wantIn(t, "dev job 3", log3, "refs/heads/dev's own; the main cache is not changed by this job", "cache warm: refs/heads/dev 2")
+
+	pushFilesAs(t, "alice", "cachepod", "refs/heads/master", files())
+	log4 := followOK(t, "cachepod", 4)
+	wantIn(t, "master job 4", log4, "cache warm: refs/heads/master 1", "deps: refs/heads/master 1")
+
+	// The listing, to readers; others get a missing repository's answer.
+	ls := ssh("carol", "jobq", "cache", "cachepod")
+	if ls.Code != 0 {
+		t.Fatalf("jobq cache: %s", ls)
+	}
+	wantIn(t, "jobq cache cachepod", ls.Stdout, "SCOPE", "main", "refs/heads/dev", "/root/.cache", "/source/deps")
+	var rows []struct {
+		Scope    string    `json:"scope"`
+		Path     string    `json:"path"`
+		Size     int64     `json:"size"`
+		LastUsed time.Time `json:"last_used"`
+	}
+	js := ssh("carol", "jobq", "cache", "cachepod", "--json")
+	if err := json.Unmarshal([]byte(js.Stdout), &rows); err != nil || len(rows) != 4 {
+		t.Fatalf("jobq cache --json: %v: %s", err, js)
+	}
+	for _, r := range rows {
+		if r.Size <= 0 || r.LastUsed.IsZero() {
+			t.Errorf("row %+v: no size or last use", r)
+		}
+	}
+	missing := ssh("bob", "jobq", "cache", "nosuchrepo")
+	if denied := ssh("bob", "jobq", "cache", "cachepod"); denied.Code != 1 || denied.Code != missing.Code ||
+		denied.Stderr != strings.ReplaceAll(missing.Stderr, "nosuchrepo", "cachepod") {
+		t.Errorf("a non-reader's jobq cache: %s; a missing repository's: %s", denied, missing)
+	}
+	checkNothingLeft(t, "cachepod")
+}
+
+// Dropping a cache: W on the ref, + for a protected one; a non-reader gets
+// a missing repository's answer.
+func TestCacheRemoveRights(t *testing.T) {
+	if len(cacheRecords(t, "cachepod")) < 2 {
+		pushFilesAs(t, "alice", "cachepod", "refs/heads/master", map[string]string{"ci.sh": cacheScript})
+		pushFilesAs(t, "carol", "cachepod", "refs/heads/dev", map[string]string{"ci.sh": cacheScript})
+		waitIdle(t, "cachepod")
+	}
+	scopes := func() string {
+		var s []string
+		for _, r := range cacheRecords(t, "cachepod") {
+			s = append(s, r.Scope)
+		}
+		return strings.Join(s, " ")
+	}
+	for _, tc := range []struct {
+		user   string
+		args   []string
+		code   int
+		output string
+	}{
+		{"bob", []string{"cachepod", "master"}, 1, `"cachepod": no such repository with jobs, or no access`},
+		{"bob", []string{"nosuchrepo", "master"}, 1, `"nosuchrepo": no such repository with jobs, or no access`},
+		{"carol", []string{"cachepod", "master"}, 1, "carol may not drop the cache of refs/heads/master in cachepod: that needs write access (W) on it"},
+		{"carol", []string{"cachepod"}, 1, "carol may not drop the cache of refs/heads/master in cachepod"},
+		{"carol", []string{"cachepod", "bad%ref"}, 2, "is not a ref name"},
+	} {
+		r := ssh(tc.user, append([]string{"jobq", "cache", "rm"}, tc.args...)...)
+		if r.Code != tc.code || !strings.Contains(r.Stderr, tc.output) {
+			t.Errorf("%s: jobq cache rm %v: %s; want exit %d, %q", tc.user, tc.args, r, tc.code, tc.output)
+		}
+	}
+	if s := scopes(); !strings.Contains(s, "main") || !strings.Contains(s, "refs/heads/dev") {
+		t.Fatalf("a refused rm dropped a cache: left %q", s)
+	}
+	if r := ssh("carol", "jobq", "cache", "rm", "cachepod", "dev"); r.Code != 0 || !strings.Contains(r.Stdout, "dropped the cache of refs/heads/dev of cachepod") {
+		t.Errorf("carol drops dev's cache: %s", r)
+	}
+	if r := ssh("alice", "jobq", "cache", "rm", "cachepod"); r.Code != 0 || !strings.Contains(r.Stdout, "dropped the main cache of cachepod") {
+		t.Errorf("alice drops the main cache: %s", r)
+	}
+	if s := scopes(); s != "" {
+		t.Errorf("caches left after rm: %q", s)
+	}
+	// The next job starts cold, and its clean-up removes the dropped
+	// caches' volumes.
+	pushFilesAs(t, "alice", "cachepod", "refs/heads/master", map[string]string{"ci.sh": cacheScript})
+	id := lastJob(t, "cachepod")
+	wantIn(t, "job after rm", followOK(t, "cachepod", id), "cache cold")
+	waitIdle(t, "cachepod")
+	checkCacheVolumes(t)
+}
+
+// lastJob is the newest job of repo.
+func lastJob(t *testing.T, repo string) int {
+	t.Helper()
+	ents, err := os.ReadDir(filepath.Join(env.DataDir(), "repos", repo))
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := -1
+	for _, e := range ents {
+		var n int
+		if _, err := fmt.Sscanf(e.Name(), "%d", &n); err == nil && fmt.Sprint(n) == e.Name() && n > last {
+			last = n
+		}
+	}
+	return last
+}
+
+// waitIdle waits until repo's jobs have ended and been cleaned up.
+func waitIdle(t *testing.T, repo string) {
+	t.Helper()
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(200 * time.Millisecond) {
+		busy := false
+		for id := 0; id <= lastJob(t, repo); id++ {
+			var rec struct {
+				State string `json:"state"`
+			}
+			b, _ := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(id), "job.json"))
+			if json.Unmarshal(b, &rec) == nil && (rec.State == "queued" || rec.State == "running") {
+				busy = true
+			}
+		}
+		if !busy && containers(t, repo) == "" {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s's jobs still busy", repo)
+		}
+	}
+}
+
+// checkCacheVolumes: every cache volume of the account is one a record
+// names (a dropped cache's volumes are gone), and every record's volumes
+// exist.
+func checkCacheVolumes(t *testing.T) {
+	t.Helper()
+	named, err := cache.Open(env.DataDir()).Named()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	out, err := env.AsUser(ctx, nil, "podman", "volume", "ls", "-q", "--filter", "label=jobq.cache.repo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	have := map[string]bool{}
+	for _, v := range strings.Fields(out) {
+		have[v] = true
+		if !named[v] {
+			t.Errorf("cache volume %s left, no record names it", v)
+		}
+	}
+	for v := range named {
+		if !have[v] {
+			t.Errorf("record names volume %s, which does not exist", v)
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -25,6 +26,9 @@ repo cachepod cacheattack cacherace
     option ENV.JOBQ_ASYNC = "1"
     option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
     option ENV.JOBQ_CACHE = "/root/.cache /source/deps"
+
+repo cacherace
+    option ENV.JOBQ_QUEUE = "cr-master"
 `
 
 // cacheScript says what the job found in its caches, is slow without one
@@ -314,4 +318,147 @@ func checkCacheVolumes(t *testing.T) {
 			t.Errorf("record names volume %s, which does not exist", v)
 		}
 	}
+}
+
+// hostileDev is a dev job that tries to change the main cache: directly,
+// and through symlinks left in its own cache for a later step on the host
+// (the chown of the next job's mount, the size's du, the copy) to follow:
+// towards the main cache's volume and a file of the hosting account.
+const hostileDev = `echo poison > /root/.cache/stamp
+echo poison > /source/deps/d
+ls MAIN >/dev/null 2>&1 && echo SEES-MAIN-VOLUME
+grep -q jobq-seed /proc/self/mountinfo && echo SEES-SEED-MOUNT
+mount -t tmpfs none /tmp 2>/dev/null && echo MOUNTED
+ln -sfn MAIN /root/.cache/to-main
+ln -sfn MAIN/stamp /root/.cache/to-main-stamp
+ln -sfn VICTIM /root/.cache/victim
+mkdir -p /root/.cache/sub && ln -sfn MAIN /root/.cache/sub/deep
+ln -sfn VICTIM /source/deps/victim
+echo poison > /root/.cache/to-main-stamp 2>/dev/null
+echo hostile-done
+`
+
+// A dev job cannot change the main cache, directly or through symlinks
+// placed in its own cache, and cannot reach the hosting account's files
+// through them.
+func TestCacheAttackDev(t *testing.T) {
+	pushFilesAs(t, "alice", "cacheattack", "refs/heads/master", map[string]string{"ci.sh": cacheScript})
+	followOK(t, "cacheattack", 0)
+	waitIdle(t, "cacheattack")
+	main := mainVolume(t, "cacheattack", "/root/.cache")
+	victim := filepath.Join(env.Home, "victim")
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if _, err := env.AsUser(ctx, nil, "sh", "-c", "echo untouched > "+victim); err != nil {
+		t.Fatal(err)
+	}
+	// What the main cache holds, owners and all, as the service sees it.
+	snapshot := func() string {
+		out, err := env.AsUser(ctx, nil, "podman", "unshare", "sh", "-c", "cd "+main+" && find . -exec stat -c '%n %u:%g %a %s' {} + | sort && cat stamp")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	before := snapshot()
+	script := strings.NewReplacer("MAIN", main, "VICTIM", victim).Replace(hostileDev)
+	for range 2 { // the second runs over the first's symlinks
+		pushFilesAs(t, "carol", "cacheattack", "refs/heads/dev", map[string]string{"ci.sh": script})
+		id := lastJob(t, "cacheattack")
+		log := followOK(t, "cacheattack", id)
+		wantIn(t, "hostile dev job", log, "hostile-done")
+		for _, bad := range []string{"SEES-MAIN-VOLUME", "SEES-SEED-MOUNT", "MOUNTED"} {
+			if strings.Contains(log, bad) {
+				t.Errorf("dev job %d: %s:\n%s", id, bad, log)
+			}
+		}
+		waitIdle(t, "cacheattack")
+	}
+	if after := snapshot(); after != before {
+		t.Errorf("the main cache changed under dev jobs:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	fi, err := os.Stat(victim)
+	b, _ := os.ReadFile(victim)
+	if err != nil || string(b) != "untouched\n" || fi.Mode().Perm() != 0o644 {
+		t.Errorf("victim: %v %q %v", err, b, fi.Mode())
+	}
+	if st, ok := statOwner(victim); !ok || st != env.UID {
+		t.Errorf("victim's owner is %d, not the account's %d", st, env.UID)
+	}
+	pushFilesAs(t, "alice", "cacheattack", "refs/heads/master", map[string]string{"ci.sh": cacheScript})
+	wantIn(t, "master job after dev's", followOK(t, "cacheattack", lastJob(t, "cacheattack")), "cache warm: refs/heads/master 0", "deps: refs/heads/master 0")
+	waitIdle(t, "cacheattack")
+	checkCacheVolumes(t)
+}
+
+// raceScript: a master job writes a half state, then, seconds later, its
+// final one; a dev job says what it saw and writes poison into its cache.
+const raceScript = `if [ "$GIT_REF" = refs/heads/master ]; then
+  echo partial > /root/.cache/stamp; echo master-started; sleep 5; echo "master-final $JOBQ_JOB_ID" > /root/.cache/stamp
+else
+  echo "dev saw: $(cat /root/.cache/stamp)"; echo poison > /root/.cache/stamp; echo dev-done
+fi
+`
+
+// A dev job racing a master job (another queue, both at once): its first
+// job waits for the main cache to copy it whole, never a half-written
+// one; later ones run beside master's and cannot change its cache.
+func TestCacheRaceMaster(t *testing.T) {
+	queue := func(q string) {
+		t.Helper()
+		var all strings.Builder
+		for _, c := range confParts {
+			all.WriteString(strings.ReplaceAll(c, "%[1]s", env.Bin) + "\n")
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := env.Configure(ctx, strings.ReplaceAll(all.String(), `"cr-master"`, `"`+q+`"`)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	defer queue("cr-master")
+	started := func(id int) {
+		t.Helper()
+		for deadline := time.Now().Add(time.Minute); !strings.Contains(readLog("cacherace", id), "master-started"); time.Sleep(100 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("master job %d did not start:\n%s", id, readLog("cacherace", id))
+			}
+		}
+	}
+	files := map[string]string{"ci.sh": raceScript}
+	for round, want := range []string{"dev saw: master-final 0", "dev saw: poison"} {
+		queue("cr-master")
+		pushFilesAs(t, "alice", "cacherace", "refs/heads/master", files)
+		master := lastJob(t, "cacherace")
+		started(master)
+		queue("cr-dev")
+		pushFilesAs(t, "carol", "cacherace", "refs/heads/dev", files)
+		dev := lastJob(t, "cacherace")
+		devLog := followOK(t, "cacherace", dev)
+		followOK(t, "cacherace", master)
+		wantIn(t, fmt.Sprintf("round %d: dev job", round), devLog, want, "dev-done")
+		if round == 0 {
+			wantIn(t, "the first dev job", devLog, "waits to start: waiting for its cache: its cache starts as a copy of the main cache, which another job uses")
+		} else if strings.Contains(devLog, "waits to start") {
+			// Its own cache exists: it runs beside master's job.
+			t.Errorf("a dev job with a cache of its own waited:\n%s", devLog)
+		}
+		waitIdle(t, "cacherace")
+	}
+	queue("cr-master")
+	pushFilesAs(t, "alice", "cacherace", "refs/heads/master", map[string]string{"ci.sh": "cat /root/.cache/stamp\n"})
+	wantIn(t, "master after the races", followOK(t, "cacherace", lastJob(t, "cacherace")), "master-final 2")
+	waitIdle(t, "cacherace")
+}
+
+func statOwner(p string) (int, bool) {
+	fi, err := os.Lstat(p)
+	if err != nil {
+		return 0, false
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, false
+	}
+	return int(st.Uid), true
 }

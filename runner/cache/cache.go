@@ -131,30 +131,34 @@ func (s Store) path(repo, inc, scope, ext string) string {
 
 // Lock takes the lock of repo's cache of scope, without waiting, for
 // holder (a job, named in the file while it holds it): the file, held
-// until closed, or nil when another holder has it. last is the holder
-// the file named before: not "" if that one died before a clean release.
-func (s Store) Lock(repo, inc, scope, holder string) (f *os.File, last string, err error) {
+// until closed, or nil when another holder has it. The file may name a
+// holder that died before a clean release: keep says whether the lock is
+// taken all the same (nil: it is); if not, the file still names that one.
+func (s Store) Lock(repo, inc, scope, holder string, keep func(last string) bool) (*os.File, error) {
 	if err := os.MkdirAll(s.repoDir(repo), 0o700); err != nil {
-		return nil, "", fmt.Errorf("cache lock: %w", err)
+		return nil, fmt.Errorf("cache lock: %w", err)
 	}
-	f, err = os.OpenFile(s.path(repo, inc, scope, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
+	f, err := os.OpenFile(s.path(repo, inc, scope, ".lock"), os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
-		return nil, "", fmt.Errorf("cache lock: %w", err)
+		return nil, fmt.Errorf("cache lock: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, "", nil
+			return nil, nil
 		}
-		return nil, "", fmt.Errorf("cache lock: %w", err)
+		return nil, fmt.Errorf("cache lock: %w", err)
 	}
 	b := make([]byte, 256)
 	n, _ := f.ReadAt(b, 0)
-	last = strings.TrimSpace(string(b[:n]))
-	if err := f.Truncate(0); err == nil {
-		_, err = f.WriteAt([]byte(holder+"\n"), 0)
+	if last := strings.TrimSpace(string(b[:n])); last != "" && keep != nil && !keep(last) {
+		f.Close()
+		return nil, nil
 	}
-	return f, last, nil
+	if err := f.Truncate(0); err == nil {
+		f.WriteAt([]byte(holder+"\n"), 0)
+	}
+	return f, nil
 }
 
 // Unlock releases a lock Lock took; clean says its holder's clean-up is

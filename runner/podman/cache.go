@@ -97,15 +97,9 @@ func (r *Runner) caches() cache.Store { return cache.Open(r.cfg.Home) }
 // job holds it, or if the job its file names died while its container
 // may still run (a later worker adopts that job, and its lock).
 func (r *Runner) lockCache(j *queue.Job, scope string) (*os.File, error) {
-	f, last, err := r.caches().Lock(j.Repo, j.Incarnation, scope, jobKey(j))
-	if err != nil || f == nil {
-		return nil, err
-	}
-	if last != "" && last != jobKey(j) && r.stillRuns(last) {
-		cache.Unlock(f, false)
-		return nil, nil
-	}
-	return f, nil
+	return r.caches().Lock(j.Repo, j.Incarnation, scope, jobKey(j), func(last string) bool {
+		return last == jobKey(j) || !r.stillRuns(last)
+	})
 }
 
 // stillRuns reports whether the job a lock file names still runs.
@@ -253,7 +247,7 @@ func (r *Runner) adoptCaches(j *queue.Job) {
 		return
 	}
 	scope := cache.Scope(j)
-	f, _, err := r.caches().Lock(j.Repo, j.Incarnation, scope, jobKey(j))
+	f, err := r.caches().Lock(j.Repo, j.Incarnation, scope, jobKey(j), nil)
 	if err != nil || f == nil {
 		return
 	}
@@ -580,7 +574,7 @@ func (r *Runner) gcCaches(live map[string]string, logf func(string, ...any)) {
 // dropUnused removes rec's record unless a job holds its cache.
 func (r *Runner) dropUnused(rec *cache.Record) bool {
 	st := r.caches()
-	f, _, err := st.Lock(rec.Repo, rec.Incarnation, rec.Scope, "jobq gc")
+	f, err := st.Lock(rec.Repo, rec.Incarnation, rec.Scope, "jobq gc", func(last string) bool { return !r.stillRuns(last) })
 	if err != nil || f == nil {
 		return false
 	}

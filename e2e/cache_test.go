@@ -29,6 +29,14 @@ repo cachepod cacheattack cacherace
 
 repo cacherace
     option ENV.JOBQ_QUEUE = "cr-master"
+
+repo cachesize
+    RW+     = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+    option ENV.JOBQ_CACHE = "/root/.cache"
+    option ENV.JOBQ_CACHE_SIZE = "1m"
 `
 
 // cacheScript says what the job found in its caches, is slow without one
@@ -461,4 +469,51 @@ func statOwner(p string) (int, bool) {
 		return 0, false
 	}
 	return int(st.Uid), true
+}
+
+// A cache over JOBQ_CACHE_SIZE after its job is dropped, and the log says
+// so; its volume goes; the next job starts cold. jobq gc drops the least
+// recently used caches beyond JOBQ_CACHE_TOTAL.
+func TestCacheSizeBounds(t *testing.T) {
+	script := func(kb int) map[string]string {
+		return map[string]string{"ci.sh": fmt.Sprintf(`test -f /root/.cache/stamp && echo "cache warm" || echo "cache cold"
+touch /root/.cache/stamp
+dd if=/dev/zero of=/root/.cache/blob bs=1024 count=%d 2>/dev/null
+`, kb)}
+	}
+	pushFilesAs(t, "alice", "cachesize", "refs/heads/master", script(100))
+	wantIn(t, "small job", followOK(t, "cachesize", 0), "cache cold")
+	pushFilesAs(t, "alice", "cachesize", "refs/heads/master", script(2048))
+	log := followOK(t, "cachesize", 1)
+	wantIn(t, "big job", log, "cache warm", "jobq: the cache of the main cache is 2", "over JOBQ_CACHE_SIZE=1m: dropped; the next job starts it empty")
+	waitIdle(t, "cachesize")
+	checkCacheVolumes(t)
+	pushFilesAs(t, "alice", "cachesize", "refs/heads/master", script(100))
+	wantIn(t, "job after the drop", followOK(t, "cachesize", 2), "cache cold")
+	waitIdle(t, "cachesize")
+	if len(cacheRecords(t, "cachesize")) != 1 {
+		t.Fatalf("cachesize has no cache: %v", cacheRecords(t, "cachesize"))
+	}
+
+	// Over the host's total: gc drops the least recently used (the
+	// other repositories' caches, older), until the total fits.
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	all, err := cache.Open(env.DataDir()).All()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total int64
+	for _, r := range all {
+		total += r.Size()
+	}
+	out, err := env.AsUser(ctx, []string{"JOBQ_CACHE_TOTAL=" + fmt.Sprint(cacheRecords(t, "cachesize")[0].Size())}, filepath.Join(env.Bin, "jobq"), "gc")
+	if err != nil {
+		t.Fatalf("jobq gc: %v: %s", err, out)
+	}
+	left, _ := cache.Open(env.DataDir()).All()
+	if len(all) > 1 && (len(left) != 1 || left[0].Repo != "cachesize") {
+		t.Errorf("after gc (total %d over %d caches): %d caches left, want only the newest (cachesize's)", total, len(all), len(left))
+	}
+	checkCacheVolumes(t)
 }

@@ -225,6 +225,14 @@ s8() {
 }
 section "build hosts" s8
 
+# 9. Caches (JOBQ_CACHE): mounting two caches on a trivial job, and a Go
+# build with its build cache cold and warm (bench/cache.sh).
+s9() {
+    bench/cache.sh $( ((smoke)) && echo --smoke) >"$W/cache-rows"
+    cat "$W/cache-rows" >>"$W/rows"
+}
+section "caches" s9
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

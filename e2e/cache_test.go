@@ -94,13 +94,16 @@ func wantIn(t *testing.T, what, text string, wants ...string) {
 	}
 }
 
-// jobDuration is how long job id of repo ran, from its record.
-func jobDuration(t *testing.T, repo string, id int) time.Duration {
+type times struct {
+	QueuedAt   time.Time `json:"queued_at"`
+	StartedAt  time.Time `json:"started_at"`
+	FinishedAt time.Time `json:"finished_at"`
+}
+
+// jobTimes are job id of repo's times, from its record.
+func jobTimes(t *testing.T, repo string, id int) times {
 	t.Helper()
-	var rec struct {
-		StartedAt  time.Time `json:"started_at"`
-		FinishedAt time.Time `json:"finished_at"`
-	}
+	var rec times
 	b, err := os.ReadFile(filepath.Join(env.DataDir(), "repos", repo, fmt.Sprint(id), "job.json"))
 	if err == nil {
 		err = json.Unmarshal(b, &rec)
@@ -108,6 +111,12 @@ func jobDuration(t *testing.T, repo string, id int) time.Duration {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return rec
+}
+
+// jobDuration is how long job id of repo ran.
+func jobDuration(t *testing.T, repo string, id int) time.Duration {
+	rec := jobTimes(t, repo, id)
 	return rec.FinishedAt.Sub(rec.StartedAt)
 }
 
@@ -402,7 +411,7 @@ func TestCacheAttackDev(t *testing.T) {
 // raceScript: a master job writes a half state, then, seconds later, its
 // final one; a dev job says what it saw and writes poison into its cache.
 const raceScript = `if [ "$GIT_REF" = refs/heads/master ]; then
-  echo partial > /root/.cache/stamp; echo master-started; sleep 5; echo "master-final $JOBQ_JOB_ID" > /root/.cache/stamp
+  echo partial > /root/.cache/stamp; echo master-started; sleep 8; echo "master-final $JOBQ_JOB_ID" > /root/.cache/stamp
 else
   echo "dev saw: $(cat /root/.cache/stamp)"; echo poison > /root/.cache/stamp; echo dev-done
 fi
@@ -446,7 +455,16 @@ func TestCacheRaceMaster(t *testing.T) {
 		followOK(t, "cacherace", master)
 		wantIn(t, fmt.Sprintf("round %d: dev job", round), devLog, want, "dev-done")
 		if round == 0 {
-			wantIn(t, "the first dev job", devLog, "waits to start: waiting for its cache: its cache starts as a copy of the main cache, which another job uses")
+			// It copies the main cache whole: it starts only once
+			// master's job has ended, and, queued while it ran, says why
+			// it waits.
+			m, d := jobTimes(t, "cacherace", master), jobTimes(t, "cacherace", dev)
+			if d.StartedAt.Before(m.FinishedAt) {
+				t.Errorf("the first dev job started at %v, before master's ended at %v", d.StartedAt, m.FinishedAt)
+			}
+			if d.QueuedAt.Before(m.FinishedAt) {
+				wantIn(t, "the first dev job", devLog, "waits to start: waiting for its cache: its cache starts as a copy of the main cache, which another job uses")
+			}
 		} else if strings.Contains(devLog, "waits to start") {
 			// Its own cache exists: it runs beside master's job.
 			t.Errorf("a dev job with a cache of its own waited:\n%s", devLog)

@@ -53,6 +53,9 @@ type Volume struct {
 	Path string `json:"path"`
 	Name string `json:"name"`
 	Size int64  `json:"size"` // bytes on disk after the last job; 0: not known
+	// Mountpoint is where the volume's service keeps its files, once
+	// known: its size is read there.
+	Mountpoint string `json:"mountpoint,omitempty"`
 }
 
 // Record is one cache of a repository.
@@ -69,6 +72,10 @@ type Record struct {
 	LastJob  int64     `json:"last_job"`
 	// Seeded: the scope's cache was started as a copy of the main one.
 	Seeded bool `json:"seeded,omitempty"`
+	// Owner names the ID range the cache's files belong to after its last
+	// job ended ("" while a job runs, or when not known): a job in that
+	// range needs no chown of them.
+	Owner string `json:"owner,omitempty"`
 }
 
 // Size is the cache's size on disk after its last job.

@@ -79,6 +79,10 @@ type jobCaches struct {
 	main *os.File
 	// without says why the job runs without its caches ("": it has them).
 	without string
+	// owner is the ID range the job's files belong to (cache.Record's
+	// Owner); dropped: the job's cache was dropped after it (its size).
+	owner   string
+	dropped bool
 }
 
 func (c *jobCaches) release(clean bool) {
@@ -231,6 +235,15 @@ func (r *Runner) keepReservedCaches(j *queue.Job, c *jobCaches) func() {
 	}
 }
 
+// droppedCache reports whether j's cache was dropped after it: its
+// volumes go once its container is.
+func (r *Runner) droppedCache(j *queue.Job) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	c := r.heldCaches[jobKey(j)]
+	return c != nil && c.dropped
+}
+
 // releaseCaches lets j's caches go, at its clean-up.
 func (r *Runner) releaseCaches(j *queue.Job, clean bool) {
 	r.mu.Lock()
@@ -267,7 +280,7 @@ func (r *Runner) adoptCaches(j *queue.Job) {
 // names is removed), and the record of the main cache to copy from, if
 // any. ids: the job has a user namespace of its own (U). Lines for the
 // job's log go to own.
-func (r *Runner) cacheMounts(conn context.Context, j *queue.Job, c *jobCaches, ids bool, own io.Writer) ([]*specgen.NamedVolume, *cache.Record, error) {
+func (r *Runner) cacheMounts(conn context.Context, j *queue.Job, c *jobCaches, ids *idRange, own io.Writer) ([]*specgen.NamedVolume, *cache.Record, error) {
 	if c == nil {
 		return nil, nil, nil
 	}
@@ -282,8 +295,10 @@ func (r *Runner) cacheMounts(conn context.Context, j *queue.Job, c *jobCaches, i
 		return nil, nil, err
 	}
 	if rec != nil && rec.Host != j.Host {
-		// It lives on another build host: this job starts one here.
-		fmt.Fprintf(own, "jobq: the cache of %s lives on %s, not on %s: this job starts a new one\n", scopeName(c.scope), hostName(rec.Host), hostName(j.Host))
+		// It lives on another build host, which was busy: this job runs
+		// cold here, and the cache follows it (the other host's volumes
+		// go with its next sweep).
+		fmt.Fprintf(own, "jobq: the cache of %s lives on %s, which was busy: this job runs cold on %s, and its cache is kept there from now on\n", scopeName(c.scope), hostName(rec.Host), hostName(j.Host))
 		rec = nil
 	}
 	var from *cache.Record
@@ -294,6 +309,7 @@ func (r *Runner) cacheMounts(conn context.Context, j *queue.Job, c *jobCaches, i
 				return nil, nil, err
 			}
 			if from != nil && from.Host != j.Host {
+				fmt.Fprintf(own, "jobq: the main cache lives on %s, not on %s: this job's cache starts empty\n", hostName(from.Host), hostName(j.Host))
 				from = nil
 			}
 			rec.Seeded = from != nil
@@ -314,6 +330,14 @@ func (r *Runner) cacheMounts(conn context.Context, j *queue.Job, c *jobCaches, i
 	}
 	rec.Volumes = vols
 	rec.LastJob = j.ID
+	// The files are the last job's range's: a job in another one has them
+	// chowned (U), and until it ends the record names no owner, so that a
+	// job after one that died mid-way chowns them again.
+	if ids != nil {
+		c.owner = fmt.Sprintf("%d:%d", ids.uids[0].HostID, ids.gids[0].HostID)
+	}
+	chown := ids != nil && rec.Owner != c.owner
+	rec.Owner = ""
 	if err := st.Save(rec); err != nil {
 		return nil, nil, err
 	}
@@ -328,7 +352,7 @@ func (r *Runner) cacheMounts(conn context.Context, j *queue.Job, c *jobCaches, i
 	for _, v := range rec.Volumes {
 		// nocopy: a cache starts empty, not with what the image has there.
 		opts := []string{"nocopy"}
-		if ids {
+		if chown || ids != nil && slices.Contains(fresh, v.Name) {
 			opts = append(opts, "U")
 		}
 		mounts = append(mounts, &specgen.NamedVolume{Name: v.Name, Dest: v.Path, Options: opts})
@@ -442,6 +466,7 @@ func (r *Runner) afterCaches(conn context.Context, j *queue.Job, c *jobCaches, r
 		return // dropped meanwhile (jobq cache rm)
 	}
 	sizes, err := r.volumeSizes(conn, rec.Volumes, remote)
+	rec.Owner = c.owner
 	if err != nil {
 		queue.WriteOwn(log, fmt.Sprintf("jobq: the size of the cache of %s is not known: %v\n", scopeName(c.scope), oneLine(err)))
 	}
@@ -453,6 +478,7 @@ func (r *Runner) afterCaches(conn context.Context, j *queue.Job, c *jobCaches, r
 	rec.LastUsed = time.Now()
 	if bound := cacheSizeBound(j); rec.Size() > bound {
 		st.Remove(j.Repo, j.Incarnation, c.scope)
+		c.dropped = true
 		queue.WriteOwn(log, fmt.Sprintf("jobq: the cache of %s is %s, over JOBQ_CACHE_SIZE=%s: dropped; the next job starts it empty\n",
 			scopeName(c.scope), push.FormatBytes(rec.Size()), push.FormatBytes(bound)))
 		return
@@ -477,12 +503,15 @@ func (r *Runner) volumeSizes(conn context.Context, vs []cache.Volume, remote boo
 		return sizes, nil
 	}
 	args := []string{"-sk", "--one-file-system"}
-	for _, v := range vs {
-		data, err := volumes.Inspect(conn, v.Name, nil)
-		if err != nil {
-			return nil, err
+	for i, v := range vs {
+		if v.Mountpoint == "" {
+			data, err := volumes.Inspect(conn, v.Name, nil)
+			if err != nil {
+				return nil, err
+			}
+			vs[i].Mountpoint = data.Mountpoint
 		}
-		args = append(args, data.Mountpoint)
+		args = append(args, vs[i].Mountpoint)
 		sizes[v.Name] = 0
 	}
 	var cmd *exec.Cmd
@@ -610,4 +639,22 @@ func (r *Runner) sweepCacheRecords(ctx context.Context, jobs []*queue.Job) {
 		}
 		return
 	}
+}
+
+// warmHost is the build host that holds the cache job j would use (its
+// scope's, else, for a ref's first job, the main one it starts from); ""
+// for none, or this machine.
+func (r *Runner) warmHost(j *queue.Job) string {
+	if len(j.Options.Cache) == 0 || j.Incarnation == "" {
+		return ""
+	}
+	scope := cache.Scope(j)
+	rec, err := r.caches().Load(j.Repo, j.Incarnation, scope)
+	if err == nil && rec == nil && scope != cache.Main {
+		rec, err = r.caches().Load(j.Repo, j.Incarnation, cache.Main)
+	}
+	if err != nil || rec == nil {
+		return ""
+	}
+	return rec.Host
 }

@@ -190,7 +190,7 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	cacheVols, seedFrom, err := r.cacheMounts(conn, j.Job, caches, ids != nil, &own)
+	cacheVols, seedFrom, err := r.cacheMounts(conn, j.Job, caches, ids, &own)
 	if own.Len() > 0 {
 		queue.WriteOwn(log, own.String())
 		own.Reset()
@@ -558,8 +558,9 @@ func (r *Runner) removeContainer(ctx context.Context, j runner.Job) error {
 	if r.needSweep(m.ep.uri) {
 		r.sweep(conn, j.Job)
 	}
-	if len(j.Options.Cache) > 0 {
-		// A cache dropped after the job goes with its container.
+	if r.droppedCache(j.Job) {
+		// A cache dropped after the job goes with its container; others
+		// (jobq cache rm, gc) with a worker's first clean-up.
 		defer r.sweepCaches(conn)
 	}
 	cfile := record(j, "container")

@@ -30,6 +30,20 @@ repo cachepod cacheattack cacherace
 repo cacherace
     option ENV.JOBQ_QUEUE = "cr-master"
 
+repo cachebad-proc cachebad-dots cachebad-source cachebad-dup
+    RW+     = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest true"
+
+repo cachebad-proc
+    option ENV.JOBQ_CACHE = "/proc/self"
+repo cachebad-dots
+    option ENV.JOBQ_CACHE = "/root/../../home"
+repo cachebad-source
+    option ENV.JOBQ_CACHE = "/source"
+repo cachebad-dup
+    option ENV.JOBQ_CACHE = "/c /c"
+
 repo cachesize
     RW+     = alice
     option hook.post-receive = jobq
@@ -534,4 +548,23 @@ dd if=/dev/zero of=/root/.cache/blob bs=1024 count=%d 2>/dev/null
 		t.Errorf("after gc (total %d over %d caches): %d caches left, want only the newest (cachesize's)", total, len(all), len(left))
 	}
 	checkCacheVolumes(t)
+}
+
+// A hostile JOBQ_CACHE fails no push: the pusher gets one line, and no
+// job is queued.
+func TestCacheHostileOption(t *testing.T) {
+	for repo, want := range map[string]string{
+		"cachebad-proc":   `jobq: JOBQ_CACHE="/proc/self" holds /proc/self: a cache cannot be in /proc`,
+		"cachebad-dots":   `jobq: JOBQ_CACHE="/root/../../home" holds /root/../../home, not a clean absolute path`,
+		"cachebad-source": `jobq: JOBQ_CACHE="/source" holds /source: a cache cannot be the container's root or its /source`,
+		"cachebad-dup":    `jobq: JOBQ_CACHE="/c /c" names /c twice`,
+	} {
+		r, _ := push(t, repo, nil)
+		if !strings.Contains(r.Stderr, "remote: "+want) || !strings.Contains(r.Stderr, "no job queued") {
+			t.Errorf("%s: push output lacks %q:\n%s", repo, want, r.Stderr)
+		}
+		if _, err := os.Stat(filepath.Join(env.DataDir(), "repos", repo, "0")); err == nil {
+			t.Errorf("%s: a job was queued", repo)
+		}
+	}
 }

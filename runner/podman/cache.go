@@ -122,6 +122,13 @@ func (r *Runner) reserveCaches(j *queue.Job) (*jobCaches, string, error) {
 	if len(j.Options.Cache) == 0 {
 		return nil, "", nil
 	}
+	// Reserved again by this worker, and never used: a flock is the open
+	// file's, so the old one would keep the job from its own cache.
+	r.mu.Lock()
+	old := r.reservedCaches[jobKey(j)]
+	delete(r.reservedCaches, jobKey(j))
+	r.mu.Unlock()
+	old.release(true)
 	c := &jobCaches{scope: cache.Scope(j)}
 	if j.Incarnation == "" {
 		c.without = "the job was queued without its repository's incarnation"

@@ -32,6 +32,11 @@ func TestReserveCaches(t *testing.T) {
 	if master0 == nil || master0.lock == nil || master0.scope != cache.Main || wait != "" {
 		t.Fatalf("first master job: %+v %q", master0, wait)
 	}
+	// Reserved again by the same worker: it does not wait for itself.
+	r.keepReservedCaches(cacheJob(0, "", false), master0)
+	if master0, wait = reserve(cacheJob(0, "refs/heads/master", false)); master0 == nil || master0.lock == nil || wait != "" {
+		t.Fatalf("master job reserved again: %+v %q", master0, wait)
+	}
 	if c, wait := reserve(cacheJob(1, "refs/tags/v1", false)); c != nil || wait != "waiting for its cache: another job of the main cache uses it" {
 		t.Errorf("second protected job: %+v %q", c, wait)
 	}

@@ -44,6 +44,18 @@ repo cachebad-source
 repo cachebad-dup
     option ENV.JOBQ_CACHE = "/c /c"
 
+repo cacherange cacheholder
+    RW+     = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_ASYNC = "1"
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+
+repo cacherange
+    option ENV.JOBQ_CACHE = "/root/.cache"
+
+repo cacheholder
+    RW+     = carol
+
 repo cachesize
     RW+     = alice
     option hook.post-receive = jobq
@@ -565,6 +577,64 @@ func TestCacheHostileOption(t *testing.T) {
 		}
 		if _, err := os.Stat(filepath.Join(env.DataDir(), "repos", repo, "0")); err == nil {
 			t.Errorf("%s: a job was queued", repo)
+		}
+	}
+}
+
+// cacheRangeScript shows the job's ID range (its uid_map), reads what the last
+// job left in the cache, private modes and all, and leaves the same.
+const cacheRangeScript = `echo "range: $(awk '{print $2}' /proc/self/uid_map)"
+cat /root/.cache/private/secret 2>&1 || true
+touch /root/.cache/private/again && echo "wrote into the last job's directory"
+mkdir -p /root/.cache/private && chmod 700 /root/.cache/private
+echo "secret of $JOBQ_JOB_ID" > /root/.cache/private/secret && chmod 600 /root/.cache/private/secret
+`
+
+// A cache's files stay the next job's though its ID range is another: a
+// job holding the first range makes the next one take another, which
+// still reads and writes a directory and a file the first made private.
+func TestCacheAcrossIDRanges(t *testing.T) {
+	pushFilesAs(t, "alice", "cacherange", "refs/heads/master", map[string]string{"ci.sh": cacheRangeScript})
+	first := followOK(t, "cacherange", 0)
+	waitIdle(t, "cacherange")
+	// Its range let go (its file emptied, after the clean-up): the holder
+	// takes the first range, job 0's.
+	testenvWait(t, "the ranges are free", func() bool {
+		ents, _ := os.ReadDir(filepath.Join(env.DataDir(), "idranges"))
+		for _, e := range ents {
+			if fi, err := e.Info(); err != nil || fi.Size() > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	// Another pusher's: a pusher has every slot but one.
+	pushFilesAs(t, "carol", "cacheholder", "refs/heads/master", map[string]string{"ci.sh": "echo holding\nsleep 15\n"})
+	for deadline := time.Now().Add(time.Minute); !strings.Contains(readLog("cacheholder", 0), "\nholding\n"); time.Sleep(100 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the holder did not start:\n%s", readLog("cacheholder", 0))
+		}
+	}
+	pushFilesAs(t, "alice", "cacherange", "refs/heads/master", map[string]string{"ci.sh": cacheRangeScript})
+	second := followOK(t, "cacherange", 1)
+	rangeOf := func(log string) string {
+		_, after, _ := strings.Cut(log, "range: ")
+		r, _, _ := strings.Cut(after, "\n")
+		return r
+	}
+	if a, b := rangeOf(first), rangeOf(second); a == "" || a == b {
+		t.Fatalf("the two jobs ran in ranges %q and %q: the test needs two", a, b)
+	}
+	wantIn(t, "the job in another range", second, "secret of 0", "wrote into the last job's directory")
+	follow(t, "alice", "cacheholder", 0)
+	waitIdle(t, "cacheholder")
+}
+
+func testenvWait(t *testing.T, what string, ok func() bool) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); !ok(); time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited a minute: %s", what)
 		}
 	}
 }

@@ -50,7 +50,7 @@ reliability:
 	cat bench/out/reliability.md
 
 unit:
-	$(GO) test -tags "$(TAGS) faultinject" -count=1 -short ./queue/... ./push/... ./worker/... ./runner/... ./cmd/... ./internal/termsafe/... ./web/...
+	$(GO) test -tags "$(TAGS) faultinject" -count=1 -short ./queue/... ./push/... ./notify/... ./worker/... ./runner/... ./cmd/... ./internal/termsafe/... ./web/...
 
 clean:
 	rm -rf $(BINDIR)

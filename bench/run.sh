@@ -41,6 +41,7 @@ go build -trimpath -ldflags "-s -w" -o "$B/empty" ./bench/empty
 go build -trimpath -o "$B/seed" ./bench/seed
 go build -tags "$TAGS" -trimpath -o "$B/checkout" ./bench/checkout
 go build -tags "$TAGS" -trimpath -o "$B/floor" ./bench/floor
+go build -trimpath -o "$B/notify" ./bench/notify
 # A jobq with no jobq-worker beside it: where the benchmark times the
 # worker itself, the hook must not start one.
 install -D "$B/jobq" "$W/alone/jobq"
@@ -225,13 +226,112 @@ s8() {
 }
 section "build hosts" s8
 
-# 9. Caches (JOBQ_CACHE): mounting two caches on a trivial job, and a Go
-# build with its build cache cold and warm (bench/cache.sh).
+# 9. Artifacts: a stopped container whose /source (bind-mounted, as a
+# local job's checkout) holds 100 MiB in 1,000 files, collected by jobq
+# (bench/collect: the archive endpoint through the service, written by
+# internal/safetar) and copied by podman cp; the ratio is podman cp's
+# time over jobq's (jobq's speed relative to it).
 s9() {
+    go build -tags "$TAGS" -trimpath -o "$B/collect" ./bench/collect
+    local n=$((smoke ? 100 : 1000)) size=104857
+    mkdir -p "$W/artsrc"
+    cli rm -f jobq-bench-art >/dev/null 2>&1 || true
+    cli run --name jobq-bench-art --network none -v "$W/artsrc:/source" "$IMG" sh -c \
+        "mkdir -p /source/out && cd /source/out && i=0 && while [ \$i -lt $n ]; do head -c $size /dev/urandom >f\$i.bin; i=\$((i + 1)); done"
+    hyperfine -w 2 -r "$RUNS" -p "rm -rf $W/art && mkdir $W/art" --export-json "$W/art.json" \
+        "$B/collect jobq-bench-art $W/art '100m $n' 'out/**'" \
+        "env -u CONTAINER_HOST podman cp jobq-bench-art:/source/out $W/art/out" >/dev/null 2>&1
+    j=$(ms "$W/art.json" 0); p=$(ms "$W/art.json" 1)
+    row "artifacts: $n files, $((n * size >> 20)) MiB, from a stopped container" "$(fmt "$j") ms" "podman cp: $(fmt "$p") ms" "$(ratio "$p" "$j")" "≥ 0.9× (podman cp's time over jobq's)"
+    cli rm -f jobq-bench-art >/dev/null
+}
+section "artifacts" s9
+
+# 10. Metrics: a scrape of jobq-web's metrics listener with a long history
+# in 100 repositories (and one job queued), once the first scrape, which
+# reads every record, is done; against reading every record as a scrape
+# that kept nothing would (the summary, jobq, does that).
+s10() {
+    for r in $(seq -w 0 99); do "$B/seed" "$W/mhome" "m$r" $((LISTHISTORY / 100)) "$W/mgit/m$r.git"; done
+    (cd "$W/mgit/m00.git" && JOBQ_HOME=$W/mhome GL_REPO=m00 JOBQ_ASYNC=1 JOBQ_COMMAND=true JOBQ_KEEP=1000000 PATH=/usr/bin:/bin \
+        "$W/alone/jobq" hook <"$W/line" >/dev/null 2>&1)
+    JOBQ_HOME=$W/mhome "$B/jobq-web" --metrics-listen 0 2>"$W/metrics.log" &
+    web=$!
+    trap 'kill $web' EXIT
+    url=
+    for _ in $(seq 100); do
+        url=$(sed -n 's|^jobq-web: metrics on \(http://.*\)$|\1|p' "$W/metrics.log")
+        [ -n "$url" ] && break
+        sleep 0.1
+    done
+    first=$(curl -sf -o /dev/null -w '%{time_total}' "$url")
+    curl -sf "$url" | grep -qx 'jobq_jobs{state="queued"} 1' # the scrape counts what the store holds
+    # curl's own time for the request (its start-up, which is most of a
+    # run of curl, is not the scrape's).
+    : >"$W/scrapes"
+    for _ in $(seq $((RUNS * 4))); do curl -sf -o /dev/null -w '%{time_total}\n' "$url" | awk '{print $1 * 1000}' >>"$W/scrapes"; done
+    hyperfine -N -w 3 -r $((RUNS * 2)) --export-json "$W/metrics.json" "env JOBQ_HOME=$W/mhome $B/jobq --json" >/dev/null 2>&1
+    m=$(median "$W/scrapes"); s=$(ms "$W/metrics.json" 0)
+    row "\`/metrics\` scrape ($LISTHISTORY jobs of history, 100 repositories)" "$(fmt "$m") ms" "every record read (\`jobq\` summary): $(fmt "$s") ms" "$(ratio "$m" "$s")" "≤ 50 ms"
+    row "\`/metrics\`: the first scrape after jobq-web starts" "$(fmt "$(awk -v t="$first" 'BEGIN {print t * 1000}')") ms" "" "" ""
+}
+section "metrics" s10
+
+# 11. Secret masking: a log capture model (a job's output read from a
+# pipe, appended to a log file) of LOGBYTES, with 20 secrets given and
+# masked against none, alternating (go test -count), from
+# internal/secret's BenchmarkCapture; and the masker alone.
+s11() {
+    JOBQ_BENCH_CAPTURE=$LOGBYTES go test -count "$REPEAT" -run XXX -bench 'Capture|Mask$' -benchtime 1x ./internal/secret/ >"$W/mask.out" 2>&1 ||
+        { cat "$W/mask.out" >&2; exit 1; }
+    mbs() { awk -v w="$1" '$1 ~ "^Benchmark" w "(-[0-9]+)?$" {print $(NF)=="MB/s" ? $(NF-1) : ""}' "$W/mask.out" | grep . >"$W/mask.$2"; median "$W/mask.$2"; }
+    none=$(mbs 'Capture/none' none); with=$(mbs 'Capture/20secrets' with); alone=$(mbs 'Mask' alone)
+    row "log capture model ($((LOGBYTES >> 20)) MiB through a pipe) with 20 secrets masked" "$(fmt "$with") MB/s (masker alone: $(fmt "$alone") MB/s)" "no secrets: $(fmt "$none") MB/s" "$(ratio "$with" "$none")" "≥ 0.9×"
+}
+section "secret masking" s11
+
+# 12. A trivial exec job with 3 secrets against none: push to result in
+# synchronous mode (grants from the environment: no gitolite here; with
+# one, a job of a repository with grants also waits for
+# "gitolite git-config" as it starts).
+s12() {
+    for n in a b c; do
+        printf 'bench-secret-value-%s\n' "$n" | JOBQ_HOME=$W/sechome "$B/jobq" secret set "bench_$n" >/dev/null
+    done
+    script exec-plain.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=plain JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    script exec-secrets.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=withsec JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_SECRETS='bench_a:A bench_b bench_c:C' exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/secjob.json" "$W/exec-plain.sh" "$W/exec-secrets.sh" >/dev/null 2>&1
+    grep -q "secrets given: bench_a" "$W/sechome/repos/withsec/0/log"
+    p=$(ms "$W/secjob.json" 0); s=$(ms "$W/secjob.json" 1)
+    row "trivial exec job with 3 secrets (push to result, synchronous)" "$(fmt "$s") ms" "no secrets: $(fmt "$p") ms" "$(ratio "$s" "$p")" "≤ 1.05×"
+}
+section "secrets, job overhead" s12
+
+# 13. Notifications (bench/notify): failing exec jobs in one queue, each
+# with a webhook; the time from a job's result (its record) to the arrival
+# at a live receiver on loopback; and the time from a job's result to the
+# next job's start with no notifications, with the live receiver, and with
+# a receiver that accepts and never answers. NJOBS jobs per mode, the
+# modes taking turns over rounds.
+s13() {
+    njobs=$((smoke ? 30 : 300))
+    "$B/notify" -jobq "$W/alone/jobq" -worker "$B/jobq-worker" -dir "$W/notify" -n "$njobs" -rounds $((smoke ? 3 : 10)) >"$W/notify.out"
+    read -r _ d50 d99 dmax < <(grep '^delivery ' "$W/notify.out")
+    read -r _ n50 n99 < <(grep '^gap-none ' "$W/notify.out")
+    read -r _ l50 l99 < <(grep '^gap-live ' "$W/notify.out")
+    read -r _ x50 x99 < <(grep '^gap-dead ' "$W/notify.out")
+    row "notification: result to a live webhook receiver ($njobs jobs)" "p50 $(fmt "$d50") ms, p99 $(fmt "$d99") ms (max $(fmt "$dmax"))" "" "" "p99 ≤ 1 s"
+    row "next job's start after a result, a dead receiver (median, p99)" "$(fmt "$x50") ms, $(fmt "$x99") ms" "no notifications: $(fmt "$n50") ms, $(fmt "$n99") ms; live receiver: $(fmt "$l50") ms, $(fmt "$l99") ms" "+$(awk -v a="$x50" -v b="$n50" 'BEGIN {printf "%.2f", a - b}') ms" "≤ +5 ms"
+}
+section "notifications" s13
+
+# 14. Caches (JOBQ_CACHE): mounting two caches on a trivial job, and a Go
+# build with its build cache cold and warm (bench/cache.sh).
+s14() {
     bench/cache.sh $( ((smoke)) && echo --smoke) >"$W/cache-rows"
     cat "$W/cache-rows" >>"$W/rows"
 }
-section "caches" s9
+section "caches" s14
 
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
@@ -245,7 +345,7 @@ section "caches" s9
 if ((smoke)); then bench/web.sh --smoke; fi
 
 echo "bench: go test -bench" >&2
-go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree >bench/out/go-bench.txt 2>&1
+go test -tags "$TAGS" -run XXX -bench . -benchmem -count "$((smoke ? 1 : 5))" ./queue ./internal/gittree ./notify >bench/out/go-bench.txt 2>&1
 cat "$out"
 if ((${#failed[@]})); then
     echo "bench: failed: ${failed[*]}" >&2

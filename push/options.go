@@ -140,6 +140,12 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 	if v, ok := get("JOBQ_CONNECTION"); ok {
 		o.Connection = strings.TrimSpace(v)
 	}
+	// Checked when the job starts, not here: the worker reads the grants
+	// then (internal/secret, worker/secrets.go), and a bad one fails that
+	// job, never the push.
+	if v, ok := get("JOBQ_SECRETS"); ok {
+		o.Secrets = strings.TrimSpace(v)
+	}
 	if v, ok := get("JOBQ_KEEP"); ok && strings.TrimSpace(v) != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 1 {
@@ -150,7 +156,52 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 	if err := parseCache(get, &o); err != nil {
 		return o, err
 	}
+	if err := parseArtifacts(get, &o); err != nil {
+		return o, err
+	}
+	if v, ok := get("JOBQ_NOTIFY"); ok {
+		d, err := ParseNotify(v)
+		if err != nil {
+			return o, bad("JOBQ_NOTIFY", v, err.Error())
+		}
+		o.Notify = d
+	}
+	if v, ok := get("JOBQ_NOTIFY_ON"); ok {
+		on, err := ParseNotifyOn(v)
+		if err != nil {
+			return o, bad("JOBQ_NOTIFY_ON", v, err.Error())
+		}
+		o.NotifyOn = on
+	}
+	if v, ok := get("JOBQ_NOTIFY_SECRET"); ok {
+		if v = strings.TrimSpace(v); v != "" && !isSecretName(v) {
+			return o, bad("JOBQ_NOTIFY_SECRET", v, "is not a secret's name (letters, digits, - _ .)")
+		}
+		o.NotifySecret = v
+	}
+	if v, ok := get("JOBQ_WEB_URL"); ok {
+		u, err := ParseWebURL(v)
+		if err != nil {
+			return o, bad("JOBQ_WEB_URL", v, err.Error())
+		}
+		o.WebURL = u
+	}
 	return o, nil
+}
+
+// isSecretName reports whether s can name a secret of the host's store
+// (as its own check does): letters, digits, '_', '.', '-', at most 128
+// bytes, not "." or "..", not a temporary file's ".tmp-" name.
+func isSecretName(s string) bool {
+	if s == "" || s == "." || s == ".." || len(s) > 128 || strings.HasPrefix(s, ".tmp-") {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_.", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 // ImageArgs splits a podman runner's command into the image and its arguments.

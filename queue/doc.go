@@ -16,6 +16,11 @@
 //	repos/NAME/ID/run/         the job's runner's own (RunDir): its records of what the
 //	                           job uses outside the data directory, named by the
 //	                           runner's package; each removed once what it names is gone
+//	repos/NAME/ID/artifacts/   the files its runner collected (JOBQ_ARTIFACTS; artifacts.go),
+//	                           and artifacts.new/ while a collection is under way
+//	repos/NAME/ID/notify.json  the job's notifications and their delivery (package notify)
+//	repos/NAME/ID/notify.lock  flock: held by the process delivering them
+//	notify/ID-NAME             the job's notifications are not all delivered or given up yet
 //	queues/NAME/worker.lock    flock: held by the one worker draining the queue
 //	queues/NAME/start.lock     flock: held while a worker for the queue starts
 //	queues/NAME/enqueue.lock   flock: held while an entry is added
@@ -27,6 +32,8 @@
 //	dispatch.lock              flock: held by the data directory's one dispatcher
 //	handoff/NAME               queue NAME was handed to the dispatcher, not taken yet
 //	retired/NAME/TOKEN/ID/     jobs of a deleted incarnation of NAME (the administrator's)
+//	secrets/NAME               the host's secret store (internal/secret), not the queue's:
+//	                           no record or log of this package ever holds a value
 //	GIT_DIR/jobq-incarnation   in the bare repository: its incarnation token
 //
 // NAME is a repository or queue name with '%' and '/' escaped, so every name

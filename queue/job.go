@@ -54,6 +54,31 @@ type Job struct {
 	// Incarnation is the repository's incarnation the job was queued in
 	// (see Store.Incarnation); "" for jobs from before they were recorded.
 	Incarnation string `json:"incarnation,omitempty"`
+
+	// Origin is how the job was started: OriginPush, OriginRetry or
+	// OriginRun; "" in records from before it was kept, which were all
+	// pushes' (see StartedBy).
+	Origin Origin `json:"origin,omitempty"`
+}
+
+// Origin is how a job was started.
+type Origin string
+
+// The ways a job starts: a push of its ref (the hook), "jobq retry" of an
+// earlier job, "jobq run" of a ref as it is (by a user, or the host's cron).
+const (
+	OriginPush  Origin = "push"
+	OriginRetry Origin = "retry"
+	OriginRun   Origin = "run"
+)
+
+// StartedBy is how the job was started: a record without an origin is a
+// push's, the only way jobs started before origins were recorded.
+func (j *Job) StartedBy() Origin {
+	if j.Origin == "" {
+		return OriginPush
+	}
+	return j.Origin
 }
 
 // Duration is how long the job ran, or has been running by now.
@@ -116,6 +141,25 @@ type Options struct {
 	// (bytes; 0: the default).
 	CacheProtected string `json:"cache_protected,omitempty"`
 	CacheSize      int64  `json:"cache_size,omitempty"`
+	// Artifacts are JOBQ_ARTIFACTS' patterns (paths under /source),
+	// collected after the job; ArtifactsBytes and ArtifactsFiles bound
+	// them (JOBQ_ARTIFACTS_MAX), 0 for the defaults.
+	Artifacts      []string `json:"artifacts,omitempty"`
+	ArtifactsBytes int64    `json:"artifacts_bytes,omitempty"`
+	ArtifactsFiles int      `json:"artifacts_files,omitempty"`
+	// Secrets is JOBQ_SECRETS as the push had it: grants (names and ref
+	// patterns, never values). Under gitolite the worker reads the
+	// repository's grants again when the job starts, and asks no one for
+	// a job queued without; elsewhere the push's are all there are.
+	Secrets string `json:"secrets,omitempty"`
+	// Notify are the destinations told of the job's result (JOBQ_NOTIFY:
+	// mailto:, http(s)://, exec:), NotifyOn which results (JOBQ_NOTIFY_ON),
+	// NotifySecret the secret that signs webhooks, WebURL the web view's
+	// base URL for links (package notify).
+	Notify       []string `json:"notify,omitempty"`
+	NotifyOn     string   `json:"notify_on,omitempty"`
+	NotifySecret string   `json:"notify_secret,omitempty"`
+	WebURL       string   `json:"web_url,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

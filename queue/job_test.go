@@ -49,3 +49,26 @@ func FuzzDecodeJob(f *testing.F) {
 		}
 	})
 }
+
+// A record from before origins were kept was a push's; a new one says how
+// its job was started.
+func TestStartedBy(t *testing.T) {
+	tests := []struct {
+		record string
+		want   Origin
+	}{
+		{`{"repo":"r","id":1,"queue":"q","state":"succeeded"}`, OriginPush},
+		{`{"repo":"r","id":1,"queue":"q","state":"succeeded","origin":"push"}`, OriginPush},
+		{`{"repo":"r","id":1,"queue":"q","state":"queued","origin":"retry","retry_of":0}`, OriginRetry},
+		{`{"repo":"r","id":1,"queue":"q","state":"running","origin":"run"}`, OriginRun},
+	}
+	for _, tt := range tests {
+		j, err := decodeJob([]byte(tt.record))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.record, err)
+		}
+		if got := j.StartedBy(); got != tt.want {
+			t.Errorf("%s: started by %q, want %q", tt.record, got, tt.want)
+		}
+	}
+}

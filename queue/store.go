@@ -536,6 +536,8 @@ func (s *Store) Prune(repo string, keep int) error {
 			continue // still queued or running: it goes when it ends
 		case s.runnerState(repo, r.id):
 			continue // its records point at what is not removed yet: jobq gc retries
+		case s.notifyPending(repo, r.id):
+			continue // its notifications are still to deliver
 		}
 		if err := os.RemoveAll(s.jobDir(repo, r.id)); err != nil {
 			return fmt.Errorf("prune %s: %w", repo, err)

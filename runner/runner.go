@@ -17,6 +17,10 @@
 //  3. Run: once per job, by one goroutine, until the job exits or ctx ends.
 //  4. Adopt: by a later worker, for a job whose worker died or stopped
 //     while Run ran it; any number of times, one worker at a time.
+//     Collect (Collector only) follows Run or Adopt once either returned
+//     the job's exit status, before the result is recorded, for a job
+//     that collects artifacts (JOBQ_ARTIFACTS); again by a later worker
+//     if this one died or stopped meanwhile.
 //  5. Cleanup: once the result is recorded, and again by a later worker for
 //     a job whose clean-up failed. Safe after a failed or missing start, and
 //     safe to call twice.
@@ -64,6 +68,13 @@ type Job struct {
 	// backend delivers them to the job (Run) and masks their values in
 	// the job's output (Run and Adopt). nil for Cleanup.
 	Secrets []Secret
+	// Artifacts is the directory a Collector writes the job's artifacts
+	// into (artifacts/ in the job's directory, which it replaces
+	// whole); Room says why size more bytes may not be written there
+	// (the data directory's JOBQ_MIN_FREE), or "". Both are set for
+	// Collect only.
+	Artifacts string
+	Room      func(size int64) string
 }
 
 // Secret is one secret given to a job: its name (the file
@@ -126,6 +137,19 @@ type Reserver interface {
 	// j's readers; with nothing to reserve, or nothing it can tell before
 	// Run, nil and "". err is jobq's own failure.
 	Reserve(ctx context.Context, j *queue.Job) (release func(), wait string, err error)
+}
+
+// Collector is a Runner that hands back a job's artifacts (JOBQ_ARTIFACTS):
+// the files its container left under /source, whatever its result.
+type Collector interface {
+	// Collect writes the artifacts of j, which has exited (Run or Adopt
+	// returned its status) and whose container is not removed yet, into
+	// j.Artifacts, within the job's JOBQ_ARTIFACTS_MAX and j.Room; it
+	// writes what it leaves out, and why, to j.Log as jobq's lines. It
+	// replaces what an earlier, cut-short Collect wrote. It returns
+	// ErrDetached when ctx ends with ErrStopping (a later worker collects
+	// again), and err only for jobq's own failure, which fails no job.
+	Collect(ctx context.Context, j Job) error
 }
 
 // Sweeper is a Runner that can remove what its jobs left and no clean-up

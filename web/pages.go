@@ -232,6 +232,8 @@ type jobPageData struct {
 	Events string
 	Error  string
 	Header []field
+	// Artifacts are the job's artifacts, linked (artifacts.go).
+	Artifacts []artifactLink
 }
 
 type field struct {
@@ -283,6 +285,7 @@ func (s *Server) jobPage(w http.ResponseWriter, r *http.Request, repo string, id
 		{"ref", j.Ref, ""},
 		{"revision", j.NewRev, ""},
 		{"pushed by", j.User, ""},
+		{"started by", string(j.StartedBy()), ""},
 		{"queue", j.Queue, ""},
 		{"queued", fmtTime(j.QueuedAt), ""},
 		{"started", fmtTime(j.StartedAt), "started"},
@@ -293,5 +296,6 @@ func (s *Server) jobPage(w http.ResponseWriter, r *http.Request, repo string, id
 	if j.RetryOf != nil {
 		data.Header = append(data.Header, field{"retry of", strconv.FormatInt(*j.RetryOf, 10), ""})
 	}
+	data.Artifacts = s.artifactLinks(base, repo, id)
 	return s.render(w, "job", data)
 }

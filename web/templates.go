@@ -172,6 +172,7 @@ const repoTmpl = `{{define "crumbs"}}<a href="{{.Base}}/{{.Repo}}/">{{.Repo}}</a
 const jobTmpl = `{{define "head"}}{{if .Live}}<noscript><meta http-equiv="refresh" content="10"></noscript>{{end}}{{end}}{{define "crumbs"}}<a href="{{.Base}}/{{.Repo}}/">{{.Repo}}</a> <span>job {{.ID}}</span>{{end}}{{template "top" .}}
 <h2>{{.Repo}} job {{.ID}}</h2>
 <dl>{{range .Header}}<dt>{{.Name}}</dt><dd{{if .ID}} id="{{.ID}}"{{end}}{{if eq .Name "state"}} class="{{$.State}}"{{end}}>{{.Value}}</dd>{{end}}{{if .Error}}<dt>reason</dt><dd>{{.Error}}</dd>{{end}}</dl>
+{{if .Artifacts}}<h3>Artifacts</h3><ul class="artifacts" id="artifacts">{{range .Artifacts}}<li><a href="{{.URL}}" download>{{.Path}}</a> <span class="note">{{.Size}}</span></li>{{end}}</ul>{{end}}
 <p>{{if gt .Log.Start 0}}The last {{bytes .Log.End .Log.Start}} of {{bytes .Log.Size 0}} of log. {{end}}<a href="{{.Raw}}">Raw log</a> · <a href="?json">JSON</a>{{if .Live}} · <span id="live">following needs JavaScript; this page reloads without it</span>{{end}}</p>
 <pre class="log" id="log" data-events="{{.Events}}" data-raw="{{.Raw}}" data-offset="{{.Log.End}}">{{.Log.HTML | trusted}}</pre>
 {{if .Live}}<script>{{script}}</script>{{end}}

@@ -12,6 +12,7 @@
 //	/REPO/ID/log           the raw log (Range requests)
 //	/REPO/ID/events        the log as Server-Sent Events, from ?from=OFFSET or Last-Event-ID
 //	                       (at most 1 MiB before its end; a "skipped" event says so)
+//	/REPO/ID/artifact      the job's artifacts: ?path=PATH one, as an attachment (artifacts.go)
 //	/REPO/badge.svg        the latest result (?ref=REF: of that ref)
 //
 // A repository page ends in "/", as a repository name never does: "/a/5"
@@ -93,7 +94,7 @@ func (s *Server) user(r *http.Request) string {
 
 // route is what a path names.
 type route struct {
-	kind string // "overview", "repo", "job", "log", "events", "badge", "redirect"
+	kind string // "overview", "repo", "job", "log", "events", "artifact", "badge", "redirect"
 	repo string
 	id   int64
 }
@@ -122,7 +123,7 @@ func parsePath(p string) (route, bool) {
 	if id, ok := parseID(last); ok {
 		return route{kind: "job", repo: prefix, id: id}, queue.ValidName(prefix) == nil
 	}
-	if last == "log" || last == "events" {
+	if last == "log" || last == "events" || last == "artifact" {
 		if j := strings.LastIndexByte(prefix, '/'); j >= 0 {
 			if id, ok := parseID(prefix[j+1:]); ok {
 				return route{kind: last, repo: prefix[:j], id: id}, queue.ValidName(prefix[:j]) == nil
@@ -183,6 +184,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		err = s.rawLog(w, r, rt.repo, rt.id)
 	case "events":
 		err = s.events(w, r, rt.repo, rt.id)
+	case "artifact":
+		err = s.artifact(w, r, rt.repo, rt.id)
 	case "badge":
 		err = s.badge(w, r, rt.repo)
 	}

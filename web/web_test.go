@@ -274,7 +274,7 @@ func TestJSONFields(t *testing.T) {
 	for k := range m[0] {
 		keys = append(keys, k)
 	}
-	want := "duration_ms exit_code finished_at id new_rev queue queued_at ref started_at state user"
+	want := "duration_ms exit_code finished_at id new_rev origin queue queued_at ref started_at state user"
 	if got := strings.Join(sortStrings(keys), " "); got != want {
 		t.Errorf("fields %s, want %s", got, want)
 	}

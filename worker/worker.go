@@ -83,6 +83,9 @@ type Worker struct {
 	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
 	LogLimit int64
 	Logf     func(format string, args ...any)
+	// Grants reads a repository's JOBQ_SECRETS when its job starts
+	// (Grants); nil: no job gets a secret.
+	Grants GrantsFunc
 
 	// pause, if set, replaces the worker's waits (for a slot, for space,
 	// after a failure): the tests count them.
@@ -92,6 +95,18 @@ type Worker struct {
 	handOff bool
 	// maxHeld, if set, replaces the cap of queues held at once (heldCap).
 	maxHeld int
+
+	// Notifier, if set, tells of jobs' results (package notify/deliver).
+	Notifier Notifier
+}
+
+// Notifier tells of a job's result: Prepare records what is to be told
+// (j carries its final state) before the result is recorded, and reports
+// whether there is anything; Send sends it after, off the job's path: it
+// returns at once.
+type Notifier interface {
+	Prepare(j *queue.Job) (bool, error)
+	Send(j *queue.Job)
 }
 
 // Close closes the runners that keep something between jobs (io.Closer:
@@ -677,18 +692,28 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	}()
 
 	exit, runErr := 0, error(nil)
-	switch r, ok := w.Runners[j.Options.Runner]; {
+	secrets, secErr := w.jobSecrets(jctx, j, log, adopted)
+	r, ok := w.Runners[j.Options.Runner]
+	switch {
 	case !ok:
 		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
+	case secErr != nil:
+		runErr = secErr
 	case adopted:
-		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)}, runner.Notice)
+		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets}, runner.Notice)
 	default:
-		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)})
+		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets})
 	}
 	if errors.Is(runErr, runner.ErrDetached) {
 		return true
 	}
 	faults.Point("run-returned")
+	// How the job ended is settled here: its deadline or a cancel request
+	// during the collection of its artifacts changes nothing.
+	cause := context.Cause(jctx)
+	if runErr == nil && w.collect(ctx, r, j, log) {
+		return true
+	}
 	code := &exit
 	if runErr != nil {
 		code = nil // it ended before any exit code, say in a checkout stopped by a timeout
@@ -696,7 +721,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	var state queue.State
 	var reason string
 	var low lowSpaceError
-	switch cause := context.Cause(jctx); {
+	switch {
 	case errors.Is(runErr, runner.ErrGone):
 		state, reason = queue.Lost, fmt.Sprintf("its worker died while it ran, and %v", runErr)
 	case errors.Is(cause, errTimeout):
@@ -742,6 +767,15 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 		queue.WriteOwn(log, line)
 		log.Sync()
 	}
+	notified := false
+	if w.Notifier != nil {
+		final := *j
+		final.State, final.FinishedAt, final.ExitCode, final.Error = state, now, code, reason
+		var err error
+		if notified, err = w.Notifier.Prepare(&final); err != nil {
+			w.logf("notify %s %d: %v", j.Repo, j.ID, err)
+		}
+	}
 	_, err := w.Store.Update(j.Repo, j.ID, func(r *queue.Job) error {
 		r.State, r.FinishedAt, r.ExitCode, r.Error = state, now, code, reason
 		return nil
@@ -749,11 +783,15 @@ func (w *Worker) finish(j *queue.Job, state queue.State, code *int, reason strin
 	if err != nil {
 		w.logf("finish %s %d: %v", j.Repo, j.ID, err)
 	}
+	faults.Point("notify-recorded")
+	if notified && err == nil {
+		w.Notifier.Send(j)
+	}
 }
 
 func header(j *queue.Job) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, pushed by %s\n", j.ID, j.Repo, j.Queue, cmp.Or(j.User, "-"))
+	fmt.Fprintf(&b, "jobq: job %d of %s, queue %s, %s by %s\n", j.ID, j.Repo, j.Queue, startedBy(j), cmp.Or(j.User, "-"))
 	fmt.Fprintf(&b, "jobq: ref %s, revision %s\n", j.Ref, j.NewRev)
 	fmt.Fprintf(&b, "jobq: runner %s: %s\n", j.Options.Runner, j.Options.Command)
 	if j.Host != "" {
@@ -761,6 +799,18 @@ func header(j *queue.Job) string {
 	}
 	fmt.Fprintf(&b, "jobq: queued %s, started %s\n", j.QueuedAt.Local().Format(queue.TimeFormat), j.StartedAt.Local().Format(queue.TimeFormat))
 	return b.String()
+}
+
+// startedBy is how the header says the job started: pushed, retried or run
+// (jobq run; by "-", the hosting account, when its cron runs it).
+func startedBy(j *queue.Job) string {
+	switch j.StartedBy() {
+	case queue.OriginRetry:
+		return "retried"
+	case queue.OriginRun:
+		return "run"
+	}
+	return "pushed"
 }
 
 // oneLine is the one place an error becomes text: one line (a registry's

@@ -27,6 +27,8 @@ import (
 )
 
 const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--client-header NAME] [--base PATH]
+                [--metrics-listen [HOST:]PORT [--metrics-repo-labels]]
+       jobq-web --metrics-listen [HOST:]PORT [--metrics-repo-labels]
        (as a CGI program: no arguments; REMOTE_USER is the visitor)
 
 Serves jobq's read-only web view. A visitor without a user is gitolite's
@@ -52,6 +54,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	perClient := fs.Int("max-followers-per-client", 16, "live logs one client follows at once (listener): an authenticated user, else an address")
 	clientHeader := fs.String("client-header", "", "request header that carries the visitor's address, set by a proxy in front, e.g. X-Real-IP (default: none, the connection's address)")
 	keepAlive := fs.Duration("keep-alive", 15*time.Second, "interval of a live log's keep-alive comments and of its followers' access checks")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address, and nothing else there; a port alone (9469, :9469) is on 127.0.0.1 only (default: no metrics)")
+	repoLabels := fs.Bool("metrics-repo-labels", false, "label job metrics with repository names (which may be private: for a trusted scraper)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -59,9 +63,22 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		return cli.Usagef("%v", err)
 	}
 	cgiMode := os.Getenv("GATEWAY_INTERFACE") != ""
-	if fs.NArg() > 0 || (*listen == "") == !cgiMode {
+	if cgiMode && *metricsListen != "" {
+		return cli.Usagef("--metrics-listen needs jobq-web's own listener, not CGI: the metrics are never served with the pages")
+	}
+	if fs.NArg() > 0 || (*listen == "" && *metricsListen == "") == !cgiMode {
 		fs.Usage()
 		return cli.Usagef("give --listen ADDR, or run as a CGI program")
+	}
+	if *repoLabels && *metricsListen == "" {
+		return cli.Usagef("--metrics-repo-labels is for --metrics-listen")
+	}
+	metricsAddr := ""
+	if *metricsListen != "" {
+		var err error
+		if metricsAddr, err = metricsAddress(*metricsListen); err != nil {
+			return err
+		}
 	}
 	if *base != "" && (!strings.HasPrefix(*base, "/") || strings.HasSuffix(*base, "/")) {
 		return cli.Usagef("--base %q: must start with / and not end with one", *base)
@@ -102,12 +119,28 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		srv.User = func(r *http.Request) string { return r.Header.Get(name) }
 	}
 	srv.ClientHeader = *clientHeader
+	var ml net.Listener
+	if metricsAddr != "" {
+		if ml, err = net.Listen("tcp", metricsAddr); err != nil {
+			return err
+		}
+		fmt.Fprintf(os.Stderr, "jobq-web: metrics on http://%s/metrics\n", ml.Addr())
+		if *listen == "" {
+			return serveMetrics(ctx, store, ml, metricsOptions(store, *repoLabels))
+		}
+	}
 	l, err := net.Listen("tcp", *listen)
 	if err != nil {
+		if ml != nil {
+			ml.Close()
+		}
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "jobq-web: serving http://%s%s/\n", l.Addr(), srv.Base)
-	return serve(ctx, srv, l, idleTimeout)
+	if ml == nil {
+		return serve(ctx, srv, l, idleTimeout)
+	}
+	return serveBoth(ctx, srv, l, store, ml, metricsOptions(store, *repoLabels))
 }
 
 // idleTimeout is how long the listener keeps a connection that waits for

@@ -18,6 +18,8 @@ import (
 
 	"github.com/jobq/jobq/internal/cli"
 	"github.com/jobq/jobq/internal/gittree"
+	"github.com/jobq/jobq/internal/secret"
+	"github.com/jobq/jobq/notify/deliver"
 	"github.com/jobq/jobq/push"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
@@ -61,6 +63,7 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			defer w.Close()
+			defer closeNotifier(cmd.Context(), w)
 			if queueName == "-" {
 				if queueName, err = readQueueName(os.Stdin); err != nil {
 					return err
@@ -91,6 +94,7 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			defer w.Close()
+			defer closeNotifier(cmd.Context(), w)
 			return w.GC(cmd.Context(), os.Stdout)
 		},
 	}
@@ -191,7 +195,16 @@ func newWorker() (*worker.Worker, error) {
 			Logf:       log.Printf,
 		}),
 	}
+	notifier := deliver.New(deliver.Config{
+		Store:    store,
+		Secret:   secret.Open(home).Get, // the key that signs webhooks
+		Sendmail: os.Getenv("JOBQ_SENDMAIL"),
+		Logf:     log.Printf,
+	})
+	// What workers killed before delivering left, off this one's path.
+	notifier.Start()
 	return &worker.Worker{
+		Notifier:  notifier,
 		Store:     store,
 		Runners:   runners,
 		Slots:     slots,
@@ -202,6 +215,7 @@ func newWorker() (*worker.Worker, error) {
 		WatchDirs:     []string{os.TempDir()},
 		LogLimit:      logLimit,
 		Logf:          log.Printf,
+		Grants:        worker.Grants(os.Getenv),
 	}, nil
 }
 
@@ -217,4 +231,20 @@ func checkoutLimits(getenv func(string) string, minFree int64) (gittree.Limits, 
 		lim.Files = n
 	}
 	return lim, nil
+}
+
+// closeNotifier lets the worker's notifications under way end before it
+// exits: a while (deliver.DefaultLinger) when it ends of itself, only the
+// tries in flight when it is stopped. What is left is recorded for the
+// next worker or jobq gc.
+func closeNotifier(ctx context.Context, w *worker.Worker) {
+	d, ok := w.Notifier.(*deliver.Deliverer)
+	if !ok {
+		return
+	}
+	linger := deliver.DefaultLinger
+	if ctx.Err() != nil {
+		linger = 0
+	}
+	d.Close(linger)
 }

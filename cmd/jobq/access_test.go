@@ -41,6 +41,9 @@ git-config)
     [ -f "$d/config-$3" ] || exit 1
     cat "$d/config-$3"
     ;;
+query-rc)
+    cat "$d/rc-$2"
+    ;;
 *)
     exit 2
     ;;

@@ -159,10 +159,10 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		return writeJSON(a.e.stdout, views)
 	}
 	tw := tabwriter.NewWriter(a.e.stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tSTATE\tREF\tREV\tQUEUED\tDURATION\tEXIT\tHOST")
+	fmt.Fprintln(tw, "ID\tSTATE\tREF\tREV\tQUEUED\tDURATION\tEXIT\tHOST\tORIGIN")
 	for _, r := range rows {
 		if r.Job == nil {
-			fmt.Fprintf(tw, "%d\tunreadable\t-\t-\t-\t-\t-\t-\n", r.ID)
+			fmt.Fprintf(tw, "%d\tunreadable\t-\t-\t-\t-\t-\t-\t-\n", r.ID)
 			continue
 		}
 		state := string(r.State)
@@ -183,8 +183,8 @@ func (a *app) list(repo string, limit int, jsonOut bool) error {
 		if r.Host != "" {
 			host = termsafe.Line(r.Host)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, state, termsafe.Line(r.Ref), jobview.Short(r.NewRev),
-			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit, host)
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s", r.ID, state, termsafe.Line(r.Ref), jobview.Short(r.NewRev),
+			r.QueuedAt.Local().Format(queue.TimeFormat), dur, exit, host, termsafe.Line(string(r.StartedBy())))
 		// Why a job waits, however long, follows the row, past the last
 		// column: a cell of its own would widen its column for every row.
 		if r.Ahead != nil && r.Waiting != "" {
@@ -376,20 +376,14 @@ func (a *app) retry(repo, idArg string) error {
 			}
 		}
 	}
-	opts, env, hooked, err := a.repoOptions(repo)
-	switch {
-	case !hooked:
-		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s no longer runs jobq (no option hook.post-receive = jobq); no job queued", repo)}
-	case err != nil:
-		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: %v; no job queued", repo, err)}
-	}
-	// A push of the ref would queue nothing now; nor does a retry.
-	if f, err := push.ParseRefFilter(opts.RefFilter); err != nil || !f.Match(old.Ref) {
-		return &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q no longer selects %s; no job queued", repo, opts.RefFilter, termsafe.Line(old.Ref))}
+	opts, env, err := a.optionsNow(repo, old.Ref, true)
+	if err != nil {
+		return err
 	}
 	j := &queue.Job{
 		Repo: repo, Queue: a.store.QueueFor(repo, opts.Queue), Ref: old.Ref, OldRev: old.OldRev, NewRev: old.NewRev,
 		User: old.User, GitDir: gitDir, Env: env, Options: opts, RetryOf: &old.ID,
+		Origin: queue.OriginRetry,
 	}
 	if a.user != "" {
 		j.User = a.user
@@ -403,6 +397,29 @@ func (a *app) retry(repo, idArg string) error {
 		fmt.Fprintf(a.e.stderr, "jobq: %v\n", err)
 	}
 	return nil
+}
+
+// optionsNow are the options, and JOBQ_PASS_ENV variables, a push of ref
+// to repo would queue a job with now; an error, one line, where it would
+// queue none: the repository does not run jobq, an option is bad, or the
+// filter does not select ref. again words it for a job run again.
+func (a *app) optionsNow(repo, ref string, again bool) (queue.Options, map[string]string, error) {
+	runs, selects := "does not run", "does not select"
+	if again {
+		runs, selects = "no longer runs", "no longer selects"
+	}
+	opts, env, hooked, err := a.repoOptions(repo)
+	switch {
+	case !hooked:
+		return opts, nil, &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s %s jobq (no option hook.post-receive = jobq); no job queued", repo, runs)}
+	case err != nil:
+		return opts, nil, &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: %v; no job queued", repo, err)}
+	}
+	// A push of the ref would queue nothing now; nor does this.
+	if f, err := push.ParseRefFilter(opts.RefFilter); err != nil || !f.Match(ref) {
+		return opts, nil, &cli.ExitError{Code: cli.Failed, Msg: fmt.Sprintf("%s: JOBQ_REF_FILTER=%q %s %s; no job queued", repo, opts.RefFilter, selects, termsafe.Line(ref))}
+	}
+	return opts, env, nil
 }
 
 // view is which of repo's jobs the caller may see (queue.Store.View): a

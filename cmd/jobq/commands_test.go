@@ -51,7 +51,7 @@ func TestListJSONShowsNothingOfTheHost(t *testing.T) {
 		t.Fatalf("%v:\n%s", err, out)
 	}
 	allowed := []string{"id", "state", "ahead", "queue", "ref", "old_rev", "new_rev", "user", "retry_of",
-		"queued_at", "started_at", "finished_at", "duration_ms", "exit_code", "unreadable"}
+		"queued_at", "started_at", "finished_at", "duration_ms", "exit_code", "unreadable", "origin"}
 	for _, row := range rows {
 		for k := range row {
 			if !slices.Contains(allowed, k) {
@@ -59,7 +59,7 @@ func TestListJSONShowsNothingOfTheHost(t *testing.T) {
 			}
 		}
 	}
-	if rows[1]["duration_ms"] != 1500.0 || rows[1]["exit_code"] != 0.0 || rows[0]["ahead"] == nil || rows[1]["state"] != "failed" {
+	if rows[1]["duration_ms"] != 1500.0 || rows[1]["exit_code"] != 0.0 || rows[0]["ahead"] == nil || rows[1]["state"] != "failed" || rows[1]["origin"] != "push" {
 		t.Errorf("--json lacks what the table shows:\n%s", out)
 	}
 }

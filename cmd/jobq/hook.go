@@ -40,6 +40,9 @@ func runHook(ctx context.Context, e env) int {
 			}
 		}
 	}
+	if w := checkGrants(e.lookup); w != "" && len(jobs) > 0 {
+		say("%s", w)
+	}
 	for _, qj := range jobs {
 		// Following a job no worker will run would hang the push.
 		if qj.job.Options.Async || noWorker[qj.job.Queue] {
@@ -113,7 +116,7 @@ func (a *app) queueJobs() ([]queued, error) {
 	for _, u := range selected {
 		j := &queue.Job{
 			Repo: repo, Queue: q, Ref: u.Ref, OldRev: u.Old, NewRev: u.New,
-			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts,
+			User: a.e.getenv("GL_USER"), GitDir: gitDir, Env: env, Options: opts, Origin: queue.OriginPush,
 		}
 		ahead, err := a.store.Enqueue(j)
 		if err != nil {

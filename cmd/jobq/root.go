@@ -70,6 +70,12 @@ A log shows the job's control characters made visible (colours kept);
 			if cmd.Flags().Changed("limit") && len(args) != 1 {
 				return cli.Usagef("-n is for a repository's jobs: jobq REPO -n N")
 			}
+			if jsonOut && len(args) == 2 {
+				if raw {
+					return cli.Usagef("--json and --raw do not go together")
+				}
+				return a.showJob(args[0], args[1]) // the job, not its log
+			}
 			switch len(args) {
 			case 0:
 				return a.summary(jsonOut)
@@ -156,7 +162,8 @@ A log shows the job's control characters made visible (colours kept);
 			return execProgram(bin, args)
 		},
 	}
-	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc, web, cacheCommand(a)} {
+	secretCmd := a.secretCommand()
+	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, runCommand(a), artifactsCmd(a), hook, worker, gc, web, secretCmd, cacheCommand(a)} {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		root.AddCommand(c)
 	}
@@ -164,7 +171,7 @@ A log shows the job's control characters made visible (colours kept);
 	// whatever their arguments, before anything is read or created.
 	// gitolite runs the hook as post-receive*, which does not come here.
 	if a.user != "" {
-		for _, c := range []*cobra.Command{hook, worker, gc, web} {
+		for _, c := range []*cobra.Command{hook, worker, gc, web, secretCmd} {
 			c.Hidden = true
 			c.DisableFlagParsing = true // no --help, no flag errors: refused
 			c.Args = nil

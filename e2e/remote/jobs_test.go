@@ -20,7 +20,7 @@ import (
 // b0 and b1 are connections of the hosting account's containers.conf,
 // pool a farm of both, stranger host 1 under a name known_hosts lacks.
 const remoteConf = `
-repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel radopt-timeout rvol rcache
+repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel radopt-timeout rvol rart rcache
     RW+ = alice
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
@@ -49,6 +49,11 @@ repo rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 rcache
 
 repo rcache
     option ENV.JOBQ_CACHE = "/root/.cache"
+
+repo rart
+    option ENV.JOBQ_CONNECTION = "b1"
+    option ENV.JOBQ_ARTIFACTS = "dist/*.bin report/**"
+    option ENV.JOBQ_ARTIFACTS_MAX = "2m"
 `
 
 // srcScript shows the job's /source: contents, modes, symlinks.
@@ -260,6 +265,8 @@ func TestRemoteJobs(t *testing.T) {
 			t.Errorf("host 1 keeps:\n%s", got)
 		}
 	})
+
+	t.Run("artifacts", func(t *testing.T) { testRemoteArtifacts(t, hosts[1]) })
 
 	t.Run("pool", func(t *testing.T) {
 		const n = 8

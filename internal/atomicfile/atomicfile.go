@@ -2,11 +2,13 @@
 // file beside the target and renames it over the target, so that a
 // reader, or another process writing at the same time, sees the old
 // content or the new, never a part, and never a file another writer is
-// still filling. The temporary file's name begins with ".tmp-" and the
-// target's name; it is removed if the write fails.
+// still filling. Write's temporary file has a name of its own (".tmp-",
+// the target's name, a random suffix) and is removed if the write fails;
+// WriteOwned's has a fixed one, for a file that one writer owns.
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -49,6 +51,34 @@ func Write(path string, data []byte, perm os.FileMode, durable bool) (err error)
 		return SyncDir(dir)
 	}
 	return nil
+}
+
+// WriteOwned replaces path with data, with permissions perm, for a file
+// that one process at a time writes (a job's record in its run
+// directory). Its temporary file is path+".tmp", always the same: a
+// writer killed mid-way leaves at most that one file, which the next
+// write replaces and Remove removes, where a random name would be left
+// for ever in a directory that must end empty. Not durable: such records
+// are rewritten or removed within the job's life.
+func WriteOwned(path string, data []byte, perm os.FileMode) error {
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, data, perm); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// Remove removes a file that WriteOwned writes, and the temporary file a
+// killed writer may have left beside it; gone already counts as done.
+func Remove(path string) error {
+	var errs []error
+	for _, p := range []string{path + ".tmp", path} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // SyncDir makes the entries of dir (a rename, a create, a remove) durable.

@@ -300,6 +300,11 @@ func (c *checkouter) scan(h plumbing.Hash, path string, level int) (*scanned, er
 	return s, nil
 }
 
+// BadName says why name may not be one segment of a path written by a
+// checkout, or by anything that follows its rules (internal/safetar): the
+// names git refuses as tree entries (verify_path). "" if it may.
+func BadName(name string) string { return badName(name) }
+
 // badName says why git would refuse name as a tree entry (verify_path),
 // or returns "".
 func badName(name string) string {

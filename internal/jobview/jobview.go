@@ -32,6 +32,21 @@ type Job struct {
 	Host       string      `json:"host,omitempty"`       // the build host it was placed on; "": this machine
 	Adopted    int         `json:"adopted,omitempty"`    // workers that took it over while it ran
 	Unreadable string      `json:"unreadable,omitempty"` // why the record cannot be shown
+
+	Origin queue.Origin `json:"origin,omitempty"` // how it was started: push, retry or run
+	// Notifications is the delivery of the job's notifications (package
+	// notify), shown for one job (jobq REPO ID --json), not in listings.
+	Notifications []Notification `json:"notifications,omitempty"`
+}
+
+// Notification is one destination of a job's notification as readers see
+// it: its kind, never the destination itself (a URL may hold a token).
+type Notification struct {
+	Kind      string `json:"kind"`  // mail, webhook or exec
+	Event     string `json:"event"` // the result told: the state, "broken" or "fixed"
+	State     string `json:"state"` // pending, delivered or failed (given up)
+	Attempts  int    `json:"attempts"`
+	LastError string `json:"last_error,omitempty"` // one line
 }
 
 // Of is job id as a listing shows it at now: its record j (nil when it
@@ -45,6 +60,7 @@ func Of(id int64, j *queue.Job, ahead *int, waiting string, now time.Time) Job {
 		ID: id, State: j.State, Ahead: ahead, Waiting: waiting, Queue: j.Queue, Ref: j.Ref, OldRev: j.OldRev,
 		NewRev: j.NewRev, User: j.User, RetryOf: j.RetryOf, QueuedAt: j.QueuedAt,
 		StartedAt: j.StartedAt, FinishedAt: j.FinishedAt, ExitCode: j.ExitCode, Host: j.Host, Adopted: j.Adopted,
+		Origin: j.StartedBy(),
 	}
 	if d := j.Duration(now); d > 0 {
 		ms := d.Milliseconds()

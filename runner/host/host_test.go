@@ -176,9 +176,16 @@ func TestExecCleanupAfterDeadWorker(t *testing.T) {
 	if left := marked(sleep); left != "" {
 		t.Errorf("left running after Cleanup:\n%s", left)
 	}
+	// A supervisor killed between writing its exit status and renaming
+	// it leaves exit.tmp: the run directory must still end empty, or the
+	// store keeps the job for a clean-up that never comes.
 	os.WriteFile(pf, record, 0o600) // Run removed it: a second Cleanup of a gone supervisor
+	os.WriteFile(filepath.Join(dir, "exit.tmp"), []byte("1"), 0o600)
 	if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
 		t.Errorf("a second Cleanup: %v", err)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 1 || ents[0].Name() != "log" {
+		t.Errorf("the run directory keeps %v after Cleanup; want only the test's log", ents)
 	}
 	cancel()
 	<-done

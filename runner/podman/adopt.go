@@ -15,6 +15,7 @@ import (
 	"github.com/containers/podman/v5/libpod/define"
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/queue"
 	"github.com/jobq/jobq/runner"
@@ -333,11 +334,7 @@ func k8sTail(f *os.File, window int64) ([]byte, error) {
 
 // writeRecord replaces the record at path with n, atomically.
 func writeRecord(path string, n int64) error {
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(strconv.FormatInt(n, 10)+"\n"), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteOwned(path, []byte(strconv.FormatInt(n, 10)+"\n"), 0o600)
 }
 
 func readRecord(path string) (int64, error) {

@@ -22,6 +22,8 @@
 //   - tunnel.go: the glue to internal/sshtunnel: the Podman socket on the
 //     remote, and messages that say where Podman's connections are named.
 //   - pool.go: build hosts: a farm of services, a cap of jobs on each.
+//   - artifacts.go: Collect, the job's artifacts read from its stopped
+//     container through the archive endpoint, written by internal/safetar.
 //   - volume.go: the volume of a remote job's /source, named so that the
 //     sweep finds one that a cut-short removal left.
 //   - cache.go: the job's caches (JOBQ_CACHE, records in runner/cache):

@@ -16,6 +16,7 @@ import (
 	"github.com/containers/podman/v5/pkg/bindings/containers"
 	"github.com/containers/podman/v5/pkg/bindings/system"
 
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/queue"
 )
 
@@ -96,11 +97,7 @@ func (r *Runner) host(conn context.Context, uri string, remote bool) (*hostInfo,
 	file := r.infoFile(uri)
 	// Best effort: without the file, the next worker asks again.
 	if b, err := json.Marshal(h); err == nil && os.MkdirAll(filepath.Dir(file), 0o700) == nil {
-		tmp := file + ".tmp" + strconv.Itoa(os.Getpid())
-		if os.WriteFile(tmp, b, 0o600) == nil {
-			os.Rename(tmp, file)
-		}
-		os.Remove(tmp)
+		atomicfile.Write(file, b, 0o600, false)
 	}
 	return r.keepHost(uri, h), nil
 }

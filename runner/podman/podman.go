@@ -20,6 +20,7 @@ import (
 	"github.com/containers/podman/v5/pkg/errorhandling"
 
 	"github.com/jobq/jobq/images"
+	"github.com/jobq/jobq/internal/atomicfile"
 	"github.com/jobq/jobq/internal/faults"
 	"github.com/jobq/jobq/internal/gittree"
 	"github.com/jobq/jobq/queue"
@@ -568,7 +569,7 @@ func (r *Runner) removeContainer(ctx context.Context, j runner.Job) error {
 		if err := remove(conn, string(id)); err != nil {
 			return err
 		}
-		return errors.Join(removeRecord(record(j, "logstart")), removeRecord(cfile))
+		return errors.Join(atomicfile.Remove(record(j, "logstart")), removeRecord(cfile))
 	}
 	filters := map[string][]string{"label": {LabelHome + "=" + r.cfg.Home, LabelRepo + "=" + j.Repo, LabelJob + "=" + strconv.FormatInt(j.ID, 10)}}
 	list, err := containers.List(conn, new(containers.ListOptions).WithAll(true).WithFilters(filters))
@@ -582,7 +583,7 @@ func (r *Runner) removeContainer(ctx context.Context, j runner.Job) error {
 		}
 	}
 	if len(errs) == 0 {
-		errs = append(errs, removeRecord(record(j, "logstart")))
+		errs = append(errs, atomicfile.Remove(record(j, "logstart")))
 	}
 	return errors.Join(errs...)
 }

@@ -263,7 +263,7 @@ func takeSlot(dir string, n int, owner string) (*os.File, error) {
 }
 
 // markDown records that m could not be reached: it is skipped for
-// hostRetry.
+// hostRetry. jobq-web's metrics (internal/metrics) read the file too.
 func (r *Runner) markDown(m member, err error) {
 	dir := r.hostDir(m)
 	if os.MkdirAll(dir, 0o700) != nil {

@@ -325,6 +325,14 @@ s13() {
 }
 section "notifications" s13
 
+# 14. Caches (JOBQ_CACHE): mounting two caches on a trivial job, and a Go
+# build with its build cache cold and warm (bench/cache.sh).
+s14() {
+    bench/cache.sh $( ((smoke)) && echo --smoke) >"$W/cache-rows"
+    cat "$W/cache-rows" >>"$W/rows"
+}
+section "caches" s14
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

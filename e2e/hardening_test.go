@@ -295,9 +295,9 @@ func TestListLimitAndUnknownCommandThroughSSH(t *testing.T) {
 	// The same answer for anyone, whatever repository the words name.
 	for _, user := range []string{"alice", "bob"} {
 		for args, want := range map[string]string{
-			"frobnicate set x":               `jobq: unknown command "frobnicate" (commands: artifacts, cancel, log, ls, retry, run; or jobq [REPO [ID]])` + "\n",
-			"frobnicate ls":                  `jobq: unknown command "frobnicate", and "ls" is not a job ID (commands: artifacts, cancel, log, ls, retry, run; or jobq [REPO [ID]])` + "\n",
-			"rerun hz-cli refs/heads/master": `jobq: unknown command "rerun" (commands: artifacts, cancel, log, ls, retry, run; or jobq [REPO [ID]])` + "\n",
+			"frobnicate set x":               `jobq: unknown command "frobnicate" (commands: artifacts, cache, cancel, log, ls, retry, run; or jobq [REPO [ID]])` + "\n",
+			"frobnicate ls":                  `jobq: unknown command "frobnicate", and "ls" is not a job ID (commands: artifacts, cache, cancel, log, ls, retry, run; or jobq [REPO [ID]])` + "\n",
+			"rerun hz-cli refs/heads/master": `jobq: unknown command "rerun" (commands: artifacts, cache, cancel, log, ls, retry, run; or jobq [REPO [ID]])` + "\n",
 		} {
 			if r := ssh(user, append([]string{"jobq"}, strings.Fields(args)...)...); r.Code != 2 || r.Stdout != "" || r.Stderr != want {
 				t.Errorf("%s: jobq %s: %s\nwant %q", user, args, r, want)

@@ -153,6 +153,9 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 		}
 		o.Keep = n
 	}
+	if err := parseCache(get, &o); err != nil {
+		return o, err
+	}
 	if err := parseArtifacts(get, &o); err != nil {
 		return o, err
 	}

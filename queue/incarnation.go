@@ -115,6 +115,11 @@ type View struct {
 	born  time.Time // a job recorded without an incarnation shows only if queued since
 }
 
+// Incarnation is the repository's live incarnation, "" for history
+// recorded before incarnations were: what a repository's other records
+// (its caches) are kept under.
+func (v View) Incarnation() string { return v.token }
+
 // Shows reports whether j may be shown.
 func (v View) Shows(j *Job) bool {
 	if j.Incarnation != "" {

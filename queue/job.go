@@ -131,6 +131,16 @@ type Options struct {
 	PassEnv    []string      `json:"pass_env,omitempty"`
 	Connection string        `json:"connection,omitempty"`
 	Keep       int           `json:"keep"`
+	// Cache is JOBQ_CACHE: the container paths kept between jobs, each in
+	// a volume of the repository's (runner/cache); CacheNoWait: a job
+	// whose cache another job uses runs without it rather than wait.
+	Cache       []string `json:"cache,omitempty"`
+	CacheNoWait bool     `json:"cache_nowait,omitempty"`
+	// CacheProtected is JOBQ_CACHE_PROTECTED: the refs whose jobs write
+	// the main cache ("" for the default); CacheSize bounds each cache
+	// (bytes; 0: the default).
+	CacheProtected string `json:"cache_protected,omitempty"`
+	CacheSize      int64  `json:"cache_size,omitempty"`
 	// Artifacts are JOBQ_ARTIFACTS' patterns (paths under /source),
 	// collected after the job; ArtifactsBytes and ArtifactsFiles bound
 	// them (JOBQ_ARTIFACTS_MAX), 0 for the defaults.

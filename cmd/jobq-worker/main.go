@@ -173,6 +173,12 @@ func newWorker() (*worker.Worker, error) {
 	if err != nil {
 		return nil, err
 	}
+	cacheTotal := int64(podman.DefaultCacheTotal)
+	if v := os.Getenv("JOBQ_CACHE_TOTAL"); v != "" {
+		if cacheTotal, err = push.ParseBytes(v); err != nil {
+			return nil, fmt.Errorf("JOBQ_CACHE_TOTAL=%q is not a size (like 512m or 20g; 0: no bound)", v)
+		}
+	}
 	runners := map[string]runner.Runner{
 		"exec": host.New(runner.DefaultGrace),
 		"podman": podman.New(podman.Config{
@@ -183,8 +189,10 @@ func newWorker() (*worker.Worker, error) {
 				j, err := store.Job(repo, id)
 				return err == nil && j.State == queue.Running
 			},
-			Checkout:  limits,
-			HostSlots: hostSlots,
+			Checkout:   limits,
+			HostSlots:  hostSlots,
+			CacheTotal: cacheTotal,
+			Logf:       log.Printf,
 		}),
 	}
 	notifier := deliver.New(deliver.Config{

@@ -220,9 +220,9 @@ func TestUsageAndBadArguments(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"a", "b", "c"}, 2, `unknown command "a" (commands: artifacts, cancel, gc, hook, log, ls, retry, run, secret, web, worker; or jobq [REPO [ID]])`},
-		{[]string{"frobnicate", "set", "x"}, 2, `unknown command "frobnicate" (commands: artifacts, cancel, gc, hook, log, ls, retry, run, secret, web, worker; or jobq [REPO [ID]])`},
-		{[]string{"frobnicate", "ls"}, 2, `unknown command "frobnicate", and "ls" is not a job ID (commands: artifacts, cancel,`},
+		{[]string{"a", "b", "c"}, 2, `unknown command "a" (commands: artifacts, cache, cancel, gc, hook, log, ls, retry, run, secret, web, worker; or jobq [REPO [ID]])`},
+		{[]string{"frobnicate", "set", "x"}, 2, `unknown command "frobnicate" (commands: artifacts, cache, cancel, gc, hook, log, ls, retry, run, secret, web, worker; or jobq [REPO [ID]])`},
+		{[]string{"frobnicate", "ls"}, 2, `unknown command "frobnicate", and "ls" is not a job ID (commands: artifacts, cache, cancel,`},
 		{[]string{"ls"}, 2, "usage: jobq ls REPO\n"},
 		{[]string{"cancel", "r"}, 2, "usage: jobq cancel REPO ID\n"},
 		{[]string{"-n", "5"}, 2, "-n is for a repository's jobs: jobq REPO -n N"},
@@ -259,7 +259,7 @@ func TestUsageAndBadArguments(t *testing.T) {
 func TestUnknownCommandThroughGitolite(t *testing.T) {
 	vars := map[string]string{"JOBQ_HOME": t.TempDir(), "GL_USER": "alice"}
 	code, out, stderr := invoke(t, vars, "", "frobnicate", "set", "x")
-	want := "jobq: unknown command \"frobnicate\" (commands: artifacts, cancel, log, ls, retry, run; or jobq [REPO [ID]])\n"
+	want := "jobq: unknown command \"frobnicate\" (commands: artifacts, cache, cancel, log, ls, retry, run; or jobq [REPO [ID]])\n"
 	if code != 2 || out != "" || stderr != want {
 		t.Errorf("exit %d, %q%q; want 2, %q", code, out, stderr, want)
 	}

@@ -163,7 +163,7 @@ A log shows the job's control characters made visible (colours kept);
 		},
 	}
 	secretCmd := a.secretCommand()
-	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, runCommand(a), artifactsCmd(a), hook, worker, gc, web, secretCmd} {
+	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, runCommand(a), artifactsCmd(a), hook, worker, gc, web, secretCmd, cacheCommand(a)} {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		root.AddCommand(c)
 	}

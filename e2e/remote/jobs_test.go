@@ -20,7 +20,7 @@ import (
 // b0 and b1 are connections of the hosting account's containers.conf,
 // pool a farm of both, stranger host 1 under a name known_hosts lacks.
 const remoteConf = `
-repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel radopt-timeout rvol rart
+repo rsrc rcancel rtimeout rstranger rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 radopt radopt-exit radopt-cancel radopt-timeout rvol rart rcache
     RW+ = alice
     option hook.post-receive = jobq
     option ENV.JOBQ_ASYNC = "1"
@@ -44,8 +44,11 @@ repo rstranger
     option ENV.JOBQ_CONNECTION = "stranger"
     option ENV.JOBQ_TIMEOUT = "8s"
 
-repo rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7
+repo rlong rnext rp0 rp1 rp2 rp3 rp4 rp5 rp6 rp7 rcache
     option ENV.JOBQ_CONNECTION = "pool"
+
+repo rcache
+    option ENV.JOBQ_CACHE = "/root/.cache"
 
 repo rart
     option ENV.JOBQ_CONNECTION = "b1"
@@ -525,6 +528,63 @@ func TestRemoteJobs(t *testing.T) {
 			t.Errorf("after gc the host has %q; want %s gone, %s and mydata kept", got, vol, other)
 		}
 		h.Podman(ctx, "volume", "rm", other, "mydata")
+	})
+
+	// Caches on build hosts: a cache lives on the host where it was made,
+	// and the next job goes there while it has a free slot; a dev job's
+	// own cache is copied from the main one through the host's Podman.
+	t.Run("cache", func(t *testing.T) {
+		const script = `if [ -f /root/.cache/stamp ]; then echo "cache warm: $(cat /root/.cache/stamp)"; else echo "cache cold"; fi
+echo "$GIT_REF $JOBQ_JOB_ID" > /root/.cache/stamp
+`
+		pushScript(t, "rcache", script)
+		if r := follow(t, "rcache", 0); r.Code != 0 || !strings.Contains(r.Stdout, "cache cold") {
+			t.Fatalf("jobq rcache 0: %s", r)
+		}
+		first := listing(t, "rcache")[0].Host
+		pushScript(t, "rcache", script)
+		if r := follow(t, "rcache", 1); r.Code != 0 || !strings.Contains(r.Stdout, "cache warm: refs/heads/master 0") {
+			t.Errorf("jobq rcache 1: %s", r)
+		}
+		if v := listing(t, "rcache"); v[0].Host != first {
+			t.Errorf("job 1 ran on %s, its warm cache is on %s", v[0].Host, first)
+		}
+		ctx := context.Background()
+		dir := t.TempDir()
+		for _, args := range [][]string{{"clone", "-q", env.URL("rcache"), "w"}, {"-C", "w", "commit", "-q", "--allow-empty", "-m", "dev"}, {"-C", "w", "push", "-q", "origin", "HEAD:refs/heads/dev"}} {
+			if r := env.Git(ctx, "alice", dir, args...); r.Code != 0 {
+				t.Fatalf("git %v: %s", args, r)
+			}
+		}
+		if r := follow(t, "rcache", 2); r.Code != 0 || !strings.Contains(r.Stdout, "cache warm: refs/heads/master 1") ||
+			!strings.Contains(r.Stdout, "refs/heads/dev's own, started as a copy of the main cache") {
+			t.Errorf("jobq rcache 2 (dev): %s", r)
+		}
+		if v := listing(t, "rcache"); v[0].Host != first {
+			t.Errorf("dev's job ran on %s, the main cache is on %s", v[0].Host, first)
+		}
+		cctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		if r := env.SSH(cctx, "alice", "jobq", "cache", "rcache"); !strings.Contains(r.Stdout, " "+first+"\n") || !strings.Contains(r.Stdout, "refs/heads/dev") {
+			t.Errorf("jobq cache rcache: %s", r)
+		}
+		for _, ref := range []string{"master", "dev"} {
+			if r := env.SSH(cctx, "alice", "jobq", "cache", "rm", "rcache", ref); r.Code != 0 {
+				t.Errorf("jobq cache rm rcache %s: %s", ref, r)
+			}
+		}
+		testenv.WaitUntil(t, "rcache's jobs are cleaned up", time.Minute, func() bool {
+			ents, err := os.ReadDir(filepath.Join(env.DataDir(), "repos", "rcache", "2", "run"))
+			return err != nil || len(ents) == 0
+		})
+		if out, err := env.AsUser(cctx, nil, filepath.Join(env.Bin, "jobq-worker"), "gc"); err != nil {
+			t.Errorf("jobq-worker gc: %v\n%s", err, out)
+		}
+		for _, h := range hosts {
+			if got := leftovers(t, h); got != "" {
+				t.Errorf("%s keeps:\n%s", h.Name, got)
+			}
+		}
 	})
 
 	// One host goes down mid-job: its job ends lost, later jobs go to the

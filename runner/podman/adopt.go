@@ -60,6 +60,7 @@ func (r *Runner) Adopt(ctx context.Context, j runner.Job, notice string) (int, e
 	if err != nil {
 		return 0, err
 	}
+	r.adoptCaches(j.Job)
 	// A build host's job takes over its range and a slot there, not on
 	// this machine.
 	ranges := filepath.Join(r.cfg.Home, "idranges")

@@ -26,6 +26,11 @@
 //     container through the archive endpoint, written by internal/safetar.
 //   - volume.go: the volume of a remote job's /source, named so that the
 //     sweep finds one that a cut-short removal left.
+//   - cache.go: the job's caches (JOBQ_CACHE, records in runner/cache):
+//     its scope's lock, reserved with its ID range; its volumes, mounted
+//     with U where the files are another range's; a ref's first cache
+//     copied from the main one through the archive endpoints; the size
+//     bound after the job; the sweep of volumes no record names.
 //
 // Its records, in the job's run directory (runner.Job.Dir), each removed
 // only once what it names is gone:

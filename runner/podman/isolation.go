@@ -267,13 +267,21 @@ func (r *Runner) Reserve(ctx context.Context, j *queue.Job) (release func(), wai
 		}
 		return r.stale(c)(index)
 	}
+	// Its caches first: a job that waits for one holds no ID range.
+	caches, wait, err := r.reserveCaches(j)
+	if err != nil || wait != "" {
+		return nil, wait, nil // an error is Run's to report
+	}
 	ids, n, _, err := r.ranges(h, hostDir).tryAcquire(h.Rootless, jobKey(j), stale)
 	switch {
 	case err != nil:
+		caches.release(true)
 		return nil, "", nil
 	case ids == nil:
+		caches.release(true)
 		return nil, fmt.Sprintf("waiting for an ID range: all %d in use", n), nil
 	}
+	releaseCaches := r.keepReservedCaches(j, caches)
 	key := jobKey(j)
 	r.mu.Lock()
 	if r.reserved == nil {
@@ -294,6 +302,7 @@ func (r *Runner) Reserve(ctx context.Context, j *queue.Job) (release func(), wai
 		if own {
 			ids.release(true) // Run never took it: nothing ran in it
 		}
+		releaseCaches()
 	}, "", nil
 }
 

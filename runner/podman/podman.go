@@ -51,6 +51,11 @@ type Config struct {
 	// ResumeFor is how long a job whose service went away waits for it to
 	// come back (the container runs on meanwhile); 0: a minute.
 	ResumeFor time.Duration
+	// CacheTotal bounds the size of all caches (JOBQ_CACHE_TOTAL): jobq
+	// gc drops the least recently used beyond it; 0: no bound.
+	CacheTotal int64
+	// Logf reports what jobq gc did to caches; nil: nothing is said.
+	Logf func(format string, args ...any)
 }
 
 // The contract of package runner, optional parts included.
@@ -74,6 +79,9 @@ type Runner struct {
 	// reserved: by queued job, the ID range Reserve took for its Run.
 	reserved map[string]*idRange
 	slots    map[string]*os.File // by job: an adopted job's build host slot, until its Cleanup
+	// reservedCaches, heldCaches: by job, its caches from Reserve to Run,
+	// and from Run (or Adopt) to Cleanup (cache.go).
+	reservedCaches, heldCaches map[string]*jobCaches
 }
 
 // needSweep reports whether leftovers may exist that no Cleanup will
@@ -170,6 +178,7 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	caches := r.takeCaches(j.Job)
 	// A remote service gets the source in the container (ship), not from
 	// a directory here.
 	var dir string
@@ -182,6 +191,15 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	cacheVols, seedFrom, err := r.cacheMounts(conn, j.Job, caches, ids, &own)
+	if own.Len() > 0 {
+		queue.WriteOwn(log, own.String())
+		own.Reset()
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.Volumes = append(s.Volumes, cacheVols...)
 	created, err := containers.CreateWithSpec(conn, s, nil)
 	if err != nil && j.Options.Pull != images.PullAlways {
 		// The image is missing, most likely: pull it (or say why not) and
@@ -205,7 +223,13 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 			return 0, err
 		}
 	}
+	if err := r.seedCache(conn, j.Job, caches, seedFrom, args[0], id); err != nil {
+		return 0, err
+	}
 	code, err := r.attachStartWait(ctx, conn, j, id, !l.remote, log)
+	if err == nil {
+		r.afterCaches(conn, j.Job, caches, l.remote, log)
+	}
 	if err != nil && l.tunnel != nil && !l.tunnel.Alive(5*time.Second) {
 		// The host went away (Wait then says code 0 and EOF): the job's
 		// fate is not known.
@@ -486,6 +510,7 @@ func (r *Runner) Cleanup(ctx context.Context, j runner.Job) (err error) {
 			r.cleanupFailed()
 		}
 		r.release(j.Job, err == nil)
+		r.releaseCaches(j.Job, err == nil)
 	}()
 	// The checkout first, at once after the result, and whether or not the
 	// service can be reached. Its removal never follows a symlink, so a
@@ -533,6 +558,11 @@ func (r *Runner) removeContainer(ctx context.Context, j runner.Job) error {
 	// Strays that no Cleanup will remove, after the result, not before it.
 	if r.needSweep(m.ep.uri) {
 		r.sweep(conn, j.Job)
+	}
+	if r.droppedCache(j.Job) {
+		// A cache dropped after the job goes with its container; others
+		// (jobq cache rm, gc) with a worker's first clean-up.
+		defer r.sweepCaches(conn)
 	}
 	cfile := record(j, "container")
 	if id, err := os.ReadFile(cfile); err == nil {
@@ -647,6 +677,7 @@ func (r *Runner) sweep(conn context.Context, current *queue.Job) {
 		remove(conn, c.ID)
 	}
 	r.sweepVolumes(conn, current)
+	r.sweepCaches(conn)
 }
 
 func selinuxEnabled() bool {

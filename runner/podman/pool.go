@@ -97,11 +97,7 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 	if err != nil || len(ms) == 1 && !ms[0].remote() {
 		return "", nil, "", nil // Run says what is wrong
 	}
-	type cand struct {
-		m         member
-		cap, busy int
-	}
-	var cands []cand
+	var cands []hostCand
 	var down []string
 	full := 0
 	for _, m := range ms {
@@ -115,11 +111,9 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 			down = append(down, m.name+": "+oneLine(err))
 			continue
 		}
-		cands = append(cands, cand{m, c, countBusy(r.hostDir(m), c)})
+		cands = append(cands, hostCand{m, c, countBusy(r.hostDir(m), c)})
 	}
-	// Least busy first, by the share of its cap in use; the pool's order
-	// among equals.
-	slices.SortStableFunc(cands, func(a, b cand) int { return a.busy*b.cap - b.busy*a.cap })
+	orderHosts(cands, r.warmHost(j))
 	for _, c := range cands {
 		lock, err := takeSlot(r.hostDir(c.m), c.cap, jobKey(j))
 		if err != nil {
@@ -152,6 +146,30 @@ func (r *Runner) Place(ctx context.Context, j *queue.Job) (host string, release 
 		why += fmt.Sprintf(", %d unreachable", len(down))
 	}
 	return "", nil, why, nil
+}
+
+// hostCand is a host of a job's pool that can take jobs: its cap, and how
+// many of its slots are held.
+type hostCand struct {
+	m         member
+	cap, busy int
+}
+
+// orderHosts orders the hosts a job is offered in: the one that holds its
+// warm cache first (a cache lives on the host where it was made), then
+// the least busy, by the share of its cap in use; the pool's order among
+// equals. A busy warm host is passed over for the next with a free slot:
+// the job runs cold there rather than wait.
+func orderHosts(cands []hostCand, warm string) {
+	slices.SortStableFunc(cands, func(a, b hostCand) int {
+		if aw, bw := warm != "" && a.m.name == warm, warm != "" && b.m.name == warm; aw != bw {
+			if aw {
+				return -1
+			}
+			return 1
+		}
+		return a.busy*b.cap - b.busy*a.cap
+	})
 }
 
 // member finds j's host in its pool.

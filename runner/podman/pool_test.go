@@ -150,3 +150,28 @@ func mustResolve(t *testing.T, r *Runner, name string) endpoint {
 	}
 	return ep
 }
+
+// The host holding a job's warm cache comes first, whatever its load; the
+// others by load, the pool's order among equals.
+func TestOrderHosts(t *testing.T) {
+	names := func(cs []hostCand) string {
+		var n []string
+		for _, c := range cs {
+			n = append(n, c.m.name)
+		}
+		return strings.Join(n, " ")
+	}
+	for _, tc := range []struct {
+		warm, want string
+	}{
+		{"", "b1 b2 b0"},
+		{"b0", "b0 b1 b2"},
+		{"b2", "b2 b1 b0"},
+		{"gone", "b1 b2 b0"},
+	} {
+		cs := []hostCand{{member{name: "b0"}, 2, 1}, {member{name: "b1"}, 2, 0}, {member{name: "b2"}, 4, 1}}
+		if orderHosts(cs, tc.warm); names(cs) != tc.want {
+			t.Errorf("warm %q: %s, want %s", tc.warm, names(cs), tc.want)
+		}
+	}
+}

@@ -79,6 +79,7 @@ func (r *Runner) sweepVolumes(conn context.Context, current *queue.Job) {
 func (r *Runner) Sweep(ctx context.Context, jobs []*queue.Job) error {
 	seen := map[string]bool{}
 	var errs []error
+	r.sweepCacheRecords(ctx, jobs)
 	for _, j := range jobs {
 		ms, err := r.cfg.Service.pool(j.Options.Connection)
 		if err != nil {

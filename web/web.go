@@ -45,6 +45,14 @@ type Server struct {
 	User func(*http.Request) string
 	// Base is the path the view is served under ("" or "/jobq"), for links.
 	Base string
+	// SignIn is where the same view is served to authenticated visitors
+	// ("/jobq-auth", or a URL): an anonymous visitor's pages link there.
+	// "": no link.
+	SignIn string
+	// SSH is the command prefix the job page shows for jobq's ssh
+	// commands ("ssh git@git.example.org"); "": ssh ACCOUNT@HOST, with
+	// this process's account and the host the visitor asked for.
+	SSH string
 	// KeepAlive is the interval of SSE keep-alive comments (default 15s).
 	KeepAlive time.Duration
 	// Short makes a live log's stream end once it has sent what the log
@@ -233,8 +241,15 @@ func setCommonHeaders(w http.ResponseWriter) {
 
 // readable checks that the visitor may read repo and that it has history
 // they may see; the View says which of its jobs.
+//
+// A signed-in visitor also reads what anyone may (the gitweb user): gitolite
+// answers for the user alone, and a visitor who signs in should not lose
+// the public repositories by doing so.
 func (s *Server) readable(ctx context.Context, user, repo string) (queue.View, error) {
 	ok, err := s.Access.CanRead(ctx, user, repo)
+	if err == nil && !ok && user != Anonymous && validUser(user) {
+		ok, err = s.Access.CanRead(ctx, Anonymous, repo)
+	}
 	if err != nil {
 		return queue.View{}, err
 	}

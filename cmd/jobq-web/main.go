@@ -26,7 +26,7 @@ import (
 	"github.com/jobq/jobq/web"
 )
 
-const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--client-header NAME] [--base PATH]
+const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--client-header NAME] [--base PATH] [--sign-in PATH] [--ssh COMMAND]
        (as a CGI program: no arguments; REMOTE_USER is the visitor)
 
 Serves jobq's read-only web view. A visitor without a user is gitolite's
@@ -52,6 +52,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	perClient := fs.Int("max-followers-per-client", 16, "live logs one client follows at once (listener): an authenticated user, else an address")
 	clientHeader := fs.String("client-header", "", "request header that carries the visitor's address, set by a proxy in front, e.g. X-Real-IP (default: none, the connection's address)")
 	keepAlive := fs.Duration("keep-alive", 15*time.Second, "interval of a live log's keep-alive comments and of its followers' access checks")
+	signIn := fs.String("sign-in", "", "where the view is served to authenticated visitors (a path such as /jobq-auth, or a URL): anonymous pages link there (CGI: $JOBQ_WEB_SIGN_IN)")
+	sshCmd := fs.String("ssh", "", `the ssh command the job page shows before "jobq cancel REPO ID", e.g. "ssh git@git.example.org" (CGI: $JOBQ_WEB_SSH; default: ssh ACCOUNT@HOST, with the host the visitor asked for)`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -89,6 +91,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxFollowers:          *maxFollowers,
 		MaxFollowersPerClient: *perClient,
 	}
+	if cgiMode {
+		// The web server's configuration says these (fastcgi_param).
+		*signIn, *sshCmd = getenv("JOBQ_WEB_SIGN_IN"), getenv("JOBQ_WEB_SSH")
+	}
+	if err := checkText("--sign-in", *signIn); err != nil {
+		return err
+	}
+	if err := checkText("--ssh", *sshCmd); err != nil {
+		return err
+	}
+	srv.SignIn, srv.SSH = strings.TrimSuffix(*signIn, "/"), *sshCmd
 	if cgiMode {
 		srv.Short = true // a held stream would block the CGI gateway
 		// One request a process: answers are kept in files between them.
@@ -205,4 +218,12 @@ func lookup(env []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// checkText refuses a setting a page could not show as one line of text.
+func checkText(name, v string) error {
+	if len(v) > 512 || strings.ContainsFunc(v, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		return cli.Usagef("%s %q: one line of text, at most 512 bytes", name, v)
+	}
+	return nil
 }

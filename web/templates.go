@@ -62,9 +62,10 @@ th{border-bottom:1px solid var(--line)}
 td.subject{white-space:normal;min-width:12em;max-width:30em;overflow-wrap:anywhere}
 code,pre{font-family:monospace}
 code.cmd{background:var(--code);padding:.1em .3em;user-select:all;overflow-wrap:anywhere}
-pre.log{background:#111;color:#ddd;padding:.5em;overflow-x:auto;white-space:pre;font-size:13px;line-height:1.3;counter-reset:l;margin:.5em 0}
+pre.log{background:#111;color:#ddd;padding:.5em;border:1px solid var(--line);overflow-x:auto;white-space:pre;font-size:13px;line-height:1.3;counter-reset:l;margin:.5em 0}
 pre.log>code[id]::before{counter-increment:l;content:counter(l);display:inline-block;min-width:3.5em;padding-right:1em;text-align:right;color:#8b949e;user-select:none;cursor:pointer}
 pre.log>code[id]{scroll-margin-top:6em}pre.log>code:target{background:#3a3000}
+pre.log[data-line]>#partial:not(:empty)::before{content:"";display:inline-block;min-width:3.5em;padding-right:1em}
 pre.log .jobq{color:#8cf;box-shadow:inset 3px 0 #8cf;padding-left:.5em}pre.log .mark{color:#fa0}
 .jobbar{position:sticky;top:0;z-index:1;background:var(--bar);border-bottom:1px solid var(--line);padding:.3em .5em;margin:0 -.5em;display:flex;flex-wrap:wrap;gap:.4em 1.2em;align-items:baseline}
 .jobbar h2{font-size:1.1em;margin:0}
@@ -256,7 +257,7 @@ const repoTmpl = `{{define "crumbs"}}<a href="{{.Base}}/{{.Repo}}/">{{.Repo}}</a
 {{if .Refs}}<p><span class="note">Ref:</span> <a href="{{.AllRefs}}"{{if not .RefFilter}} aria-current="page"{{end}}>all</a>{{range .Refs}} <a href="{{.Link}}"{{if .Current}} aria-current="page"{{end}}>{{.Ref}}</a>{{end}}</p>{{end}}
 </nav>
 {{if .Filtered}}<p class="note">Jobs{{if .StateFilter}} in state {{.StateFilter}}{{end}}{{if .RefFilter}} of {{.RefFilter}}{{end}}, from ID {{.Top}} down to {{.First}}{{if .Rows}}{{else}}: none{{end}}.</p>{{end}}
-{{with .Chart}}{{if .Bars}}<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="img" aria-label="durations of the last {{len .Bars}} jobs, oldest left">
+{{with .Chart}}{{if .Bars}}<svg class="chart" xmlns="http://www.w3.org/2000/svg" width="{{.Width}}" height="{{.Height}}" viewBox="0 0 {{.Width}} {{.Height}}" role="group" aria-label="durations of the last {{len .Bars}} jobs, oldest left">
 <title>Durations of the last {{len .Bars}} jobs, oldest left (longest {{.Max}}{{if .Over}}; {{.Over}} beyond the axis, marked ▲{{end}})</title>
 <path class="axis" d="M{{.Left}} {{.Top}}V{{.Bottom}}H{{.Right}}"/>{{range .Ticks}}<path class="axis" d="M{{$.Chart.TickX}} {{.Y}}H{{$.Chart.Left}}"/><text x="{{$.Chart.LabelX}}" y="{{.Y}}" dy="4" text-anchor="end">{{.Label}}</text>{{end}}
 <text x="{{.Left}}" y="{{.AxisTitleY}}" text-anchor="start">duration (axis up to {{.Cap}}) · jobs, oldest left</text>

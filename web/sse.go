@@ -201,6 +201,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 				}
 				offset += int64(sent)
 				pending = append(pending[:0], pending[sent:]...)
+				shown = shown[:0] // the page cleared its unfinished line
 				ka.Reset(keepAlive)
 			}
 			// A log written faster than it is sent keeps this loop going:

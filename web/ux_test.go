@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -325,5 +326,54 @@ func TestJobCommands(t *testing.T) {
 	f.srv.SSH = "ssh -p 2222 git@example.org"
 	if body := get("x", done); !strings.Contains(body, "<code class=\"cmd\">ssh -p 2222 git@example.org jobq retry pub 0</code>") {
 		t.Errorf("--ssh is not used")
+	}
+}
+
+// A follower is shown each unfinished line as it changes, again after a
+// whole line even when the next unfinished line reads the same (the page
+// clears its unfinished line at each whole one).
+func TestEventsPartial(t *testing.T) {
+	f := newFixture(t)
+	id := f.job("pub", "refs/heads/master", queue.Running, "10%")
+	ts := httptest.NewServer(f.srv)
+	t.Cleanup(ts.Close)
+	resp, err := http.Get(fmt.Sprintf("%s/pub/%d/events", ts.URL, id))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { resp.Body.Close() })
+	c := make(chan sseEvent, 100)
+	go readEvents(t, resp.Body, c)
+	next := func() sseEvent {
+		t.Helper()
+		select {
+		case ev := <-c:
+			return ev
+		case <-time.After(10 * time.Second):
+			t.Fatal("no event within 10s")
+			return sseEvent{}
+		}
+	}
+	write := func(s string) {
+		lf, err := os.OpenFile(f.store.LogPath("pub", id), os.O_APPEND|os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		lf.WriteString(s)
+		lf.Close()
+	}
+	var got []string
+	for _, step := range []string{"", "\r50%", "\n10%\r50%", "\n"} {
+		write(step)
+		ev := next()
+		got = append(got, ev.event+":"+ev.data)
+		if step == "\n10%\r50%" {
+			ev = next()
+			got = append(got, ev.event+":"+ev.data)
+		}
+	}
+	want := "partial:10% | partial:50% | :50% | partial:50% | :50%"
+	if all := strings.Join(got, " | "); all != want {
+		t.Errorf("events %q, want %q", all, want)
 	}
 }

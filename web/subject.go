@@ -1,6 +1,8 @@
 package web
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"unicode"
 	"unicode/utf8"
@@ -18,8 +20,9 @@ const maxSubject = 80
 // subjects fills in the commit subjects of rows' revisions, read from
 // each job's repository (go-git: no process per page; objects are read
 // where the push put them, loose or packed). A revision that is not there
-// (pruned, a deleted repository) shows none. One store per repository,
-// opened for the page only.
+// (pruned, a deleted repository) shows none, and so do the revisions of a
+// repository too large to look in quickly (maxPackIndexes). One store per
+// repository, opened for the page only.
 func subjects(rows []row) {
 	stores := map[string]*filesystem.Storage{}
 	for i := range rows {
@@ -29,8 +32,13 @@ func subjects(rows []row) {
 		}
 		st, ok := stores[j.GitDir]
 		if !ok {
-			st = filesystem.NewStorage(osfs.New(j.GitDir, osfs.WithBoundOS()), cache.NewObjectLRU(64<<10))
+			if packIndexes(j.GitDir) <= maxPackIndexes {
+				st = filesystem.NewStorage(osfs.New(j.GitDir, osfs.WithBoundOS()), cache.NewObjectLRU(64<<10))
+			}
 			stores[j.GitDir] = st
+		}
+		if st == nil {
+			continue
 		}
 		c, err := object.GetCommit(st, plumbing.NewHash(j.NewRev))
 		if err != nil {
@@ -39,8 +47,30 @@ func subjects(rows []row) {
 		rows[i].Subject = subjectLine(c.Message)
 	}
 	for _, st := range stores {
-		st.Close()
+		if st != nil {
+			st.Close()
+		}
 	}
+}
+
+// maxPackIndexes bounds the pack indexes of a repository whose subjects a
+// page reads: go-git reads a pack's whole index before its first lookup,
+// and a page must stay fast. 16 MiB of indexes is about half a million
+// objects; a larger repository's page shows no subjects.
+const maxPackIndexes = 16 << 20
+
+// packIndexes is the size of a repository's pack indexes.
+func packIndexes(gitDir string) int64 {
+	ents, _ := os.ReadDir(filepath.Join(gitDir, "objects", "pack"))
+	var n int64
+	for _, e := range ents {
+		if strings.HasSuffix(e.Name(), ".idx") {
+			if fi, err := e.Info(); err == nil {
+				n += fi.Size()
+			}
+		}
+	}
+	return n
 }
 
 // subjectLine is a commit message's first line as text a page may show:

@@ -273,6 +273,17 @@ func TestCommitSubjects(t *testing.T) {
 	if strings.Contains(body, "<script>window") || strings.Contains(body, "body line") {
 		t.Errorf("a subject is markup, or more than its line")
 	}
+	// A repository whose pack indexes are too large to read for a page
+	// shows no subjects (a sparse file stands for them).
+	idx, err := os.Create(filepath.Join(gitDir, "objects", "pack", "pack-big.idx"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx.Truncate(maxPackIndexes + 1)
+	idx.Close()
+	if body := f.get("", "/pub/").body; strings.Contains(body, "window.pwned") || strings.Count(body, `<td class="subject"></td>`) != 4 {
+		t.Errorf("subjects of a repository too large to look in")
+	}
 }
 
 // An anonymous visitor's page links to the same page at the sign-in

@@ -7,12 +7,20 @@
 // # URLs (under the base path)
 //
 //	/                      overview
-//	/REPO/                 a repository's jobs, newest first (?page=N)
-//	/REPO/ID               a job: its fields and the tail of its log
+//	/REPO/                 a repository's jobs, newest first (?page=N), or those of
+//	                       a state or ref (?state=S, ?ref=R; &before=ID: older ones)
+//	/REPO/ID               a job: its fields, its ssh commands and the tail of its log
 //	/REPO/ID/log           the raw log (Range requests)
 //	/REPO/ID/events        the log as Server-Sent Events, from ?from=OFFSET or Last-Event-ID
-//	                       (at most 1 MiB before its end; a "skipped" event says so)
+//	                       (at most 1 MiB before its end; a "skipped" event says so),
+//	                       and the line being written ("partial" events)
 //	/REPO/badge.svg        the latest result (?ref=REF: of that ref)
+//
+// A visitor signed in sees what gitolite lets them read and what it lets
+// anyone read (the gitweb user); an anonymous visitor's pages link to the
+// authenticated location (SignIn). Every page is light or dark as the
+// visitor's system prefers, within a Content-Security-Policy that allows
+// the pages' own hashed style and script only.
 //
 // A repository page ends in "/", as a repository name never does: "/a/5"
 // is job 5 of a, "/a/5/" the page of repository a/5. Any page with ?json

@@ -194,6 +194,7 @@ func testWebUXLive(t *testing.T, s *webStack) {
 	// Scrolling up turns "follow" off.
 	eval[any](t, cgiTab, `window.scrollTo(0, 0)`)
 	testenv.WaitUntil(t, "follow turns off", 10*time.Second, func() bool { return !eval[bool](t, cgiTab, `document.getElementById("follow").checked`) })
+	checkAccessible(t, cgiTab, "a running job's page")
 
 	// A line's anchor scrolls to it, below the sticky header.
 	anchor := tab(t, ctx)
@@ -320,6 +321,7 @@ func testWebUXSignIn(t *testing.T, s *webStack) {
 	if !strings.Contains(text, "webux public") || !strings.Contains(text, "signed in as carol") || strings.Contains(text, "sign in ") {
 		t.Errorf("carol's overview:\n%s", text)
 	}
+	checkAccessible(t, carol, "overview, signed in")
 	runBrowser(t, carol, chromedp.Navigate(s.nginx+"/jobq-auth/webux/0"))
 	waitText(t, carol, "#log", "jobq: succeeded")
 }

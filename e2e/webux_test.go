@@ -106,6 +106,21 @@ func pushMsg(t *testing.T, repo, ref, msg string) {
 // (docs/screenshots/NAME, where the README links it) in the artifacts.
 func screenshotDoc(t *testing.T, ctx context.Context, name string) { screenshot(t, ctx, "docs-"+name) }
 
+// screenshotView saves what the window shows (a full-page screenshot puts
+// a sticky header where the page was scrolled to).
+func screenshotView(t *testing.T, ctx context.Context, name string) {
+	t.Helper()
+	c, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	png, err := chromedp.Run(c, chromedp.CaptureScreenshot())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(artifacts(t), "docs-"+name), png, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestWebUX: the web view as a visitor uses it, in chromium, through nginx
 // and the CGI program and through the listener.
 func TestWebUX(t *testing.T) {
@@ -190,7 +205,7 @@ func testWebUXLive(t *testing.T, s *webStack) {
 	})()`); got != "0 true true true" {
 		t.Errorf("after a scroll to the end: bar top, scrolled, state visible, follow: %s", got)
 	}
-	screenshotDoc(t, cgiTab, "job-live.png")
+	screenshotView(t, cgiTab, "job-live.png")
 	// Scrolling up turns "follow" off.
 	eval[any](t, cgiTab, `window.scrollTo(0, 0)`)
 	testenv.WaitUntil(t, "follow turns off", 10*time.Second, func() bool { return !eval[bool](t, cgiTab, `document.getElementById("follow").checked`) })

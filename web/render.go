@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"unicode/utf8"
 
@@ -36,6 +37,9 @@ type lineRenderer struct {
 	own       *queue.Own
 	off       int64
 	lineStart bool
+
+	// preview renders unfinished lines (Partial), made when first needed.
+	preview *lineRenderer
 }
 
 // maxCols is the width a line wraps at; wider lines go on as new lines.
@@ -187,6 +191,9 @@ func (r *lineRenderer) line(out *bytes.Buffer, b []byte) {
 	if bytes.IndexByte(b, 0x1b) >= 0 || bytes.Contains(b, []byte("\u009b")) {
 		r.plain = endsPlain(b, r.plain)
 	}
+	if hasTruecolour(b) {
+		b = quantiseTruecolour(b)
+	}
 	r.wrapped.Reset()
 	screen := r.screenOf()
 	screen.Write(b)
@@ -198,6 +205,37 @@ func (r *lineRenderer) line(out *bytes.Buffer, b []byte) {
 	out.WriteString(r.wrapped.String())
 	out.WriteString(html)
 	out.WriteByte('\n')
+}
+
+// resetState ends any colour and link in effect, and the line.
+var resetState = []byte("\x1b[0m\x1b]8;;\x1b\\\r\x1b[2K")
+
+// Partial renders b, the start of a line whose newline is not written
+// yet (a progress line that a job rewrites with "\r"), onto out, as the
+// line shows now: a preview that changes nothing of what r renders next.
+// It is the job's (jobq writes whole lines), so it is marked when it
+// shows "jobq:" first. The caller bounds b (maxPartial). A colour in
+// effect from the lines before is not carried into the preview: the line,
+// once whole, is rendered with it.
+func (r *lineRenderer) Partial(out *bytes.Buffer, b []byte) {
+	if r.preview == nil {
+		r.preview = newLineRenderer()
+	}
+	p := r.preview
+	from := out.Len()
+	p.line(out, b)
+	if p.screen != nil {
+		p.screen.Write(resetState)
+	}
+	p.plain = true
+	rendered := append([]byte(nil), out.Bytes()[from:]...)
+	out.Truncate(from)
+	for l := range bytes.Lines(rendered) {
+		if imitatesHTML(l) {
+			out.WriteString(markerHTML)
+		}
+		out.Write(l)
+	}
 }
 
 // RenderEnd renders the rest of a finished log (which may lack its final
@@ -317,6 +355,31 @@ type logTail struct {
 	HTML       string
 	Start, End int64
 	Size       int64 // the log's size when read
+	// Numbered: the page shows the log from its start, each line in a
+	// <code id="LN"> (an anchor, #L120); NextLine is the next line's N. A
+	// tail is not numbered: its first line's number would cost reading
+	// the whole log.
+	Numbered bool
+	NextLine int
+}
+
+// numberLines puts each line of html (lines as the renderer writes them)
+// in an element of its own whose id is its number, from 1; it returns the
+// next number. The elements are <code>, which no rendered output has (its
+// text is escaped), so the page's lines are told from what is in them.
+func numberLines(html string) (string, int) {
+	var b strings.Builder
+	b.Grow(len(html) + strings.Count(html, "\n")*24)
+	n := 1
+	for l := range strings.Lines(html) {
+		b.WriteString(`<code id="L`)
+		b.WriteString(strconv.Itoa(n))
+		b.WriteString(`">`)
+		b.WriteString(strings.TrimSuffix(l, "\n"))
+		b.WriteString("</code>\n")
+		n++
+	}
+	return b.String(), n
 }
 
 // readTail renders the tail of the log at path. Of a running job's log
@@ -325,7 +388,7 @@ type logTail struct {
 func readTail(path string, finished bool) (logTail, error) {
 	f, err := os.Open(path)
 	if os.IsNotExist(err) {
-		return logTail{}, nil // not started yet
+		return logTail{Numbered: true, NextLine: 1}, nil // not started yet
 	}
 	if err != nil {
 		return logTail{}, err
@@ -361,5 +424,10 @@ func readTail(path string, finished bool) (logTail, error) {
 		end = start + int64(i+1)
 		html = r.Render(buf[:i+1])
 	}
-	return logTail{HTML: html, Start: start, End: end, Size: size}, nil
+	t := logTail{HTML: html, Start: start, End: end, Size: size}
+	if start == 0 {
+		t.HTML, t.NextLine = numberLines(html)
+		t.Numbered = true
+	}
+	return t, nil
 }

@@ -50,7 +50,8 @@ const pollEvery = 500 * time.Millisecond
 
 // events streams a job's log as Server-Sent Events: each event is whole
 // lines as HTML, its id the log offset after them, so that a browser that
-// reconnects (Last-Event-ID) resumes exactly there. An "end" event carries
+// reconnects (Last-Event-ID) resumes exactly there. A "partial" event
+// carries the line being written, not yet ended, as it shows now. An "end" event carries
 // the job's fields when it has ended; a "skipped" event, first, says what
 // of the log the stream does not send (more than maxReplay behind). The
 // stream wakes on the job directory's changes (one shared inotify watch),
@@ -139,6 +140,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 		}
 	}()
 	var pending []byte // read, not yet sent: the start of a line
+	var shown []byte   // the unfinished line last sent as a preview
 	buf := make([]byte, maxEvent)
 	var html, ev bytes.Buffer // reused: a hundred followers make little garbage
 	// The record is read again only when it was replaced (queue/doc.go:
@@ -199,6 +201,7 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 				}
 				offset += int64(sent)
 				pending = append(pending[:0], pending[sent:]...)
+				shown = shown[:0] // the page cleared its unfinished line
 				ka.Reset(keepAlive)
 			}
 			// A log written faster than it is sent keeps this loop going:
@@ -213,6 +216,17 @@ func (s *Server) events(w http.ResponseWriter, r *http.Request, repo string, id 
 			if n == 0 || err != nil {
 				break
 			}
+		}
+		if !final && len(pending) > 0 && !bytes.Equal(pending, shown) {
+			// The line being written, as it shows now: a progress line
+			// ("\r" and no newline) would otherwise not show until done.
+			html.Reset()
+			render.Partial(&html, pending)
+			if err := sendPartial(w, &ev, html.Bytes()); err != nil {
+				return nil
+			}
+			shown = append(shown[:0], pending...)
+			ka.Reset(keepAlive)
 		}
 		if final {
 			if len(pending) > 0 {
@@ -284,6 +298,18 @@ func sendSkipped(w io.Writer, ev *bytes.Buffer, from, to int64) error {
 	return err
 }
 
+// sendPartial writes a "partial" event: the line not yet ended, as HTML
+// that replaces the one sent before. It has no id: the stream resumes
+// after the last whole lines, and sends it again.
+func sendPartial(w io.Writer, ev *bytes.Buffer, html []byte) error {
+	ev.Reset()
+	ev.WriteString("event: partial\n")
+	writeData(ev, html)
+	ev.WriteByte('\n')
+	_, err := w.Write(ev.Bytes())
+	return err
+}
+
 // sendLines writes one event: the lines as data, the offset as its id. ev
 // is the caller's buffer, reused.
 func sendLines(w io.Writer, ev *bytes.Buffer, offset int64, html []byte) error {
@@ -291,6 +317,14 @@ func sendLines(w io.Writer, ev *bytes.Buffer, offset int64, html []byte) error {
 	ev.WriteString("id: ")
 	ev.WriteString(strconv.FormatInt(offset, 10))
 	ev.WriteByte('\n')
+	writeData(ev, html)
+	ev.WriteByte('\n')
+	_, err := w.Write(ev.Bytes())
+	return err
+}
+
+// writeData writes html as an event's data lines, one per line.
+func writeData(ev *bytes.Buffer, html []byte) {
 	html = bytes.TrimSuffix(html, []byte("\n"))
 	if len(html) == 0 {
 		ev.WriteString("data: \n")
@@ -311,7 +345,4 @@ func sendLines(w io.Writer, ev *bytes.Buffer, offset int64, html []byte) error {
 		ev.WriteByte('\n')
 		html = html[min(i+1, len(html)):]
 	}
-	ev.WriteByte('\n')
-	_, err := w.Write(ev.Bytes())
-	return err
 }

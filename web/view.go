@@ -15,6 +15,7 @@ type row struct {
 	Job     *queue.Job // nil: unreadable record
 	Ahead   *int
 	Waiting string
+	Subject string // the commit's subject line, where the page reads it
 }
 
 func (r row) view(now time.Time) jobview.Job {
@@ -76,6 +77,9 @@ type placedView struct {
 }
 
 type repoView struct {
-	Repo   string       `json:"repo"`
+	Repo string `json:"repo"`
+	// Public: the visitor reads it as anyone does (gitweb), not as
+	// themselves.
+	Public bool         `json:"public,omitempty"`
 	Latest *jobview.Job `json:"latest,omitempty"`
 }

@@ -7,13 +7,21 @@
 // # URLs (under the base path)
 //
 //	/                      overview
-//	/REPO/                 a repository's jobs, newest first (?page=N)
-//	/REPO/ID               a job: its fields and the tail of its log
+//	/REPO/                 a repository's jobs, newest first (?page=N), or those of
+//	                       a state or ref (?state=S, ?ref=R; &before=ID: older ones)
+//	/REPO/ID               a job: its fields, its ssh commands and the tail of its log
 //	/REPO/ID/log           the raw log (Range requests)
 //	/REPO/ID/events        the log as Server-Sent Events, from ?from=OFFSET or Last-Event-ID
-//	                       (at most 1 MiB before its end; a "skipped" event says so)
+//	                       (at most 1 MiB before its end; a "skipped" event says so),
+//	                       and the line being written ("partial" events)
 //	/REPO/ID/artifact      the job's artifacts: ?path=PATH one, as an attachment (artifacts.go)
 //	/REPO/badge.svg        the latest result (?ref=REF: of that ref)
+//
+// A visitor signed in sees what gitolite lets them read and what it lets
+// anyone read (the gitweb user); an anonymous visitor's pages link to the
+// authenticated location (SignIn). Every page is light or dark as the
+// visitor's system prefers, within a Content-Security-Policy that allows
+// the pages' own hashed style and script only.
 //
 // A repository page ends in "/", as a repository name never does: "/a/5"
 // is job 5 of a, "/a/5/" the page of repository a/5. Any page with ?json
@@ -46,6 +54,14 @@ type Server struct {
 	User func(*http.Request) string
 	// Base is the path the view is served under ("" or "/jobq"), for links.
 	Base string
+	// SignIn is where the same view is served to authenticated visitors
+	// ("/jobq-auth", or a URL): an anonymous visitor's pages link there.
+	// "": no link.
+	SignIn string
+	// SSH is the command prefix the job page shows for jobq's ssh
+	// commands ("ssh git@git.example.org"); "": ssh ACCOUNT@HOST, with
+	// this process's account and the host the visitor asked for.
+	SSH string
 	// KeepAlive is the interval of SSE keep-alive comments (default 15s).
 	KeepAlive time.Duration
 	// Short makes a live log's stream end once it has sent what the log
@@ -236,8 +252,15 @@ func setCommonHeaders(w http.ResponseWriter) {
 
 // readable checks that the visitor may read repo and that it has history
 // they may see; the View says which of its jobs.
+//
+// A signed-in visitor also reads what anyone may (the gitweb user): gitolite
+// answers for the user alone, and a visitor who signs in should not lose
+// the public repositories by doing so.
 func (s *Server) readable(ctx context.Context, user, repo string) (queue.View, error) {
 	ok, err := s.Access.CanRead(ctx, user, repo)
+	if err == nil && !ok && user != Anonymous && validUser(user) {
+		ok, err = s.Access.CanRead(ctx, Anonymous, repo)
+	}
 	if err != nil {
 		return queue.View{}, err
 	}

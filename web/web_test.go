@@ -141,7 +141,7 @@ func TestNotFoundIsOneAnswer(t *testing.T) {
 		{"", "/secret/"}, {"", "/secret/0"}, {"", "/secret/0/log"}, {"", "/secret/0/events"}, {"", "/secret/badge.svg"},
 		{"", "/secret/0?json"}, {"", "/secret/?json"},
 		{"", "/nope/0"}, {"", "/nope/badge.svg"}, {"", "/pub/7"}, {"", "/pub/7/log"}, {"", "/pub/7/events"},
-		{"alice", "/nope/"}, {"alice", "/secret/9"}, {"bob", "/secret/"}, {"bob", "/pub/0"},
+		{"alice", "/nope/"}, {"alice", "/secret/9"}, {"bob", "/secret/"}, {"bob", "/secret/0"}, {"bob", "/secret/0/events"},
 		// Traversal and odd names: never a path on disk.
 		{"", "/../secret/"}, {"", "/pub/../secret/"}, {"", "/pub/..%2F..%2Fsecret/"}, {"", "/%2e%2e/%2e%2e/etc/passwd/"},
 		{"", "/pub/0/../../secret/0"}, {"alice", "/../../../../etc/passwd/"}, {"alice", "/secret%2F0/"},
@@ -167,7 +167,8 @@ func TestNotFoundIsOneAnswer(t *testing.T) {
 		t.Errorf("gitolite was asked about a user it could misread:\n%s", calls)
 	}
 	// The pages that exist do answer, for those who may read them.
-	for _, c := range []struct{ user, target string }{{"", "/pub/"}, {"", "/pub/0"}, {"alice", "/secret/0"}, {"alice", "/secret/0/log"}} {
+	// A signed-in visitor reads what anyone may, too (bob: pub, as gitweb).
+	for _, c := range []struct{ user, target string }{{"", "/pub/"}, {"", "/pub/0"}, {"alice", "/secret/0"}, {"alice", "/secret/0/log"}, {"bob", "/pub/0"}, {"bob", "/pub/"}} {
 		if got := f.get(c.user, c.target); got.code != 200 {
 			t.Errorf("%s as %q: %d %q", c.target, c.user, got.code, got.body)
 		}
@@ -211,8 +212,10 @@ func TestAccessCachePerUser(t *testing.T) {
 			t.Fatalf("bob sees secret: %d", got.code)
 		}
 	}
-	if n := strings.Count(f.calls(), "\n"); n != 2 {
-		t.Errorf("%d gitolite calls for two users, want 2:\n%s", n, f.calls())
+	// bob is refused, and then asked for as anyone (gitweb): three
+	// questions, each asked once.
+	if n := strings.Count(f.calls(), "\n"); n != 3 {
+		t.Errorf("%d gitolite calls for two users and gitweb, want 3:\n%s", n, f.calls())
 	}
 }
 
@@ -412,13 +415,20 @@ func TestEventsResume(t *testing.T) {
 		t.Cleanup(stop)
 		return c, stop
 	}
+	var partials []string
 	next := func(c <-chan sseEvent) sseEvent {
-		select {
-		case ev := <-c:
-			return ev
-		case <-time.After(10 * time.Second):
-			t.Fatal("no event within 10s")
-			return sseEvent{}
+		for {
+			select {
+			case ev := <-c:
+				if ev.event == "partial" {
+					partials = append(partials, ev.data)
+					continue
+				}
+				return ev
+			case <-time.After(10 * time.Second):
+				t.Fatal("no event within 10s")
+				return sseEvent{}
+			}
 		}
 	}
 	var got []string
@@ -453,6 +463,11 @@ func TestEventsResume(t *testing.T) {
 	if all := strings.Join(got, "\n"); all != want {
 		t.Errorf("the follower got\n%q\nwant every line once:\n%q", all, want)
 	}
+	// The unfinished line was shown as it was, without moving the stream
+	// on: the whole line came after.
+	if len(partials) == 0 || partials[0] != "part" {
+		t.Errorf("partial events %q, want \"part\" first", partials)
+	}
 	var end jobview.Job
 	if err := json.Unmarshal([]byte(ev.data), &end); err != nil || end.State != queue.Succeeded {
 		t.Errorf("end event %q", ev.data)
@@ -470,10 +485,10 @@ func TestJobPageTail(t *testing.T) {
 	id := f.job("pub", "refs/heads/master", queue.Succeeded, b.String()+"the end")
 	body := f.get("", fmt.Sprintf("/pub/%d", id)).body
 	m := regexp.MustCompile(`data-offset="(\d+)">(line \d+)\n`).FindStringSubmatch(body)
-	if m == nil || m[1] != fmt.Sprint(b.Len()+len("the end")) || !strings.Contains(body, "the end\n</pre>") {
+	if m == nil || m[1] != fmt.Sprint(b.Len()+len("the end")) || !strings.Contains(body, "the end\n<span id=\"partial\"></span></pre>") {
 		t.Fatalf("tail: %v\n%.500s", m, body)
 	}
-	if strings.Contains(body, "line 0\n") || !strings.Contains(body, "Raw log") {
+	if strings.Contains(body, "line 0\n") || !strings.Contains(body, "raw log") || strings.Contains(body, `<code id="L1">`) {
 		t.Errorf("the page shows more than the tail")
 	}
 }

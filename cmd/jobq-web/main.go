@@ -26,7 +26,7 @@ import (
 	"github.com/jobq/jobq/web"
 )
 
-const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--client-header NAME] [--base PATH]
+const usage = `usage: jobq-web --listen ADDR [--user-header NAME] [--client-header NAME] [--base PATH] [--sign-in PATH] [--ssh COMMAND]
                 [--metrics-listen [HOST:]PORT [--metrics-repo-labels]]
        jobq-web --metrics-listen [HOST:]PORT [--metrics-repo-labels]
        (as a CGI program: no arguments; REMOTE_USER is the visitor)
@@ -56,6 +56,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	keepAlive := fs.Duration("keep-alive", 15*time.Second, "interval of a live log's keep-alive comments and of its followers' access checks")
 	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on this address, and nothing else there; a port alone (9469, :9469) is on 127.0.0.1 only (default: no metrics)")
 	repoLabels := fs.Bool("metrics-repo-labels", false, "label job metrics with repository names (which may be private: for a trusted scraper)")
+	signIn := fs.String("sign-in", "", "where the view is served to authenticated visitors (a path such as /jobq-auth, or a URL): anonymous pages link there (CGI: $JOBQ_WEB_SIGN_IN)")
+	sshCmd := fs.String("ssh", "", `the ssh command the job page shows before "jobq cancel REPO ID", e.g. "ssh git@git.example.org" (CGI: $JOBQ_WEB_SSH; default: ssh ACCOUNT@HOST, with the host the visitor asked for)`)
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -106,6 +108,17 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		MaxFollowers:          *maxFollowers,
 		MaxFollowersPerClient: *perClient,
 	}
+	if cgiMode {
+		// The web server's configuration says these (fastcgi_param).
+		*signIn, *sshCmd = getenv("JOBQ_WEB_SIGN_IN"), getenv("JOBQ_WEB_SSH")
+	}
+	if err := checkText("--sign-in", *signIn); err != nil {
+		return err
+	}
+	if err := checkText("--ssh", *sshCmd); err != nil {
+		return err
+	}
+	srv.SignIn, srv.SSH = strings.TrimSuffix(*signIn, "/"), *sshCmd
 	if cgiMode {
 		srv.Short = true // a held stream would block the CGI gateway
 		// One request a process: answers are kept in files between them.
@@ -244,4 +257,12 @@ func lookup(env []string, name string) string {
 		}
 	}
 	return ""
+}
+
+// checkText refuses a setting a page could not show as one line of text.
+func checkText(name, v string) error {
+	if len(v) > 512 || strings.ContainsFunc(v, func(c rune) bool { return c < ' ' || c == 0x7f }) {
+		return cli.Usagef("%s %q: one line of text, at most 512 bytes", name, v)
+	}
+	return nil
 }

@@ -24,6 +24,10 @@
 //   - pool.go: build hosts: a farm of services, a cap of jobs on each.
 //   - volume.go: the volume of a remote job's /source, named so that the
 //     sweep finds one that a cut-short removal left.
+//   - secrets.go, mask.go: a job's secrets, as files /run/secrets/NAME
+//     held in memory only (a tmpfs of this host bind-mounted, or a tmpfs
+//     volume on a build host), as variables through jobq-env; and their
+//     values masked in the job's output, adoption and resume included.
 //
 // Its records, in the job's run directory (runner.Job.Dir), each removed
 // only once what it names is gone:
@@ -32,5 +36,9 @@
 //	container  the ID of the job's container
 //	logstart   where the container's output begins in the job's log
 //	           (byte k of the container's log is byte START+k of the
-//	           job's), for an adoption to resume without loss or repeat
+//	           job's; with secrets, of its masked output: mask.go), for
+//	           an adoption to resume without loss or repeat
+//	secrets    "dir PATH": the tmpfs directory of a local job's secret
+//	           files, or "volume NAME": a build host job's secrets volume;
+//	           written before either is made
 package podman

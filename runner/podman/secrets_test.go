@@ -415,3 +415,55 @@ func TestPodmanSecretsRemote(t *testing.T) {
 		}
 	}
 }
+
+// A worker stops while its job is within a value's output: the value's
+// start is held back, never in the log; the next worker adopts the job and
+// its log goes on masked, exactly, with nothing lost or repeated.
+func TestPodmanSecretsAdopted(t *testing.T) {
+	r, svc := newTestPodman(t)
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	j := testJob(gitDir, rev, testenv.Busybox+` sh -c "printf \"a1 tok3n-\"; sleep 3; printf \"value-xyzzy\n\"; cat /run/secrets/token.v1; echo; echo a2; exit 5"`)
+	j.ID = 33
+	r.cfg.Active = func(repo string, id int64) bool { return repo == j.Repo && id == j.ID }
+	log, err := os.OpenFile(filepath.Join(t.TempDir(), "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer log.Close()
+	secrets := []runner.Secret{{Name: "token.v1", Value: tokenValue}}
+	h := testHandle(r, j, log)
+	h.Secrets = secrets
+	ctx, stop := context.WithCancelCause(context.Background())
+	detached := make(chan error, 1)
+	go func() { _, err := r.Run(ctx, h); detached <- err }()
+	testenv.WaitUntil(t, "the job prints", time.Minute, func() bool {
+		b, _ := os.ReadFile(log.Name())
+		return string(b) == "a1 "
+	})
+	time.Sleep(300 * time.Millisecond) // the rest of the line is in the masker
+	stop(runner.ErrStopping)
+	if err := <-detached; !errors.Is(err, runner.ErrDetached) {
+		t.Fatalf("Run after the worker's stop: %v", err)
+	}
+	r.release(j, false)
+	if b, _ := os.ReadFile(log.Name()); string(b) != "a1 " {
+		t.Fatalf("log at the stop: %q", b)
+	}
+	h = testHandle(r, j, log)
+	h.Secrets = secrets
+	exit, err := r.Adopt(context.Background(), h, notice)
+	if b, _ := os.ReadFile(log.Name()); exit != 5 || err != nil || string(b) != "a1 \n"+notice+"***\n***\na2\n" {
+		t.Errorf("adopted: exit %d, %v, log %q", exit, err, b)
+	}
+	if err := r.Cleanup(context.Background(), testHandle(r, j, nil)); err != nil {
+		if err := r.Cleanup(context.Background(), testHandle(r, j, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if c := labelled(t, svc, j); c != "" {
+		t.Errorf("container left: %s", c)
+	}
+	if left := leftSecrets(t); len(left) != 0 {
+		t.Errorf("left on the tmpfs: %v", left)
+	}
+}

@@ -83,6 +83,9 @@ type Worker struct {
 	// is stopped and fails, and its log is cut there. <= 0: DefaultLogLimit.
 	LogLimit int64
 	Logf     func(format string, args ...any)
+	// Grants reads a repository's JOBQ_SECRETS when its job starts
+	// (Grants); nil: no job gets a secret.
+	Grants GrantsFunc
 
 	// pause, if set, replaces the worker's waits (for a slot, for space,
 	// after a failure): the tests count them.
@@ -677,13 +680,16 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	}()
 
 	exit, runErr := 0, error(nil)
+	secrets, secErr := w.jobSecrets(jctx, j, log, adopted)
 	switch r, ok := w.Runners[j.Options.Runner]; {
 	case !ok:
 		runErr = fmt.Errorf("runner %q is not available in this worker", j.Options.Runner)
+	case secErr != nil:
+		runErr = secErr
 	case adopted:
-		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)}, runner.Notice)
+		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets}, runner.Notice)
 	default:
-		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j)})
+		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets})
 	}
 	if errors.Is(runErr, runner.ErrDetached) {
 		return true

@@ -194,6 +194,7 @@ func newWorker() (*worker.Worker, error) {
 		WatchDirs:     []string{os.TempDir()},
 		LogLimit:      logLimit,
 		Logf:          log.Printf,
+		Grants:        worker.Grants(os.Getenv),
 	}, nil
 }
 

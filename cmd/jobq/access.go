@@ -3,11 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"os"
 	"os/exec"
-	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -176,39 +173,14 @@ func pushEnv(lookup func(string) (string, bool), gl map[string]string, names []s
 }
 
 // hasGitolite reports whether the account runs a gitolite.
-func (a *app) hasGitolite() bool {
-	home := a.e.getenv("HOME")
-	if home == "" {
-		return false
-	}
-	_, err := os.Stat(filepath.Join(home, ".gitolite.rc"))
-	return err == nil
-}
+func (a *app) hasGitolite() bool { return gitolite.Installed(a.e.getenv) }
 
 // gitoliteOptions asks gitolite for repo's "option ENV.X" (jobq's, and
 // those a push exports as GL_OPTION_X for JOBQ_PASS_ENV to name) and
 // hooks, keyed as gitolite keeps them (gitolite-options.ENV.JOBQ_COMMAND,
 // gitolite-options.hook.post-receive).
 func (a *app) gitoliteOptions(repo string) (map[string]string, error) {
-	cmd := exec.CommandContext(a.ctx, gitolite.Program(a.e.getenv), "git-config", "-r", repo, `^gitolite-options\.(ENV\.|hook\.)`)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var ee *exec.ExitError
-	if errors.As(err, &ee) && ee.ExitCode() == 1 && stderr.Len() == 0 {
-		err = nil // no key matched
-	}
-	if err != nil {
-		return nil, fmt.Errorf("gitolite git-config %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
-	}
-	m := map[string]string{}
-	for _, line := range strings.Split(string(out), "\n") {
-		// REPO<tab>KEY<tab>VALUE
-		if f := strings.SplitN(line, "\t", 3); len(f) == 3 && f[0] == repo {
-			m[f[1]] = f[2]
-		}
-	}
-	return m, nil
+	return gitolite.Options(a.ctx, gitolite.Program(a.e.getenv), nil, repo, `^gitolite-options\.(ENV\.|hook\.)`)
 }
 
 // hasJobqHook reports whether gitolite's options install jobq as a

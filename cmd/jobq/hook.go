@@ -40,6 +40,9 @@ func runHook(ctx context.Context, e env) int {
 			}
 		}
 	}
+	if w := checkGrants(e.lookup); w != "" && len(jobs) > 0 {
+		say("%s", w)
+	}
 	for _, qj := range jobs {
 		// Following a job no worker will run would hang the push.
 		if qj.job.Options.Async || noWorker[qj.job.Queue] {

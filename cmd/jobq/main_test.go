@@ -220,9 +220,9 @@ func TestUsageAndBadArguments(t *testing.T) {
 		code int
 		says string
 	}{
-		{[]string{"a", "b", "c"}, 2, `unknown command "a" (commands: cancel, gc, hook, log, ls, retry, web, worker; or jobq [REPO [ID]])`},
-		{[]string{"secret", "set", "x"}, 2, `unknown command "secret" (commands: cancel, gc, hook, log, ls, retry, web, worker; or jobq [REPO [ID]])`},
-		{[]string{"secret", "ls"}, 2, `unknown command "secret", and "ls" is not a job ID (commands: cancel,`},
+		{[]string{"a", "b", "c"}, 2, `unknown command "a" (commands: cancel, gc, hook, log, ls, retry, secret, web, worker; or jobq [REPO [ID]])`},
+		{[]string{"frobnicate", "set", "x"}, 2, `unknown command "frobnicate" (commands: cancel, gc, hook, log, ls, retry, secret, web, worker; or jobq [REPO [ID]])`},
+		{[]string{"frobnicate", "ls"}, 2, `unknown command "frobnicate", and "ls" is not a job ID (commands: cancel,`},
 		{[]string{"ls"}, 2, "usage: jobq ls REPO\n"},
 		{[]string{"cancel", "r"}, 2, "usage: jobq cancel REPO ID\n"},
 		{[]string{"-n", "5"}, 2, "-n is for a repository's jobs: jobq REPO -n N"},
@@ -258,8 +258,8 @@ func TestUsageAndBadArguments(t *testing.T) {
 // user may run: the host's own are refused there.
 func TestUnknownCommandThroughGitolite(t *testing.T) {
 	vars := map[string]string{"JOBQ_HOME": t.TempDir(), "GL_USER": "alice"}
-	code, out, stderr := invoke(t, vars, "", "secret", "set", "x")
-	want := "jobq: unknown command \"secret\" (commands: cancel, log, ls, retry; or jobq [REPO [ID]])\n"
+	code, out, stderr := invoke(t, vars, "", "frobnicate", "set", "x")
+	want := "jobq: unknown command \"frobnicate\" (commands: cancel, log, ls, retry; or jobq [REPO [ID]])\n"
 	if code != 2 || out != "" || stderr != want {
 		t.Errorf("exit %d, %q%q; want 2, %q", code, out, stderr, want)
 	}

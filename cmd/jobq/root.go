@@ -156,7 +156,8 @@ A log shows the job's control characters made visible (colours kept);
 			return execProgram(bin, args)
 		},
 	}
-	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc, web} {
+	secretCmd := a.secretCommand()
+	for _, c := range []*cobra.Command{ls, logCmd, cancel, retry, hook, worker, gc, web, secretCmd} {
 		c.SilenceUsage, c.SilenceErrors = true, true
 		root.AddCommand(c)
 	}
@@ -164,7 +165,7 @@ A log shows the job's control characters made visible (colours kept);
 	// whatever their arguments, before anything is read or created.
 	// gitolite runs the hook as post-receive*, which does not come here.
 	if a.user != "" {
-		for _, c := range []*cobra.Command{hook, worker, gc, web} {
+		for _, c := range []*cobra.Command{hook, worker, gc, web, secretCmd} {
 			c.Hidden = true
 			c.DisableFlagParsing = true // no --help, no flag errors: refused
 			c.Args = nil

@@ -1,7 +1,9 @@
 // Package gitolite asks gitolite who may do what, through its access
-// command: for one repository and ref, or for many repositories at once.
+// command: for one repository and ref, or for many repositories at once;
+// and what a repository's options are, through its git-config command.
 // The ssh commands (cmd/jobq) and the web view (web) both decide access
-// this way, and only this way.
+// this way, and only this way; the worker reads the secrets a repository
+// grants (JOBQ_SECRETS) this way.
 package gitolite
 
 import (
@@ -120,4 +122,67 @@ func Readable(ctx context.Context, program string, env []string, user string, re
 		}
 	}
 	return allowed, nil
+}
+
+// Installed reports whether the account whose environment getenv reads
+// runs a gitolite (~/.gitolite.rc): then its options, not the
+// environment, say what each repository's jobs get.
+func Installed(getenv func(string) string) bool {
+	home := getenv("HOME")
+	if home == "" {
+		return false
+	}
+	_, err := os.Stat(filepath.Join(home, ".gitolite.rc"))
+	return err == nil
+}
+
+// Options asks gitolite for repo's options whose keys match the regular
+// expression keys ("gitolite git-config -r"), keyed as gitolite keeps
+// them ("gitolite-options.ENV.JOBQ_COMMAND"), values as set (quotes
+// stripped). A repository with none has an empty map. env is gitolite's
+// environment (nil: this process's).
+func Options(ctx context.Context, program string, env []string, repo, keys string) (map[string]string, error) {
+	if !ValidRepo(repo) {
+		return nil, fmt.Errorf("%q is not a repository name gitolite takes", repo)
+	}
+	cmd := exec.CommandContext(ctx, program, "git-config", "-r", repo, keys)
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if errors.As(err, &ee) && ee.ExitCode() == 1 && stderr.Len() == 0 {
+		err = nil // no key matched
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gitolite git-config %s: %w %s", repo, err, strings.TrimSpace(stderr.String()))
+	}
+	m := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		// REPO<tab>KEY<tab>VALUE
+		if f := strings.SplitN(line, "\t", 3); len(f) == 3 && f[0] == repo {
+			m[f[1]] = f[2]
+		}
+	}
+	return m, nil
+}
+
+// Repos lists the repositories gitolite knows of on disk
+// ("gitolite list-phy-repos"), wild ones included.
+func Repos(ctx context.Context, program string, env []string) ([]string, error) {
+	cmd := exec.CommandContext(ctx, program, "list-phy-repos")
+	cmd.Env = env
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("gitolite list-phy-repos: %w %s", err, strings.TrimSpace(stderr.String()))
+	}
+	var repos []string
+	for _, r := range strings.Fields(string(out)) {
+		if ValidRepo(r) {
+			repos = append(repos, r)
+		}
+	}
+	return repos, nil
 }

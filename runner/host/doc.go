@@ -12,4 +12,18 @@
 //	            (flock) by the supervisor as long as it lives
 //	exit        the job's exit status, written by the supervisor once the
 //	            job ended
+//	secrets     the path of the job's secrets directory (JOBQ_SECRETS_DIR),
+//	            written before the directory is made
+//
+// A job given secrets (runner.Job.Secrets) finds them as files, one per
+// name, 0400, in a directory of its own, 0700, on a filesystem in memory
+// ($XDG_RUNTIME_DIR, else /dev/shm), named by JOBQ_SECRETS_DIR; NAME:VAR
+// also sets VAR, which the supervisor reads from the file, so that no
+// value is on its command line or in its own environment. Its output then
+// goes through a pipe the supervisor masks (secret.Masker) into the log,
+// where without secrets the job writes into the log itself. The
+// supervisor removes the directory when the job has ended, and Cleanup
+// again after a crash. The job runs as the hosting account, which can read
+// the secret store itself: the exec runner keeps secrets out of logs and
+// records, not from a job that means to find them.
 package host

@@ -69,13 +69,22 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 		return 0, fmt.Errorf("supervisor record: %w", err)
 	}
 	defer runDir.Close()
+	args := []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--dir-fd=4", "--exit=/proc/self/fd/4/exit"}
+	env := append(append(hostEnv(), runner.Env(j.Job)...), "GIT_DIR="+j.GitDir)
+	if len(j.Secrets) > 0 {
+		dir, err := writeSecrets(j)
+		if err != nil {
+			return 0, err
+		}
+		args = append(args, secretArgs(dir, j.Secrets)...)
+		env = append(env, "JOBQ_SECRETS_DIR="+dir)
+	}
 	cmd := &exec.Cmd{
 		// The running program itself, even if its file was replaced since.
 		Path: "/proc/self/exe",
-		Args: []string{os.Args[0], "supervise", "--grace=" + r.grace.String(), "--record-fd=3", "--dir-fd=4", "--exit=/proc/self/fd/4/exit",
-			"--", "/bin/sh", "-c", j.Options.Command},
-		Dir: j.GitDir,
-		Env: append(append(hostEnv(), runner.Env(j.Job)...), "GIT_DIR="+j.GitDir),
+		Args: append(args, "--", "/bin/sh", "-c", j.Options.Command),
+		Dir:  j.GitDir,
+		Env:  env,
 		// The log file itself, not a pipe: the processes write straight
 		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
@@ -215,7 +224,7 @@ func (r *Runner) Cleanup(ctx context.Context, j runner.Job) error {
 	pf := pidFile(j)
 	record, err := os.OpenFile(pf, os.O_RDWR|syscall.O_CLOEXEC, 0)
 	if errors.Is(err, os.ErrNotExist) {
-		return removeFile(exitFile(pf))
+		return errors.Join(removeSecrets(j), removeFile(exitFile(pf)))
 	}
 	if err != nil {
 		return err
@@ -235,7 +244,7 @@ func (r *Runner) Cleanup(ctx context.Context, j runner.Job) error {
 			return fmt.Errorf("stop the supervisor: %w", ctx.Err())
 		}
 	}
-	return errors.Join(removeFile(exitFile(pf)), removeFile(pf))
+	return errors.Join(removeSecrets(j), removeFile(exitFile(pf)), removeFile(pf))
 }
 
 // removeFile removes path; gone already counts as done.

@@ -53,9 +53,15 @@ func Supervise(args []string) int {
 	recordFD := flags.Int("record-fd", -1, "the open, locked record")
 	exitPath := flags.String("exit", "", "where to write the exit status")
 	dirFD := flags.Int("dir-fd", -1, "an open directory, for --exit to name as /proc/self/fd/M")
+	var sec supervisorSecrets
+	flags.StringVar(&sec.dir, "secrets", "", "the job's secrets directory (JOBQ_SECRETS_DIR): its values are masked in the output")
+	flags.Func("secret-var", "VAR=NAME: the job's variable VAR holds the secret NAME", func(v string) error {
+		sec.vars = append(sec.vars, v)
+		return nil
+	})
 	if err := flags.Parse(args); err != nil || flags.NArg() == 0 || *recordFD == 0 || *recordFD == 1 || *recordFD == 2 ||
-		*dirFD >= 0 && *dirFD <= 2 {
-		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH [--dir-fd=M]] -- PROGRAM [ARG...]")
+		*dirFD >= 0 && *dirFD <= 2 || len(sec.vars) > 0 && sec.dir == "" {
+		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH [--dir-fd=M]] [--secrets=DIR [--secret-var=VAR=NAME...]] -- PROGRAM [ARG...]")
 		return 2
 	}
 	if *dirFD > 2 {
@@ -72,7 +78,7 @@ func Supervise(args []string) int {
 			unix.Pwrite(*recordFD, []byte(fmt.Sprintf("%d %d\n", os.Getpid(), st.startTime)), 0)
 		}
 	}
-	code, err := supervise(*grace, flags.Args())
+	code, err := supervise(*grace, flags.Args(), sec)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "jobq: supervise: %v\n", err)
 		code = 127
@@ -95,7 +101,7 @@ func writeExit(path string, code int) error {
 	return os.Rename(tmp, path)
 }
 
-func supervise(grace time.Duration, argv []string) (int, error) {
+func supervise(grace time.Duration, argv []string, sec supervisorSecrets) (int, error) {
 	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
 		return 0, fmt.Errorf("PR_SET_CHILD_SUBREAPER: %w", err)
 	}
@@ -103,13 +109,31 @@ func supervise(grace time.Duration, argv []string) (int, error) {
 	if err != nil {
 		return 0, err
 	}
+	// Without secrets the job writes straight into the log (stdout); with
+	// them, into a pipe the supervisor masks into the log, and the
+	// directory goes when the job has ended.
+	env, out := os.Environ(), uintptr(1)
+	if sec.dir != "" {
+		defer os.RemoveAll(sec.dir)
+		values, vars, err := sec.load()
+		if err != nil {
+			return 0, fmt.Errorf("the job's secrets: %w", err)
+		}
+		env = withVars(env, vars)
+		pw, wait, err := maskOutput(os.Stdout, values)
+		if err != nil {
+			return 0, err
+		}
+		defer wait()
+		out = pw.Fd()
+	}
 	// Before the job starts: no SIGCHLD or SIGTERM may be missed.
 	sigs := make(chan os.Signal, 16)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGCHLD)
 	defer signal.Stop(sigs)
 	pid, err := syscall.ForkExec(path, argv, &syscall.ProcAttr{
-		Env:   os.Environ(),
-		Files: []uintptr{0, 1, 2},
+		Env:   env,
+		Files: []uintptr{0, out, out},
 		Sys:   &syscall.SysProcAttr{Setpgid: true},
 	})
 	if err != nil {

@@ -1,0 +1,97 @@
+package host
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jobq/jobq/internal/testenv"
+	"github.com/jobq/jobq/runner"
+)
+
+// An exec job gets its secrets as files in JOBQ_SECRETS_DIR (0700, files
+// 0400, in memory) and NAME:VAR also as VAR; every value it prints is
+// masked in its log, also split across writes and at the very end without
+// a newline; the directory is gone when the job has ended, and nothing of
+// a value is on the supervisor's command line or in its environment.
+func TestExecSecrets(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	run := t.TempDir()
+	key := "-----BEGIN KEY-----\nAAAAB3NzaC1yc2EAAAADAQAB\n-----END KEY-----\n"
+	j := testJob(gitDir, rev, `d=$JOBQ_SECRETS_DIR
+stat -c '%a %n' "$d" | sed "s|$d|DIR|"; stat -c '%a %n' "$d"/* | sed "s|$d|DIR|"
+stat -f -c %T "$d"
+echo "token=$API_TOKEN"
+cat "$d/deploy_key"
+printf 'split: '; printf 'tok-'; sleep 0.1; printf '1234567\n'
+cat /proc/$PPID/cmdline >`+filepath.Join(run, "cmdline")+`
+cat /proc/$PPID/environ >`+filepath.Join(run, "environ")+`
+echo "$d" >`+filepath.Join(run, "dir")+`
+printf 'end: '; cat "$d/api_token"`)
+	j.Env = map[string]string{"API_TOKEN": "pass-env-value"} // the secret wins over JOBQ_PASS_ENV
+	secrets := []runner.Secret{{Name: "api_token", Var: "API_TOKEN", Value: []byte("tok-1234567")}, {Name: "deploy_key", Value: []byte(key)}}
+	f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
+	defer f.Close()
+	exit, err := New(time.Second).Run(context.Background(), runner.Job{Job: j, Log: f, Dir: run, Secrets: secrets})
+	log, _ := os.ReadFile(f.Name())
+	want := "700 DIR\n400 DIR/api_token\n400 DIR/deploy_key\ntmpfs\ntoken=***\n***split: ***\nend: ***"
+	if err != nil || exit != 0 || string(log) != want {
+		t.Fatalf("exit %d, %v, log:\n%s\nwant:\n%s", exit, err, log, want)
+	}
+	for _, name := range []string{"cmdline", "environ"} {
+		b, err := os.ReadFile(filepath.Join(run, name))
+		if err != nil || len(b) == 0 || strings.Contains(string(b), "tok-1234567") || strings.Contains(string(b), "AAAAB3Nza") {
+			t.Errorf("the supervisor's %s holds a value (or could not be read: %v):\n%q", name, err, b)
+		}
+	}
+	dir, _ := os.ReadFile(filepath.Join(run, "dir"))
+	if _, err := os.Stat(strings.TrimSpace(string(dir))); !os.IsNotExist(err) || len(dir) == 0 {
+		t.Errorf("the secrets directory %q is left: %v", dir, err)
+	}
+	if err := New(time.Second).Cleanup(context.Background(), runner.Job{Job: j, Dir: run}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(run, "secrets")); !os.IsNotExist(err) {
+		t.Errorf("the secrets record is left after Cleanup: %v", err)
+	}
+}
+
+// A supervisor killed with its job (a crash of the host's processes)
+// leaves the secrets directory: the clean-up of a later worker removes it.
+func TestExecSecretsCleanupAfterKilledSupervisor(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	run := t.TempDir()
+	j := testJob(gitDir, rev, `echo "$JOBQ_SECRETS_DIR" >`+filepath.Join(run, "dir")+`; kill -KILL $PPID; sleep 5`)
+	f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
+	defer f.Close()
+	r := New(time.Second)
+	r.Run(context.Background(), runner.Job{Job: j, Log: f, Dir: run, Secrets: []runner.Secret{{Name: "a", Value: []byte("value-1")}}})
+	b, _ := os.ReadFile(filepath.Join(run, "dir"))
+	dir := strings.TrimSpace(string(b))
+	if _, err := os.Stat(dir); err != nil || dir == "" {
+		t.Fatalf("the secrets directory %q: %v", dir, err)
+	}
+	if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: run}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Errorf("the secrets directory is left after Cleanup: %v", err)
+	}
+}
+
+// A record that names anything but a secrets directory is not followed.
+func TestRemoveSecretsTrustsOnlyItsOwnPaths(t *testing.T) {
+	run := t.TempDir()
+	victim := t.TempDir()
+	os.WriteFile(filepath.Join(victim, "keep"), []byte("x"), 0o600)
+	for _, p := range []string{victim, victim + "/../" + filepath.Base(victim), "relative/jobq-secrets-x", "/"} {
+		os.WriteFile(filepath.Join(run, "secrets"), []byte(p+"\n"), 0o600)
+		removeSecrets(runner.Job{Dir: run})
+		if _, err := os.Stat(filepath.Join(victim, "keep")); err != nil {
+			t.Fatalf("record %q: %v", p, err)
+		}
+	}
+}

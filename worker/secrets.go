@@ -1,0 +1,131 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"strings"
+
+	"github.com/jobq/jobq/internal/gitolite"
+	"github.com/jobq/jobq/internal/secret"
+	"github.com/jobq/jobq/queue"
+	"github.com/jobq/jobq/runner"
+)
+
+// GrantsFunc reads a repository's JOBQ_SECRETS as it is now.
+type GrantsFunc func(ctx context.Context, repo string) (string, error)
+
+// Grants is where a worker of the account whose environment getenv reads
+// finds each repository's JOBQ_SECRETS: in gitolite's options ("option
+// ENV.JOBQ_SECRETS", asked when the job starts) where the account runs a
+// gitolite; else the worker's own JOBQ_SECRETS, for every repository.
+// Never GL_OPTION_JOBQ_SECRETS of the environment: a worker a hook started
+// has the options of that one push.
+func Grants(getenv func(string) string) GrantsFunc {
+	if !gitolite.Installed(getenv) {
+		v := getenv("JOBQ_SECRETS")
+		return func(context.Context, string) (string, error) { return v, nil }
+	}
+	program := gitolite.Program(getenv)
+	return func(ctx context.Context, repo string) (string, error) {
+		opts, err := gitolite.Options(ctx, program, nil, repo, `^gitolite-options\.ENV\.JOBQ_SECRETS$`)
+		if err != nil {
+			return "", err
+		}
+		return opts["gitolite-options.ENV.JOBQ_SECRETS"], nil
+	}
+}
+
+// jobSecrets reads, as job j starts (or is adopted), the secrets its
+// repository grants to its ref now, with their values as the store has
+// them now: a grant removed or a value rotated while the job waited
+// applies to it.
+//
+// Starting, it writes to log which names the job is given and which
+// granted names are withheld from its ref and why; never a value. A
+// granted name missing from the store, or a JOBQ_SECRETS that cannot be
+// read, is an error: the job fails before it starts, with that line,
+// rather than run a deployment without its credential and fail obscurely.
+//
+// Adopting, the job runs already with what it was given: jobSecrets
+// writes nothing to its log (its output goes there) and returns what it
+// can read, for the runner to mask, and its troubles go to the worker's
+// log.
+func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, adopted bool) ([]runner.Secret, error) {
+	if w.Grants == nil {
+		return nil, nil
+	}
+	text, err := w.Grants(ctx, j.Repo)
+	if err != nil {
+		err = fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w; the job did not start", err)
+		if adopted {
+			w.logf("%s %d: %v", j.Repo, j.ID, err)
+			return nil, nil
+		}
+		return nil, err
+	}
+	grants, err := secret.ParseGrants(text)
+	if err != nil {
+		if adopted {
+			w.logf("%s %d: %v", j.Repo, j.ID, err)
+			return nil, nil
+		}
+		return nil, fmt.Errorf("%w; the job did not start", err)
+	}
+	if len(grants) == 0 {
+		return nil, nil
+	}
+	given, withheld := secret.Resolve(grants, j.Ref)
+	store := secret.Open(w.Store.Dir())
+	var secrets []runner.Secret
+	for _, g := range given {
+		v, err := store.Get(g.Name)
+		if err != nil {
+			if errors.Is(err, fs.ErrNotExist) {
+				err = fmt.Errorf("secret %s is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set %s); the job did not start", g.Name, g.Name)
+			} else {
+				err = fmt.Errorf("%w; the job did not start", err)
+			}
+			if adopted {
+				w.logf("%s %d: %v", j.Repo, j.ID, err)
+				continue
+			}
+			return nil, err
+		}
+		secrets = append(secrets, runner.Secret{Name: g.Name, Var: g.Var, Value: v})
+	}
+	if !adopted {
+		queue.WriteOwn(log, secretLines(grants, given, withheld, j.Ref))
+	}
+	return secrets, nil
+}
+
+// secretLines say which secrets a job is given and which granted ones
+// it is not, and why: names, patterns and the ref only.
+func secretLines(grants []secret.Grant, given []secret.Grant, withheld []string, ref string) string {
+	var b strings.Builder
+	if len(given) > 0 {
+		var names []string
+		for _, g := range given {
+			if g.Var != "" {
+				names = append(names, fmt.Sprintf("%s (also $%s)", g.Name, g.Var))
+			} else {
+				names = append(names, g.Name)
+			}
+		}
+		fmt.Fprintf(&b, "jobq: secrets given: %s\n", strings.Join(names, ", "))
+	}
+	for _, name := range withheld {
+		var patterns []string
+		for _, g := range grants {
+			if g.Name == name {
+				patterns = append(patterns, g.Pattern)
+			}
+		}
+		fmt.Fprintf(&b, "jobq: secret %s withheld: JOBQ_SECRETS grants it to %s only, not to this job's ref %s\n",
+			name, strings.Join(patterns, " "), ref)
+	}
+	return b.String()
+}

@@ -238,6 +238,31 @@ s9() {
 }
 section "secret masking" s9
 
+# 10. Secrets in a container job: push to result of section 3's trivial job
+# (synchronous, --network=none) given 3 secrets, as files in /run/secrets
+# and as variables too (jobq-env), against the same job given none,
+# hyperfine alternating the three. Each in a data directory of its own,
+# its store holding the 3 values; JOBQ_SECRETS is the worker's own (no
+# gitolite here).
+s10() {
+    for k in none files vars; do
+        for n in 1 2 3; do
+            printf 'bench-secret-%d-%s' "$n" "$RANDOM$RANDOM$RANDOM" | JOBQ_HOME=$W/home-sec-$k "$B/jobq" secret set "bench_s$n" >/dev/null
+        done
+    done
+    hook() { script "sec-$1.sh" "cd $W/repo.git && JOBQ_HOME=$W/home-sec-$1 GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' JOBQ_SECRETS='$2' exec $B/jobq hook < $W/line > /dev/null 2>&1"; }
+    hook none ""
+    hook files "bench_s1 bench_s2 bench_s3"
+    hook vars "bench_s1:BENCH_S1 bench_s2:BENCH_S2 bench_s3:BENCH_S3"
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/secrets.json" "$W/sec-none.sh" "$W/sec-files.sh" "$W/sec-vars.sh" >/dev/null 2>&1
+    for k in none files vars; do grep -q "succeeded" "$W/home-sec-$k/repos/trivial/0/log"; done
+    grep -q "bench_s3" "$W/home-sec-vars/repos/trivial/0/log"
+    n=$(ms "$W/secrets.json" 0); f=$(ms "$W/secrets.json" 1); v=$(ms "$W/secrets.json" 2)
+    row "trivial job given 3 secrets (push to result, \`true\`, --network=none; files in /run/secrets)" "$(fmt "$f") ms" "no secrets: $(fmt "$n") ms" "$(ratio "$f" "$n")" "≤ 1.05×"
+    row "the same, the 3 also variables (jobq-env, an image inspect)" "$(fmt "$v") ms" "no secrets: $(fmt "$n") ms" "$(ratio "$v" "$n")" "reported"
+}
+section "secrets in a container job" s10
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

@@ -467,3 +467,36 @@ func TestPodmanSecretsAdopted(t *testing.T) {
 		t.Errorf("left on the tmpfs: %v", left)
 	}
 }
+
+// jobq gc removes the secret directories of the data directory's jobs
+// that no longer run (their records lost), and no other.
+func TestSweepSecretDirs(t *testing.T) {
+	home := t.TempDir()
+	running := &queue.Job{Repo: "team/app", ID: 1}
+	done := &queue.Job{Repo: "team/app", ID: 2}
+	r := New(Config{Home: home, Service: Service{Getenv: func(string) string { return "" }},
+		Active: func(repo string, id int64) bool { return repo == running.Repo && id == running.ID }})
+	parent := secretDirs("/dev/shm")
+	if err := privateDir(parent); err != nil {
+		t.Fatal(err)
+	}
+	var dirs []string
+	for _, name := range []string{sourceVolume(home, running), sourceVolume(home, done), sourceVolume(t.TempDir(), done), "other"} {
+		d := filepath.Join(parent, name)
+		if err := os.Mkdir(d, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		writeSecret(filepath.Join(d, "s"), tokenValue)
+		dirs = append(dirs, d)
+		defer os.RemoveAll(d)
+	}
+	if err := r.Sweep(context.Background(), nil); err != nil {
+		t.Fatal(err)
+	}
+	for i, d := range dirs {
+		_, err := os.Stat(d)
+		if gone := errors.Is(err, os.ErrNotExist); gone != (i == 1) {
+			t.Errorf("%s: gone %v", filepath.Base(d), gone)
+		}
+	}
+}

@@ -5,8 +5,12 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io/fs"
+	"net"
 	"os"
+	"os/exec"
+	"os/user"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -30,6 +34,13 @@ repo secpod secpod-kill secpod-spy
 
 repo secpod secpod-kill
     option ENV.JOBQ_SECRETS = "pod_key:POD_KEY@refs/heads/master pod_token@refs/heads/master"
+
+repo secdeploy
+    RW+ = alice
+    option hook.post-receive = jobq
+    option ENV.JOBQ_COMMAND = "localhost/jobq-busybox:latest sh ci.sh"
+    option ENV.JOBQ_NETWORK = "host"
+    option ENV.JOBQ_SECRETS = "deploy_key:DEPLOY_KEY@refs/heads/master"
 `
 
 // podSecretJob prints what a job sees of its secrets (the values, which
@@ -150,6 +161,23 @@ func secretsLeft(t *testing.T) []string {
 	return left
 }
 
+// waitSecretsGone waits for the clean-up of the jobs that ended to remove
+// their secrets.
+func waitSecretsGone(t *testing.T) {
+	t.Helper()
+	var left []string
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		if left = secretsLeft(t); len(left) == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+	}
+	wl, _ := os.ReadFile(filepath.Join(env.DataDir(), "worker.log"))
+	t.Errorf("secrets left after the jobs: %v\nworker.log:\n%s", left, wl)
+}
+
 // checkPodSecretLog checks a podSecretJob's log: the secrets as files of
 // the container's root only, the key as a variable, every value masked.
 func checkPodSecretLog(t *testing.T, log, key, token string) {
@@ -219,7 +247,7 @@ func TestPodmanSecretsGiven(t *testing.T) {
 	r := follow(t, "alice", "secpod", 0)
 	checkPodSecretLog(t, r.Stdout, key, token)
 	checkNothingLeft(t, "secpod")
-	testenv.WaitUntil(t, "the secrets are removed", 30*time.Second, func() bool { return len(secretsLeft(t)) == 0 })
+	waitSecretsGone(t)
 	for _, dir := range []string{env.Dir, filepath.Join(os.TempDir(), "podman-run-"+strconv.Itoa(env.UID))} {
 		if found := filesHolding(t, dir, values...); len(found) != 0 {
 			t.Errorf("files hold a value after the job: %v", found)
@@ -248,5 +276,139 @@ func TestPodmanSecretsWorkerKilled(t *testing.T) {
 	}
 	checkPodSecretLog(t, r.Stdout, key, token)
 	checkNothingLeft(t, "secpod-kill")
-	testenv.WaitUntil(t, "the secrets are removed", 30*time.Second, func() bool { return len(secretsLeft(t)) == 0 })
+	waitSecretsGone(t)
+}
+
+// deployTarget is another account of this machine behind an sshd of the
+// test's own that lets in only the public key of keyFile: where the demo
+// job deploys. It returns the account's home, the sshd's port and its
+// known_hosts line.
+func deployTarget(t *testing.T, keyFile string) (home string, port int, knownHosts string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	name := env.User + "-dst"
+	home = filepath.Join(env.Dir, "dst-home")
+	if _, err := user.Lookup(name); err != nil {
+		if out, err := exec.CommandContext(ctx, "useradd", "--home-dir", home, "--shell", "/bin/sh", name).CombinedOutput(); err != nil {
+			t.Fatalf("useradd: %v %s", err, out)
+		}
+	}
+	for _, args := range [][]string{{"usermod", "--home", home, "-p", "*", name}, {"mkdir", "-p", home}, {"chown", name + ":", home}, {"chmod", "0700", home}} {
+		if out, err := exec.CommandContext(ctx, args[0], args[1:]...).CombinedOutput(); err != nil {
+			t.Fatalf("%v: %v %s", args, err, out)
+		}
+	}
+	dir := t.TempDir()
+	pub, err := os.ReadFile(keyFile + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// sshd reads it as the account: in its home, its own.
+	authorized := filepath.Join(home, ".ssh", "authorized_keys")
+	os.MkdirAll(filepath.Dir(authorized), 0o700)
+	if err := os.WriteFile(authorized, pub, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.CommandContext(ctx, "chown", "-R", name+":", filepath.Dir(authorized)).CombinedOutput(); err != nil {
+		t.Fatalf("chown: %v %s", err, out)
+	}
+	hostKey := filepath.Join(dir, "host_ed25519")
+	if out, err := exec.CommandContext(ctx, "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", hostKey).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port = l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	conf := fmt.Sprintf("ListenAddress 127.0.0.1\nPort %d\nHostKey %s\nPidFile %s\nUsePAM no\nStrictModes no\nPasswordAuthentication no\n"+
+		"KbdInteractiveAuthentication no\nPubkeyAuthentication yes\nAuthorizedKeysFile %s\nAllowUsers %s\nLogLevel ERROR\n",
+		port, hostKey, filepath.Join(dir, "sshd.pid"), authorized, name)
+	cfg := filepath.Join(dir, "sshd_config")
+	if err := os.WriteFile(cfg, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	sshd := exec.Command("/usr/sbin/sshd", "-D", "-e", "-f", cfg)
+	if err := sshd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sshd.Process.Kill(); sshd.Wait() })
+	testenv.WaitUntil(t, "the deploy target's sshd listens", 10*time.Second, func() bool {
+		c, err := net.Dial("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err == nil {
+			c.Close()
+		}
+		return err == nil
+	})
+	hk, err := os.ReadFile(hostKey + ".pub")
+	if err != nil {
+		t.Fatal(err)
+	}
+	f := strings.Fields(string(hk))
+	return home, port, fmt.Sprintf("[127.0.0.1]:%d %s %s", port, f[0], f[1])
+}
+
+// The issue's demo: a push to master deploys with the ssh key it is given
+// as a secret (the variable DEPLOY_KEY) to another account of this
+// machine; a push to dev of the same repository is not given the key, its
+// log says so, and its deployment fails.
+func TestPodmanSecretsDeploy(t *testing.T) {
+	keys := t.TempDir()
+	key := filepath.Join(keys, "deploy")
+	if out, err := exec.Command("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "deploy", "-f", key).CombinedOutput(); err != nil {
+		t.Fatalf("ssh-keygen: %v %s", err, out)
+	}
+	private, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	storePodSecret(t, "deploy_key", string(private))
+	home, port, knownHosts := deployTarget(t, key)
+	// The deployment tool, built for the job, goes in the repository.
+	tool := filepath.Join(t.TempDir(), "sshdeploy")
+	// With the toolchain make build uses: go on PATH.
+	build := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", tool, "./internal/testenv/sshdeploy")
+	build.Dir = testenv.SourceDir()
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build sshdeploy: %v %s", err, out)
+	}
+	bin, err := os.ReadFile(tool)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ci := fmt.Sprintf(`cp sshdeploy /tmp/sshdeploy && chmod +x /tmp/sshdeploy
+echo "site at $GIT_REV_NEW" | /tmp/sshdeploy DEPLOY_KEY %s-dst@127.0.0.1:%d '%s' deployed.txt && echo deployed
+`, env.User, port, knownHosts)
+	files := map[string]string{"ci.sh": ci, "sshdeploy": string(bin)}
+
+	r, rev := push(t, "secdeploy", files)
+	if !strings.Contains(r.Stderr, "remote: deployed") || !strings.Contains(r.Stderr, "jobq: secrets given: deploy_key (also $DEPLOY_KEY)") ||
+		!strings.Contains(r.Stderr, "jobq: succeeded") {
+		t.Fatalf("master's push:\n%s", r.Stderr)
+	}
+	site, err := os.ReadFile(filepath.Join(home, "deployed.txt"))
+	if err != nil || string(site) != "site at "+rev+"\n" {
+		t.Fatalf("deployed.txt: %q %v", site, err)
+	}
+	os.Remove(filepath.Join(home, "deployed.txt"))
+
+	files["README"] = "dev"
+	r, _ = push(t, "secdeploy", files, "HEAD:refs/heads/dev")
+	if strings.Contains(r.Stderr, "remote: deployed") || !strings.Contains(r.Stderr, "secret deploy_key withheld") ||
+		!strings.Contains(r.Stderr, "sshdeploy: no key: $DEPLOY_KEY is not set") || !strings.Contains(r.Stderr, "jobq: failed") {
+		t.Errorf("dev's push:\n%s", r.Stderr)
+	}
+	if _, err := os.Stat(filepath.Join(home, "deployed.txt")); err == nil {
+		t.Error("dev's job deployed")
+	}
+	for _, line := range strings.Split(strings.TrimSpace(string(private)), "\n")[1:3] {
+		if strings.Contains(readLog("secdeploy", 0)+readLog("secdeploy", 1), line) {
+			t.Errorf("a log shows the key's line %q", line)
+		}
+	}
+	checkNothingLeft(t, "secdeploy")
+	waitSecretsGone(t)
 }

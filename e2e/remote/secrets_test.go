@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -171,4 +172,58 @@ func TestRemoteSecrets(t *testing.T) {
 	if found := onHostDisk(t, h, values...); found != "" {
 		t.Errorf("the build host's disk holds a value after the jobs:\n%s", found)
 	}
+}
+
+// A trivial job on a build host given 3 secrets, push to result (the
+// hook, synchronous): as files, and as variables too, against the same
+// job given none. Grants are gitolite's options, as in use.
+func BenchmarkRemoteSecrets(b *testing.B) {
+	hosts := testenv.StartBuildHosts(b, 2, env.User)
+	setupAccountB(b, hosts)
+	ctx := context.Background()
+	conf := `
+repo bsec-none bsec-files bsec-vars
+    RW+ = alice
+repo bsec-files
+    option ENV.JOBQ_SECRETS = "bench_s1 bench_s2 bench_s3"
+repo bsec-vars
+    option ENV.JOBQ_SECRETS = "bench_s1:BENCH_S1 bench_s2:BENCH_S2 bench_s3:BENCH_S3"
+`
+	if err := env.Configure(ctx, conf); err != nil {
+		b.Fatal(err)
+	}
+	gitDir, rev := testenv.MakeRepo(b, map[string]string{"README": "trivial\n"})
+	repo := accountRepo(b, gitDir, "secrets")
+	home := filepath.Join(env.Home, "bench-secrets-home")
+	os.RemoveAll(home)
+	for i := 1; i <= 3; i++ {
+		script := fmt.Sprintf("printf 'bench-secret-%d-%d' | JOBQ_HOME=%s %s/jobq secret set bench_s%d", i, time.Now().UnixNano(), home, env.Bin, i)
+		if out, err := asAccount(ctx, nil, script); err != nil {
+			b.Fatalf("%v: %s", err, out)
+		}
+	}
+	line := fmt.Sprintf("%s %s refs/heads/master", strings.Repeat("0", 40), rev)
+	hook := func(name string) string {
+		return fmt.Sprintf("cd %s && echo '%s' | JOBQ_HOME=%s GL_REPO=%s JOBQ_CONNECTION=b0 JOBQ_NETWORK=none JOBQ_COMMAND='%s true' %s/jobq hook 2>&1",
+			repo, line, home, name, testenv.Busybox, env.Bin)
+	}
+	kinds := []string{"bsec-none", "bsec-files", "bsec-vars"}
+	times := make([][]time.Duration, len(kinds))
+	for i := range benchRuns() + 1 {
+		for k := range kinds {
+			k = (k + i) % len(kinds)
+			start := time.Now()
+			out, err := asAccount(ctx, nil, hook(kinds[k]))
+			d := time.Since(start)
+			if err != nil || !strings.Contains(out, "jobq: succeeded") || k > 0 && !strings.Contains(out, "jobq: secrets given: bench_s1") {
+				b.Fatalf("%s: %v:\n%s", kinds[k], err, out)
+			}
+			if i > 0 {
+				times[k] = append(times[k], d)
+			}
+		}
+	}
+	none := median(times[0])
+	report(b, "remote job given 3 secrets (push to result, `true`, over ssh; a tmpfs volume filled through the archive endpoint)", median(times[1]), none, "no secrets", "reported")
+	report(b, "the same, the 3 also variables (jobq-env shipped into a volume of its own)", median(times[2]), none, "no secrets", "reported")
 }

@@ -317,11 +317,11 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j ru
 		w = mask
 	}
 	go func() {
-		defer close(copied)
 		err := copyTo(w)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
+		close(copied) // before watch hears of it: the masker is free
 		attached <- err
 	}()
 	start, err := log.Seek(0, io.SeekEnd)

@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -222,7 +221,8 @@ func testEnvHelper(t *testing.T) string {
 		}
 		os.Chmod(dir, 0o755)
 		envHelperBuild.path = filepath.Join(dir, EnvHelper)
-		cmd := exec.Command(filepath.Join(runtime.GOROOT(), "bin", "go"), "build", "-trimpath", "-o", envHelperBuild.path, "./cmd/jobq-env")
+		// The toolchain make build uses: go on PATH.
+		cmd := exec.Command("go", "build", "-trimpath", "-o", envHelperBuild.path, "./cmd/jobq-env")
 		cmd.Dir = testenv.SourceDir()
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {

@@ -29,12 +29,12 @@ import (
 // A job's secrets (runner.Job.Secrets) are files /run/secrets/NAME in its
 // container, each owned by the container's user (the image's USER, mapped
 // into the job's own ID range) and readable by that user only, and held
-// in memory only, never on a disk: Podman 4's own secrets (podman secret,
-// --secret) keep the value on disk twice, in the service's store
-// (secrets/filedriver/secretsdata.json, base64, for any driver but a
-// shell one) and in a copy in the container's directory under graphroot
-// (overlay-containers/ID/userdata/secrets), which is where the mount comes
-// from. No value is ever in the container's spec, so none is in podman
+// in memory only, never on a disk. Not Podman 4's own secrets (podman
+// secret, --secret): whatever the store's driver (the file driver keeps
+// the value in secrets/filedriver/secretsdata.json, base64; a shell
+// driver where its commands say), the container mounts a copy that Podman
+// writes into the container's directory under graphroot
+// (overlay-containers/ID/userdata/secrets/NAME), on disk. No value is ever in the container's spec, so none is in podman
 // inspect: not in its environment (Podman 4.3 shows type=env secrets
 // there), labels, annotations or mount options.
 //

@@ -500,3 +500,52 @@ func TestSweepSecretDirs(t *testing.T) {
 		}
 	}
 }
+
+// jobq-env runs what Podman would have: the image's ENTRYPOINT with the
+// job's arguments, or with the image's CMD when the job gives none; and a
+// value that no variable can hold fails the job with one line, before its
+// command runs.
+func TestPodmanSecretsEntrypoint(t *testing.T) {
+	r, svc := newTestPodman(t)
+	r.cfg.EnvHelper = testEnvHelper(t)
+	ctx := context.Background()
+	dir := t.TempDir()
+	const img = "localhost/jobq-test-entrypoint:latest"
+	cf := "FROM " + testenv.Busybox + "\nENTRYPOINT [\"/bin/sh\", \"-c\", \"echo \\\"entry $0 $* var=$TOKEN\\\"\"]\nCMD [\"from-cmd\"]\n"
+	if err := os.WriteFile(filepath.Join(dir, "Containerfile"), []byte(cf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := svc.Podman(ctx, "build", "-q", "-t", img, dir); err != nil {
+		t.Fatalf("build: %v %s", err, out)
+	}
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	for i, tc := range []struct {
+		command string
+		secrets []runner.Secret
+		exit    int
+		log     string
+	}{
+		{img, nil, 0, "entry from-cmd  var=\n"},
+		{img, []runner.Secret{{Name: "t", Var: "TOKEN", Value: tokenValue}}, 0, "entry from-cmd  var=***\n"},
+		{img + " a1 a2", nil, 0, "entry a1 a2 var=\n"},
+		{img + " a1 a2", []runner.Secret{{Name: "t", Var: "TOKEN", Value: tokenValue}}, 0, "entry a1 a2 var=***\n"},
+		{img, []runner.Secret{{Name: "n", Var: "NUL", Value: nulValue}}, 125,
+			"jobq: secret n holds a NUL byte, which no variable can: read it from /run/secrets/n instead of NUL\n"},
+	} {
+		j := testJob(gitDir, rev, tc.command)
+		j.ID = int64(40 + i)
+		logf, err := os.Create(filepath.Join(t.TempDir(), "log"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := testHandle(r, j, logf)
+		h.Secrets = tc.secrets
+		exit, err := r.Run(ctx, h)
+		r.Cleanup(ctx, testHandle(r, j, nil))
+		b, _ := os.ReadFile(logf.Name())
+		logf.Close()
+		if err != nil || exit != tc.exit || string(b) != tc.log {
+			t.Errorf("%q with %d secrets: exit %d, %v, log %q; want %d, %q", tc.command, len(tc.secrets), exit, err, b, tc.exit, tc.log)
+		}
+	}
+}

@@ -3,6 +3,7 @@ package podman
 import (
 	"archive/tar"
 	"bytes"
+	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -345,11 +346,30 @@ func (d *delivery) shipEnv(conn context.Context, id string) error {
 	if d == nil || d.envVolume == "" {
 		return nil
 	}
-	b, err := os.ReadFile(d.env)
+	b, err := envArchive(d.env)
 	if err != nil {
 		return fmt.Errorf("secrets: %w", err)
 	}
-	return copyFiles(conn, id, envDir, map[string][]byte{filepath.Base(envEntry): b}, 0o555)
+	return copyArchive(conn, id, envDir, bytes.NewReader(b))
+}
+
+// envArchive is jobq-env at path as a gzipped tar of the one file env,
+// mode 0555: half the bytes to send (the archive endpoint takes a
+// compressed tar).
+func envArchive(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&buf, gzip.BestSpeed)
+	if err := writeTar(zw, map[string][]byte{filepath.Base(envEntry): b}, 0o555); err != nil {
+		return nil, err
+	}
+	if err := zw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
 }
 
 // ship fills a build host's job's secrets volume: the container is
@@ -369,25 +389,35 @@ func (d *delivery) ship(conn context.Context, id string) error {
 	return copyFiles(conn, id, secretsPath, files, 0o400)
 }
 
-// copyFiles copies files into dir of container id, through the archive
-// endpoint, which chowns them to the container's user: a tar made here,
-// in memory (at most a few secrets of 64 KiB, or jobq-env).
+// copyFiles copies files into dir of container id (copyArchive): a tar
+// made here, in memory (a few secrets of at most 64 KiB).
 func copyFiles(conn context.Context, id, dir string, files map[string][]byte, mode int64) error {
 	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
+	if err := writeTar(&buf, files, mode); err != nil {
+		return fmt.Errorf("secrets: %w", err)
+	}
+	return copyArchive(conn, id, dir, &buf)
+}
+
+// writeTar writes files as a tar, each of mode.
+func writeTar(w io.Writer, files map[string][]byte, mode int64) error {
+	tw := tar.NewWriter(w)
 	now := time.Now()
 	for name, data := range files {
 		if err := tw.WriteHeader(&tar.Header{Name: name, Mode: mode, Size: int64(len(data)), ModTime: now, Typeflag: tar.TypeReg}); err != nil {
-			return fmt.Errorf("secrets: %w", err)
+			return err
 		}
 		if _, err := tw.Write(data); err != nil {
-			return fmt.Errorf("secrets: %w", err)
+			return err
 		}
 	}
-	if err := tw.Close(); err != nil {
-		return fmt.Errorf("secrets: %w", err)
-	}
-	copyFn, err := containers.CopyFromArchive(conn, id, dir, &buf)
+	return tw.Close()
+}
+
+// copyArchive copies a tar into dir of container id, through the archive
+// endpoint, which chowns what it writes to the container's user.
+func copyArchive(conn context.Context, id, dir string, archive io.Reader) error {
+	copyFn, err := containers.CopyFromArchive(conn, id, dir, archive)
 	if err == nil {
 		err = copyFn()
 	}

@@ -238,12 +238,29 @@ s9() {
 }
 section "secret masking" s9
 
-# 10. Secrets in a container job: push to result of section 3's trivial job
+# 10. A trivial exec job with 3 secrets against none: push to result in
+# synchronous mode (grants from the environment: no gitolite here; with
+# one, a job of a repository with grants also waits for
+# "gitolite git-config" as it starts).
+s10() {
+    for n in a b c; do
+        printf 'bench-secret-value-%s\n' "$n" | JOBQ_HOME=$W/sechome "$B/jobq" secret set "bench_$n" >/dev/null
+    done
+    script exec-plain.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=plain JOBQ_RUNNER=exec JOBQ_COMMAND=true exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    script exec-secrets.sh "cd $W/repo.git && JOBQ_HOME=$W/sechome GL_REPO=withsec JOBQ_RUNNER=exec JOBQ_COMMAND=true JOBQ_SECRETS='bench_a:A bench_b bench_c:C' exec $B/jobq hook < $W/line > /dev/null 2>&1"
+    hyperfine -w 3 -r "$RUNS" --export-json "$W/secjob.json" "$W/exec-plain.sh" "$W/exec-secrets.sh" >/dev/null 2>&1
+    grep -q "secrets given: bench_a" "$W/sechome/repos/withsec/0/log"
+    p=$(ms "$W/secjob.json" 0); s=$(ms "$W/secjob.json" 1)
+    row "trivial exec job with 3 secrets (push to result, synchronous)" "$(fmt "$s") ms" "no secrets: $(fmt "$p") ms" "$(ratio "$s" "$p")" "≤ 1.05×"
+}
+section "secrets, job overhead" s10
+
+# 11. Secrets in a container job: push to result of section 3's trivial job
 # (synchronous, --network=none) given 3 secrets, as files in /run/secrets
 # and as variables too (jobq-env), against the same job given none. Each
 # in a data directory of its own, its store holding the 3 values;
 # JOBQ_SECRETS is the worker's own (no gitolite here). RUNS rounds, medians.
-s10() {
+s11() {
     for k in none files vars; do
         for n in 1 2 3; do
             printf 'bench-secret-%d-%s' "$n" "$RANDOM$RANDOM$RANDOM" | JOBQ_HOME=$W/home-sec-$k "$B/jobq" secret set "bench_s$n" >/dev/null
@@ -277,7 +294,7 @@ s10() {
     row "trivial job given 3 secrets (push to result, \`true\`, --network=none; files in /run/secrets)" "$(fmt "$f") ms" "no secrets: $(fmt "$n") ms" "$(ratio "$f" "$n")" "≤ 1.05×"
     row "the same, the 3 also variables (jobq-env, an image inspect)" "$(fmt "$v") ms" "no secrets: $(fmt "$n") ms" "$(ratio "$v" "$n")" "reported"
 }
-section "secrets in a container job" s10
+section "secrets in a container job" s11
 
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"

@@ -231,7 +231,8 @@ repo retryopts
 func TestHostCommandsRefusedOverSSH(t *testing.T) {
 	before := dataDirEntries(t)
 	for _, user := range []string{"bob", "alice"} {
-		for _, args := range [][]string{{"gc"}, {"worker", "--queue", "anything"}, {"worker", "--all"}, {"hook"}, {"gc", "--help"}, {"hook", "--bogus"}} {
+		for _, args := range [][]string{{"gc"}, {"worker", "--queue", "anything"}, {"worker", "--all"}, {"hook"}, {"gc", "--help"}, {"hook", "--bogus"},
+			{"secret", "ls"}, {"secret", "set", "x"}, {"secret", "rm", "x"}, {"secret", "ls", "--json"}} {
 			// A worker that was not refused would stay: do not wait for it.
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			r := env.SSH(ctx, user, append([]string{"jobq"}, args...)...)

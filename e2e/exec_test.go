@@ -70,26 +70,26 @@ func TestPushRunsArticleDeployment(t *testing.T) {
 // A user without read access learns nothing: the same answer as for a
 // repository that does not exist, for every command.
 func TestNoReadAccessLooksLikeNoRepository(t *testing.T) {
-	push(t, "secret", nil)
-	if r := follow(t, "alice", "secret", 0); r.Code != 0 || !strings.Contains(r.Stdout, "secret-output") {
-		t.Fatalf("alice: jobq secret 0: %s", r)
+	push(t, "private", nil)
+	if r := follow(t, "alice", "private", 0); r.Code != 0 || !strings.Contains(r.Stdout, "private-output") {
+		t.Fatalf("alice: jobq private 0: %s", r)
 	}
-	for _, args := range [][]string{{"secret"}, {"secret", "0"}, {"ls", "secret"}, {"log", "secret", "0"}, {"cancel", "secret", "0"}, {"retry", "secret", "0"}} {
+	for _, args := range [][]string{{"private"}, {"private", "0"}, {"ls", "private"}, {"log", "private", "0"}, {"cancel", "private", "0"}, {"retry", "private", "0"}} {
 		denied := ssh("bob", append([]string{"jobq"}, args...)...)
 		var other []string
 		for _, a := range args {
-			other = append(other, strings.ReplaceAll(a, "secret", "nosuchrepo"))
+			other = append(other, strings.ReplaceAll(a, "private", "nosuchrepo"))
 		}
 		missing := ssh("bob", append([]string{"jobq"}, other...)...)
-		if denied.Code == 0 || strings.Contains(denied.Stdout+denied.Stderr, "secret-output") {
+		if denied.Code == 0 || strings.Contains(denied.Stdout+denied.Stderr, "private-output") {
 			t.Errorf("bob: jobq %v: %s", args, denied)
 		}
-		if strings.ReplaceAll(denied.Stderr, "secret", "X") != strings.ReplaceAll(missing.Stderr, "nosuchrepo", "X") || denied.Code != missing.Code {
+		if strings.ReplaceAll(denied.Stderr, "private", "X") != strings.ReplaceAll(missing.Stderr, "nosuchrepo", "X") || denied.Code != missing.Code {
 			t.Errorf("bob: jobq %v answers differently for a denied and a missing repository:\n%s\n---\n%s", args, denied, missing)
 		}
 	}
-	if r := ssh("bob", "jobq"); r.Code != 0 || strings.Contains(r.Stdout, "secret") {
-		t.Errorf("bob: jobq lists secret: %s", r)
+	if r := ssh("bob", "jobq"); r.Code != 0 || strings.Contains(r.Stdout, "private") {
+		t.Errorf("bob: jobq lists private: %s", r)
 	}
 }
 

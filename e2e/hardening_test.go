@@ -295,8 +295,8 @@ func TestListLimitAndUnknownCommandThroughSSH(t *testing.T) {
 	// The same answer for anyone, whatever repository the words name.
 	for _, user := range []string{"alice", "bob"} {
 		for args, want := range map[string]string{
-			"secret set x":                 `jobq: unknown command "secret" (commands: cancel, log, ls, retry; or jobq [REPO [ID]])` + "\n",
-			"secret ls":                    `jobq: unknown command "secret", and "ls" is not a job ID (commands: cancel, log, ls, retry; or jobq [REPO [ID]])` + "\n",
+			"frobnicate set x":             `jobq: unknown command "frobnicate" (commands: cancel, log, ls, retry; or jobq [REPO [ID]])` + "\n",
+			"frobnicate ls":                `jobq: unknown command "frobnicate", and "ls" is not a job ID (commands: cancel, log, ls, retry; or jobq [REPO [ID]])` + "\n",
 			"run hz-cli refs/heads/master": `jobq: unknown command "run" (commands: cancel, log, ls, retry; or jobq [REPO [ID]])` + "\n",
 		} {
 			if r := ssh(user, append([]string{"jobq"}, strings.Fields(args)...)...); r.Code != 2 || r.Stdout != "" || r.Stderr != want {

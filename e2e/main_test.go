@@ -34,12 +34,12 @@ repo demo
     option ENV.JOBQ_COMMAND = "%[1]s/run-deployment"
     option ENV.JOBQ_REF_FILTER = "refs/heads/master refs/tags/*"
 
-repo secret
+repo private
     RW+ = alice
     option hook.post-receive = jobq
     option ENV.JOBQ_RUNNER = "exec"
     option ENV.JOBQ_ASYNC = "1"
-    option ENV.JOBQ_COMMAND = "echo secret-output"
+    option ENV.JOBQ_COMMAND = "echo private-output"
 
 repo shared-a shared-b
     RW+ = alice

@@ -140,6 +140,12 @@ func ParseOptions(lookup func(string) (string, bool), repo string) (queue.Option
 	if v, ok := get("JOBQ_CONNECTION"); ok {
 		o.Connection = strings.TrimSpace(v)
 	}
+	// Checked when the job starts, not here: the worker reads the grants
+	// then (internal/secret, worker/secrets.go), and a bad one fails that
+	// job, never the push.
+	if v, ok := get("JOBQ_SECRETS"); ok {
+		o.Secrets = strings.TrimSpace(v)
+	}
 	if v, ok := get("JOBQ_KEEP"); ok && strings.TrimSpace(v) != "" {
 		n, err := strconv.Atoi(strings.TrimSpace(v))
 		if err != nil || n < 1 {

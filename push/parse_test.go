@@ -37,6 +37,9 @@ func TestParseOptions(t *testing.T) {
 			func(o queue.Options) bool { return o.Runner == "exec" && o.Argv == nil }, ""},
 		{"pass env", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_PASS_ENV": "TOKEN  HOME_URL"},
 			func(o queue.Options) bool { return slices.Equal(o.PassEnv, []string{"TOKEN", "HOME_URL"}) }, ""},
+		// The grants as the push had them; the worker checks them.
+		{"secrets", map[string]string{"JOBQ_COMMAND": "a", "GL_OPTION_JOBQ_SECRETS": " key@refs/heads/master "}, func(o queue.Options) bool { return o.Secrets == "key@refs/heads/master" }, ""},
+		{"no secrets", map[string]string{"JOBQ_COMMAND": "a", "GL_OPTION_JOBQ_SECRETS": "  "}, func(o queue.Options) bool { return o.Secrets == "" }, ""},
 		// A repository named like a queue does not join it: only a queue
 		// the administrator names is shared.
 		{"own queue", map[string]string{"JOBQ_COMMAND": "a", "JOBQ_QUEUE": " "}, func(o queue.Options) bool { return o.Queue == "repo:repo" }, ""},

@@ -27,6 +27,8 @@
 //	dispatch.lock              flock: held by the data directory's one dispatcher
 //	handoff/NAME               queue NAME was handed to the dispatcher, not taken yet
 //	retired/NAME/TOKEN/ID/     jobs of a deleted incarnation of NAME (the administrator's)
+//	secrets/NAME               the host's secret store (internal/secret), not the queue's:
+//	                           no record or log of this package ever holds a value
 //	GIT_DIR/jobq-incarnation   in the bare repository: its incarnation token
 //
 // NAME is a repository or queue name with '%' and '/' escaped, so every name

@@ -106,6 +106,11 @@ type Options struct {
 	PassEnv    []string      `json:"pass_env,omitempty"`
 	Connection string        `json:"connection,omitempty"`
 	Keep       int           `json:"keep"`
+	// Secrets is JOBQ_SECRETS as the push had it: grants (names and ref
+	// patterns, never values). Under gitolite the worker reads the
+	// repository's grants again when the job starts, and asks no one for
+	// a job queued without; elsewhere the push's are all there are.
+	Secrets string `json:"secrets,omitempty"`
 }
 
 // DefaultKeep is JOBQ_KEEP's default: a repository keeps its newest 200

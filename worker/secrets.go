@@ -14,23 +14,32 @@ import (
 	"github.com/jobq/jobq/runner"
 )
 
-// GrantsFunc reads a repository's JOBQ_SECRETS as it is now.
-type GrantsFunc func(ctx context.Context, repo string) (string, error)
+// GrantsFunc reads the JOBQ_SECRETS of job j's repository as it is now.
+type GrantsFunc func(ctx context.Context, j *queue.Job) (string, error)
 
 // Grants is where a worker of the account whose environment getenv reads
-// finds each repository's JOBQ_SECRETS: in gitolite's options ("option
-// ENV.JOBQ_SECRETS", asked when the job starts) where the account runs a
-// gitolite; else the worker's own JOBQ_SECRETS, for every repository.
-// Never GL_OPTION_JOBQ_SECRETS of the environment: a worker a hook started
-// has the options of that one push.
+// finds the JOBQ_SECRETS of a job's repository. Where the account runs a
+// gitolite, in gitolite's options ("option ENV.JOBQ_SECRETS"), asked when
+// the job starts: a grant removed or changed while the job waited applies
+// to it. Elsewhere, the grants the push had, recorded in the job
+// (queue.Options.Secrets): nothing else says which repository grants
+// what, and a worker's own environment is that of whichever push started
+// it, or of a service that drains every repository's queue.
+//
+// gitolite is asked only for a job queued while its repository had
+// grants: the question costs a job's start about 0.1 s of Perl, which
+// jobs without secrets need not pay. A grant added to a repository that
+// had none applies from its next push (or retry).
 func Grants(getenv func(string) string) GrantsFunc {
 	if !gitolite.Installed(getenv) {
-		v := getenv("JOBQ_SECRETS")
-		return func(context.Context, string) (string, error) { return v, nil }
+		return func(_ context.Context, j *queue.Job) (string, error) { return j.Options.Secrets, nil }
 	}
 	program := gitolite.Program(getenv)
-	return func(ctx context.Context, repo string) (string, error) {
-		opts, err := gitolite.Options(ctx, program, nil, repo, `^gitolite-options\.ENV\.JOBQ_SECRETS$`)
+	return func(ctx context.Context, j *queue.Job) (string, error) {
+		if j.Options.Secrets == "" {
+			return "", nil
+		}
+		opts, err := gitolite.Options(ctx, program, nil, j.Repo, `^gitolite-options\.ENV\.JOBQ_SECRETS$`)
 		if err != nil {
 			return "", err
 		}
@@ -57,22 +66,21 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 	if w.Grants == nil {
 		return nil, nil
 	}
-	text, err := w.Grants(ctx, j.Repo)
-	if err != nil {
-		err = fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w; the job did not start", err)
+	// trouble fails a job about to start; an adopted one runs already.
+	trouble := func(err error) error {
 		if adopted {
-			w.logf("%s %d: %v", j.Repo, j.ID, err)
-			return nil, nil
+			w.logf("%s %d: adopted job's secrets: %v", j.Repo, j.ID, err)
+			return nil
 		}
-		return nil, err
+		return fmt.Errorf("%w; the job did not start", err)
+	}
+	text, err := w.Grants(ctx, j)
+	if err != nil {
+		return nil, trouble(fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w", err))
 	}
 	grants, err := secret.ParseGrants(text)
 	if err != nil {
-		if adopted {
-			w.logf("%s %d: %v", j.Repo, j.ID, err)
-			return nil, nil
-		}
-		return nil, fmt.Errorf("%w; the job did not start", err)
+		return nil, trouble(err)
 	}
 	if len(grants) == 0 {
 		return nil, nil
@@ -82,17 +90,14 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 	var secrets []runner.Secret
 	for _, g := range given {
 		v, err := store.Get(g.Name)
+		if errors.Is(err, fs.ErrNotExist) {
+			err = fmt.Errorf("secret %s is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set %s)", g.Name, g.Name)
+		}
 		if err != nil {
-			if errors.Is(err, fs.ErrNotExist) {
-				err = fmt.Errorf("secret %s is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set %s); the job did not start", g.Name, g.Name)
-			} else {
-				err = fmt.Errorf("%w; the job did not start", err)
+			if err := trouble(err); err != nil {
+				return nil, err
 			}
-			if adopted {
-				w.logf("%s %d: %v", j.Repo, j.ID, err)
-				continue
-			}
-			return nil, err
+			continue
 		}
 		secrets = append(secrets, runner.Secret{Name: g.Name, Var: g.Var, Value: v})
 	}

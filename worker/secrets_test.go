@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/jobq/jobq/internal/secret"
 	"github.com/jobq/jobq/queue"
@@ -40,7 +42,7 @@ func (r *secretRunner) Adopt(context.Context, runner.Job, string) (int, error) {
 func (r *secretRunner) Cleanup(context.Context, runner.Job) error { return nil }
 
 func grantsOf(s string) GrantsFunc {
-	return func(context.Context, string) (string, error) { return s, nil }
+	return func(context.Context, *queue.Job) (string, error) { return s, nil }
 }
 
 // A job gets the secrets its repository grants to its ref, as the store
@@ -131,7 +133,7 @@ func TestJobSecretsRefused(t *testing.T) {
 			"secret missing_key is granted to this ref (JOBQ_SECRETS) but not in the store (jobq secret set missing_key); the job did not start"},
 		{"a bad JOBQ_SECRETS", grantsOf("deploy_key:PATH"),
 			`JOBQ_SECRETS entry "deploy_key:PATH": PATH is a variable the job needs for itself; the job did not start`},
-		{"gitolite failing", func(context.Context, string) (string, error) { return "", errors.New("gitolite: boom") },
+		{"gitolite failing", func(context.Context, *queue.Job) (string, error) { return "", errors.New("gitolite: boom") },
 			"could not read the repository's JOBQ_SECRETS: gitolite: boom; the job did not start"},
 	}
 	for _, tt := range tests {
@@ -160,12 +162,111 @@ func TestJobSecretsRefused(t *testing.T) {
 	}
 }
 
-// Without a gitolite, the worker's own JOBQ_SECRETS grants, never the
-// GL_OPTION_JOBQ_SECRETS of the push whose hook started it.
+// Without a gitolite, the grants are those the push had (recorded in the
+// job), never the worker's environment's, which is that of whichever push
+// started it: another repository's grants must not reach this one's jobs.
 func TestGrantsWithoutGitolite(t *testing.T) {
-	env := map[string]string{"HOME": t.TempDir(), "JOBQ_SECRETS": "a@refs/heads/x", "GL_OPTION_JOBQ_SECRETS": "b"}
-	got, err := Grants(func(k string) string { return env[k] })(context.Background(), "r")
+	env := map[string]string{"HOME": t.TempDir(), "JOBQ_SECRETS": "b@refs/heads/x", "GL_OPTION_JOBQ_SECRETS": "c"}
+	j := newJob("r", "q")
+	j.Options.Secrets = "a@refs/heads/x"
+	got, err := Grants(func(k string) string { return env[k] })(context.Background(), j)
 	if err != nil || got != "a@refs/heads/x" {
 		t.Fatalf("%q %v", got, err)
+	}
+	j.Options.Secrets = ""
+	if got, err := Grants(func(k string) string { return env[k] })(context.Background(), j); err != nil || got != "" {
+		t.Fatalf("%q %v", got, err)
+	}
+}
+
+// With a gitolite, the grants are its options as they are when the job
+// starts, asked only for a job queued while the repository had grants.
+func TestGrantsFromGitolite(t *testing.T) {
+	home, bin := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(home, ".gitolite.rc"), nil, 0o600)
+	calls := filepath.Join(t.TempDir(), "calls")
+	script := "#!/bin/sh\necho \"$*\" >>" + calls + "\nprintf 'r\\tgitolite-options.ENV.JOBQ_SECRETS\\tkey@refs/heads/master\\nother\\tgitolite-options.ENV.JOBQ_SECRETS\\tnot-r\\n'\n"
+	if err := os.WriteFile(filepath.Join(bin, "gitolite"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	env := map[string]string{"HOME": home, "GL_BINDIR": bin, "JOBQ_SECRETS": "from-env"}
+	grants := Grants(func(k string) string { return env[k] })
+	j := newJob("r", "q")
+	if got, err := grants(context.Background(), j); err != nil || got != "" {
+		t.Fatalf("a job queued without grants: %q %v", got, err)
+	}
+	if _, err := os.Stat(calls); !os.IsNotExist(err) {
+		t.Fatal("gitolite was asked for a job queued without grants")
+	}
+	j.Options.Secrets = "stale@refs/heads/master" // as the push had it
+	if got, err := grants(context.Background(), j); err != nil || got != "key@refs/heads/master" {
+		t.Fatalf("grants %q %v", got, err)
+	}
+	if b, _ := os.ReadFile(calls); string(b) != "git-config -r r ^gitolite-options\\.ENV\\.JOBQ_SECRETS$\n" {
+		t.Errorf("gitolite called with %q", b)
+	}
+}
+
+// secretAdopter runs a job until the worker stops, then on adoption
+// records the secrets it was handed.
+type secretAdopter struct {
+	started chan struct{}
+	adopted []runner.Secret
+}
+
+func (a *secretAdopter) Run(ctx context.Context, j runner.Job) (int, error) {
+	j.Log.WriteString("partial line")
+	close(a.started)
+	<-ctx.Done()
+	return 0, runner.ErrDetached
+}
+func (a *secretAdopter) Adopt(ctx context.Context, j runner.Job, notice string) (int, error) {
+	a.adopted = j.Secrets
+	return 0, nil
+}
+func (a *secretAdopter) Cleanup(context.Context, runner.Job) error { return nil }
+
+// Adopting, the worker reads the grants and values again, for the runner
+// to mask, and writes nothing into the job's log (its output goes on
+// there); a value gone from the store meanwhile is the worker's log's
+// concern, not a reason to stop a running job.
+func TestAdoptedJobSecrets(t *testing.T) {
+	s := newStore(t)
+	store := secret.Open(s.Dir())
+	store.Set("key_a", []byte("value-a-1"))
+	store.Set("key_b", []byte("value-b-1"))
+	j := newJob("r", "q")
+	j.Ref = "refs/heads/master"
+	s.Enqueue(j)
+	a := &secretAdopter{started: make(chan struct{})}
+	var logged []string
+	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": a}, Poll: 10 * time.Millisecond,
+		Grants: grantsOf("key_a:KEY_A key_b@refs/heads/master"),
+		Logf:   func(format string, args ...any) { logged = append(logged, fmt.Sprintf(format, args...)) }}
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- w.Drain(ctx, "q", false) }()
+	<-a.started
+	stop()
+	<-done
+	before, _ := os.ReadFile(s.LogPath("r", 0))
+	store.Set("key_a", []byte("value-a-2")) // rotated while no worker watched
+	store.Remove("key_b")
+	if err := w.Drain(context.Background(), "q", false); err != nil {
+		t.Fatal(err)
+	}
+	want := []runner.Secret{{Name: "key_a", Var: "KEY_A", Value: []byte("value-a-2")}}
+	if !reflect.DeepEqual(a.adopted, want) {
+		t.Errorf("adopted with %+v, want %+v", a.adopted, want)
+	}
+	after, _ := os.ReadFile(s.LogPath("r", 0))
+	if rest := strings.TrimPrefix(string(after), string(before)); strings.Contains(rest, "secret") {
+		t.Errorf("the adoption wrote about secrets into the job's log:\n%s", rest)
+	}
+	if len(logged) != 1 || !strings.Contains(logged[0], "secret key_b is granted to this ref (JOBQ_SECRETS) but not in the store") {
+		t.Errorf("worker's log: %q", logged)
+	}
+	if j, _ := s.Job("r", 0); j.State != queue.Succeeded {
+		t.Errorf("job %s %s", j.State, j.Error)
 	}
 }

@@ -30,8 +30,9 @@
 // MinLen bytes or more on its own (a job that prints a key file's lines
 // one at a time, or with \r\n, masks them all); shorter lines ("-----",
 // "}") are masked only as part of the whole value, as masking them alone
-// would mangle the log. The longest value that matches at a place wins,
-// and the leftmost place first. A value transformed by the job (base64,
+// would mangle the log. A value's last newline is not masked, so that
+// the job's lines stay lines. The longest value that matches at a place
+// wins, and the leftmost place first. A value transformed by the job (base64,
 // quoted, reversed) is not masked: masking is a safety net for mistakes,
 // not a barrier against a job that means to print its secrets.
 package secret

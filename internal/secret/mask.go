@@ -42,13 +42,17 @@ type Masker struct {
 	bucket  *[tableSize][]int // by block's hash: the patterns whose window ends with it
 	first   [256]bool         // the patterns' first bytes
 	pending []byte            // held back: the output from a possible start of a value
+	ends    []int             // windowEnds' results, kept for the next Write
+	tail    []int             // windowEnds' second chain's
 	out     []byte            // masked output being assembled
 	err     error
 }
 
 // Patterns are what a Masker for values replaces: each non-empty value
-// whole, and each line of MinLen bytes or more of a value of several lines
-// (without its "\n", and also without a "\r" before it), deduplicated.
+// whole, but for the newline it ends with (a key file's, or echo's into
+// jobq secret set: masking it too would join the job's lines), and each
+// line of MinLen bytes or more of a value of several lines (without its
+// "\n", and also without a "\r" before it), deduplicated.
 func Patterns(values [][]byte) [][]byte {
 	seen := map[string]bool{}
 	var pats [][]byte
@@ -59,7 +63,11 @@ func Patterns(values [][]byte) [][]byte {
 		}
 	}
 	for _, v := range values {
-		add(v)
+		if t := bytes.TrimSuffix(bytes.TrimSuffix(v, []byte("\n")), []byte("\r")); len(t) > 0 {
+			add(t)
+		} else {
+			add(v)
+		}
 		if !bytes.Contains(v, []byte("\n")) {
 			continue
 		}
@@ -162,28 +170,24 @@ func (m *Masker) mask(buf []byte, final bool) (hold int) {
 	last := 0 // buf[last:] is not yet written or masked
 	matched := false
 	m.out = m.out[:0]
-	shift, back := m.shift, m.block-1
-	for pos := m.window - 1; pos < n; {
-		h := (int(buf[pos-back])<<7 ^ int(buf[pos])) & (tableSize - 1)
-		if sh := shift[h]; sh > 0 {
-			pos += int(sh)
-			continue
+	m.ends = m.windowEnds(buf, m.ends[:0])
+	for _, e := range m.ends {
+		s := e - m.window + 1
+		if s < last {
+			continue // within a value masked already
 		}
-		s := pos - m.window + 1
-		best, open := m.matchAt(buf[s:], h, final)
+		best, open := m.matchAt(buf[s:], m.hash(buf, e), final)
 		if open {
 			hold = s
 			break
 		}
 		if best == 0 {
-			pos++
 			continue
 		}
 		m.out = append(m.out, buf[last:s]...)
 		m.out = append(m.out, Mask...)
 		matched = true
 		last = s + best
-		pos = last + m.window - 1
 	}
 	if hold == n && !final {
 		// The places whose window runs past the end: a value may begin
@@ -202,6 +206,59 @@ func (m *Masker) mask(buf []byte, final bool) (hold int) {
 	m.out = append(m.out, buf[last:hold]...)
 	m.write(m.out)
 	return hold
+}
+
+// splitAt is the length of output from which windowEnds follows two
+// chains of windows at once.
+const splitAt = 4 << 10
+
+// windowEnds appends to ends, in order, the ends of the windows of buf
+// that end with the block of some pattern's window (its shift is 0):
+// where a value may begin, one window length before. The window slides
+// as the shift table lets it; every such end is met whatever end the
+// slide begins at, so that two halves of buf can be slid at once, as
+// two chains of loads the processor runs side by side, where one would
+// wait on each load in turn.
+func (m *Masker) windowEnds(buf []byte, ends []int) []int {
+	n, shift, back := len(buf), m.shift, m.block-1
+	a, mid := m.window-1, n
+	if n-a >= splitAt {
+		mid = a + (n-a)/2
+	}
+	b := mid
+	tail := m.tail[:0]
+	for a < mid && b < n {
+		sa := shift[(int(buf[a-back])<<7^int(buf[a]))&(tableSize-1)]
+		sb := shift[(int(buf[b-back])<<7^int(buf[b]))&(tableSize-1)]
+		if sa == 0 {
+			ends = append(ends, a)
+			sa = 1
+		}
+		if sb == 0 {
+			tail = append(tail, b)
+			sb = 1
+		}
+		a += int(sa)
+		b += int(sb)
+	}
+	for a < mid {
+		sa := shift[(int(buf[a-back])<<7^int(buf[a]))&(tableSize-1)]
+		if sa == 0 {
+			ends = append(ends, a)
+			sa = 1
+		}
+		a += int(sa)
+	}
+	for b < n {
+		sb := shift[(int(buf[b-back])<<7^int(buf[b]))&(tableSize-1)]
+		if sb == 0 {
+			tail = append(tail, b)
+			sb = 1
+		}
+		b += int(sb)
+	}
+	m.tail = tail
+	return append(ends, tail...)
 }
 
 // matchAt returns the length of the longest pattern b begins with (0:

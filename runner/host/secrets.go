@@ -22,7 +22,7 @@ import (
 func secretsRecord(j runner.Job) string { return filepath.Join(j.Dir, "secrets") }
 
 // secretsPrefix begins the name of every job's secrets directory.
-const secretsPrefix = "jobq-secrets-"
+const secretsPrefix = "jobq-exec-secrets-"
 
 // secretsBase is where secrets directories are made: on a filesystem in
 // memory, which a power loss or reboot empties, never the data

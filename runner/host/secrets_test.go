@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -37,7 +38,7 @@ printf 'end: '; cat "$d/api_token"`)
 	defer f.Close()
 	exit, err := New(time.Second).Run(context.Background(), runner.Job{Job: j, Log: f, Dir: run, Secrets: secrets})
 	log, _ := os.ReadFile(f.Name())
-	want := "700 DIR\n400 DIR/api_token\n400 DIR/deploy_key\ntmpfs\ntoken=***\n***split: ***\nend: ***"
+	want := "700 DIR\n400 DIR/api_token\n400 DIR/deploy_key\ntmpfs\ntoken=***\n***\nsplit: ***\nend: ***"
 	if err != nil || exit != 0 || string(log) != want {
 		t.Fatalf("exit %d, %v, log:\n%s\nwant:\n%s", exit, err, log, want)
 	}
@@ -87,11 +88,72 @@ func TestRemoveSecretsTrustsOnlyItsOwnPaths(t *testing.T) {
 	run := t.TempDir()
 	victim := t.TempDir()
 	os.WriteFile(filepath.Join(victim, "keep"), []byte("x"), 0o600)
-	for _, p := range []string{victim, victim + "/../" + filepath.Base(victim), "relative/jobq-secrets-x", "/"} {
+	for _, p := range []string{victim, victim + "/../" + filepath.Base(victim), "relative/jobq-exec-secrets-x", "/"} {
 		os.WriteFile(filepath.Join(run, "secrets"), []byte(p+"\n"), 0o600)
 		removeSecrets(runner.Job{Dir: run})
 		if _, err := os.Stat(filepath.Join(victim, "keep")); err != nil {
 			t.Fatalf("record %q: %v", p, err)
 		}
+	}
+}
+
+// BenchmarkExecRunSecrets is BenchmarkExecRun with 3 secrets: their files
+// written and removed, the variables set, the output masked through the
+// supervisor's pipe.
+func BenchmarkExecRunSecrets(b *testing.B) {
+	dir := b.TempDir()
+	r := New(time.Second)
+	j := testJob(dir, "rev", "true")
+	log, err := os.Create(filepath.Join(dir, "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer log.Close()
+	secrets := []runner.Secret{{Name: "a", Var: "A", Value: []byte("value-aaaaaaaa")}, {Name: "b", Value: []byte("value-bbbbbbbbbbbb")},
+		{Name: "c", Var: "C", Value: []byte("-----BEGIN KEY-----\nvalue-cccccccc\n-----END KEY-----\n")}}
+	for b.Loop() {
+		if exit, err := r.Run(context.Background(), runner.Job{Job: j, Log: log, Dir: dir, Secrets: secrets}); exit != 0 || err != nil {
+			b.Fatal(exit, err)
+		}
+		if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// A job that outlives its worker goes on being masked: the supervisor
+// masks, whoever watches, and the adopting worker hands it nothing.
+func TestExecSecretsMaskedAfterAdoption(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	dir := t.TempDir()
+	gate := filepath.Join(dir, "gate")
+	j := testJob(gitDir, rev, `echo "before $TOKEN"; while [ ! -e `+gate+` ]; do sleep 0.05; done; echo "after $TOKEN"`)
+	log, _ := os.OpenFile(filepath.Join(dir, "log"), os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o600)
+	defer log.Close()
+	ctx, stop := context.WithCancelCause(context.Background())
+	done := make(chan error, 1)
+	secrets := []runner.Secret{{Name: "token", Var: "TOKEN", Value: []byte("tok-secret-42")}}
+	go func() {
+		_, err := New(time.Second).Run(ctx, runner.Job{Job: j, Log: log, Dir: dir, Secrets: secrets})
+		done <- err
+	}()
+	testenv.WaitUntil(t, "the job starts", time.Minute, func() bool {
+		b, _ := os.ReadFile(log.Name())
+		return string(b) == "before ***\n"
+	})
+	stop(runner.ErrStopping)
+	if err := <-done; !errors.Is(err, runner.ErrDetached) {
+		t.Fatalf("Run after the worker's stop: %v, want ErrDetached", err)
+	}
+	os.WriteFile(gate, nil, 0o600)
+	r := New(time.Second)
+	if exit, err := r.Adopt(context.Background(), runner.Job{Job: j, Log: log, Dir: dir}, notice); err != nil || exit != 0 {
+		t.Fatalf("Adopt: exit %d, %v", exit, err)
+	}
+	if b, _ := os.ReadFile(log.Name()); !strings.HasSuffix(string(b), "after ***\n") || strings.Contains(string(b), "tok-secret") {
+		t.Errorf("log %q", b)
+	}
+	if err := r.Cleanup(context.Background(), runner.Job{Job: j, Dir: dir}); err != nil {
+		t.Fatal(err)
 	}
 }

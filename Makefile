@@ -14,10 +14,11 @@ IMAGE   ?= localhost/jobq-gws:latest
 
 .PHONY: build build-faultinject image test check reliability unit clean
 
-# jobq (hook and ssh commands, no Podman code), jobq-worker (the worker)
-# and jobq-web (the web view).
+# jobq (hook and ssh commands, no Podman code), jobq-worker (the worker),
+# jobq-web (the web view) and jobq-env (the entrypoint of a container job
+# given a secret as a variable: found next to jobq-worker).
 build:
-	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker ./cmd/jobq-web
+	$(GO) build $(GOFLAGS_BUILD) -o $(BINDIR)/ ./cmd/jobq ./cmd/jobq-worker ./cmd/jobq-web ./cmd/jobq-env
 
 # The worker with fault injection (internal/faults: JOBQ_CRASH_AT), for the
 # reliability suite.

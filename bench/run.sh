@@ -333,6 +333,47 @@ s14() {
 }
 section "caches" s14
 
+# 15. Secrets in a container job: push to result of section 3's trivial job
+# (synchronous, --network=none) given 3 secrets, as files in /run/secrets
+# and as variables too (jobq-env), against the same job given none. Each
+# in a data directory of its own, its store holding the 3 values;
+# JOBQ_SECRETS is the worker's own (no gitolite here). RUNS rounds, medians.
+s15() {
+    for k in none files vars; do
+        for n in 1 2 3; do
+            printf 'bench-secret-%d-%s' "$n" "$RANDOM$RANDOM$RANDOM" | JOBQ_HOME=$W/home-sec-$k "$B/jobq" secret set "bench_s$n" >/dev/null
+        done
+    done
+    hook() { script "sec-$1.sh" "cd $W/repo.git && JOBQ_HOME=$W/home-sec-$1 GL_REPO=trivial JOBQ_NETWORK=none JOBQ_COMMAND='$IMG true' JOBQ_SECRETS='$2' exec $B/jobq hook < $W/line > /dev/null 2>&1"; }
+    hook none ""
+    hook files "bench_s1 bench_s2 bench_s3"
+    hook vars "bench_s1:BENCH_S1 bench_s2:BENCH_S2 bench_s3:BENCH_S3"
+    # Alternating, each round in another order, not hyperfine's one command
+    # after the other: on a loaded machine, a drift of load between the
+    # commands would be larger than the difference measured.
+    : >"$W/sec-none.ms"; : >"$W/sec-files.ms"; : >"$W/sec-vars.ms"
+    for i in $(seq 0 "$((RUNS + 2))"); do
+        for k in $(printf '%s\n' none files vars none files | tail -n +"$((i % 3 + 1))" | head -3); do
+            t0=$(date +%s%N)
+            "$W/sec-$k.sh"
+            t1=$(date +%s%N)
+            if ((i >= 3)); then echo "$(((t1 - t0) / 1000))" >>"$W/sec-$k.ms"; fi # the first rounds warm up
+        done
+    done
+    for k in none files vars; do grep -q "succeeded" "$W/home-sec-$k/repos/trivial/0/log"; done
+    grep -q "bench_s3" "$W/home-sec-vars/repos/trivial/0/log"
+    # The last jobs' clean-up (their secrets on /dev/shm) is done before
+    # the run's end stops the workers.
+    for _ in $(seq 300); do
+        [ -z "$(find "$W"/home-sec-*/repos/trivial/*/run -mindepth 1 -print -quit 2>/dev/null)" ] && break
+        sleep 0.1
+    done
+    n=$(median "$W/sec-none.ms" | awk '{print $1 / 1000}'); f=$(median "$W/sec-files.ms" | awk '{print $1 / 1000}'); v=$(median "$W/sec-vars.ms" | awk '{print $1 / 1000}')
+    row "trivial job given 3 secrets (push to result, \`true\`, --network=none; files in /run/secrets)" "$(fmt "$f") ms" "no secrets: $(fmt "$n") ms" "$(ratio "$f" "$n")" "≤ 1.05×"
+    row "the same, the 3 also variables (jobq-env, an image inspect)" "$(fmt "$v") ms" "no secrets: $(fmt "$n") ms" "$(ratio "$v" "$n")" "reported"
+}
+section "secrets in a container job" s15
+
 {
     echo "jobq benchmarks, $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, medians$( ((smoke)) && echo ' (smoke mode: small sizes, few runs)')"
     echo

@@ -191,6 +191,10 @@ func (e *Env) account(ctx context.Context) error {
 		run(ctx, "", nil, "pkill", "-KILL", "-u", e.User)
 		if u, err := user.Lookup(e.User); err == nil {
 			os.RemoveAll(filepath.Join(os.TempDir(), "podman-run-"+u.Uid)) // rootless Podman's state of an earlier home
+			// Secrets of an earlier run's jobs, whose workers the kill
+			// above stopped before their clean-up, and whose data
+			// directory is gone.
+			os.RemoveAll(filepath.Join("/dev/shm", "jobq-secrets-"+u.Uid))
 		}
 		if _, err := run(ctx, "", nil, "usermod", "--home", e.Home, e.User); err != nil {
 			return err

@@ -213,7 +213,16 @@ func (r *Runner) stream(ctx, conn context.Context, j runner.Job, id string, log 
 		return 0, err
 	}
 	out := newBatchWriter(log)
-	seen := held
+	// With secrets, the log holds held bytes of masked output: the
+	// container's log is masked again from its start (see maskStage).
+	var w io.Writer = out
+	var mask *maskStage
+	skip := held
+	if len(j.Secrets) > 0 {
+		mask = newMaskStage(&skipWriter{w: out, n: held}, secretValues(j))
+		w, skip = mask, 0
+	}
+	seen := skip
 	code := int(data.State.ExitCode)
 	if data.State.Running || data.State.Status == "paused" || data.State.Status == "stopping" {
 		sctx, stop := context.WithCancel(conn)
@@ -223,7 +232,7 @@ func (r *Runner) stream(ctx, conn context.Context, j runner.Job, id string, log 
 		go func() {
 			defer close(finished)
 			var err error
-			got, err = readLogs(sctx, id, true, held, out)
+			got, err = readLogs(sctx, id, true, skip, w)
 			streamed <- err
 		}()
 		code, _, err = r.watch(ctx, conn, id, out, streamed)
@@ -239,7 +248,10 @@ func (r *Runner) stream(ctx, conn context.Context, j runner.Job, id string, log 
 	}
 	// What a follow missed, or all the output of a container that exited
 	// while no worker watched.
-	_, err = readLogs(conn, id, false, seen, out)
+	_, err = readLogs(conn, id, false, seen, w)
+	if err == nil && mask != nil {
+		err = mask.finish(mask.dst)
+	}
 	if cerr := out.Close(); err == nil {
 		err = cerr
 	}
@@ -253,14 +265,15 @@ func (r *Runner) stream(ctx, conn context.Context, j runner.Job, id string, log 
 // reads: several of conmon's records (at most 8 KiB of output each).
 const tailWindow = 64 << 10
 
-// tailHeld reports whether the job's log ends with the output that ends
-// the container's k8s-file log, as it does unless the stream broke. It
+// tailHeld reports whether the output the job's stream took ends with the
+// output that ends the container's k8s-file log, as it does unless the
+// stream broke: ends says (logEndsWith, or a maskStage's own tail). It
 // reads the log file's end where the file is on this host (a local
 // service); elsewhere, or where it cannot tell, it says yes: the stream is
 // all there is. Not the logs endpoint: its tail reads the whole file when
 // the output has no newlines. logPath is the container's log file, if an
 // Inspect of the stopped container has told it already.
-func tailHeld(conn context.Context, id, logPath string, log *os.File) bool {
+func tailHeld(conn context.Context, id, logPath string, ends func(tail []byte) bool) bool {
 	if logPath == "" {
 		data, err := containers.Inspect(conn, id, nil)
 		if err != nil {
@@ -279,6 +292,16 @@ func tailHeld(conn context.Context, id, logPath string, log *os.File) bool {
 	if err != nil {
 		return true
 	}
+	return ends(tail)
+}
+
+// logEndsWith is tailHeld's check of a log that holds the output as it
+// came: whether it ends with tail (or cannot be read).
+func logEndsWith(log *os.File) func(tail []byte) bool {
+	return func(tail []byte) bool { return endsWith(log, tail) }
+}
+
+func endsWith(log *os.File, tail []byte) bool {
 	end, err := log.Seek(0, io.SeekEnd)
 	if err != nil || end < int64(len(tail)) {
 		return err != nil

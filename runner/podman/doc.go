@@ -31,6 +31,10 @@
 //     with U where the files are another range's; a ref's first cache
 //     copied from the main one through the archive endpoints; the size
 //     bound after the job; the sweep of volumes no record names.
+//   - secrets.go, mask.go: a job's secrets, as files /run/secrets/NAME
+//     held in memory only (a tmpfs of this host bind-mounted, or a tmpfs
+//     volume on a build host), as variables through jobq-env; and their
+//     values masked in the job's output, adoption and resume included.
 //
 // Its records, in the job's run directory (runner.Job.Dir), each removed
 // only once what it names is gone:
@@ -39,5 +43,9 @@
 //	container  the ID of the job's container
 //	logstart   where the container's output begins in the job's log
 //	           (byte k of the container's log is byte START+k of the
-//	           job's), for an adoption to resume without loss or repeat
+//	           job's; with secrets, of its masked output: mask.go), for
+//	           an adoption to resume without loss or repeat
+//	secrets    "dir PATH": the tmpfs directory of a local job's secret
+//	           files, or "volume NAME": a build host job's secrets volume;
+//	           written before either is made
 package podman

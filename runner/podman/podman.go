@@ -56,6 +56,9 @@ type Config struct {
 	CacheTotal int64
 	// Logf reports what jobq gc did to caches; nil: nothing is said.
 	Logf func(format string, args ...any)
+	// EnvHelper is the jobq-env binary, for jobs given a secret as a
+	// variable; "": next to the running binary.
+	EnvHelper string
 }
 
 // The contract of package runner, optional parts included.
@@ -200,6 +203,19 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 		return 0, err
 	}
 	s.Volumes = append(s.Volumes, cacheVols...)
+	secrets, err := r.prepareSecrets(j, l.remote)
+	if err != nil {
+		return 0, err
+	}
+	if secrets != nil {
+		var command []string
+		if secrets.env != "" {
+			if command, err = imageCommand(conn, j.Job, args, log); err != nil {
+				return 0, err
+			}
+		}
+		secrets.apply(s, selinuxEnabled(), command)
+	}
 	created, err := containers.CreateWithSpec(conn, s, nil)
 	if err != nil && j.Options.Pull != images.PullAlways {
 		// The image is missing, most likely: pull it (or say why not) and
@@ -218,6 +234,12 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 	id := created.ID
 	os.WriteFile(record(j, "container"), []byte(id), 0o600)
 	faults.Point("container-created")
+	if err := secrets.shipEnv(conn, id); err != nil {
+		return 0, err
+	}
+	if err := secrets.ship(conn, id); err != nil {
+		return 0, err
+	}
 	if l.remote {
 		if err := r.ship(ctx, conn, j.Job, id); err != nil {
 			return 0, err
@@ -312,11 +334,19 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j ru
 	attached := make(chan error, 1)
 	// One writer for both streams keeps them in the order they arrive.
 	out := newBatchWriter(log)
+	var w io.Writer = out
+	var mask *maskStage
+	copied := make(chan struct{})
+	if len(j.Secrets) > 0 {
+		mask = newMaskStage(out, secretValues(j))
+		w = mask
+	}
 	go func() {
-		err := copyTo(out)
+		err := copyTo(w)
 		if cerr := out.Close(); err == nil {
 			err = cerr
 		}
+		close(copied) // before watch hears of it: the masker is free
 		attached <- err
 	}()
 	start, err := log.Seek(0, io.SeekEnd)
@@ -336,11 +366,28 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j ru
 	}
 	faults.Point("container-started")
 	code, logPath, err := r.watch(ctx, conn, id, out, attached)
-	if err == nil && !out.discarded() && !tailHeld(conn, id, logPath, log) {
+	ends := logEndsWith(log)
+	if mask != nil {
+		ends = mask.endsWith
+	}
+	if err == nil && !out.discarded() && !tailHeld(conn, id, logPath, ends) {
 		// The stream ended early though the service answered (it
 		// restarted, and the container ended meanwhile): the log lacks
 		// the end of the output.
 		err = errResume
+	}
+	if err == nil && mask != nil && !out.discarded() {
+		// All the output came: what the masker holds back ends the log
+		// (after the batches, which the copy closed). A copy still at
+		// work after all is left to resume.
+		select {
+		case <-copied:
+			if err = mask.finish(log); err != nil {
+				err = fmt.Errorf("log: %w", err)
+			}
+		default:
+			err = errResume
+		}
 	}
 	if errors.Is(err, errResume) {
 		// Nothing more from the stream: the log is resume's from here.
@@ -515,7 +562,9 @@ func (r *Runner) Cleanup(ctx context.Context, j runner.Job) (err error) {
 	// The checkout first, at once after the result, and whether or not the
 	// service can be reached. Its removal never follows a symlink, so a
 	// container that still runs (its worker died) cannot misdirect it.
-	return errors.Join(r.removeCheckoutOf(ctx, j), r.removeContainer(ctx, j))
+	coerr := r.removeCheckoutOf(ctx, j)
+	cerr := r.removeContainer(ctx, j)
+	return errors.Join(coerr, cerr, r.removeSecrets(ctx, j, cerr == nil))
 }
 
 // removeCheckoutOf removes the job's checkout, then its record.
@@ -558,6 +607,9 @@ func (r *Runner) removeContainer(ctx context.Context, j runner.Job) error {
 	// Strays that no Cleanup will remove, after the result, not before it.
 	if r.needSweep(m.ep.uri) {
 		r.sweep(conn, j.Job)
+		if !m.remote() {
+			r.sweepSecretDirs(j.Job)
+		}
 	}
 	if r.droppedCache(j.Job) {
 		// A cache dropped after the job goes with its container; others

@@ -74,9 +74,10 @@ func (r *Runner) sweepVolumes(conn context.Context, current *queue.Job) {
 
 // Sweep implements the worker's Sweeper (jobq gc): it removes what jobs
 // that no longer run left (containers, then volumes) on every build host
-// of the pools jobs name, each host once. A host that cannot be reached
-// is skipped, and said.
+// of the pools jobs name, each host once, and their secret directories on
+// this host. A host that cannot be reached is skipped, and said.
 func (r *Runner) Sweep(ctx context.Context, jobs []*queue.Job) error {
+	r.sweepSecretDirs(nil)
 	seen := map[string]bool{}
 	var errs []error
 	r.sweepCacheRecords(ctx, jobs)

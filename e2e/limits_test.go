@@ -73,6 +73,11 @@ func TestLimitsProcessBomb(t *testing.T) {
 		!strings.Contains(logA, "jobq: JOBQ_PIDS=100 is applied to each user ID of the job (RLIMIT_NPROC), not by the pids cgroup: rootless Podman cannot limit a container on cgroup v1\n") {
 		t.Errorf("the log does not say what bounds the job's processes:\n%s", logA)
 	}
+	// Said once: each of jobq's lines before the container starts is
+	// written once, whatever else the runner says after it.
+	if n := strings.Count(logA, "jobq: JOBQ_PIDS=100 is applied"); n > 1 {
+		t.Errorf("the log says %d times what bounds the job's processes:\n%s", n, logA)
+	}
 	if strings.Contains(logA, "JOBQ_MEMORY is not applied") && !strings.Contains(logA, "the job's memory is not capped, and the kernel's OOM killer takes the job first (oom_score_adj 1000)") {
 		t.Errorf("the log does not say that the job's memory is not capped:\n%s", logA)
 	}

@@ -172,6 +172,7 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 	notApplied(j.Job, host, hard, &own)
 	if own.Len() > 0 {
 		queue.WriteOwn(log, own.String())
+		own.Reset()
 	}
 	hostDir := ""
 	if l.remote {

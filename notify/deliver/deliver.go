@@ -32,6 +32,8 @@ const (
 	DefaultLinger      = 30 * time.Second
 	DefaultHTTPTimeout = 10 * time.Second
 	DefaultExecTimeout = 30 * time.Second
+	// DefaultInFlight bounds the tries a Deliverer has under way at once.
+	DefaultInFlight = 4
 	// PickupEvery is how often a long-lived worker looks for what other
 	// processes left (a worker killed before it delivered).
 	PickupEvery = time.Minute
@@ -51,6 +53,12 @@ type Config struct {
 	// HTTPTimeout bounds a webhook's try, ExecTimeout a sendmail's or an
 	// exec destination's (its process group is killed then).
 	HTTPTimeout, ExecTimeout time.Duration
+	// InFlight bounds the tries under way at once, of every kind (a
+	// webhook's connection, a sendmail's or an exec destination's
+	// process): a pusher who makes many jobs fail towards a receiver
+	// that hangs gets at most InFlight connections or processes of the
+	// hosting account, not one per job. Further tries wait their turn.
+	InFlight int
 	// Logf is the worker's log: failed tries, an exec destination's output.
 	Logf func(format string, args ...any)
 }
@@ -64,6 +72,9 @@ type Deliverer struct {
 	// bounded by its timeout.
 	stop   context.Context
 	cancel context.CancelFunc
+
+	// slots holds a token for each try under way (Config.InFlight).
+	slots chan struct{}
 
 	mu     sync.Mutex
 	active map[notify.Job]bool
@@ -85,6 +96,9 @@ func New(cfg Config) *Deliverer {
 	if cfg.ExecTimeout <= 0 {
 		cfg.ExecTimeout = DefaultExecTimeout
 	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = DefaultInFlight
+	}
 	if cfg.Secret == nil {
 		cfg.Secret = func(name string) ([]byte, error) {
 			return nil, fmt.Errorf("secret %s: no secret store: %w", name, fs.ErrNotExist)
@@ -92,7 +106,7 @@ func New(cfg Config) *Deliverer {
 	}
 	stop, cancel := context.WithCancel(context.Background())
 	return &Deliverer{cfg: cfg, client: newClient(cfg.HTTPTimeout), stop: stop, cancel: cancel,
-		active: map[notify.Job]bool{}, picker: make(chan struct{})}
+		slots: make(chan struct{}, cfg.InFlight), active: map[notify.Job]bool{}, picker: make(chan struct{})}
 }
 
 // Prepare records job j's notifications before its result is recorded
@@ -264,7 +278,15 @@ func (d *Deliverer) round(k notify.Job) (next time.Time, more bool) {
 		case d.stop.Err() != nil:
 			continue // Close ended the retries
 		default:
+			// The wait for a turn is in this job's goroutine, never on
+			// the job's path (Send returns at once); Close ends it.
+			select {
+			case d.slots <- struct{}{}:
+			case <-d.stop.Done():
+				continue
+			}
 			err := d.try(j, r, del.Dest)
+			<-d.slots
 			if err == nil {
 				faults.Point("notify-delivered") // sent, not yet recorded: it is sent again
 			}

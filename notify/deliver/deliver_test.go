@@ -293,6 +293,11 @@ func TestExec(t *testing.T) {
 			}
 			if b, err := os.ReadFile(pidf); err == nil {
 				pid := strings.TrimSpace(string(b))
+				if pid == "" {
+					// Killed between opening the file and writing to it:
+					// the sleep it had started went with its group.
+					return
+				}
 				testWait(t, "process "+pid+" killed", func() bool {
 					_, err := os.Stat("/proc/" + pid)
 					st, _ := os.ReadFile("/proc/" + pid + "/stat")

@@ -8,6 +8,7 @@ import (
 	"mime"
 	"mime/quotedprintable"
 	"os"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -132,12 +133,19 @@ func mailBody(s *queue.Store, j *queue.Job, r *notify.Record) string {
 }
 
 // logTail is the last tailLines lines of the log at path, as plain text.
+// A job writes any bytes it likes, "jobq: succeeded" lines too: as on a
+// terminal and the web page (termsafe.LogWriter), a line of the job's
+// that could pass for one of jobq's starts with termsafe.Marker, told
+// from jobq's own lines by the record beside the log (queue.Own). A log
+// older than records shows its lines as they are.
 func logTail(path string) []string {
 	f, err := os.Open(path)
 	if err != nil {
 		return []string{"(no log)"}
 	}
 	defer f.Close()
+	own := queue.OpenOwn(path)
+	defer own.Close()
 	fi, err := f.Stat()
 	if err != nil {
 		return nil
@@ -145,21 +153,52 @@ func logTail(path string) []string {
 	off := max(fi.Size()-tailBytes, 0)
 	buf := make([]byte, fi.Size()-off)
 	n, _ := f.ReadAt(buf, off)
+	// The record of the lines read is written before them: read after.
+	own.Refresh()
 	text := string(buf[:n])
 	if off > 0 {
 		// The first line read is likely a part of one.
-		if _, rest, ok := strings.Cut(text, "\n"); ok {
-			text = rest
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			text, off = text[i+1:], off+int64(i+1)
 		}
 	}
-	lines := strings.Split(strings.TrimSuffix(text, "\n"), "\n")
+	type line struct {
+		off  int64
+		text string // with its newline, if it has one
+	}
+	var lines []line
+	for text != "" {
+		l := text
+		if i := strings.IndexByte(text, '\n'); i >= 0 {
+			l = text[:i+1]
+		}
+		lines = append(lines, line{off, l})
+		off += int64(len(l))
+		text = text[len(l):]
+	}
 	if len(lines) > tailLines {
 		lines = lines[len(lines)-tailLines:]
 	}
+	out := make([]string, len(lines))
 	for i, l := range lines {
-		lines[i] = plain(l)
+		out[i] = plain(strings.TrimSuffix(l.text, "\n"))
+		if jobs(own, l.off, l.text) {
+			if mark, _ := termsafe.Imitates([]byte(out[i] + "\n")); mark {
+				out[i] = termsafe.Marker + out[i]
+			}
+		}
 	}
-	return lines
+	return out
+}
+
+// jobs reports whether the line text at offset off of a log is the job's
+// in a log with a record of jobq's lines: not one the record names there.
+func jobs(own *queue.Own, off int64, text string) bool {
+	recorded, legacy := own.At(off)
+	if legacy {
+		return false
+	}
+	return !slices.Contains(recorded, text)
 }
 
 // plain is a log's line without its terminal sequences (colour, cursor

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -189,6 +190,12 @@ func startWeb(t *testing.T) *webStack {
 
 	// fcgiwrap as the hosting account, with no environment at all.
 	sock := filepath.Join(s.dir, "fcgiwrap.sock")
+	// The stack of an earlier test in this run left its socket file
+	// (fcgiwrap does not remove it): a new fcgiwrap cannot bind over it,
+	// and the wait below would take the old file for the new socket.
+	if err := os.Remove(sock); err != nil && !errors.Is(err, os.ErrNotExist) {
+		t.Fatal(err)
+	}
 	s.start(asAccount([]string{}, "/usr/sbin/fcgiwrap", "-s", "unix:"+sock))
 	testenv.WaitUntil(t, "fcgiwrap listens", 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil })
 

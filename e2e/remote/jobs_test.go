@@ -248,7 +248,7 @@ func TestRemoteJobs(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if r := env.SSH(ctx, "alice", "jobq", "rsrc"); !strings.Contains(r.Stdout, "HOST") || !strings.Contains(r.Stdout, " b1\n") {
+		if r := env.SSH(ctx, "alice", "jobq", "rsrc"); !strings.Contains(r.Stdout, "HOST") || !strings.Contains(r.Stdout, " b1    push\n") {
 			t.Errorf("jobq rsrc lacks the host column:\n%s", r)
 		}
 		// The clean-up is done, and complete: no record of the runner's is
@@ -392,7 +392,7 @@ func TestRemoteJobs(t *testing.T) {
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		if ls := env.SSH(ctx, "alice", "jobq", "radopt").Stdout; !strings.Contains(ls, "failed (adopted)") || !strings.Contains(ls, " b1\n") {
+		if ls := env.SSH(ctx, "alice", "jobq", "radopt").Stdout; !strings.Contains(ls, "failed (adopted)") || !strings.Contains(ls, " b1    push\n") {
 			t.Errorf("the listing does not say the job was adopted on b1:\n%s", ls)
 		}
 		testenv.WaitUntil(t, "host 1 is clean", time.Minute, func() bool { return leftovers(t, hosts[1]) == "" })

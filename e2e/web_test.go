@@ -189,6 +189,9 @@ func startWeb(t *testing.T) *webStack {
 
 	// fcgiwrap as the hosting account, with no environment at all.
 	sock := filepath.Join(s.dir, "fcgiwrap.sock")
+	// A socket left by the stack a test before this one started would
+	// keep fcgiwrap from binding, and pass for it listening.
+	os.Remove(sock)
 	s.start(asAccount([]string{}, "/usr/sbin/fcgiwrap", "-s", "unix:"+sock))
 	testenv.WaitUntil(t, "fcgiwrap listens", 10*time.Second, func() bool { _, err := os.Stat(sock); return err == nil })
 

@@ -25,9 +25,13 @@ import (
 type lineRenderer struct {
 	screen  *terminal.Screen
 	wrapped strings.Builder // the parts of a line wider than the screen
-	// plain: no colour or link is in effect, so a line of plain text
-	// renders as its escaped self, without the screen (see plainText).
+	// plain: no colour is in effect, so a line of plain text renders as
+	// its escaped self, without the screen (see plainText).
 	plain bool
+	// strip removes control strings before the screen sees them
+	// (strip.go); stripped is its output, reused.
+	strip    stripper
+	stripped []byte
 
 	// own, if set, is the record of jobq's lines in the log (queue.Own):
 	// off is the log's offset of the next byte rendered, lineStart
@@ -45,8 +49,10 @@ type lineRenderer struct {
 // maxCols is the width a line wraps at; wider lines go on as new lines.
 const maxCols = 4096
 
-// clearLine returns to the start of the line and erases it.
-var clearLine = []byte("\r\x1b[2K")
+// clearLine returns to the start of the line and erases it. The cursor
+// goes up first: a CSI H moves it to a second row, from which the line
+// would scroll out into the next one's HTML.
+var clearLine = []byte("\x1b[A\r\x1b[2K")
 
 func newLineRenderer() *lineRenderer { return &lineRenderer{plain: true, lineStart: true} }
 
@@ -97,6 +103,9 @@ func (r *lineRenderer) Append(out *bytes.Buffer, b []byte) {
 			r.line(out, b[:i])
 		} else {
 			r.judged(out, b[:i], i < len(b))
+		}
+		if i < len(b) {
+			r.strip.endLine()
 		}
 		b = b[n:]
 	}
@@ -184,9 +193,13 @@ func imitatesHTML(b []byte) bool {
 
 // line renders one line, without its newline.
 func (r *lineRenderer) line(out *bytes.Buffer, b []byte) {
-	if r.plain && len(b) <= maxCols && plainText(b) {
+	if r.plain && !r.strip.active() && len(b) <= maxCols && plainText(b) {
 		writePlainLine(out, b)
 		return
+	}
+	if r.strip.active() || bytes.IndexByte(b, 0x1b) >= 0 {
+		r.stripped = r.strip.strip(r.stripped[:0], b)
+		b = r.stripped
 	}
 	if bytes.IndexByte(b, 0x1b) >= 0 || bytes.Contains(b, []byte("\u009b")) {
 		r.plain = endsPlain(b, r.plain)
@@ -207,8 +220,8 @@ func (r *lineRenderer) line(out *bytes.Buffer, b []byte) {
 	out.WriteByte('\n')
 }
 
-// resetState ends any colour and link in effect, and the line.
-var resetState = []byte("\x1b[0m\x1b]8;;\x1b\\\r\x1b[2K")
+// resetState ends any colour in effect, and the line.
+var resetState = []byte("\x1b[0m\x1b[A\r\x1b[2K")
 
 // Partial renders b, the start of a line whose newline is not written
 // yet (a progress line that a job rewrites with "\r"), onto out, as the
@@ -222,8 +235,12 @@ func (r *lineRenderer) Partial(out *bytes.Buffer, b []byte) {
 		r.preview = newLineRenderer()
 	}
 	p := r.preview
+	// b goes on from where r is: inside a control string, if r is.
+	p.strip.state, p.strip.csi = r.strip.state, r.strip.csi
+	p.strip.held = append(p.strip.held[:0], r.strip.held...)
 	from := out.Len()
 	p.line(out, b)
+	p.strip.endLine()
 	if p.screen != nil {
 		p.screen.Write(resetState)
 	}
@@ -262,7 +279,7 @@ func (r *lineRenderer) AppendEnd(out *bytes.Buffer, b []byte) {
 // which a hundred followers of a busy job cannot afford; most of a log is
 // plain text, which it renders as the text, escaped. So text with no
 // escape sequence, no control character but newline, no C1 control and
-// valid UTF-8 is escaped directly, while no colour or link is in effect.
+// valid UTF-8 is escaped directly, while no colour is in effect.
 // The tests check that both paths agree.
 
 // plainText reports whether b renders as its escaped text.
@@ -281,16 +298,13 @@ func plainText(b []byte) bool {
 	return true
 }
 
-// sgr matches a colour sequence; osc8 a hyperlink's start or end.
-var (
-	sgr  = regexp.MustCompile(`\x1b\[([0-9;:]*)m`)
-	osc8 = regexp.MustCompile(`\x1b\]8;[^;\x07\x1b]*;([^\x07\x1b]*)`)
-)
+// sgr matches a colour sequence.
+var sgr = regexp.MustCompile(`\x1b\[([0-9;:]*)m`)
 
 // endsPlain reports whether b, written when plain was the state, leaves
-// no colour and no link in effect: its last colour sequence, if any, is a
-// reset, and its last link, if any, is closed. Anything it cannot tell
-// (a C1 control) counts as not plain.
+// no colour in effect: its last colour sequence, if any, is a reset (b is
+// stripped: no link is ever in effect). Anything it cannot tell (a C1
+// control) counts as not plain.
 func endsPlain(b []byte, plain bool) bool {
 	if bytes.Contains(b, []byte("\u009b")) {
 		return false
@@ -298,9 +312,6 @@ func endsPlain(b []byte, plain bool) bool {
 	if m := sgr.FindAllSubmatch(b, -1); len(m) > 0 {
 		p := string(m[len(m)-1][1])
 		plain = p == "" || strings.Trim(p, "0") == ""
-	}
-	if l := osc8.FindAllSubmatch(b, -1); len(l) > 0 {
-		plain = plain && len(l[len(l)-1][1]) == 0
 	}
 	return plain
 }

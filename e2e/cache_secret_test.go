@@ -58,4 +58,11 @@ func TestCacheDoesNotRevealWithheldSecrets(t *testing.T) {
 		t.Errorf("dev job %d: want the line saying the secret is withheld, log:\n%s", id, dlog)
 	}
 	waitIdle(t, "cachesecret")
+	// Nothing left behind: the next job's clean-up removes the volumes.
+	if r := ssh("carol", "jobq", "cache", "rm", "cachesecret", "dev"); r.Code != 0 {
+		t.Errorf("carol drops dev's cache: %s", r)
+	}
+	if r := ssh("alice", "jobq", "cache", "rm", "cachesecret"); r.Code != 0 {
+		t.Errorf("alice drops the main cache: %s", r)
+	}
 }

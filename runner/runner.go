@@ -68,6 +68,12 @@ type Job struct {
 	// backend delivers them to the job (Run) and masks their values in
 	// the job's output (Run and Adopt). nil for Cleanup.
 	Secrets []Secret
+	// Mask are the values of the repository's secrets withheld from
+	// this job (JOBQ_SECRETS grants them to other refs only): never given
+	// to it, masked in its output (Run and Adopt) all the same, since a
+	// job may find one where a job given it left it, say in the cache
+	// its ref's own starts as a copy of. nil for Cleanup.
+	Mask [][]byte
 	// Artifacts is the directory a Collector writes the job's artifacts
 	// into (artifacts/ in the job's directory, which it replaces
 	// whole); Room says why size more bytes may not be written there

@@ -62,9 +62,15 @@ func Grants(getenv func(string) string) GrantsFunc {
 // writes nothing to its log (its output goes there) and returns what it
 // can read, for the runner to mask, and its troubles go to the worker's
 // log.
-func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, adopted bool) ([]runner.Secret, error) {
+//
+// mask is the values of the granted names withheld from j's ref, for the
+// runner to mask in its output too: what a job given a secret leaves
+// where another ref's job reads (a cache) must not reach that job's log
+// in clear. A withheld name missing from the store has no value to mask
+// and fails nothing: that job is not given it.
+func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, adopted bool) (secrets []runner.Secret, mask [][]byte, err error) {
 	if w.Grants == nil {
-		return nil, nil
+		return nil, nil, nil
 	}
 	// trouble fails a job about to start; an adopted one runs already.
 	trouble := func(err error) error {
@@ -76,18 +82,17 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 	}
 	text, err := w.Grants(ctx, j)
 	if err != nil {
-		return nil, trouble(fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w", err))
+		return nil, nil, trouble(fmt.Errorf("could not read the repository's JOBQ_SECRETS: %w", err))
 	}
 	grants, err := secret.ParseGrants(text)
 	if err != nil {
-		return nil, trouble(err)
+		return nil, nil, trouble(err)
 	}
 	if len(grants) == 0 {
-		return nil, nil
+		return nil, nil, nil
 	}
 	given, withheld := secret.Resolve(grants, j.Ref)
 	store := secret.Open(w.Store.Dir())
-	var secrets []runner.Secret
 	for _, g := range given {
 		v, err := store.Get(g.Name)
 		if errors.Is(err, fs.ErrNotExist) {
@@ -95,16 +100,26 @@ func (w *Worker) jobSecrets(ctx context.Context, j *queue.Job, log *os.File, ado
 		}
 		if err != nil {
 			if err := trouble(err); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 			continue
 		}
 		secrets = append(secrets, runner.Secret{Name: g.Name, Var: g.Var, Value: v})
 	}
+	for _, name := range withheld {
+		v, err := store.Get(name)
+		if err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				w.logf("%s %d: withheld secret %s, not masked: %v", j.Repo, j.ID, name, err)
+			}
+			continue
+		}
+		mask = append(mask, v)
+	}
 	if !adopted {
 		queue.WriteOwn(log, secretLines(grants, given, withheld, j.Ref))
 	}
-	return secrets, nil
+	return secrets, mask, nil
 }
 
 // secretLines say which secrets a job is given and which granted ones

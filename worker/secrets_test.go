@@ -21,14 +21,18 @@ import (
 
 // secretRunner records the secrets each job was run with.
 type secretRunner struct {
-	mu  sync.Mutex
-	got map[string][]runner.Secret // by ref
+	mu   sync.Mutex
+	got  map[string][]runner.Secret // by ref
+	mask map[string][][]byte        // by ref
 }
 
 func (r *secretRunner) Run(ctx context.Context, j runner.Job) (int, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.got[j.Ref] = j.Secrets
+	if r.mask != nil {
+		r.mask[j.Ref] = j.Mask
+	}
 	// A job that prints what it was given: the runner masks it, not this
 	// fake, so only names go to the log.
 	for _, s := range j.Secrets {
@@ -47,7 +51,9 @@ func grantsOf(s string) GrantsFunc {
 
 // A job gets the secrets its repository grants to its ref, as the store
 // has them when it starts, and its log names what it got and what was
-// withheld and why, never a value.
+// withheld and why, never a value. The values of those withheld are for
+// the runner to mask (a job may find one in a cache); one withheld but
+// missing from the store has none, and fails nothing.
 func TestJobSecrets(t *testing.T) {
 	s := newStore(t)
 	store := secret.Open(s.Dir())
@@ -63,9 +69,9 @@ func TestJobSecrets(t *testing.T) {
 	}
 	// Rotated while the jobs wait: the new value is the one they get.
 	store.Set("deploy_key", []byte("new-deploy-key-value"))
-	r := &secretRunner{got: map[string][]runner.Secret{}}
+	r := &secretRunner{got: map[string][]runner.Secret{}, mask: map[string][][]byte{}}
 	w := &Worker{Store: s, Runners: map[string]runner.Runner{"exec": r},
-		Grants: grantsOf("deploy_key:DEPLOY_KEY@refs/heads/master tag_token@refs/tags/* all_refs")}
+		Grants: grantsOf("deploy_key:DEPLOY_KEY@refs/heads/master tag_token@refs/tags/* all_refs not_set@refs/tags/*")}
 	if err := w.Drain(context.Background(), "q", false); err != nil {
 		t.Fatal(err)
 	}
@@ -76,6 +82,13 @@ func TestJobSecrets(t *testing.T) {
 	}
 	if !reflect.DeepEqual(r.got, want) {
 		t.Fatalf("secrets given: %+v, want %+v", r.got, want)
+	}
+	wantMask := map[string][][]byte{
+		"refs/heads/master":   {[]byte("tag-token-value")},
+		"refs/heads/master-x": {[]byte("new-deploy-key-value"), []byte("tag-token-value")},
+	}
+	if !reflect.DeepEqual(r.mask, wantMask) {
+		t.Fatalf("values to mask: %q, want %q", r.mask, wantMask)
 	}
 	logs := map[int64][]string{
 		0: {"jobq: secrets given: all_refs, deploy_key (also $DEPLOY_KEY)\n",

@@ -692,7 +692,7 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	}()
 
 	exit, runErr := 0, error(nil)
-	secrets, secErr := w.jobSecrets(jctx, j, log, adopted)
+	secrets, mask, secErr := w.jobSecrets(jctx, j, log, adopted)
 	r, ok := w.Runners[j.Options.Runner]
 	switch {
 	case !ok:
@@ -700,9 +700,9 @@ func (w *Worker) run(ctx context.Context, j *queue.Job, adopted bool) (left bool
 	case secErr != nil:
 		runErr = secErr
 	case adopted:
-		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets}, runner.Notice)
+		exit, runErr = r.Adopt(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets, Mask: mask}, runner.Notice)
 	default:
-		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets})
+		exit, runErr = r.Run(jctx, runner.Job{Job: j, Log: log, Dir: w.Store.RunDir(j), Secrets: secrets, Mask: mask})
 	}
 	if errors.Is(runErr, runner.ErrDetached) {
 		return true

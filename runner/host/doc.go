@@ -21,7 +21,11 @@
 // also sets VAR, which the supervisor reads from the file, so that no
 // value is on its command line or in its own environment. Its output then
 // goes through a pipe the supervisor masks (secret.Masker) into the log,
-// where without secrets the job writes into the log itself. The
+// where without secrets the job writes into the log itself. The values
+// of the secrets withheld from the job (runner.Job.Mask) are masked too,
+// given or not: they reach the supervisor through a pipe (--mask-fd)
+// that it reads to its end and closes before the job starts, never
+// through the job's directory. The
 // supervisor removes the directory when the job has ended, and Cleanup
 // again after a crash. The job runs as the hosting account, which can read
 // the secret store itself: the exec runner keeps secrets out of logs and

@@ -80,6 +80,25 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 		args = append(args, secretArgs(dir, j.Secrets)...)
 		env = append(env, "JOBQ_SECRETS_DIR="+dir)
 	}
+	extra := []*os.File{record, runDir}
+	// Values withheld from the job reach the supervisor through a pipe,
+	// read before the job starts: never in JOBQ_SECRETS_DIR, which is the
+	// job's to read, nor on a command line.
+	var maskOut *os.File
+	if len(j.Mask) > 0 {
+		in, out, err := os.Pipe()
+		if err != nil {
+			return 0, fmt.Errorf("values to mask: %w", err)
+		}
+		defer in.Close()
+		defer func() {
+			if maskOut != nil {
+				maskOut.Close()
+			}
+		}()
+		extra, maskOut = append(extra, in), out
+		args = append(args, "--mask-fd=5")
+	}
 	cmd := &exec.Cmd{
 		// The running program itself, even if its file was replaced since.
 		Path: "/proc/self/exe",
@@ -89,12 +108,22 @@ func (r *Runner) Run(ctx context.Context, j runner.Job) (int, error) {
 		// The log file itself, not a pipe: the processes write straight
 		// into it, in order, and go on writing when the worker is gone.
 		Stdout: log, Stderr: log,
-		ExtraFiles: []*os.File{record, runDir},
+		ExtraFiles: extra,
 		// A session of its own: no terminal's or worker group's signals.
 		SysProcAttr: &syscall.SysProcAttr{Setsid: true},
 	}
 	if err := cmd.Start(); err != nil {
 		return 0, fmt.Errorf("start %q: %w", j.Options.Command, err)
+	}
+	if maskOut != nil {
+		extra[len(extra)-1].Close() // the supervisor's: its end alone keeps the writer from blocking
+		// A value is at most secret.MaxLen: more than a pipe holds, so
+		// written while the supervisor reads.
+		go func(out *os.File) {
+			writeMask(out, j.Mask)
+			out.Close()
+		}(maskOut)
+		maskOut = nil
 	}
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()

@@ -2,6 +2,7 @@ package host
 
 import (
 	"crypto/rand"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -114,6 +115,43 @@ func removeSecrets(j runner.Job) error {
 type supervisorSecrets struct {
 	dir  string   // --secrets: the directory, removed when the job ends
 	vars []string // --secret-var: VAR=NAME
+	mask [][]byte // --mask-fd: values withheld from the job, masked all the same
+}
+
+// writeMask writes values for readMask: each as its length, 4 bytes big
+// endian, then its bytes.
+func writeMask(w io.Writer, values [][]byte) error {
+	var b []byte
+	for _, v := range values {
+		b = binary.BigEndian.AppendUint32(b, uint32(len(v)))
+		b = append(b, v...)
+	}
+	_, err := w.Write(b)
+	return err
+}
+
+// maxMask bounds what readMask reads: a worker sends values of the
+// store, each at most secret.MaxLen.
+const maxMask = 64 << 20
+
+// readMask reads what writeMask wrote, to its end; an incomplete value
+// is an error (the worker died while writing), since the job must not
+// start with less masked than its worker meant.
+func readMask(r io.Reader) ([][]byte, error) {
+	b, err := io.ReadAll(io.LimitReader(r, maxMask))
+	if err != nil {
+		return nil, fmt.Errorf("values to mask: %w", err)
+	}
+	var values [][]byte
+	for len(b) > 0 {
+		if len(b) < 4 || uint32(len(b)-4) < binary.BigEndian.Uint32(b) {
+			return nil, errors.New("values to mask: cut short")
+		}
+		n := binary.BigEndian.Uint32(b)
+		values = append(values, b[4:4+n])
+		b = b[4+n:]
+	}
+	return values, nil
 }
 
 // load reads the secrets' values from the directory (never from the

@@ -157,3 +157,58 @@ func TestExecSecretsMaskedAfterAdoption(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Values withheld from an exec job (runner.Job.Mask) are masked in its
+// output as those given are, also in a job given none; they reach the
+// supervisor through a pipe it has read and closed before the job starts:
+// not in a file, a command line, an environment or a descriptor of the
+// job's.
+func TestExecWithheldMasked(t *testing.T) {
+	gitDir, rev := testenv.MakeRepo(t, map[string]string{"f": "x"})
+	run := t.TempDir()
+	// The command names the value in two pieces: it is on a command line.
+	j := testJob(gitDir, rev, `a=withheld- b=7c1d2e
+echo "cache holds: $a$b"
+printf 'split: '; printf "$a"; sleep 0.1; printf "$b\n"
+echo "secrets dir: ${JOBQ_SECRETS_DIR:-none}"
+[ -e /proc/$$/fd/5 ] && echo "fd 5 open"
+cat /proc/$PPID/cmdline >`+filepath.Join(run, "cmdline")+`
+cat /proc/$PPID/environ >`+filepath.Join(run, "environ")+`
+printf "end: $a$b"`)
+	f, _ := os.Create(filepath.Join(t.TempDir(), "log"))
+	defer f.Close()
+	mask := [][]byte{[]byte("withheld-7c1d2e"), []byte("other-value")}
+	exit, err := New(time.Second).Run(context.Background(), runner.Job{Job: j, Log: f, Dir: run, Mask: mask})
+	log, _ := os.ReadFile(f.Name())
+	want := "cache holds: ***\nsplit: ***\nsecrets dir: none\nend: ***"
+	if err != nil || exit != 0 || string(log) != want {
+		t.Fatalf("exit %d, %v, log:\n%s\nwant:\n%s", exit, err, log, want)
+	}
+	for _, name := range []string{"cmdline", "environ"} {
+		b, err := os.ReadFile(filepath.Join(run, name))
+		if err != nil || len(b) == 0 || strings.Contains(string(b), "withheld-7c1d2e") {
+			t.Errorf("the supervisor's %s holds a value (or could not be read: %v):\n%q", name, err, b)
+		}
+	}
+}
+
+// readMask reads what writeMask wrote, and refuses what is cut short.
+func TestReadMask(t *testing.T) {
+	values := [][]byte{[]byte("a"), {}, []byte("line\nwith\x00bytes")}
+	var b strings.Builder
+	if err := writeMask(&b, values); err != nil {
+		t.Fatal(err)
+	}
+	got, err := readMask(strings.NewReader(b.String()))
+	if err != nil || len(got) != 3 || string(got[0]) != "a" || len(got[1]) != 0 || string(got[2]) != "line\nwith\x00bytes" {
+		t.Fatalf("%q, %v", got, err)
+	}
+	for _, cut := range []int{1, 3, 6, len(b.String()) - 1} {
+		if got, err := readMask(strings.NewReader(b.String()[:cut])); err == nil {
+			t.Errorf("cut at %d: %q, want an error", cut, got)
+		}
+	}
+	if got, err := readMask(strings.NewReader("")); err != nil || len(got) != 0 {
+		t.Errorf("nothing: %q, %v", got, err)
+	}
+}

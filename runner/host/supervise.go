@@ -56,13 +56,14 @@ func Supervise(args []string) int {
 	dirFD := flags.Int("dir-fd", -1, "an open directory, for --exit to name as /proc/self/fd/M")
 	var sec supervisorSecrets
 	flags.StringVar(&sec.dir, "secrets", "", "the job's secrets directory (JOBQ_SECRETS_DIR): its values are masked in the output")
+	maskFD := flags.Int("mask-fd", -1, "a pipe of further values to mask in the output (withheld from the job), read before it starts")
 	flags.Func("secret-var", "VAR=NAME: the job's variable VAR holds the secret NAME", func(v string) error {
 		sec.vars = append(sec.vars, v)
 		return nil
 	})
 	if err := flags.Parse(args); err != nil || flags.NArg() == 0 || *recordFD == 0 || *recordFD == 1 || *recordFD == 2 ||
-		*dirFD >= 0 && *dirFD <= 2 || len(sec.vars) > 0 && sec.dir == "" {
-		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH [--dir-fd=M]] [--secrets=DIR [--secret-var=VAR=NAME...]] -- PROGRAM [ARG...]")
+		*dirFD >= 0 && *dirFD <= 2 || *maskFD >= 0 && *maskFD <= 2 || len(sec.vars) > 0 && sec.dir == "" {
+		fmt.Fprintln(os.Stderr, "jobq: usage: jobq-worker supervise [--grace=DURATION] [--record-fd=N --exit=PATH [--dir-fd=M]] [--secrets=DIR [--secret-var=VAR=NAME...]] [--mask-fd=K] -- PROGRAM [ARG...]")
 		return 2
 	}
 	if *dirFD > 2 {
@@ -79,7 +80,18 @@ func Supervise(args []string) int {
 			unix.Pwrite(*recordFD, []byte(fmt.Sprintf("%d %d\n", os.Getpid(), st.startTime)), 0)
 		}
 	}
-	code, err := supervise(*grace, flags.Args(), sec)
+	var err error
+	if *maskFD > 2 {
+		// Read whole and closed before the job starts: the job inherits
+		// no descriptor of it.
+		f := os.NewFile(uintptr(*maskFD), "mask")
+		sec.mask, err = readMask(f)
+		f.Close()
+	}
+	code := 127
+	if err == nil {
+		code, err = supervise(*grace, flags.Args(), sec)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "jobq: supervise: %v\n", err)
 		code = 127
@@ -106,17 +118,22 @@ func supervise(grace time.Duration, argv []string, sec supervisorSecrets) (int, 
 	if err != nil {
 		return 0, err
 	}
-	// Without secrets the job writes straight into the log (stdout); with
-	// them, into a pipe the supervisor masks into the log, and the
-	// directory goes when the job has ended.
+	// Without values to mask (of secrets given or withheld) the job
+	// writes straight into the log (stdout); with them, into a pipe the
+	// supervisor masks into the log, and the directory of those given
+	// goes when the job has ended.
 	env, out := os.Environ(), uintptr(1)
+	values := sec.mask
 	if sec.dir != "" {
 		defer os.RemoveAll(sec.dir)
-		values, vars, err := sec.load()
+		given, vars, err := sec.load()
 		if err != nil {
 			return 0, fmt.Errorf("the job's secrets: %w", err)
 		}
 		env = withVars(env, vars)
+		values = append(values, given...)
+	}
+	if len(values) > 0 {
 		pw, wait, err := maskOutput(os.Stdout, values)
 		if err != nil {
 			return 0, err

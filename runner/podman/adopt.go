@@ -218,8 +218,8 @@ func (r *Runner) stream(ctx, conn context.Context, j runner.Job, id string, log 
 	var w io.Writer = out
 	var mask *maskStage
 	skip := held
-	if len(j.Secrets) > 0 {
-		mask = newMaskStage(&skipWriter{w: out, n: held}, secretValues(j))
+	if values := secretValues(j); len(values) > 0 {
+		mask = newMaskStage(&skipWriter{w: out, n: held}, values)
 		w, skip = mask, 0
 	}
 	seen := skip

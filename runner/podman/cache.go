@@ -152,12 +152,14 @@ func (r *Runner) reserveCaches(j *queue.Job) (*jobCaches, string, error) {
 		return c, "", nil
 	}
 	own, err := r.caches().Load(j.Repo, j.Incarnation, c.scope)
-	if err != nil || own != nil {
+	if err != nil {
 		c.release(true)
-		if err != nil {
-			return nil, "", err
-		}
-		c.lock, _ = r.lockCache(j, c.scope)
+		return nil, "", err
+	}
+	if own != nil {
+		// The lock stays held until the job ends: released even for an
+		// instant, it could go to another holder (jobq gc), and the job
+		// would run with its cache unlocked and unbounded.
 		return c, "", nil
 	}
 	main, err := r.caches().Load(j.Repo, j.Incarnation, cache.Main)

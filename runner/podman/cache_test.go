@@ -140,3 +140,50 @@ func TestGCCaches(t *testing.T) {
 		t.Errorf("gc said %d things, want 4: %q", len(said), said)
 	}
 }
+
+// A job whose ref has a cache of its own keeps the lock it took: another
+// holder (jobq gc) taking it meanwhile would leave the job to run with
+// its cache unlocked, and without its size bound. The other holder here
+// takes and releases the lock as fast as it can; the window it would use
+// is short, so the loop runs for a while.
+func TestReserveCachesKeepsOwnLock(t *testing.T) {
+	r := New(Config{Home: t.TempDir()})
+	st := r.caches()
+	inc := strings.Repeat("a", 32)
+	if err := st.Save(&cache.Record{Repo: "r", Incarnation: inc, Scope: "refs/heads/dev"}); err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if f, err := st.Lock("r", inc, "refs/heads/dev", "gc", nil); err == nil && f != nil {
+				cache.Unlock(f, true)
+			}
+		}
+	}()
+	defer func() { close(stop); <-done }()
+	var ran, waited int
+	for start := time.Now(); time.Since(start) < time.Second; {
+		c, wait, err := r.reserveCaches(cacheJob(1, "refs/heads/dev", false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if wait != "" {
+			waited++
+			continue
+		}
+		ran++
+		if c == nil || c.lock == nil {
+			t.Fatalf("after %d reservations, one to run has its cache unlocked: %+v", ran, c)
+		}
+		c.release(true)
+	}
+	t.Logf("%d reservations ran, %d waited", ran, waited)
+}

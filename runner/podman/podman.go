@@ -338,8 +338,8 @@ func (r *Runner) attachStartWait(ctx context.Context, conn context.Context, j ru
 	var w io.Writer = out
 	var mask *maskStage
 	copied := make(chan struct{})
-	if len(j.Secrets) > 0 {
-		mask = newMaskStage(out, secretValues(j))
+	if values := secretValues(j); len(values) > 0 {
+		mask = newMaskStage(out, values)
 		w = mask
 	}
 	go func() {

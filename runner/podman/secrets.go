@@ -123,9 +123,12 @@ func checkSecrets(ss []runner.Secret) error {
 	return nil
 }
 
-// secretValues are the values to mask in j's output.
+// secretValues are the values to mask in j's output: those of the
+// secrets it is given and of those withheld from it (runner.Job.Mask),
+// which it may find where another ref's job left one (its cache). Only
+// j.Secrets are ever delivered.
 func secretValues(j runner.Job) [][]byte {
-	var v [][]byte
+	v := append([][]byte(nil), j.Mask...)
 	for _, s := range j.Secrets {
 		v = append(v, s.Value)
 	}

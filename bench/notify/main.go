@@ -121,8 +121,11 @@ func run(jobq, worker, home, gitDir, rev string, n int, dest string, wait bool) 
 	for range n {
 		cmd := exec.Command(jobq, "hook")
 		cmd.Dir = gitDir
+		// jobq has no jobq-worker beside it here, and PATH names none: the
+		// hook starts no worker of its own (one found on PATH would be
+		// another build's), and the benchmark's worker drains the queue.
 		cmd.Env = append(env, "GIT_DIR="+gitDir, "GL_REPO=bench", "JOBQ_ASYNC=1", "JOBQ_RUNNER=exec", "JOBQ_COMMAND=false",
-			"JOBQ_KEEP=100000", "JOBQ_NOTIFY="+dest)
+			"JOBQ_KEEP=100000", "JOBQ_NOTIFY="+dest, "PATH=/usr/bin:/bin")
 		cmd.Stdin = strings.NewReader(strings.Repeat("0", 40) + " " + rev + " refs/heads/main\n")
 		if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "queued") {
 			log.Fatalf("hook: %v %s", err, out)

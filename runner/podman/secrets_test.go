@@ -178,10 +178,17 @@ func TestMaskStageResumes(t *testing.T) {
 // A secrets directory goes only to a tmpfs, and one made by someone else
 // (or open to others) is refused.
 func TestSecretsBase(t *testing.T) {
-	disk := t.TempDir()
-	if isTmpfs(disk) {
-		t.Skip("the test's temporary directory is a tmpfs")
+	// A directory beside the package's source, which is on a disk even
+	// where $TMPDIR is a tmpfs.
+	disk, err := os.MkdirTemp(".", ".secrets-base-")
+	if err != nil {
+		t.Fatal(err)
 	}
+	t.Cleanup(func() { os.RemoveAll(disk) })
+	if disk, err = filepath.Abs(disk); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Require(t, !isTmpfs(disk), "a directory on a disk (the source tree is on a tmpfs)")
 	env := func(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
 	if d, err := secretsBase(env(map[string]string{"XDG_RUNTIME_DIR": disk})); err != nil || d != "/dev/shm" {
 		t.Errorf("XDG_RUNTIME_DIR on a disk: %q, %v; want /dev/shm", d, err)
